@@ -1,0 +1,121 @@
+//! The configuration slices the supervisor sends each role in its bootstrap. Roles never read
+//! the configuration file; these typed slices are all they know.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Role;
+
+/// What a role is told about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleConfig {
+    /// The server's host name, for greetings and certificates.
+    pub hostname: String,
+    /// The role's own directory, if it has one (keyd, authd, storaged, queued).
+    pub dir: Option<PathBuf>,
+    /// Async worker threads.
+    pub worker_threads: u16,
+    /// Test hook: exit with an error before `Ready` (exercises the restart backoff).
+    pub fail_at_start: bool,
+}
+
+/// The protocols the supervisor binds listeners for, each served by one role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ListenerKind {
+    /// SMTP for other mail servers (MX), port 25.
+    Smtp,
+    /// Message submission with STARTTLS, port 587.
+    Submission,
+    /// Message submission over implicit TLS, port 465.
+    Submissions,
+    /// IMAP with STARTTLS, port 143.
+    Imap,
+    /// IMAP over implicit TLS, port 993.
+    Imaps,
+    /// HTTP, port 80.
+    Http,
+    /// HTTPS, port 443.
+    Https,
+}
+
+impl ListenerKind {
+    pub const ALL: [ListenerKind; 7] = [
+        ListenerKind::Smtp,
+        ListenerKind::Submission,
+        ListenerKind::Submissions,
+        ListenerKind::Imap,
+        ListenerKind::Imaps,
+        ListenerKind::Http,
+        ListenerKind::Https,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Smtp => "smtp",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Submissions => "submissions",
+            ListenerKind::Imap => "imap",
+            ListenerKind::Imaps => "imaps",
+            ListenerKind::Http => "http",
+            ListenerKind::Https => "https",
+        }
+    }
+
+    /// The role that serves this listener.
+    pub fn role(self) -> Role {
+        match self {
+            ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
+                Role::Smtpd
+            }
+            ListenerKind::Imap | ListenerKind::Imaps => Role::Imapd,
+            ListenerKind::Http | ListenerKind::Https => Role::Httpd,
+        }
+    }
+
+    /// The well-known port.
+    pub fn standard_port(self) -> u16 {
+        match self {
+            ListenerKind::Smtp => 25,
+            ListenerKind::Submission => 587,
+            ListenerKind::Submissions => 465,
+            ListenerKind::Imap => 143,
+            ListenerKind::Imaps => 993,
+            ListenerKind::Http => 80,
+            ListenerKind::Https => 443,
+        }
+    }
+
+    /// Whether TLS starts before the protocol does.
+    pub fn implicit_tls(self) -> bool {
+        matches!(
+            self,
+            ListenerKind::Submissions | ListenerKind::Imaps | ListenerKind::Https
+        )
+    }
+}
+
+/// A listener as described in the bootstrap; its socket travels as an fd beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerSpec {
+    pub kind: ListenerKind,
+    pub addr: SocketAddr,
+}
+
+/// How a role locks itself down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    /// The user to drop to; `None` when the supervisor does not run as root.
+    pub ids: Option<(u32, u32)>,
+    pub seccomp: SeccompSetting,
+}
+
+/// What a seccomp violation does: kill (default), log (to find a missing call), or no filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompSetting {
+    #[default]
+    Kill,
+    Log,
+    Off,
+}

@@ -1,0 +1,183 @@
+//! What a role is given: its whole grant of resources. If it is not in [`Context`], the role
+//! cannot touch it. The same `Context` serves a role running as its own process and as a task.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ListenerSpec, RoleConfig};
+use crate::msg::{auth::AuthService, key::KeyService, queue::QueueService, store::StoreService};
+use crate::rpc::{Client, Service};
+use crate::topology::Role;
+use crate::transport::{Handle, Link};
+
+/// Everything a role may use.
+#[derive(Debug)]
+pub struct Context {
+    pub role: Role,
+    pub config: RoleConfig,
+    /// Listening sockets bound by the supervisor, with what they are for.
+    pub listeners: Vec<Listener>,
+    /// Links to the roles this role calls; they are replaced when a peer restarts.
+    pub peers: Peers,
+    /// Links from the roles that call this one, as they (re)connect.
+    pub incoming: mpsc::UnboundedReceiver<(Role, Link)>,
+    /// Cancelled when the role must stop taking new work.
+    pub shutdown: CancellationToken,
+    /// Tasks to wait for (within the grace period) before exiting.
+    pub tasks: TaskTracker,
+}
+
+/// A listening socket and its purpose.
+#[derive(Debug)]
+pub struct Listener {
+    pub spec: ListenerSpec,
+    pub fd: Handle,
+}
+
+/// The error type of a role's entry point.
+pub type RoleError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A role's entry point: `run(ctx)`, boxed so that roles can be tabled.
+pub type RunFn = fn(Context) -> Pin<Box<dyn Future<Output = Result<(), RoleError>> + Send>>;
+
+/// What the runtime needs to know about a role before starting it.
+#[derive(Clone, Copy)]
+pub struct RoleSpec {
+    pub role: Role,
+    /// The system calls beyond the base set.
+    pub syscalls: sandbox::Syscalls,
+    /// TCP ports the role may connect to (Landlock).
+    pub tcp_connect: &'static [u16],
+    /// Whether the role writes regular files (else RLIMIT_FSIZE 0).
+    pub writes_files: bool,
+    pub run: RunFn,
+}
+
+impl fmt::Debug for RoleSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoleSpec")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// The role's outgoing links, one slot per role it may call. A slot is empty while that peer is
+/// down or was never connected.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    pub keyd: PeerSlot<KeyService>,
+    pub authd: PeerSlot<AuthService>,
+    pub storaged: PeerSlot<StoreService>,
+    pub queued: PeerSlot<QueueService>,
+}
+
+impl Peers {
+    /// Installs a fresh link to `peer` (a role we call), replacing the old one.
+    pub fn connect(&self, peer: Role, link: Link) -> Result<(), String> {
+        match peer {
+            Role::Keyd => self.keyd.set(link),
+            Role::Authd => self.authd.set(link),
+            Role::Storaged => self.storaged.set(link),
+            Role::Queued => self.queued.set(link),
+            other => return Err(format!("{other} offers no service")),
+        }
+        Ok(())
+    }
+
+    /// Forgets the link to `peer`.
+    pub fn disconnect(&self, peer: Role) {
+        match peer {
+            Role::Keyd => self.keyd.clear(),
+            Role::Authd => self.authd.clear(),
+            Role::Storaged => self.storaged.clear(),
+            Role::Queued => self.queued.clear(),
+            _ => {}
+        }
+    }
+
+    /// Pings `peer` over its current link.
+    pub async fn ping(&self, peer: Role) -> Result<std::time::Duration, String> {
+        async fn go<S: Service>(slot: &PeerSlot<S>) -> Result<std::time::Duration, String> {
+            let client = slot.current().ok_or("not connected")?;
+            client.ping().await.map_err(|e| e.to_string())
+        }
+        match peer {
+            Role::Keyd => go(&self.keyd).await,
+            Role::Authd => go(&self.authd).await,
+            Role::Storaged => go(&self.storaged).await,
+            Role::Queued => go(&self.queued).await,
+            other => Err(format!("{other} offers no service")),
+        }
+    }
+}
+
+/// The current client for one peer, swapped atomically when the peer restarts.
+pub struct PeerSlot<S: Service> {
+    slot: Arc<watch::Sender<Option<Client<S>>>>,
+}
+
+impl<S: Service> Default for PeerSlot<S> {
+    fn default() -> Self {
+        PeerSlot {
+            slot: Arc::new(watch::channel(None).0),
+        }
+    }
+}
+
+impl<S: Service> Clone for PeerSlot<S> {
+    fn clone(&self) -> Self {
+        PeerSlot {
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+impl<S: Service> fmt::Debug for PeerSlot<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerSlot")
+            .field("service", &S::NAME)
+            .field("connected", &self.current().is_some())
+            .finish()
+    }
+}
+
+impl<S: Service> PeerSlot<S> {
+    /// The client, if the peer is connected and its link open.
+    pub fn current(&self) -> Option<Client<S>> {
+        self.slot
+            .borrow()
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    /// Waits until the peer is connected.
+    pub async fn wait(&self) -> Client<S> {
+        let mut rx = self.slot.subscribe();
+        loop {
+            if let Some(client) = rx.borrow_and_update().as_ref().filter(|c| !c.is_closed()) {
+                return client.clone();
+            }
+            if rx.changed().await.is_err() {
+                // invariant: the sender lives in `self`, so it cannot be dropped while we wait.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn set(&self, link: Link) {
+        // The services' events have no consumer yet; they are dropped with the receiver.
+        let (client, _events) = Client::new(link);
+        self.slot.send_replace(Some(client));
+    }
+
+    fn clear(&self) {
+        self.slot.send_replace(None);
+    }
+}

@@ -1,0 +1,26 @@
+//! moxd's inter-process protocol.
+//!
+//! Roles talk over `SOCK_SEQPACKET` socketpairs created by the supervisor, one per declared edge
+//! ([`topology::EDGES`]): one datagram is one frame ([`frame`]: a 16-byte header and a
+//! codec-encoded payload of at most 64 KiB), and file descriptors travel with the frame they
+//! belong to (`SCM_RIGHTS`, received close-on-exec, counted in the header). Malformed frames
+//! close the channel. On top of links ([`transport`]) sit typed sequential channels
+//! ([`Channel`], for the setup handshake) and request/response services with many requests in
+//! flight ([`rpc`]). The same API runs over in-memory queues when all roles are tasks of one
+//! process. The catalogue of messages lives in [`msg`], grouped by service.
+
+pub mod channel;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod frame;
+pub mod msg;
+pub mod rpc;
+pub mod topology;
+pub mod transport;
+
+pub use channel::Channel;
+pub use context::{Context, Listener, Peers, RoleError, RoleSpec, RunFn};
+pub use rpc::{Client, Server, Service};
+pub use topology::{Role, Side};
+pub use transport::{ChannelError, Handle, Link};

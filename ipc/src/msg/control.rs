@@ -1,0 +1,52 @@
+//! The control service: the supervisor calls each running role over its fd-3 channel.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rpc::Service;
+use crate::topology::Role;
+
+/// Marker for the supervisor → role control service.
+#[derive(Debug)]
+pub enum ControlService {}
+
+impl Service for ControlService {
+    const NAME: &'static str = "control";
+    type Request = Request;
+    type Response = Response;
+    type Event = Event;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// supervisor → role: stop accepting work, finish what is in flight within `grace_ms`, exit.
+    Shutdown { grace_ms: u64 },
+    /// supervisor → role: replace the log filter (tracing `EnvFilter` syntax).
+    SetLogLevel { filter: String },
+    /// supervisor → role: a fresh link to `peer`; one fd attached.
+    PeerUp { peer: Role },
+    /// supervisor → role: `peer` died; its link is gone until the next `PeerUp`.
+    PeerDown { peer: Role },
+    /// supervisor → role: ping every peer this role calls and report the round trips.
+    PingPeers,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// role → supervisor: done.
+    Done,
+    /// role → supervisor: the outcome per peer this role calls.
+    Pings(Vec<PeerPing>),
+    /// role → supervisor: the request could not be carried out.
+    Refused(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerPing {
+    pub peer: Role,
+    /// Round trip in microseconds, or why there was none.
+    pub result: Result<u64, String>,
+}
+
+/// Nothing is pushed to the supervisor yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {}

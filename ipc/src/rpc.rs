@@ -1,0 +1,343 @@
+//! Request/response services over a link, with many requests in flight.
+//!
+//! A [`Client`] sends requests tagged with ids and matches responses to them as they arrive, in
+//! any order; a [`Server`] yields requests with a [`Responder`] each, and may push events. Both
+//! ends answer pings, so every link can be checked for life without knowing its service.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::codec;
+use crate::frame::Kind;
+use crate::transport::{ChannelError, Frame, Handle, Link, LinkReceiver, LinkSender};
+
+/// A service: the requests a client may send, the responses and events it gets back.
+pub trait Service: 'static {
+    const NAME: &'static str;
+    type Request: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
+    type Response: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
+    type Event: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
+
+/// The calling end of a service. Clones share the link.
+pub struct Client<S: Service> {
+    tx: LinkSender,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+    closed: watch::Receiver<bool>,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> Clone for Client<S> {
+    fn clone(&self) -> Self {
+        Client {
+            tx: self.tx.clone(),
+            pending: self.pending.clone(),
+            next_id: self.next_id.clone(),
+            closed: self.closed.clone(),
+            _service: PhantomData,
+        }
+    }
+}
+
+impl<S: Service> fmt::Debug for Client<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &S::NAME)
+            .field("link", &self.tx.name())
+            .finish()
+    }
+}
+
+impl<S: Service> Client<S> {
+    /// Starts the reader task (inside a tokio runtime) and returns the client and the stream of
+    /// events the server pushes.
+    pub fn new(link: Link) -> (Client<S>, mpsc::UnboundedReceiver<S::Event>) {
+        let pending: Pending = Arc::default();
+        let (closed_tx, closed) = watch::channel(false);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(read_responses::<S>(
+            link.rx,
+            link.tx.clone(),
+            pending.clone(),
+            events_tx,
+            closed_tx,
+        ));
+        let client = Client {
+            tx: link.tx,
+            pending,
+            next_id: Arc::new(AtomicU64::new(1)),
+            closed,
+            _service: PhantomData,
+        };
+        (client, events)
+    }
+
+    /// Sends `request` with `fds` and waits for its response.
+    pub async fn call(
+        &self,
+        request: &S::Request,
+        fds: Vec<Handle>,
+    ) -> Result<(S::Response, Vec<Handle>), ChannelError> {
+        let payload = codec::encode(request)?;
+        let frame = self.exchange(Kind::Request, &payload, fds).await?;
+        if frame.header.kind != Kind::Response {
+            return Err(ChannelError::Protocol(format!(
+                "expected a response, got {:?}",
+                frame.header.kind
+            )));
+        }
+        Ok((codec::decode(&frame.payload)?, frame.fds))
+    }
+
+    /// Measures one round trip to the other end.
+    pub async fn ping(&self) -> Result<Duration, ChannelError> {
+        let start = Instant::now();
+        let frame = self.exchange(Kind::Ping, &[], Vec::new()).await?;
+        if frame.header.kind != Kind::Pong {
+            return Err(ChannelError::Protocol(
+                "ping answered with a non-pong".into(),
+            ));
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Whether the link has closed (peer gone or broken).
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Waits until the link closes.
+    pub async fn closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|c| *c).await;
+    }
+
+    pub fn link_name(&self) -> &str {
+        self.tx.name()
+    }
+
+    async fn exchange(
+        &self,
+        kind: Kind,
+        payload: &[u8],
+        fds: Vec<Handle>,
+    ) -> Result<Frame, ChannelError> {
+        if self.is_closed() {
+            return Err(ChannelError::Closed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        lock(&self.pending).insert(id, reply_tx);
+        // Removes the entry if this future is dropped before the response arrives.
+        let _guard = PendingGuard {
+            pending: &self.pending,
+            id,
+        };
+        self.tx.send(kind, id, payload, fds).await?;
+        reply_rx.await.map_err(|_| ChannelError::Closed)
+    }
+}
+
+struct PendingGuard<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.pending).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another task panicked while holding it; with panic=abort that
+    // cannot happen outside tests, and the map stays consistent either way.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn read_responses<S: Service>(
+    mut rx: LinkReceiver,
+    tx: LinkSender,
+    pending: Pending,
+    events: mpsc::UnboundedSender<S::Event>,
+    closed: watch::Sender<bool>,
+) {
+    let result = loop {
+        let frame = match rx.recv().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match frame.header.kind {
+            Kind::Response | Kind::Pong => {
+                if let Some(reply) = lock(&pending).remove(&frame.header.id) {
+                    let _ = reply.send(frame);
+                }
+            }
+            Kind::Event => match codec::decode::<S::Event>(&frame.payload) {
+                Ok(event) => {
+                    let _ = events.send(event);
+                }
+                Err(e) => break Err(e.into()),
+            },
+            Kind::Ping => {
+                if let Err(e) = tx.send(Kind::Pong, frame.header.id, &[], Vec::new()).await {
+                    break Err(e);
+                }
+            }
+            other => {
+                break Err(ChannelError::Protocol(format!(
+                    "a {} server sent a {other:?} frame",
+                    S::NAME
+                )));
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(link = rx.name(), service = S::NAME, "closing channel: {e}");
+    }
+    let _ = closed.send(true);
+    // Dropping the reply senders fails every call still waiting.
+    lock(&pending).clear();
+}
+
+/// The serving end of a service.
+pub struct Server<S: Service> {
+    rx: LinkReceiver,
+    tx: LinkSender,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("service", &S::NAME)
+            .field("link", &self.rx.name())
+            .finish()
+    }
+}
+
+/// One request and the means to answer it.
+#[derive(Debug)]
+pub struct Incoming<S: Service> {
+    pub request: S::Request,
+    pub fds: Vec<Handle>,
+    pub reply: Responder<S>,
+}
+
+/// Answers one request; may be moved to another task and used in any order.
+pub struct Responder<S: Service> {
+    tx: LinkSender,
+    id: u64,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> fmt::Debug for Responder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder").field("id", &self.id).finish()
+    }
+}
+
+impl<S: Service> Responder<S> {
+    pub async fn send(self, response: &S::Response, fds: Vec<Handle>) -> Result<(), ChannelError> {
+        let payload = codec::encode(response)?;
+        self.tx.send(Kind::Response, self.id, &payload, fds).await
+    }
+}
+
+/// Pushes events to the client of a server.
+pub struct EventSender<S: Service> {
+    tx: LinkSender,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> Clone for EventSender<S> {
+    fn clone(&self) -> Self {
+        EventSender {
+            tx: self.tx.clone(),
+            _service: PhantomData,
+        }
+    }
+}
+
+impl<S: Service> fmt::Debug for EventSender<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSender")
+            .field("link", &self.tx.name())
+            .finish()
+    }
+}
+
+impl<S: Service> EventSender<S> {
+    pub async fn send(&self, event: &S::Event, fds: Vec<Handle>) -> Result<(), ChannelError> {
+        let payload = codec::encode(event)?;
+        self.tx.send(Kind::Event, 0, &payload, fds).await
+    }
+}
+
+impl<S: Service> Server<S> {
+    pub fn new(link: Link) -> Server<S> {
+        Server {
+            rx: link.rx,
+            tx: link.tx,
+            _service: PhantomData,
+        }
+    }
+
+    pub fn events(&self) -> EventSender<S> {
+        EventSender {
+            tx: self.tx.clone(),
+            _service: PhantomData,
+        }
+    }
+
+    pub fn link_name(&self) -> &str {
+        self.rx.name()
+    }
+
+    /// The next request, answering pings on the way. `Ok(None)`: the client closed the link. An
+    /// error means the client misbehaved; drop the server (closing the link) and log it.
+    pub async fn next(&mut self) -> Result<Option<Incoming<S>>, ChannelError> {
+        loop {
+            let Some(frame) = self.rx.recv().await? else {
+                return Ok(None);
+            };
+            match frame.header.kind {
+                Kind::Ping => {
+                    self.tx
+                        .send(Kind::Pong, frame.header.id, &[], Vec::new())
+                        .await?;
+                }
+                Kind::Request => {
+                    let request = codec::decode::<S::Request>(&frame.payload)?;
+                    return Ok(Some(Incoming {
+                        request,
+                        fds: frame.fds,
+                        reply: Responder {
+                            tx: self.tx.clone(),
+                            id: frame.header.id,
+                            _service: PhantomData,
+                        },
+                    }));
+                }
+                other => {
+                    return Err(ChannelError::Protocol(format!(
+                        "a {} client sent a {other:?} frame",
+                        S::NAME
+                    )));
+                }
+            }
+        }
+    }
+}
