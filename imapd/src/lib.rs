@@ -1,1 +1,49 @@
-//! imapd
+//! imapd — IMAP on ports 143 and 993.
+//!
+//! Runs as: its own system user (`_moxd_imapd`), sandboxed (DESIGN.md §4).
+//! May reach: its listeners; keyd, authd and storaged over their links.
+//! Must never: open any file; hold keys or passwords.
+//! Peers: keyd, authd, storaged (imapd calls them).
+//!
+//! Status: the tree, sandbox, listeners and links are in place; the protocol itself arrives with
+//! the IMAP issue. Until then every connection is told so and closed: plain listeners get the protocol's
+//! "service not available" reply, implicit-TLS listeners are closed (TLS comes with keyd's
+//! service).
+
+use ipc::config::ListenerKind;
+use ipc::{Context, RoleError, RoleSpec};
+
+/// How the runtime starts and confines imapd.
+pub const SPEC: RoleSpec = RoleSpec {
+    role: ipc::Role::Imapd,
+    syscalls: sandbox::Syscalls {
+        files: false,
+        net_server: true,
+        net_client: false,
+    },
+    tcp_connect: &[],
+    writes_files: false,
+    run: |ctx| Box::pin(run(ctx)),
+};
+
+/// imapd's entry point.
+pub async fn run(ctx: Context) -> Result<(), RoleError> {
+    let hostname = ctx.config.hostname.clone();
+    HOSTNAME.get_or_init(|| hostname);
+    ipc::serve::answer_unavailable(ctx.listeners, ctx.shutdown.clone(), ctx.tasks, unavailable)?;
+    ctx.shutdown.cancelled().await;
+    Ok(())
+}
+
+static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The honest answer on a listener this role does not serve yet.
+fn unavailable(kind: ListenerKind) -> Option<String> {
+    let host = HOSTNAME.get().map_or("moxd", String::as_str);
+    match kind {
+        ListenerKind::Imap => Some(format!(
+            "* BYE [UNAVAILABLE] {host} moxd: IMAP service not implemented yet\r\n"
+        )),
+        _ => None,
+    }
+}

@@ -9,6 +9,7 @@
 //! flight ([`rpc`]). The same API runs over in-memory queues when all roles are tasks of one
 //! process. The catalogue of messages lives in [`msg`], grouped by service.
 
+pub mod blocking;
 pub mod channel;
 pub mod codec;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod context;
 pub mod frame;
 pub mod msg;
 pub mod rpc;
+pub mod serve;
 pub mod topology;
 pub mod transport;
 

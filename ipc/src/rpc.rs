@@ -29,7 +29,8 @@ pub trait Service: 'static {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
 
-/// The calling end of a service. Clones share the link.
+/// The calling end of a service. Clones share the link, which closes when the last clone is
+/// dropped.
 pub struct Client<S: Service> {
     tx: LinkSender,
     pending: Pending,
@@ -133,9 +134,6 @@ impl<S: Service> Client<S> {
         payload: &[u8],
         fds: Vec<Handle>,
     ) -> Result<Frame, ChannelError> {
-        if self.is_closed() {
-            return Err(ChannelError::Closed);
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         lock(&self.pending).insert(id, reply_tx);
@@ -144,6 +142,11 @@ impl<S: Service> Client<S> {
             pending: &self.pending,
             id,
         };
+        // Checked after registering: the reader marks the link closed before it fails every
+        // registered call, so a call is either failed by it or refused here, never left waiting.
+        if self.is_closed() {
+            return Err(ChannelError::Closed);
+        }
         self.tx.send(kind, id, payload, fds).await?;
         reply_rx.await.map_err(|_| ChannelError::Closed)
     }
@@ -174,7 +177,12 @@ async fn read_responses<S: Service>(
     closed: watch::Sender<bool>,
 ) {
     let result = loop {
-        let frame = match rx.recv().await {
+        let received = tokio::select! {
+            received = rx.recv() => received,
+            // Every `Client` is gone: nobody can call any more, so let go of the link.
+            () = closed.closed() => break Ok(()),
+        };
+        let frame = match received {
             Ok(Some(frame)) => frame,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),

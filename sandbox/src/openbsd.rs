@@ -38,6 +38,10 @@ pub(crate) fn apply(policy: &Policy) -> Result<Report, Error> {
         };
         unveil(Some(&rule.path.to_string_lossy()), Some(perms))?;
     }
+    if policy.fs.is_empty() {
+        // Turns the veil on with nothing visible; unveil(NULL, NULL) alone would only lock it.
+        unveil(Some("/"), Some(""))?;
+    }
     unveil(None, None)?;
     report.applied("unveil", format!("{} paths", policy.fs.len()));
     if let Some(ids) = policy.ids {

@@ -63,6 +63,8 @@ pub struct Status {
     pub supervisor_pid: u32,
     pub uptime_ms: u64,
     pub single_process: bool,
+    /// Every listening socket, with its actual address.
+    pub listeners: Vec<crate::config::ListenerSpec>,
     pub roles: Vec<RoleStatus>,
 }
 

@@ -1,0 +1,102 @@
+//! Helpers every role uses: serving the links peers open to it, and answering on listeners whose
+//! protocol the role does not serve yet (honestly: a "not available" reply, never a fake one).
+
+use std::future::Future;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ListenerKind;
+use crate::context::Listener;
+use crate::rpc::{Incoming, Server, Service};
+use crate::topology::Role;
+use crate::transport::Link;
+
+/// Serves every link peers open to this role with `handle`, one task per request, until
+/// shutdown. Pings are answered; a peer that sends garbage is disconnected and logged.
+pub async fn accept_links<S, F, Fut>(
+    mut incoming: mpsc::UnboundedReceiver<(Role, Link)>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    handle: F,
+) where
+    S: Service,
+    F: Fn(Role, Incoming<S>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (peer, link) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = incoming.recv() => match next {
+                Some(x) => x,
+                None => return,
+            },
+        };
+        let (shutdown, tasks2, handle) = (shutdown.clone(), tasks.clone(), handle.clone());
+        tasks.spawn(async move {
+            let mut server = Server::<S>::new(link);
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = server.next() => next,
+                };
+                match next {
+                    Ok(Some(request)) => {
+                        tasks2.spawn(handle(peer, request));
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(
+                            "link from {peer} ({}): {e}; closing it",
+                            server.link_name()
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Accepts connections on `listeners` and answers each with the line `reply` gives for its kind
+/// (or closes it at once when there is none), until shutdown.
+pub fn answer_unavailable(
+    listeners: Vec<Listener>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    reply: fn(ListenerKind) -> Option<String>,
+) -> std::io::Result<()> {
+    for listener in listeners {
+        let kind = listener.spec.kind;
+        let std_listener = std::net::TcpListener::from(listener.fd);
+        std_listener.set_nonblocking(true)?;
+        let socket = tokio::net::TcpListener::from_std(std_listener)?;
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                let (mut conn, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = socket.accept() => match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!("accepting on {}: {e}", kind.name());
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                tracing::info!(
+                    "{} connection from {peer}: protocol not served yet",
+                    kind.name()
+                );
+                if let Some(line) = reply(kind) {
+                    let _ = conn.write_all(line.as_bytes()).await;
+                }
+                let _ = conn.shutdown().await;
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! Golden bytes of the message catalogue: one test per variant of `ipc::msg::{setup, control,
+//! admin}` (the key, auth, queue and store services have no messages yet), asserting the exact
+//! output of `ipc::codec::encode` and decoding it back.
+//!
+//! CHANGING ANY OF THESE BYTES REQUIRES BUMPING `ipc::frame::PROTOCOL_VERSION`: a role and a
+//! supervisor of different builds must refuse each other at the hello rather than misread frames.
+//! After a deliberate catalogue change, bump the version, update `GOLDEN_PROTOCOL_VERSION` below and
+//! paste the new bytes (each failing test prints them).
+
+use std::fmt::Debug;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipc::codec;
+use ipc::config::{ListenerKind, ListenerSpec, RoleConfig, SandboxConfig, SeccompSetting};
+use ipc::frame::PROTOCOL_VERSION;
+use ipc::msg::admin::{self, ClientHello, RolePings, RoleState, RoleStatus, ServerHello};
+use ipc::msg::control::{self, PeerPing};
+use ipc::msg::setup::{Bootstrap, FromRole, Hello, Ready, ToRole};
+use ipc::topology::Role;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The protocol version these bytes belong to.
+const GOLDEN_PROTOCOL_VERSION: u16 = 1;
+
+#[test]
+fn golden_bytes_belong_to_the_current_protocol_version() {
+    assert_eq!(
+        PROTOCOL_VERSION, GOLDEN_PROTOCOL_VERSION,
+        "the protocol version changed: regenerate the golden bytes and update this constant"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// setup: role ⇄ supervisor during start.
+
+#[test]
+fn setup_from_role_hello() {
+    let msg = FromRole::Hello(Hello {
+        role: Role::Smtpd,
+        protocol: 1,
+        build_id: "0.1.0-abc".into(),
+        pid: 4242,
+    });
+    assert_golden(
+        &msg,
+        &[0, 4, 1, 9, 48, 46, 49, 46, 48, 45, 97, 98, 99, 251, 146, 16],
+    );
+}
+
+#[test]
+fn setup_from_role_ready() {
+    let msg = FromRole::Ready(Ready {
+        sandbox: vec!["uid 1001".into(), "seccomp kill".into()],
+        warnings: vec!["landlock: unsupported".into()],
+    });
+    assert_golden(
+        &msg,
+        &[
+            1, 2, 8, 117, 105, 100, 32, 49, 48, 48, 49, 12, 115, 101, 99, 99, 111, 109, 112, 32,
+            107, 105, 108, 108, 1, 21, 108, 97, 110, 100, 108, 111, 99, 107, 58, 32, 117, 110, 115,
+            117, 112, 112, 111, 114, 116, 101, 100,
+        ],
+    );
+}
+
+#[test]
+fn setup_from_role_failed() {
+    let msg = FromRole::Failed {
+        reason: "no key dir".into(),
+    };
+    assert_golden(
+        &msg,
+        &[2, 10, 110, 111, 32, 107, 101, 121, 32, 100, 105, 114],
+    );
+}
+
+#[test]
+fn setup_to_role_bootstrap() {
+    let msg = ToRole::Bootstrap(Box::new(Bootstrap {
+        role: Role::Smtpd,
+        sandbox: SandboxConfig {
+            ids: Some((1001, 1002)),
+            seccomp: SeccompSetting::Kill,
+        },
+        config: RoleConfig {
+            hostname: "mail.example.org".into(),
+            dir: Some("/var/lib/moxd/smtpd".into()),
+            worker_threads: 2,
+            fail_at_start: false,
+        },
+        listeners: vec![
+            ListenerSpec {
+                kind: ListenerKind::Smtp,
+                addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 25)),
+            },
+            ListenerSpec {
+                kind: ListenerKind::Submissions,
+                addr: SocketAddr::from((Ipv6Addr::LOCALHOST, 465)),
+            },
+        ],
+        peers: vec![Role::Keyd, Role::Authd, Role::Storaged, Role::Queued],
+        log_filter: "info,smtpd=debug".into(),
+    }));
+    assert_golden(
+        &msg,
+        &[
+            0, 4, 1, 251, 233, 3, 251, 234, 3, 0, 16, 109, 97, 105, 108, 46, 101, 120, 97, 109,
+            112, 108, 101, 46, 111, 114, 103, 1, 19, 47, 118, 97, 114, 47, 108, 105, 98, 47, 109,
+            111, 120, 100, 47, 115, 109, 116, 112, 100, 2, 0, 2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3, 16, 105, 110,
+            102, 111, 44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
+        ],
+    );
+}
+
+#[test]
+fn setup_to_role_bootstrap_without_ids_or_dir() {
+    let msg = ToRole::Bootstrap(Box::new(Bootstrap {
+        role: Role::Keyd,
+        sandbox: SandboxConfig {
+            ids: None,
+            seccomp: SeccompSetting::Off,
+        },
+        config: RoleConfig {
+            hostname: "h".into(),
+            dir: None,
+            worker_threads: 1,
+            fail_at_start: true,
+        },
+        listeners: vec![],
+        peers: vec![],
+        log_filter: String::new(),
+    }));
+    assert_golden(&msg, &[0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 0, 0]);
+}
+
+#[test]
+fn setup_to_role_refused() {
+    let msg = ToRole::Refused {
+        reason: "wrong build".into(),
+    };
+    assert_golden(
+        &msg,
+        &[1, 11, 119, 114, 111, 110, 103, 32, 98, 117, 105, 108, 100],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// control: supervisor → role.
+
+#[test]
+fn control_request_shutdown() {
+    assert_golden(
+        &control::Request::Shutdown { grace_ms: 5000 },
+        &[0, 251, 136, 19],
+    );
+}
+
+#[test]
+fn control_request_set_log_level() {
+    let msg = control::Request::SetLogLevel {
+        filter: "debug".into(),
+    };
+    assert_golden(&msg, &[1, 5, 100, 101, 98, 117, 103]);
+}
+
+#[test]
+fn control_request_peer_up() {
+    let msg = control::Request::PeerUp {
+        peer: Role::Storaged,
+    };
+    assert_golden(&msg, &[2, 1]);
+}
+
+#[test]
+fn control_request_peer_down() {
+    let msg = control::Request::PeerDown { peer: Role::Authd };
+    assert_golden(&msg, &[3, 2]);
+}
+
+#[test]
+fn control_request_ping_peers() {
+    assert_golden(&control::Request::PingPeers, &[4]);
+}
+
+#[test]
+fn control_response_done() {
+    assert_golden(&control::Response::Done, &[0]);
+}
+
+#[test]
+fn control_response_pings() {
+    let msg = control::Response::Pings(vec![
+        PeerPing {
+            peer: Role::Keyd,
+            result: Ok(12),
+        },
+        PeerPing {
+            peer: Role::Authd,
+            result: Err("closed".into()),
+        },
+    ]);
+    assert_golden(
+        &msg,
+        &[1, 2, 0, 0, 12, 2, 1, 6, 99, 108, 111, 115, 101, 100],
+    );
+}
+
+#[test]
+fn control_response_refused() {
+    let msg = control::Response::Refused("not now".into());
+    assert_golden(&msg, &[2, 7, 110, 111, 116, 32, 110, 111, 119]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// admin: moxctl ⇄ supervisor.
+
+#[test]
+fn admin_client_hello() {
+    let msg = ClientHello {
+        protocol: 1,
+        client: "moxctl 0.1.0".into(),
+    };
+    assert_golden(
+        &msg,
+        &[1, 12, 109, 111, 120, 99, 116, 108, 32, 48, 46, 49, 46, 48],
+    );
+}
+
+#[test]
+fn admin_server_hello_welcome() {
+    let msg = ServerHello::Welcome {
+        protocol: 1,
+        build_id: "0.1.0-abc".into(),
+    };
+    assert_golden(&msg, &[0, 1, 9, 48, 46, 49, 46, 48, 45, 97, 98, 99]);
+}
+
+#[test]
+fn admin_server_hello_denied() {
+    let msg = ServerHello::Denied {
+        reason: "uid 1000 is not an admin".into(),
+    };
+    assert_golden(
+        &msg,
+        &[
+            1, 24, 117, 105, 100, 32, 49, 48, 48, 48, 32, 105, 115, 32, 110, 111, 116, 32, 97, 110,
+            32, 97, 100, 109, 105, 110,
+        ],
+    );
+}
+
+#[test]
+fn admin_request_status() {
+    assert_golden(&admin::Request::Status, &[0]);
+}
+
+#[test]
+fn admin_request_stop() {
+    assert_golden(&admin::Request::Stop, &[1]);
+}
+
+#[test]
+fn admin_request_restart() {
+    let msg = admin::Request::Restart { role: Role::Imapd };
+    assert_golden(&msg, &[2, 5]);
+}
+
+#[test]
+fn admin_request_log_level_of_one_role() {
+    let msg = admin::Request::LogLevel {
+        role: Some(Role::Smtpd),
+        filter: "trace".into(),
+    };
+    assert_golden(&msg, &[3, 1, 4, 5, 116, 114, 97, 99, 101]);
+}
+
+#[test]
+fn admin_request_log_level_of_all() {
+    let msg = admin::Request::LogLevel {
+        role: None,
+        filter: "warn".into(),
+    };
+    assert_golden(&msg, &[3, 0, 4, 119, 97, 114, 110]);
+}
+
+#[test]
+fn admin_request_ping() {
+    assert_golden(&admin::Request::Ping, &[4]);
+}
+
+#[test]
+fn admin_response_status() {
+    let role = |role, state| RoleStatus {
+        role,
+        state,
+        pid: None,
+        uid: None,
+        restarts: 0,
+        uptime_ms: None,
+        backoff_ms: 0,
+        last_error: None,
+        sandbox: vec![],
+    };
+    let msg = admin::Response::Status(admin::Status {
+        supervisor_pid: 100,
+        uptime_ms: 70_000,
+        single_process: false,
+        listeners: vec![ListenerSpec {
+            kind: ListenerKind::Imaps,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 993)),
+        }],
+        roles: vec![
+            RoleStatus {
+                role: Role::Keyd,
+                state: RoleState::Ready,
+                pid: Some(101),
+                uid: Some(1001),
+                restarts: 2,
+                uptime_ms: Some(65_000),
+                backoff_ms: 400,
+                last_error: Some("exit code 1".into()),
+                sandbox: vec!["seccomp kill".into()],
+            },
+            role(Role::Storaged, RoleState::Starting),
+            role(Role::Authd, RoleState::Backoff),
+            role(Role::Queued, RoleState::Stopping),
+            role(Role::Smtpd, RoleState::Stopped),
+        ],
+    });
+    assert_golden(
+        &msg,
+        &[
+            0, 100, 252, 112, 17, 1, 0, 0, 1, 4, 0, 127, 0, 0, 1, 251, 225, 3, 5, 0, 1, 1, 101, 1,
+            251, 233, 3, 2, 1, 251, 232, 253, 251, 144, 1, 1, 11, 101, 120, 105, 116, 32, 99, 111,
+            100, 101, 32, 49, 1, 12, 115, 101, 99, 99, 111, 109, 112, 32, 107, 105, 108, 108, 1, 0,
+            0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 4, 4, 0, 0,
+            0, 0, 0, 0, 0,
+        ],
+    );
+}
+
+#[test]
+fn admin_response_done() {
+    assert_golden(
+        &admin::Response::Done("restarted imapd".into()),
+        &[
+            1, 15, 114, 101, 115, 116, 97, 114, 116, 101, 100, 32, 105, 109, 97, 112, 100,
+        ],
+    );
+}
+
+#[test]
+fn admin_response_pings() {
+    let msg = admin::Response::Pings(vec![
+        RolePings {
+            role: Role::Smtpd,
+            control: Ok(15),
+            peers: vec![PeerPing {
+                peer: Role::Keyd,
+                result: Ok(20),
+            }],
+        },
+        RolePings {
+            role: Role::Httpd,
+            control: Err("not running".into()),
+            peers: vec![],
+        },
+    ]);
+    assert_golden(
+        &msg,
+        &[
+            2, 2, 4, 0, 15, 1, 0, 0, 20, 6, 1, 11, 110, 111, 116, 32, 114, 117, 110, 110, 105, 110,
+            103, 0,
+        ],
+    );
+}
+
+#[test]
+fn admin_response_error() {
+    assert_golden(
+        &admin::Response::Error("no such role".into()),
+        &[
+            3, 12, 110, 111, 32, 115, 117, 99, 104, 32, 114, 111, 108, 101,
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every value of the enums that messages embed: their indices are on the wire too.
+
+#[test]
+fn every_role() {
+    let expected: [(Role, &[u8]); 7] = [
+        (Role::Keyd, &[0]),
+        (Role::Storaged, &[1]),
+        (Role::Authd, &[2]),
+        (Role::Queued, &[3]),
+        (Role::Smtpd, &[4]),
+        (Role::Imapd, &[5]),
+        (Role::Httpd, &[6]),
+    ];
+    assert_eq!(expected.len(), Role::ALL.len());
+    for (value, bytes) in expected {
+        assert_golden(&value, bytes);
+    }
+}
+
+#[test]
+fn every_listener_kind() {
+    let expected: [(ListenerKind, &[u8]); 7] = [
+        (ListenerKind::Smtp, &[0]),
+        (ListenerKind::Submission, &[1]),
+        (ListenerKind::Submissions, &[2]),
+        (ListenerKind::Imap, &[3]),
+        (ListenerKind::Imaps, &[4]),
+        (ListenerKind::Http, &[5]),
+        (ListenerKind::Https, &[6]),
+    ];
+    assert_eq!(expected.len(), ListenerKind::ALL.len());
+    for (value, bytes) in expected {
+        assert_golden(&value, bytes);
+    }
+}
+
+#[test]
+fn every_seccomp_setting() {
+    let expected: [(SeccompSetting, &[u8]); 3] = [
+        (SeccompSetting::Kill, &[0]),
+        (SeccompSetting::Log, &[1]),
+        (SeccompSetting::Off, &[2]),
+    ];
+    for (value, bytes) in expected {
+        assert_golden(&value, bytes);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn assert_golden<T>(msg: &T, expected: &[u8])
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let bytes = codec::encode(msg).expect("encode");
+    assert!(
+        bytes == expected,
+        "the wire bytes of {msg:?} changed: bump ipc::frame::PROTOCOL_VERSION, then paste the \
+         new bytes\n  expected: {expected:?}\n  actual:   {bytes:?}"
+    );
+    let decoded: T = codec::decode(expected).expect("decode");
+    assert_eq!(&decoded, msg);
+}

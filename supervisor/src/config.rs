@@ -1,0 +1,427 @@
+//! The configuration file: parsed and validated once, by the supervisor only. Every error names
+//! the file, the line and the key; unknown keys are errors. Roles get typed slices of it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipc::Role;
+use ipc::config::{ListenerKind, SeccompSetting};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub users: Users,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub sandbox: Sandbox,
+    #[serde(default)]
+    pub debug: Debug,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The host name of this mail server (greetings, certificates).
+    pub hostname: Spanned<String>,
+    /// Holds one directory per role that keeps state (keyd, authd, storaged, queued).
+    pub data_dir: PathBuf,
+    /// Holds the admin socket; root-owned, 0750.
+    #[serde(default = "default_run_dir")]
+    pub run_dir: PathBuf,
+    /// Log filter for the supervisor and every role (`info`, `debug`, `smtpd=debug,info`, …).
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// How long roles may take to finish in-flight work on shutdown before they are killed.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Async worker threads per role.
+    #[serde(default = "default_workers")]
+    pub worker_threads: u16,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Users besides root allowed on the admin socket. Role users are always refused.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// Group owning the admin socket's directory (mode 0750), so its members can reach it.
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Users {
+    /// Role users are named prefix + role, e.g. `_moxd_smtpd`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Create missing role users with `useradd --system` when started as root.
+    #[serde(default = "yes")]
+    pub create: bool,
+    /// Instead of named users, run role number i (in start order) as uid and gid `uid_base + i`.
+    pub uid_base: Option<Spanned<u32>>,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Users {
+            prefix: default_prefix(),
+            create: true,
+            uid_base: None,
+        }
+    }
+}
+
+/// The listening addresses per protocol; each list may be empty.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default)]
+    pub smtp: Vec<SocketAddr>,
+    #[serde(default)]
+    pub submission: Vec<SocketAddr>,
+    #[serde(default)]
+    pub submissions: Vec<SocketAddr>,
+    #[serde(default)]
+    pub imap: Vec<SocketAddr>,
+    #[serde(default)]
+    pub imaps: Vec<SocketAddr>,
+    #[serde(default)]
+    pub http: Vec<SocketAddr>,
+    #[serde(default)]
+    pub https: Vec<SocketAddr>,
+}
+
+impl Listen {
+    /// Every configured listener, in a stable order.
+    pub fn all(&self) -> Vec<(ListenerKind, SocketAddr)> {
+        ListenerKind::ALL
+            .into_iter()
+            .flat_map(|kind| self.of(kind).iter().map(move |a| (kind, *a)))
+            .collect()
+    }
+
+    pub fn of(&self, kind: ListenerKind) -> &[SocketAddr] {
+        match kind {
+            ListenerKind::Smtp => &self.smtp,
+            ListenerKind::Submission => &self.submission,
+            ListenerKind::Submissions => &self.submissions,
+            ListenerKind::Imap => &self.imap,
+            ListenerKind::Imaps => &self.imaps,
+            ListenerKind::Http => &self.http,
+            ListenerKind::Https => &self.https,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sandbox {
+    /// `kill` (default), `log` (allow and audit-log violations, to find a missing call), `off`.
+    #[serde(default, with = "seccomp_setting")]
+    pub seccomp: SeccompSetting,
+    /// Fix owners and modes of the role directories at start.
+    #[serde(default = "yes")]
+    pub fix_permissions: bool,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            seccomp: SeccompSetting::Kill,
+            fix_permissions: true,
+        }
+    }
+}
+
+/// Knobs for tests of the supervisor itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debug {
+    /// These roles exit with an error before `Ready` (exercises the restart backoff).
+    #[serde(default)]
+    pub fail_at_start: Vec<Spanned<String>>,
+}
+
+/// A configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}{}", context.as_deref().map(|c| format!(" (in {c})")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The table and key at that place, e.g. `[server] hostname`.
+    pub context: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+            context: None,
+        })?;
+        Config::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses and validates `text`, naming it `file` in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let located = |span: Option<std::ops::Range<usize>>, message: String| {
+            locate(file, text, span.map(|s| s.start), message)
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| located(e.span(), e.message().into()))?;
+
+        let hostname = config.server.hostname.get_ref();
+        if let Err(why) = check_hostname(hostname) {
+            return Err(located(Some(config.server.hostname.span()), why));
+        }
+        for name in &config.debug.fail_at_start {
+            if Role::from_name(name.get_ref()).is_none() {
+                return Err(located(
+                    Some(name.span()),
+                    format!("unknown role `{}`", name.get_ref()),
+                ));
+            }
+        }
+        if let Some(base) = &config.users.uid_base {
+            if *base.get_ref() == 0 || base.get_ref().checked_add(Role::ALL.len() as u32).is_none()
+            {
+                return Err(located(
+                    Some(base.span()),
+                    "uid_base must leave room for 7 non-zero uids".into(),
+                ));
+            }
+        }
+        if config.server.worker_threads == 0 || config.server.worker_threads > 64 {
+            return Err(located(
+                None,
+                "server.worker_threads must be between 1 and 64".into(),
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.server.log) {
+            return Err(located(None, format!("server.log: {e}")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (kind, addr) in config.listen.all() {
+            if addr.port() != 0 && !seen.insert(addr) {
+                return Err(located(
+                    None,
+                    format!("listen.{}: address {addr} is configured twice", kind.name()),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The roles told to fail at start (tests).
+    pub fn fails_at_start(&self, role: Role) -> bool {
+        self.debug
+            .fail_at_start
+            .iter()
+            .any(|n| n.get_ref() == role.name())
+    }
+
+    /// The directory of a role that keeps state.
+    pub fn role_dir(&self, role: Role) -> Option<PathBuf> {
+        match role {
+            Role::Keyd | Role::Authd | Role::Storaged | Role::Queued => {
+                Some(self.server.data_dir.join(role.name()))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.server.run_dir.join("admin.sock")
+    }
+}
+
+fn check_hostname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid host name"))
+    }
+}
+
+/// Turns a byte offset into line, column and the enclosing `[table] key`.
+fn locate(file: &str, text: &str, offset: Option<usize>, message: String) -> ConfigError {
+    let Some(offset) = offset.map(|o| o.min(text.len())) else {
+        return ConfigError {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            message,
+            context: None,
+        };
+    };
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("").trim();
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.split(']').next().unwrap_or(l).to_string() + "]");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.starts_with('['));
+    let context = match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t} {k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    };
+    ConfigError {
+        file: file.into(),
+        line,
+        column,
+        message,
+        context,
+    }
+}
+
+fn default_run_dir() -> PathBuf {
+    PathBuf::from("/run/moxd")
+}
+fn default_log() -> String {
+    "info".into()
+}
+fn default_grace() -> u64 {
+    10
+}
+fn default_workers() -> u16 {
+    2
+}
+fn default_prefix() -> String {
+    "_moxd_".into()
+}
+fn yes() -> bool {
+    true
+}
+
+mod seccomp_setting {
+    use ipc::config::SeccompSetting;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SeccompSetting, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "kill" => Ok(SeccompSetting::Kill),
+            "log" => Ok(SeccompSetting::Log),
+            "off" => Ok(SeccompSetting::Off),
+            other => Err(serde::de::Error::custom(format!(
+                "seccomp must be `kill`, `log` or `off`, not `{other}`"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "[server]\nhostname = \"mail.example.org\"\ndata_dir = \"/var/lib/moxd\"\n";
+
+    #[test]
+    fn accepts_a_minimal_config_with_defaults() {
+        let c = Config::parse("moxd.toml", MINIMAL).unwrap();
+        assert_eq!(c.server.hostname.get_ref(), "mail.example.org");
+        assert_eq!(c.server.run_dir, PathBuf::from("/run/moxd"));
+        assert_eq!(c.users.prefix, "_moxd_");
+        assert_eq!(c.sandbox.seccomp, SeccompSetting::Kill);
+        assert!(c.listen.all().is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = format!("{MINIMAL}\n[listen]\nsmpt = [\"127.0.0.1:25\"]\n");
+        let e = Config::parse("moxd.toml", &text).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line, e.column), ("moxd.toml", 6, 1));
+        assert!(e.message.contains("unknown field `smpt`"), "{e}");
+        assert_eq!(e.context.as_deref(), Some("[listen] smpt"));
+        assert!(
+            e.to_string()
+                .starts_with("moxd.toml:6:1: unknown field `smpt`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_value_names_its_key() {
+        let text = format!("{MINIMAL}\n[listen]\nsmtp = [\"localhost:25\"]\n");
+        let e = Config::parse("c.toml", &text).unwrap_err();
+        assert_eq!(e.line, 6);
+        assert_eq!(e.context.as_deref(), Some("[listen] smtp"));
+    }
+
+    #[test]
+    fn rejects_bad_hostname_at_its_line() {
+        let e = Config::parse(
+            "c.toml",
+            "[server]\nhostname = \"bad host\"\ndata_dir = \"/x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("not a valid host name"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_role_and_bad_seccomp_and_missing_server() {
+        let e = Config::parse(
+            "c.toml",
+            &format!("{MINIMAL}[debug]\nfail_at_start = [\"smptd\"]\n"),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("unknown role `smptd`") && e.line == 5,
+            "{e}"
+        );
+        let e = Config::parse(
+            "c.toml",
+            &format!("{MINIMAL}[sandbox]\nseccomp = \"maybe\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("seccomp must be"), "{e}");
+        let e = Config::parse("c.toml", "").unwrap_err();
+        assert!(e.message.contains("missing field `server`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_duplicate_listeners() {
+        let text =
+            format!("{MINIMAL}[listen]\nsmtp = [\"127.0.0.1:25\"]\nimap = [\"127.0.0.1:25\"]\n");
+        assert!(
+            Config::parse("c.toml", &text)
+                .unwrap_err()
+                .message
+                .contains("twice")
+        );
+    }
+}

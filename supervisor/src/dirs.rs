@@ -1,0 +1,87 @@
+//! The directories of the tree: the data directory with one private directory per stateful role,
+//! and the run directory holding the admin socket. Created if missing; owners and modes fixed at
+//! every start unless `sandbox.fix_permissions = false`.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use ipc::Role;
+use nix::unistd::{Gid, Uid, chown};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::users::RoleIds;
+
+/// Prepares every directory. `ids` is empty when not running as root (no owner changes).
+pub fn prepare(config: &Config, ids: &[(Role, RoleIds)], admin_gid: u32) -> Result<(), Error> {
+    let fix = config.sandbox.fix_permissions;
+    let as_root = !ids.is_empty();
+    ensure(
+        &config.server.data_dir,
+        0o755,
+        as_root.then_some((0, 0)),
+        fix,
+    )?;
+    for role in Role::ALL {
+        let Some(dir) = config.role_dir(role) else {
+            continue;
+        };
+        let owner = ids
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, i)| (i.uid, i.gid));
+        ensure(&dir, 0o700, owner, fix)?;
+    }
+    ensure(
+        &config.server.run_dir,
+        0o750,
+        as_root.then_some((0, admin_gid)),
+        true,
+    )?;
+    Ok(())
+}
+
+fn ensure(path: &Path, mode: u32, owner: Option<(u32, u32)>, fix: bool) -> Result<(), Error> {
+    let err =
+        |what: &str, e: std::io::Error| Error::Dirs(format!("{what} {}: {e}", path.display()));
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::Dirs(format!(
+                "{} is a symlink; refusing",
+                path.display()
+            )));
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::Dirs(format!(
+                "{} exists and is not a directory",
+                path.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(path)
+                .map_err(|e| err("creating", e))?;
+        }
+        Err(e) => return Err(err("inspecting", e)),
+    }
+    if !fix {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).map_err(|e| err("inspecting", e))?;
+    if let Some((uid, gid)) = owner {
+        if meta.uid() != uid || meta.gid() != gid {
+            tracing::info!("fixing owner of {} to {uid}:{gid}", path.display());
+            chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| err("changing owner of", e.into()))?;
+        }
+    }
+    if meta.mode() & 0o7777 != mode {
+        tracing::info!("fixing mode of {} to {mode:o}", path.display());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| err("changing mode of", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The role side of the tree: what runs in a role process (`moxd role NAME`) before and around
+//! the role's own `run(ctx)`, and the same for a role running as a task in single-process mode.
+//!
+//! Process start, in order: close inherited fds above 3 → take fd 3 (a Unix socket whose peer is
+//! our parent) → `Hello` → `Bootstrap` (blocking, no threads yet) → sandbox → tokio runtime →
+//! `Ready` → serve control requests while `run(ctx)` runs.
+
+mod serve;
+
+use std::process::ExitCode;
+
+use ipc::blocking::BlockingChannel;
+use ipc::config::SeccompSetting;
+use ipc::msg::setup::{Bootstrap, FromRole, Hello, Ready, ToRole};
+use ipc::{Handle, RoleSpec};
+
+pub use serve::{LogControl, serve};
+
+use crate::logs;
+
+/// Runs the role process described by `spec`. Returns the process exit code.
+pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
+    if let Err(e) = sandbox::fds::close_from(4) {
+        eprintln!("{}: closing inherited descriptors: {e}", spec.role);
+        return ExitCode::from(2);
+    }
+    let fd = match sandbox::fds::take_channel_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("moxd role {}: {e}", spec.role);
+            return ExitCode::from(2);
+        }
+    };
+    let channel = BlockingChannel::<FromRole, ToRole>::new(fd);
+    let (boot, fds) = match handshake(spec, build_id, &channel) {
+        Ok(x) => x,
+        Err(why) => {
+            eprintln!("{}: start refused: {why}", spec.role);
+            return ExitCode::from(2);
+        }
+    };
+    let log = logs::init_role(&boot.log_filter);
+    let fail = |channel: &BlockingChannel<FromRole, ToRole>, reason: String| {
+        tracing::error!("{reason}");
+        let _ = channel.send(&FromRole::Failed { reason }, &[]);
+        ExitCode::FAILURE
+    };
+
+    let report = match sandbox::apply(&policy(spec, &boot)) {
+        Ok(report) => report,
+        Err(e) => return fail(&channel, format!("sandbox: {e}")),
+    };
+    for step in report.warnings() {
+        tracing::warn!("sandbox step unsupported here, continuing without it: {step}");
+    }
+    tracing::info!("sandbox: {report}");
+    if boot.config.fail_at_start {
+        return fail(
+            &channel,
+            "failing at start as configured (debug.fail_at_start)".into(),
+        );
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(boot.config.worker_threads))
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_name(format!("moxd-{}", spec.role))
+        // No signal driver: roles take no signals (and it would need a socketpair).
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&channel, format!("building the async runtime: {e}")),
+    };
+    let ready = Ready {
+        sandbox: report.steps.iter().map(|s| s.to_string()).collect(),
+        warnings: report.warnings().map(|s| s.to_string()).collect(),
+    };
+    let fd = channel.into_fd();
+    let result = runtime.block_on(async move {
+        let link = ipc::Link::from_fd(fd, format!("{}→supervisor", spec.role))?;
+        serve(*spec, *boot, link, fds, ready, log).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Threads for blocking work (file I/O, synchronous signing) beyond the async workers.
+const MAX_BLOCKING_THREADS: usize = 8;
+
+fn handshake(
+    spec: &RoleSpec,
+    build_id: &str,
+    channel: &BlockingChannel<FromRole, ToRole>,
+) -> Result<(Box<Bootstrap>, Vec<Handle>), String> {
+    let hello = FromRole::Hello(Hello {
+        role: spec.role,
+        protocol: ipc::frame::PROTOCOL_VERSION,
+        build_id: build_id.to_string(),
+        pid: std::process::id(),
+    });
+    channel
+        .send(&hello, &[])
+        .map_err(|e| format!("sending hello: {e}"))?;
+    match channel
+        .recv()
+        .map_err(|e| format!("waiting for bootstrap: {e}"))?
+    {
+        (ToRole::Bootstrap(boot), fds) => {
+            if boot.role != spec.role {
+                return Err(format!("bootstrap is for {}, not {}", boot.role, spec.role));
+            }
+            if fds.len() != boot.fd_count() {
+                return Err(format!(
+                    "bootstrap names {} sockets but {} arrived",
+                    boot.fd_count(),
+                    fds.len()
+                ));
+            }
+            Ok((boot, fds))
+        }
+        (ToRole::Refused { reason }, _) => Err(reason),
+    }
+}
+
+fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
+    sandbox::Policy {
+        role: spec.role.name(),
+        ids: boot.sandbox.ids.map(|(uid, gid)| sandbox::Ids { uid, gid }),
+        fs: boot
+            .config
+            .dir
+            .iter()
+            .map(|dir| sandbox::FsRule {
+                path: dir.clone(),
+                access: sandbox::FsAccess::ReadWrite,
+            })
+            .collect(),
+        tcp_bind: Vec::new(),
+        tcp_connect: spec.tcp_connect.to_vec(),
+        syscalls: spec.syscalls,
+        max_threads: u64::from(boot.config.worker_threads) + MAX_BLOCKING_THREADS as u64 + 8,
+        writes_files: spec.writes_files,
+        seccomp: match boot.sandbox.seccomp {
+            SeccompSetting::Kill => sandbox::SeccompMode::Kill,
+            SeccompSetting::Log => sandbox::SeccompMode::Log,
+            SeccompSetting::Off => sandbox::SeccompMode::Off,
+        },
+    }
+}
+
+/// Runs a role as a task of the supervisor's process (single-process mode): the same handshake
+/// over an in-memory link, no sandbox (one process cannot hold several), then the same `serve`.
+pub async fn run_in_process(
+    spec: RoleSpec,
+    link: ipc::Link,
+    build_id: std::sync::Arc<str>,
+    log: LogControl,
+) -> Result<(), ipc::RoleError> {
+    let mut channel = ipc::Channel::<FromRole, ToRole>::new(link);
+    let hello = FromRole::Hello(Hello {
+        role: spec.role,
+        protocol: ipc::frame::PROTOCOL_VERSION,
+        build_id: build_id.to_string(),
+        pid: std::process::id(),
+    });
+    channel.send(&hello, Vec::new()).await?;
+    let (boot, fds) = match channel.recv().await? {
+        (ToRole::Bootstrap(boot), fds) => (boot, fds),
+        (ToRole::Refused { reason }, _) => return Err(reason.into()),
+    };
+    if boot.config.fail_at_start {
+        let reason = "failing at start as configured (debug.fail_at_start)".to_string();
+        channel
+            .send(
+                &FromRole::Failed {
+                    reason: reason.clone(),
+                },
+                Vec::new(),
+            )
+            .await?;
+        return Err(reason.into());
+    }
+    let ready = Ready {
+        sandbox: vec!["none: single-process mode runs every role in one process".into()],
+        warnings: Vec::new(),
+    };
+    serve(spec, *boot, channel.into_link(), fds, ready, log).await
+}

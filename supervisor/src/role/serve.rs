@@ -1,0 +1,183 @@
+//! The async life of a role, shared by process and single-process mode: wire up listeners and
+//! peer links, say `Ready`, run the role, and carry out the supervisor's control requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc::config::ListenerSpec;
+use ipc::frame::Kind;
+use ipc::msg::control::{ControlService, PeerPing, Request, Response};
+use ipc::msg::setup::{Bootstrap, FromRole, Ready};
+use ipc::rpc::{Incoming, Server};
+use ipc::{Context, Handle, Link, Listener, Peers, Role, RoleError, RoleSpec, Side};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Replaces the log filter of this role (process mode) or of the process (single-process mode).
+pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Runs a role whose bootstrap has arrived on `link`, until it is told to stop, its supervisor
+/// goes away, or its `run` ends.
+pub async fn serve(
+    spec: RoleSpec,
+    boot: Bootstrap,
+    link: Link,
+    fds: Vec<Handle>,
+    ready: Ready,
+    log: LogControl,
+) -> Result<(), RoleError> {
+    let role = spec.role;
+    let mut fds = fds.into_iter();
+    let listeners: Vec<Listener> = boot
+        .listeners
+        .iter()
+        .zip(fds.by_ref())
+        .map(|(spec, fd)| Listener { spec: *spec, fd })
+        .collect();
+    let peers = Peers::default();
+    let (incoming_tx, incoming) = mpsc::unbounded_channel();
+    for (peer, fd) in boot.peers.iter().zip(fds) {
+        attach(role, *peer, fd, &peers, &incoming_tx)?;
+    }
+
+    let payload = ipc::codec::encode(&FromRole::Ready(ready))?;
+    link.tx.send(Kind::Message, 0, &payload, Vec::new()).await?;
+    let mut control = Server::<ControlService>::new(link);
+    log_listeners(&boot.listeners);
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let ctx = Context {
+        role,
+        config: boot.config,
+        listeners,
+        peers: peers.clone(),
+        incoming,
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    };
+    let mut run = tokio::spawn((spec.run)(ctx));
+
+    loop {
+        tokio::select! {
+            finished = &mut run => {
+                return match finished {
+                    Ok(result) => result,
+                    Err(e) => Err(format!("{role} task failed: {e}").into()),
+                };
+            }
+            next = control.next() => {
+                let incoming = match next {
+                    Ok(Some(incoming)) => incoming,
+                    Ok(None) => return Err("the supervisor closed the control channel; exiting".into()),
+                    Err(e) => return Err(format!("control channel broken: {e}; exiting").into()),
+                };
+                if let Some(grace) = handle(role, incoming, &peers, &incoming_tx, &log).await {
+                    shutdown.cancel();
+                    tasks.close();
+                    let drained = tokio::time::timeout(grace, async {
+                        let _ = (&mut run).await;
+                        tasks.wait().await;
+                    })
+                    .await;
+                    if drained.is_err() {
+                        tracing::warn!("in-flight work not finished within {grace:?}; exiting anyway");
+                    }
+                    tracing::info!("stopped");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Carries out one control request; returns the grace period when told to shut down.
+async fn handle(
+    role: Role,
+    incoming: Incoming<ControlService>,
+    peers: &Peers,
+    incoming_tx: &mpsc::UnboundedSender<(Role, Link)>,
+    log: &LogControl,
+) -> Option<Duration> {
+    let Incoming {
+        request,
+        fds,
+        reply,
+    } = incoming;
+    let mut shutdown = None;
+    let response = match request {
+        Request::Shutdown { grace_ms } => {
+            tracing::info!("shutting down, grace {grace_ms} ms");
+            shutdown = Some(Duration::from_millis(grace_ms));
+            Response::Done
+        }
+        Request::SetLogLevel { filter } => match log(&filter) {
+            Ok(()) => {
+                tracing::info!("log filter now `{filter}`");
+                Response::Done
+            }
+            Err(e) => Response::Refused(e),
+        },
+        Request::PeerUp { peer } => match fds.into_iter().next() {
+            Some(fd) => match attach(role, peer, fd, peers, incoming_tx) {
+                Ok(()) => {
+                    tracing::debug!("link to {peer} up");
+                    Response::Done
+                }
+                Err(e) => Response::Refused(e.to_string()),
+            },
+            None => Response::Refused("PeerUp without a socket".into()),
+        },
+        Request::PeerDown { peer } => {
+            tracing::debug!("link to {peer} down");
+            peers.disconnect(peer);
+            Response::Done
+        }
+        Request::PingPeers => {
+            let mut pings = Vec::new();
+            for (peer, side) in role.peers() {
+                if side == Side::Client {
+                    let result = peers.ping(peer).await.map(|d| d.as_micros() as u64);
+                    pings.push(PeerPing { peer, result });
+                }
+            }
+            Response::Pings(pings)
+        }
+    };
+    if let Err(e) = reply.send(&response, Vec::new()).await {
+        tracing::warn!("answering the supervisor: {e}");
+    }
+    shutdown
+}
+
+/// Wraps a peer socket as the client or the server end of its edge.
+fn attach(
+    role: Role,
+    peer: Role,
+    fd: Handle,
+    peers: &Peers,
+    incoming_tx: &mpsc::UnboundedSender<(Role, Link)>,
+) -> Result<(), RoleError> {
+    let side = role
+        .side_towards(peer)
+        .ok_or_else(|| format!("no edge between {role} and {peer}"))?;
+    let name = match side {
+        Side::Client => format!("{role}→{peer}"),
+        Side::Server => format!("{peer}→{role}"),
+    };
+    let link = Link::from_fd(fd, name)?;
+    match side {
+        Side::Client => peers.connect(peer, link)?,
+        Side::Server => incoming_tx
+            .send((peer, link))
+            .map_err(|_| format!("{role} no longer accepts links"))?,
+    }
+    Ok(())
+}
+
+fn log_listeners(listeners: &[ListenerSpec]) {
+    for l in listeners {
+        tracing::info!("serving {} on {}", l.kind.name(), l.addr);
+    }
+}

@@ -1,0 +1,755 @@
+//! The supervisor's state machine: one task owns every role's slot and reacts to events
+//! (instance connected, instance exited, retry due, admin request, signal), so no two decisions
+//! ever race. Links between roles are created only between live instances, on start or when a
+//! peer becomes ready, and torn down (PeerDown) when an instance exits.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc::config::{ListenerSpec, RoleConfig, SandboxConfig};
+use ipc::msg::admin::{self, RolePings, RoleState, RoleStatus};
+use ipc::msg::control::{self, ControlService};
+use ipc::msg::setup::Bootstrap;
+use ipc::{Client, Handle, Role};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::launch::{Connected, Killer, Launcher};
+use crate::listeners::Bound;
+use crate::role::LogControl;
+
+/// Never-ready roles: first delay, doubled per failure up to the cap.
+const START_BACKOFF: Duration = Duration::from_secs(1);
+const START_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Roles that were ready: first delay, doubled per consecutive crash up to the cap.
+const CRASH_BACKOFF: Duration = Duration::from_millis(250);
+const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Ready this long, a role's crash counter starts over.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Failed starts in a row after which a core role stops the tree.
+const CORE_START_FAILURES: u32 = 5;
+/// Shutdown order: the network roles first, so that their in-flight work can still reach the
+/// roles behind them.
+const SHUTDOWN_PHASES: &[&[Role]] = &[
+    &[Role::Httpd, Role::Imapd, Role::Smtpd],
+    &[Role::Queued],
+    &[Role::Authd],
+    &[Role::Storaged],
+    &[Role::Keyd],
+];
+
+/// Everything the tree reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Connected {
+        role: Role,
+        epoch: u64,
+        result: Result<Connected, String>,
+    },
+    Exited {
+        role: Role,
+        epoch: u64,
+        status: String,
+    },
+    Retry {
+        role: Role,
+        epoch: u64,
+    },
+    KillIfStill {
+        role: Role,
+        epoch: u64,
+    },
+    Admin {
+        request: admin::Request,
+        uid: u32,
+        reply: oneshot::Sender<admin::Response>,
+    },
+    Shutdown {
+        reason: String,
+    },
+    ShutdownDeadline,
+}
+
+/// What the tree is started with.
+#[derive(Debug)]
+pub struct Settings {
+    pub launcher: Launcher,
+    pub build_id: Arc<str>,
+    pub listeners: Vec<Bound>,
+    pub role_configs: BTreeMap<Role, RoleConfig>,
+    pub sandbox: BTreeMap<Role, SandboxConfig>,
+    pub log_filter: String,
+    pub grace: Duration,
+    pub single_process: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: RoleState,
+    epoch: u64,
+    pid: Option<u32>,
+    uid: Option<u32>,
+    killer: Option<Killer>,
+    control: Option<Client<ControlService>>,
+    restarts: u32,
+    start_failures: u32,
+    crashes: u32,
+    ready_since: Option<Instant>,
+    backoff: Duration,
+    last_error: Option<String>,
+    sandbox: Vec<String>,
+    restart_requested: bool,
+    log_filter: String,
+}
+
+/// The running tree.
+pub struct Tree {
+    settings: Settings,
+    log: LogControl,
+    slots: BTreeMap<Role, Slot>,
+    links: HashSet<(Role, Role)>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    started: Instant,
+    stopping: Option<Stopping>,
+    outcome: Result<(), String>,
+}
+
+#[derive(Debug)]
+struct Stopping {
+    phase: usize,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree").field("slots", &self.slots).finish()
+    }
+}
+
+impl Tree {
+    pub fn new(settings: Settings, log: LogControl) -> Tree {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let slots = Role::ALL
+            .into_iter()
+            .map(|role| {
+                let uid = settings
+                    .sandbox
+                    .get(&role)
+                    .and_then(|s| s.ids)
+                    .map(|(uid, _)| uid)
+                    .or_else(|| Some(nix::unistd::getuid().as_raw()));
+                (
+                    role,
+                    Slot {
+                        state: RoleState::Stopped,
+                        epoch: 0,
+                        pid: None,
+                        uid,
+                        killer: None,
+                        control: None,
+                        restarts: 0,
+                        start_failures: 0,
+                        crashes: 0,
+                        ready_since: None,
+                        backoff: Duration::ZERO,
+                        last_error: None,
+                        sandbox: Vec::new(),
+                        restart_requested: false,
+                        log_filter: settings.log_filter.clone(),
+                    },
+                )
+            })
+            .collect();
+        Tree {
+            settings,
+            log,
+            slots,
+            links: HashSet::new(),
+            events_tx,
+            events,
+            started: Instant::now(),
+            stopping: None,
+            outcome: Ok(()),
+        }
+    }
+
+    /// A sender for events from outside (admin socket, signals).
+    pub fn events(&self) -> mpsc::UnboundedSender<Event> {
+        self.events_tx.clone()
+    }
+
+    /// Starts every role and runs until the tree has stopped. `Err` when it stopped because a
+    /// core role could not start.
+    pub async fn run(mut self) -> Result<(), String> {
+        for role in Role::ALL {
+            self.start(role);
+        }
+        while let Some(event) = self.events.recv().await {
+            self.on(event);
+            if self
+                .stopping
+                .as_ref()
+                .is_some_and(|s| s.phase >= SHUTDOWN_PHASES.len())
+            {
+                break;
+            }
+        }
+        tracing::info!("all roles stopped");
+        self.outcome
+    }
+
+    fn on(&mut self, event: Event) {
+        match event {
+            Event::Connected {
+                role,
+                epoch,
+                result,
+            } => self.on_connected(role, epoch, result),
+            Event::Exited {
+                role,
+                epoch,
+                status,
+            } => self.on_exited(role, epoch, status),
+            Event::Retry { role, epoch } => {
+                let slot = &self.slots[&role];
+                if slot.epoch == epoch
+                    && slot.state == RoleState::Backoff
+                    && self.stopping.is_none()
+                {
+                    self.start(role);
+                }
+            }
+            Event::KillIfStill { role, epoch } => {
+                let slot = &self.slots[&role];
+                if slot.epoch == epoch && slot.pid.is_some() {
+                    tracing::warn!("{role} did not stop in time; killing it");
+                    if let Some(k) = &slot.killer {
+                        k.kill();
+                    }
+                }
+            }
+            Event::Admin {
+                request,
+                uid,
+                reply,
+            } => self.on_admin(request, uid, reply),
+            Event::Shutdown { reason } => self.begin_shutdown(reason),
+            Event::ShutdownDeadline => {
+                for slot in self.slots.values() {
+                    if let (Some(pid), Some(k)) = (slot.pid, &slot.killer) {
+                        tracing::warn!("shutdown deadline passed; killing pid {pid}");
+                        k.kill();
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, role: Role) {
+        let epoch = self.slots[&role].epoch + 1;
+        let mut fds: Vec<Handle> = Vec::new();
+        let mut listeners: Vec<ListenerSpec> = Vec::new();
+        for bound in self
+            .settings
+            .listeners
+            .iter()
+            .filter(|b| b.spec.kind.role() == role)
+        {
+            match bound.dup() {
+                Ok(fd) => {
+                    fds.push(fd);
+                    listeners.push(bound.spec);
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        // Links to the peers that are up now; the others follow when they become ready.
+        let mut peers = Vec::new();
+        for (peer, _) in role.peers() {
+            if let Some(theirs) = self.link_to(peer, role) {
+                match theirs {
+                    Ok(ours) => {
+                        peers.push(peer);
+                        fds.push(ours);
+                    }
+                    Err(e) => tracing::error!("linking {role} and {peer}: {e}"),
+                }
+            }
+        }
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        let boot = Bootstrap {
+            role,
+            sandbox: self.settings.sandbox[&role].clone(),
+            config: self.settings.role_configs[&role].clone(),
+            listeners,
+            peers,
+            log_filter: slot.log_filter.clone(),
+        };
+        slot.epoch = epoch;
+        slot.state = RoleState::Starting;
+        match self.settings.launcher.start(
+            role,
+            epoch,
+            boot,
+            fds,
+            self.settings.build_id.clone(),
+            self.events_tx.clone(),
+        ) {
+            Ok(started) => {
+                tracing::debug!("{role} started as pid {}", started.pid);
+                slot.pid = Some(started.pid);
+                slot.killer = Some(started.killer);
+            }
+            Err(e) => {
+                tracing::error!("starting {role}: {e}");
+                slot.last_error = Some(e.clone());
+                let _ = self.events_tx.send(Event::Exited {
+                    role,
+                    epoch,
+                    status: e,
+                });
+            }
+        }
+    }
+
+    /// If `peer` is up, creates a socketpair for the edge with `role`, hands one end to `peer`
+    /// (PeerUp) and returns the other.
+    fn link_to(&mut self, peer: Role, role: Role) -> Option<Result<Handle, String>> {
+        let control = self.slots[&peer].control.clone()?;
+        if self.slots[&peer].state != RoleState::Ready {
+            return None;
+        }
+        let (ours, theirs) = match ipc::transport::socket_pair() {
+            Ok(pair) => pair,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        self.links.insert(edge_key(role, peer));
+        tokio::spawn(async move {
+            let request = control::Request::PeerUp { peer: role };
+            if let Err(e) = control.call(&request, vec![theirs]).await {
+                tracing::debug!("PeerUp({role}) to {peer}: {e}");
+            }
+        });
+        Some(Ok(ours))
+    }
+
+    fn on_connected(&mut self, role: Role, epoch: u64, result: Result<Connected, String>) {
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        if slot.epoch != epoch || slot.pid.is_none() {
+            return;
+        }
+        match result {
+            Ok(connected) => {
+                tracing::info!("{role} ready (pid {})", connected.pid);
+                slot.state = RoleState::Ready;
+                slot.pid = Some(connected.pid);
+                slot.control = Some(connected.control);
+                slot.ready_since = Some(Instant::now());
+                slot.start_failures = 0;
+                slot.backoff = Duration::ZERO;
+                slot.sandbox = connected.ready.sandbox;
+                for w in &connected.ready.warnings {
+                    tracing::warn!("{role}: sandbox step unsupported: {w}");
+                }
+                if self.stopping.is_some() {
+                    self.stop_role(role);
+                    return;
+                }
+                // Peers that became ready since this instance was started.
+                for (peer, _) in role.peers() {
+                    if self.links.contains(&edge_key(role, peer)) {
+                        continue;
+                    }
+                    if let Some(Ok(ours)) = self.link_to(peer, role) {
+                        let control = self.slots[&role].control.clone();
+                        if let Some(control) = control {
+                            tokio::spawn(async move {
+                                let request = control::Request::PeerUp { peer };
+                                if let Err(e) = control.call(&request, vec![ours]).await {
+                                    tracing::debug!("PeerUp({peer}) to {role}: {e}");
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("{role} failed to start: {e}");
+                slot.last_error = Some(e);
+                if let Some(k) = &slot.killer {
+                    k.kill();
+                }
+            }
+        }
+    }
+
+    fn on_exited(&mut self, role: Role, epoch: u64, status: String) {
+        let stopping = self.stopping.is_some();
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        if slot.epoch != epoch {
+            return;
+        }
+        let was_ready = slot.state == RoleState::Ready || slot.state == RoleState::Stopping;
+        let ready_for = slot.ready_since.map(|t| t.elapsed());
+        slot.pid = None;
+        slot.killer = None;
+        slot.control = None;
+        slot.ready_since = None;
+        self.links.retain(|(a, b)| *a != role && *b != role);
+        for (peer, _) in role.peers() {
+            if let Some(control) = self.slots[&peer].control.clone() {
+                tokio::spawn(async move {
+                    let _ = control
+                        .call(&control::Request::PeerDown { peer: role }, Vec::new())
+                        .await;
+                });
+            }
+        }
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        if stopping {
+            tracing::info!("{role} stopped ({status})");
+            slot.state = RoleState::Stopped;
+            self.advance_shutdown();
+            return;
+        }
+        let delay = if std::mem::take(&mut slot.restart_requested) {
+            Duration::ZERO
+        } else if was_ready {
+            if ready_for.is_some_and(|d| d >= STABLE_AFTER) {
+                slot.crashes = 0;
+            }
+            slot.crashes += 1;
+            slot.last_error = Some(status.clone());
+            doubling(CRASH_BACKOFF, slot.crashes, CRASH_BACKOFF_MAX)
+        } else {
+            slot.start_failures += 1;
+            if slot.last_error.is_none() {
+                slot.last_error = Some(status.clone());
+            }
+            doubling(START_BACKOFF, slot.start_failures, START_BACKOFF_MAX)
+        };
+        slot.restarts += 1;
+        slot.state = RoleState::Backoff;
+        slot.backoff = delay;
+        tracing::warn!("{role} exited ({status}); restarting in {delay:?}");
+        if role.is_core() && slot.start_failures >= CORE_START_FAILURES {
+            let why = format!(
+                "{role} failed to start {} times in a row (last error: {}); stopping",
+                slot.start_failures,
+                slot.last_error.as_deref().unwrap_or("unknown")
+            );
+            tracing::error!("{why}");
+            self.outcome = Err(why.clone());
+            self.begin_shutdown(why);
+            return;
+        }
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::Retry { role, epoch });
+        });
+    }
+
+    fn begin_shutdown(&mut self, reason: String) {
+        if self.stopping.is_some() {
+            return;
+        }
+        tracing::info!("shutting down: {reason}");
+        let deadline = Instant::now() + self.settings.grace;
+        self.stopping = Some(Stopping { phase: 0, deadline });
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            let _ = events.send(Event::ShutdownDeadline);
+        });
+        self.advance_shutdown();
+    }
+
+    /// Stops the roles of the current phase; moves on when none of them is left running.
+    fn advance_shutdown(&mut self) {
+        loop {
+            let Some(phase) = self.stopping.as_ref().map(|s| s.phase) else {
+                return;
+            };
+            let Some(roles) = SHUTDOWN_PHASES.get(phase) else {
+                return;
+            };
+            let mut waiting = false;
+            for role in *roles {
+                let slot = self
+                    .slots
+                    .get_mut(role)
+                    .expect("invariant: every role has a slot");
+                match slot.state {
+                    RoleState::Stopped => {}
+                    RoleState::Backoff => slot.state = RoleState::Stopped,
+                    RoleState::Stopping => waiting = true,
+                    RoleState::Starting | RoleState::Ready => {
+                        self.stop_role(*role);
+                        waiting = true;
+                    }
+                }
+            }
+            if waiting {
+                return;
+            }
+            if let Some(s) = self.stopping.as_mut() {
+                s.phase += 1;
+            }
+        }
+    }
+
+    /// Asks one role to stop gracefully; kills it if it cannot be asked.
+    fn stop_role(&mut self, role: Role) {
+        let deadline = self.stopping.as_ref().map(|s| s.deadline);
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        slot.state = RoleState::Stopping;
+        let grace = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(self.settings.grace);
+        match slot.control.clone() {
+            Some(control) => {
+                tokio::spawn(async move {
+                    let request = control::Request::Shutdown {
+                        grace_ms: grace.as_millis() as u64,
+                    };
+                    let _ = control.call(&request, Vec::new()).await;
+                });
+            }
+            None => {
+                if let Some(k) = &slot.killer {
+                    k.kill();
+                }
+            }
+        }
+    }
+
+    fn on_admin(
+        &mut self,
+        request: admin::Request,
+        uid: u32,
+        reply: oneshot::Sender<admin::Response>,
+    ) {
+        use admin::{Request, Response};
+        let response = match request {
+            Request::Status => Response::Status(self.status()),
+            Request::Stop => {
+                tracing::info!("admin uid {uid}: stop");
+                self.begin_shutdown(format!("moxctl stop by uid {uid}"));
+                Response::Done("stopping".into())
+            }
+            Request::Restart { role } => {
+                tracing::info!("admin uid {uid}: restart {role}");
+                self.restart(role)
+            }
+            Request::LogLevel { role, filter } => {
+                tracing::info!(
+                    "admin uid {uid}: loglevel {} {filter}",
+                    role.map_or("all", |r| r.name())
+                );
+                self.set_log_level(role, filter)
+            }
+            Request::Ping => {
+                let controls: Vec<(Role, Option<Client<ControlService>>)> = self
+                    .slots
+                    .iter()
+                    .map(|(r, s)| (*r, s.control.clone()))
+                    .collect();
+                tokio::spawn(async move {
+                    let _ = reply.send(Response::Pings(ping_all(controls).await));
+                });
+                return;
+            }
+        };
+        let _ = reply.send(response);
+    }
+
+    fn restart(&mut self, role: Role) -> admin::Response {
+        if self.stopping.is_some() {
+            return admin::Response::Error("the server is shutting down".into());
+        }
+        let grace = self.settings.grace;
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        match slot.state {
+            RoleState::Backoff | RoleState::Stopped => {
+                slot.start_failures = 0;
+                self.start(role);
+            }
+            RoleState::Starting | RoleState::Ready | RoleState::Stopping => {
+                slot.restart_requested = true;
+                slot.state = RoleState::Stopping;
+                let epoch = slot.epoch;
+                if let Some(control) = slot.control.clone() {
+                    tokio::spawn(async move {
+                        let request = control::Request::Shutdown {
+                            grace_ms: grace.as_millis() as u64,
+                        };
+                        let _ = control.call(&request, Vec::new()).await;
+                    });
+                } else if let Some(k) = &slot.killer {
+                    k.kill();
+                }
+                let events = self.events_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let _ = events.send(Event::KillIfStill { role, epoch });
+                });
+            }
+        }
+        admin::Response::Done(format!("restarting {role}"))
+    }
+
+    fn set_log_level(&mut self, role: Option<Role>, filter: String) -> admin::Response {
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&filter) {
+            return admin::Response::Error(format!("invalid log filter `{filter}`: {e}"));
+        }
+        let targets: Vec<Role> = match role {
+            Some(r) => vec![r],
+            None => {
+                if let Err(e) = (self.log)(&filter) {
+                    return admin::Response::Error(e);
+                }
+                Role::ALL.to_vec()
+            }
+        };
+        for r in &targets {
+            let slot = self
+                .slots
+                .get_mut(r)
+                .expect("invariant: every role has a slot");
+            slot.log_filter = filter.clone();
+            if let Some(control) = slot.control.clone() {
+                let request = control::Request::SetLogLevel {
+                    filter: filter.clone(),
+                };
+                tokio::spawn(async move {
+                    let _ = control.call(&request, Vec::new()).await;
+                });
+            }
+        }
+        admin::Response::Done(format!(
+            "log filter `{filter}` for {}",
+            role.map_or("every role and the supervisor".to_string(), |r| r
+                .to_string())
+        ))
+    }
+
+    fn status(&self) -> admin::Status {
+        admin::Status {
+            supervisor_pid: std::process::id(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            single_process: self.settings.single_process,
+            listeners: self.settings.listeners.iter().map(|b| b.spec).collect(),
+            roles: self
+                .slots
+                .iter()
+                .map(|(role, s)| RoleStatus {
+                    role: *role,
+                    state: s.state,
+                    pid: s.pid,
+                    uid: s.uid,
+                    restarts: s.restarts,
+                    uptime_ms: s.ready_since.map(|t| t.elapsed().as_millis() as u64),
+                    backoff_ms: s.backoff.as_millis() as u64,
+                    last_error: s.last_error.clone(),
+                    sandbox: s.sandbox.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn ping_all(controls: Vec<(Role, Option<Client<ControlService>>)>) -> Vec<RolePings> {
+    let mut out = Vec::new();
+    for (role, control) in controls {
+        let Some(control) = control else {
+            out.push(RolePings {
+                role,
+                control: Err("not running".into()),
+                peers: Vec::new(),
+            });
+            continue;
+        };
+        let timeout = Duration::from_secs(2);
+        let rtt = match tokio::time::timeout(timeout, control.ping()).await {
+            Ok(Ok(d)) => Ok(d.as_micros() as u64),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        };
+        let peers = match tokio::time::timeout(
+            timeout,
+            control.call(&control::Request::PingPeers, Vec::new()),
+        )
+        .await
+        {
+            Ok(Ok((control::Response::Pings(p), _))) => p,
+            Ok(Ok((other, _))) => vec![control::PeerPing {
+                peer: role,
+                result: Err(format!("unexpected answer {other:?}")),
+            }],
+            Ok(Err(e)) => vec![control::PeerPing {
+                peer: role,
+                result: Err(e.to_string()),
+            }],
+            Err(_) => vec![control::PeerPing {
+                peer: role,
+                result: Err("timed out".into()),
+            }],
+        };
+        out.push(RolePings {
+            role,
+            control: rtt,
+            peers,
+        });
+    }
+    out
+}
+
+fn edge_key(a: Role, b: Role) -> (Role, Role) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
+fn doubling(base: Duration, n: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        let seq: Vec<u64> = (1..=8)
+            .map(|n| doubling(START_BACKOFF, n, START_BACKOFF_MAX).as_secs())
+            .collect();
+        assert_eq!(seq, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(
+            doubling(CRASH_BACKOFF, 1, CRASH_BACKOFF_MAX),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            doubling(CRASH_BACKOFF, 10, CRASH_BACKOFF_MAX),
+            CRASH_BACKOFF_MAX
+        );
+    }
+}
