@@ -103,7 +103,16 @@ fn request_for(command: &Command) -> Result<Request, String> {
     })
 }
 
-async fn call(path: &PathBuf, request: &Request) -> Result<Response, String> {
+/// Sends one request to the admin socket at `path` and waits for the answer (blocking).
+pub fn request(path: &std::path::Path, request: &Request) -> Result<Response, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(call(path, request))
+}
+
+async fn call(path: &std::path::Path, request: &Request) -> Result<Response, String> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,

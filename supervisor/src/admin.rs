@@ -162,6 +162,13 @@ async fn connection(
     let (uid, pid) = (cred.uid(), cred.pid());
     let link = Link::from_fd(conn, "moxctl→supervisor").map_err(|e| e.to_string())?;
     let mut channel = Channel::<ServerHello, ClientHello>::new(link);
+    // Read the hello before answering even a refusal: closing with it unread would make the
+    // kernel report a reset to the client instead of our answer.
+    let hello = tokio::time::timeout(Duration::from_secs(5), channel.recv())
+        .await
+        .map_err(|_| "no hello within 5 s".to_string())?
+        .map_err(|e| e.to_string())?
+        .0;
     if let Err(reason) = policy.check(uid) {
         tracing::warn!("admin: refused connection from uid {uid} pid {pid}: {reason}");
         let _ = channel
@@ -169,11 +176,6 @@ async fn connection(
             .await;
         return Ok(());
     }
-    let hello = tokio::time::timeout(Duration::from_secs(5), channel.recv())
-        .await
-        .map_err(|_| "no hello within 5 s".to_string())?
-        .map_err(|e| e.to_string())?
-        .0;
     if hello.protocol != ipc::frame::PROTOCOL_VERSION {
         let reason = format!(
             "moxctl speaks protocol {}, the server {}: use the moxctl of the same build",

@@ -196,14 +196,14 @@ impl Config {
                 ));
             }
         }
-        if let Some(base) = &config.users.uid_base {
-            if *base.get_ref() == 0 || base.get_ref().checked_add(Role::ALL.len() as u32).is_none()
-            {
-                return Err(located(
-                    Some(base.span()),
-                    "uid_base must leave room for 7 non-zero uids".into(),
-                ));
-            }
+        if let Some(base) = &config.users.uid_base
+            && (*base.get_ref() == 0
+                || base.get_ref().checked_add(Role::ALL.len() as u32).is_none())
+        {
+            return Err(located(
+                Some(base.span()),
+                "uid_base must leave room for 7 non-zero uids".into(),
+            ));
         }
         if config.server.worker_threads == 0 || config.server.worker_threads > 64 {
             return Err(located(

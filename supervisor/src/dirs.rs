@@ -22,6 +22,9 @@ pub fn prepare(config: &Config, ids: &[(Role, RoleIds)], admin_gid: u32) -> Resu
         as_root.then_some((0, 0)),
         fix,
     )?;
+    if as_root {
+        check_reachable(&config.server.data_dir)?;
+    }
     for role in Role::ALL {
         let Some(dir) = config.role_dir(role) else {
             continue;
@@ -38,6 +41,26 @@ pub fn prepare(config: &Config, ids: &[(Role, RoleIds)], admin_gid: u32) -> Resu
         as_root.then_some((0, admin_gid)),
         true,
     )?;
+    Ok(())
+}
+
+/// Role users are "others" to every directory above their own: each must let them pass.
+fn check_reachable(dir: &Path) -> Result<(), Error> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::Dirs(format!("resolving {}: {e}", dir.display())))?;
+    for ancestor in dir.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor)
+            .map_err(|e| Error::Dirs(format!("inspecting {}: {e}", ancestor.display())))?;
+        if meta.mode() & 0o001 == 0 {
+            return Err(Error::Dirs(format!(
+                "role users cannot reach {}: {} has mode {:o} (needs o+x); choose another data_dir",
+                dir.display(),
+                ancestor.display(),
+                meta.mode() & 0o7777
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -71,12 +94,12 @@ fn ensure(path: &Path, mode: u32, owner: Option<(u32, u32)>, fix: bool) -> Resul
         return Ok(());
     }
     let meta = std::fs::metadata(path).map_err(|e| err("inspecting", e))?;
-    if let Some((uid, gid)) = owner {
-        if meta.uid() != uid || meta.gid() != gid {
-            tracing::info!("fixing owner of {} to {uid}:{gid}", path.display());
-            chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(|e| err("changing owner of", e.into()))?;
-        }
+    if let Some((uid, gid)) = owner
+        && (meta.uid() != uid || meta.gid() != gid)
+    {
+        tracing::info!("fixing owner of {} to {uid}:{gid}", path.display());
+        chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| err("changing owner of", e.into()))?;
     }
     if meta.mode() & 0o7777 != mode {
         tracing::info!("fixing mode of {} to {mode:o}", path.display());

@@ -1,0 +1,246 @@
+//! Starts a real moxd tree from the built binary in a temporary directory and tears it down.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ipc::msg::admin::{Request, Response, RoleState, Status};
+
+pub const MOXD: &str = env!("CARGO_BIN_EXE_moxd");
+pub const MOXCTL: &str = env!("CARGO_BIN_EXE_moxctl");
+
+/// Trees start one at a time: role users are created on first start, and `useradd` takes a
+/// lock that concurrent starts would fight over.
+static STARTING: Mutex<()> = Mutex::new(());
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skips the calling test (returns true) unless running as root, saying why.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIPPED {test}: needs root (CI runs as root)");
+    true
+}
+
+/// Options for one tree.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub single_process: bool,
+    pub fail_at_start: Vec<&'static str>,
+    pub admin_group: Option<String>,
+    pub extra: String,
+}
+
+/// A running tree; killed (with every role) on drop.
+#[derive(Debug)]
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Tree {
+    /// Starts a tree with listeners on ephemeral loopback ports. Does not wait for readiness.
+    pub fn spawn(opts: Options) -> Tree {
+        let _serial = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::Builder::new()
+            .prefix("moxd-test-")
+            .tempdir()
+            .expect("tempdir");
+        // Role users must be able to reach their directories.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let config = write_config(dir.path(), &opts);
+        let log = dir.path().join("moxd.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(MOXD);
+        cmd.arg("serve").arg("-c").arg(&config);
+        if opts.single_process {
+            cmd.arg("--single-process");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawning moxd");
+        Tree {
+            socket: dir.path().join("run/admin.sock"),
+            dir,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Starts a tree and waits until every role is ready.
+    pub fn start(opts: Options) -> Tree {
+        let tree = Tree::spawn(opts);
+        tree.wait_ready(Duration::from_secs(20));
+        tree
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The tree's status over the admin socket.
+    pub fn status(&self) -> Result<Status, String> {
+        match moxd::admin_client::request(&self.socket, &Request::Status)? {
+            Response::Status(s) => Ok(s),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    pub fn request(&self, request: Request) -> Response {
+        moxd::admin_client::request(&self.socket, &request)
+            .unwrap_or_else(|e| panic!("{request:?}: {e}\n{}", self.log_text()))
+    }
+
+    /// Waits until every role is ready; returns how long that took.
+    pub fn wait_ready(&self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        self.wait_for(limit, "every role ready", |s| {
+            s.roles.iter().all(|r| r.state == RoleState::Ready)
+        });
+        start.elapsed()
+    }
+
+    /// Polls the status until `cond` holds; panics with the log after `limit`.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut cond: impl FnMut(&Status) -> bool,
+    ) -> Status {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < limit {
+            if let Ok(s) = self.status() {
+                if cond(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "not {what} within {limit:?}; last status {last:#?}\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Runs `moxctl --socket … ARGS`.
+    pub fn moxctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(MOXCTL)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running moxctl")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the supervisor to exit; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("moxd did not exit within {limit:?}\n{}", self.log_text());
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- moxd log ----\n{}", self.log_text());
+        }
+    }
+}
+
+fn write_config(dir: &Path, opts: &Options) -> PathBuf {
+    let path = dir.join("moxd.toml");
+    let mut f = std::fs::File::create(&path).expect("config");
+    let uid = nix::unistd::getuid().as_raw();
+    writeln!(
+        f,
+        "[server]\nhostname = \"mx.test.example\"\ndata_dir = \"{}\"\nrun_dir = \"{}\"\nshutdown_grace_secs = 5\nlog = \"info\"\n",
+        dir.join("data").display(),
+        dir.join("run").display()
+    )
+    .expect("write");
+    writeln!(
+        f,
+        "[admin]\nuids = [{}]",
+        if uid == 0 {
+            String::new()
+        } else {
+            uid.to_string()
+        }
+    )
+    .expect("write");
+    if let Some(g) = &opts.admin_group {
+        writeln!(f, "group = \"{g}\"").expect("write");
+    }
+    writeln!(
+        f,
+        "\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n"
+    )
+    .expect("write");
+    if !opts.fail_at_start.is_empty() {
+        let names: Vec<String> = opts
+            .fail_at_start
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect();
+        writeln!(f, "[debug]\nfail_at_start = [{}]", names.join(", ")).expect("write");
+    }
+    f.write_all(opts.extra.as_bytes()).expect("write");
+    path
+}
+
+/// Reads `/proc/PID/status` into (key, value) pairs.
+pub fn proc_status(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+pub fn proc_field(pid: u32, key: &str) -> Option<String> {
+    proc_status(pid)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && proc_field(pid, "State").is_some_and(|s| !s.starts_with('Z'))
+}
