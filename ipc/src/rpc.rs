@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec;
 use crate::frame::Kind;
-use crate::transport::{ChannelError, Frame, Handle, Link, LinkReceiver, LinkSender};
+use crate::transport::{ChannelError, Handle, Link, LinkReceiver, LinkSender};
 
 /// A service: the requests a client may send, the responses and events it gets back.
 pub trait Service: 'static {
@@ -27,13 +27,20 @@ pub trait Service: 'static {
     type Event: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
+/// What the reader hands a waiting call: already decoded, so that an undecodable response
+/// closes the channel (a broken peer) instead of failing one call and carrying on.
+enum Reply<R> {
+    Pong,
+    Response(R, Vec<Handle>),
+}
+
+type Pending<R> = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply<R>>>>>;
 
 /// The calling end of a service. Clones share the link, which closes when the last clone is
 /// dropped.
 pub struct Client<S: Service> {
     tx: LinkSender,
-    pending: Pending,
+    pending: Pending<S::Response>,
     next_id: Arc<AtomicU64>,
     closed: watch::Receiver<bool>,
     _service: PhantomData<fn() -> S>,
@@ -64,7 +71,7 @@ impl<S: Service> Client<S> {
     /// Starts the reader task (inside a tokio runtime) and returns the client and the stream of
     /// events the server pushes.
     pub fn new(link: Link) -> (Client<S>, mpsc::UnboundedReceiver<S::Event>) {
-        let pending: Pending = Arc::default();
+        let pending: Pending<S::Response> = Arc::default();
         let (closed_tx, closed) = watch::channel(false);
         let (events_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(read_responses::<S>(
@@ -91,26 +98,23 @@ impl<S: Service> Client<S> {
         fds: Vec<Handle>,
     ) -> Result<(S::Response, Vec<Handle>), ChannelError> {
         let payload = codec::encode(request)?;
-        let frame = self.exchange(Kind::Request, &payload, fds).await?;
-        if frame.header.kind != Kind::Response {
-            return Err(ChannelError::Protocol(format!(
-                "expected a response, got {:?}",
-                frame.header.kind
-            )));
+        match self.exchange(Kind::Request, &payload, fds).await? {
+            Reply::Response(response, fds) => Ok((response, fds)),
+            Reply::Pong => Err(ChannelError::Protocol(
+                "a request answered with a pong".into(),
+            )),
         }
-        Ok((codec::decode(&frame.payload)?, frame.fds))
     }
 
     /// Measures one round trip to the other end.
     pub async fn ping(&self) -> Result<Duration, ChannelError> {
         let start = Instant::now();
-        let frame = self.exchange(Kind::Ping, &[], Vec::new()).await?;
-        if frame.header.kind != Kind::Pong {
-            return Err(ChannelError::Protocol(
-                "ping answered with a non-pong".into(),
-            ));
+        match self.exchange(Kind::Ping, &[], Vec::new()).await? {
+            Reply::Pong => Ok(start.elapsed()),
+            Reply::Response(..) => Err(ChannelError::Protocol(
+                "ping answered with a response".into(),
+            )),
         }
-        Ok(start.elapsed())
     }
 
     /// Whether the link has closed (peer gone or broken).
@@ -133,7 +137,7 @@ impl<S: Service> Client<S> {
         kind: Kind,
         payload: &[u8],
         fds: Vec<Handle>,
-    ) -> Result<Frame, ChannelError> {
+    ) -> Result<Reply<S::Response>, ChannelError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         lock(&self.pending).insert(id, reply_tx);
@@ -152,12 +156,12 @@ impl<S: Service> Client<S> {
     }
 }
 
-struct PendingGuard<'a> {
-    pending: &'a Pending,
+struct PendingGuard<'a, R> {
+    pending: &'a Pending<R>,
     id: u64,
 }
 
-impl Drop for PendingGuard<'_> {
+impl<R> Drop for PendingGuard<'_, R> {
     fn drop(&mut self) {
         lock(self.pending).remove(&self.id);
     }
@@ -172,7 +176,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn read_responses<S: Service>(
     mut rx: LinkReceiver,
     tx: LinkSender,
-    pending: Pending,
+    pending: Pending<S::Response>,
     events: mpsc::UnboundedSender<S::Event>,
     closed: watch::Sender<bool>,
 ) {
@@ -188,10 +192,24 @@ async fn read_responses<S: Service>(
             Err(e) => break Err(e),
         };
         match frame.header.kind {
-            Kind::Response | Kind::Pong => {
-                if let Some(reply) = lock(&pending).remove(&frame.header.id) {
-                    let _ = reply.send(frame);
+            Kind::Pong => {
+                if let Some(waiter) = lock(&pending).remove(&frame.header.id) {
+                    let _ = waiter.send(Reply::Pong);
                 }
+            }
+            Kind::Response => {
+                let response = match codec::decode::<S::Response>(&frame.payload) {
+                    Ok(r) => r,
+                    Err(e) => break Err(e.into()),
+                };
+                if let Some(waiter) = lock(&pending).remove(&frame.header.id) {
+                    let _ = waiter.send(Reply::Response(response, frame.fds));
+                }
+            }
+            Kind::Event if !frame.fds.is_empty() => {
+                break Err(ChannelError::Protocol(
+                    "an event carried descriptors".into(),
+                ));
             }
             Kind::Event => match codec::decode::<S::Event>(&frame.payload) {
                 Ok(event) => {
@@ -288,9 +306,10 @@ impl<S: Service> fmt::Debug for EventSender<S> {
 }
 
 impl<S: Service> EventSender<S> {
-    pub async fn send(&self, event: &S::Event, fds: Vec<Handle>) -> Result<(), ChannelError> {
+    /// Pushes one event. Events carry no descriptors: anything that needs one is a request.
+    pub async fn send(&self, event: &S::Event) -> Result<(), ChannelError> {
         let payload = codec::encode(event)?;
-        self.tx.send(Kind::Event, 0, &payload, fds).await
+        self.tx.send(Kind::Event, 0, &payload, Vec::new()).await
     }
 }
 

@@ -136,7 +136,7 @@ async fn rpc_matches_many_out_of_order_responses(t: Transport) {
         }
         let events = server.events();
         for n in 0..EVENTS {
-            events.send(&EchoEvent::Tick(n), vec![]).await?;
+            events.send(&EchoEvent::Tick(n)).await?;
         }
         serve(server).await
     });
@@ -284,8 +284,7 @@ async fn client_closes_on_wrong_frames(t: Transport) {
     }
 }
 
-/// A response that does not decode fails its call. The client itself stays open: the reader task
-/// does not decode responses (see the report on ipc's rpc.rs).
+/// A response that does not decode means a broken peer: the channel closes and the call fails.
 async fn undecodable_response_fails_the_call(t: Transport) {
     let (a, b) = t.pair();
     let (client, _events) = Client::<Echo>::new(a);
@@ -309,7 +308,9 @@ async fn undecodable_response_fails_the_call(t: Transport) {
         .await
         .expect("join")
         .expect_err("garbage");
-    assert!(matches!(err, ChannelError::Codec(_)), "{err:?}");
+    assert!(matches!(err, ChannelError::Closed), "{err:?}");
+    within("client closes", client.closed()).await;
+    assert!(client.is_closed());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -69,10 +69,12 @@ fn resolve(name: &str, create: bool) -> Result<RoleIds, Error> {
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .status()
         .map_err(|e| Error::Users(format!("running useradd for {name}: {e}")))?;
-    if !status.success() {
-        return Err(Error::Users(format!("useradd {name} failed: {status}")));
+    // Another process may have created it meanwhile: look again before giving up.
+    match lookup(name)? {
+        Some(ids) => Ok(ids),
+        None if !status.success() => Err(Error::Users(format!("useradd {name} failed: {status}"))),
+        None => Err(Error::Users(format!("{name} missing right after useradd"))),
     }
-    lookup(name)?.ok_or_else(|| Error::Users(format!("{name} missing right after useradd")))
 }
 
 fn lookup(name: &str) -> Result<Option<RoleIds>, Error> {

@@ -76,12 +76,25 @@ impl Tree {
             .stderr(out)
             .spawn()
             .expect("spawning moxd");
-        Tree {
-            socket: dir.path().join("run/admin.sock"),
+        let socket = dir.path().join("run/admin.sock");
+        let mut tree = Tree {
+            socket,
             dir,
             child: Some(child),
             log,
+        };
+        // Hold the lock until users and directories exist (the admin socket comes after them)
+        // or the supervisor gave up.
+        let start = Instant::now();
+        while !tree.socket.exists() && start.elapsed() < Duration::from_secs(20) {
+            if let Some(child) = tree.child.as_mut()
+                && child.try_wait().ok().flatten().is_some()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        tree
     }
 
     /// Starts a tree and waits until every role is ready.

@@ -1,0 +1,157 @@
+//! `moxd localserve` as a newcomer runs it: no root, no config, one directory, loopback ports
+//! 1000 + the standard ones, Ctrl-C to stop. As root (CI) the test drops to `nobody` first so
+//! that the no-root path is what runs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{MOXCTL, MOXD, proc_field};
+
+/// Runs `program args` as `nobody` when we are root, as ourselves otherwise.
+fn as_user(program: &str) -> Command {
+    if common::is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            program,
+        ]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+#[test]
+fn localserve_runs_the_tree_without_root_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let dir = tmp.path().join("ls");
+    let mut child = as_user(MOXD)
+        .args(["localserve", "--dir"])
+        .arg(&dir)
+        .env_remove("HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("localserve");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let mut banner = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let done = line.starts_with("Stop with Ctrl-C");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    assert!(
+        banner.contains(&format!("configuration and data in {}", dir.display())),
+        "{banner}"
+    );
+    for (name, port) in [
+        ("smtp", 1025),
+        ("submission", 1587),
+        ("submissions", 1465),
+        ("imap", 1143),
+        ("imaps", 1993),
+        ("http", 1080),
+        ("https", 1443),
+    ] {
+        assert!(
+            banner.contains(&format!("{name:<12} 127.0.0.1:{port}")),
+            "{name}: {banner}"
+        );
+    }
+    let socket = dir.join("run/admin.sock");
+    assert!(banner.contains(&format!("moxctl --socket {} status", socket.display())));
+
+    // The user who started it administers it.
+    let start = Instant::now();
+    let status = loop {
+        let out = as_user(MOXCTL)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("status")
+            .output()
+            .expect("moxctl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && text.lines().filter(|l| l.contains(" ready ")).count() == 7 {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not ready: {text} {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let me = if common::is_root() {
+        "65534".to_string()
+    } else {
+        nix::unistd::getuid().to_string()
+    };
+    for line in status.lines().filter(|l| l.contains(" ready ")) {
+        let pid: u32 = line
+            .split_whitespace()
+            .nth(2)
+            .expect("pid")
+            .parse()
+            .expect("pid");
+        let uids = proc_field(pid, "Uid").expect("uid");
+        assert!(uids.split_whitespace().all(|u| u == me), "{line}: {uids}");
+        assert_eq!(
+            proc_field(pid, "NoNewPrivs").as_deref(),
+            Some("1"),
+            "{line}"
+        );
+        assert_eq!(proc_field(pid, "Seccomp").as_deref(), Some("2"), "{line}");
+    }
+    let mut smtp = TcpStream::connect("127.0.0.1:1025").expect("smtp");
+    smtp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut greeting = String::new();
+    let _ = smtp.read_to_string(&mut greeting);
+    assert!(greeting.starts_with("421 4.3.2 localhost "), "{greeting}");
+
+    // Ctrl-C.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "localserve did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let log = log.join().expect("log");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("shutting down: SIGINT received") && log.contains("all roles stopped"),
+        "{log}"
+    );
+    assert!(dir.join("moxd.toml").exists());
+    assert!(!socket.exists());
+}
