@@ -8,6 +8,17 @@
 //! Status: the tree, sandbox and links are in place; storaged defines no requests yet (issue 3), so it
 //! answers pings on its links and nothing else.
 
+pub mod accounts;
+pub mod db;
+pub mod deliver;
+pub mod envelope;
+pub mod error;
+pub mod files;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
 use ipc::msg::store::StoreService;
 use ipc::{Context, RoleError, RoleSpec};
 

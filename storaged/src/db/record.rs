@@ -1,0 +1,163 @@
+//! The records stored in the database and their encoding on disk.
+//!
+//! Encoded with bincode 2.0.1 (the version pinned for the wire codec, used here through its own
+//! configuration: the disk format must not change when the wire codec does). Every record type is
+//! versioned through the schema version in the `meta` tree; a change here needs a schema bump
+//! and an upgrade path.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+
+/// A mail domain served here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    /// Splits `user+tag@domain` into `user`: deliveries to `user+anything` reach `user`.
+    pub localpart_separator: Option<char>,
+    pub created: i64,
+}
+
+/// An account: owns addresses and mailboxes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub created: i64,
+    /// The account's modification sequence: bumped by every change to its messages.
+    pub modseq: u64,
+}
+
+/// The special-use attributes of RFC 6154 that moxd creates with every account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpecialUse {
+    Inbox,
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+}
+
+impl SpecialUse {
+    pub const ALL: [SpecialUse; 6] = [
+        SpecialUse::Inbox,
+        SpecialUse::Sent,
+        SpecialUse::Drafts,
+        SpecialUse::Trash,
+        SpecialUse::Junk,
+        SpecialUse::Archive,
+    ];
+
+    /// The name of the mailbox created for it.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            SpecialUse::Inbox => "Inbox",
+            SpecialUse::Sent => "Sent",
+            SpecialUse::Drafts => "Drafts",
+            SpecialUse::Trash => "Trash",
+            SpecialUse::Junk => "Junk",
+            SpecialUse::Archive => "Archive",
+        }
+    }
+}
+
+/// Message counts of a mailbox, kept in step with its messages by every operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: u32,
+    pub unseen: u32,
+    pub deleted: u32,
+    pub size: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, m: &Message) {
+        self.total += 1;
+        self.unseen += u32::from(!m.flags.contains(Flags::SEEN));
+        self.deleted += u32::from(m.flags.contains(Flags::DELETED));
+        self.size += m.size;
+    }
+
+    pub fn remove(&mut self, m: &Message) {
+        self.total = self.total.saturating_sub(1);
+        self.unseen = self
+            .unseen
+            .saturating_sub(u32::from(!m.flags.contains(Flags::SEEN)));
+        self.deleted = self
+            .deleted
+            .saturating_sub(u32::from(m.flags.contains(Flags::DELETED)));
+        self.size = self.size.saturating_sub(m.size);
+    }
+}
+
+/// A mailbox of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub account: String,
+    /// `/`-separated hierarchy name; never a filesystem path.
+    pub name: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+    pub counts: Counts,
+}
+
+/// The system flags of a message, as bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const ANSWERED: Flags = Flags(2);
+    pub const FLAGGED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// A message in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The immutable file holding its bytes (one per mailbox entry).
+    pub file: u64,
+    pub size: u64,
+    pub modseq: u64,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    /// Seconds since the epoch.
+    pub internal_date: i64,
+    pub envelope: crate::envelope::Envelope,
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<{ 16 * 1024 * 1024 }>()
+}
+
+/// Encodes a record for storage.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| StoreError::Db(format!("encoding: {e}")))
+}
+
+/// Decodes a stored record of `tree`; trailing bytes or garbage mean corruption.
+pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| StoreError::Corrupt {
+            tree,
+            why: e.to_string(),
+        })?;
+    if used != bytes.len() {
+        return Err(StoreError::Corrupt {
+            tree,
+            why: format!("{} trailing bytes", bytes.len() - used),
+        });
+    }
+    Ok(value)
+}

@@ -1,0 +1,204 @@
+//! Delivery: from a temporary file written by smtpd or queued to a durable message in the inbox
+//! of every local recipient, acknowledged only after it is on disk.
+//!
+//! Steps: resolve recipients → copy the bytes into a file only storaged holds (fsync) and
+//! hard-link one per extra recipient (fsync the directories) → one database transaction for all
+//! recipients → group flush (fsync) → answer.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError as TxError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::record::{self, Account, Flags, Mailbox, Message};
+use crate::db::{Db, keys, now};
+use crate::error::{Result, StoreError};
+use crate::files::Files;
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered {
+        account: String,
+        mailbox: u64,
+        uid: u32,
+    },
+    UnknownAddress,
+}
+
+/// Delivers the first `size` bytes of `src` to `recipients`; everything but the final flush.
+/// Several recipients of one account get one copy.
+pub fn deliver(
+    db: &Db,
+    files: &Files,
+    src: &File,
+    size: u64,
+    recipients: &[String],
+) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::with_capacity(recipients.len());
+    let mut targets: Vec<(String, u64)> = Vec::new();
+    for rcpt in recipients {
+        match db.resolve(rcpt)? {
+            None => outcomes.push(None),
+            Some(account) => {
+                let index = match targets.iter().position(|(a, _)| *a == account) {
+                    Some(i) => i,
+                    None => {
+                        let (inbox, _) = db
+                            .mailbox_by_name(&account, "Inbox")?
+                            .ok_or_else(|| StoreError::NoMailbox(format!("{account}/Inbox")))?;
+                        targets.push((account, inbox));
+                        targets.len() - 1
+                    }
+                };
+                outcomes.push(Some(index));
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Ok(outcomes
+            .into_iter()
+            .map(|_| Outcome::UnknownAddress)
+            .collect());
+    }
+    let ids = targets
+        .iter()
+        .map(|_| db.new_id())
+        .collect::<Result<Vec<u64>>>()?;
+    let head = files.store(src, size, &ids)?;
+    let envelope = crate::envelope::parse(&head);
+    let date = now();
+    let entries: Vec<(u64, Message)> = targets
+        .iter()
+        .zip(&ids)
+        .map(|((_, mailbox), file)| {
+            (
+                *mailbox,
+                Message {
+                    file: *file,
+                    size,
+                    modseq: 0,
+                    flags: Flags::default(),
+                    keywords: Vec::new(),
+                    internal_date: date,
+                    envelope: envelope.clone(),
+                },
+            )
+        })
+        .collect();
+    let uids = match db.append_messages(&entries) {
+        Ok(uids) => uids,
+        Err(e) => {
+            for id in &ids {
+                let _ = files.remove(*id);
+            }
+            return Err(e);
+        }
+    };
+    Ok(outcomes
+        .into_iter()
+        .map(|o| match o {
+            None => Outcome::UnknownAddress,
+            Some(i) => Outcome::Delivered {
+                account: targets[i].0.clone(),
+                mailbox: targets[i].1,
+                uid: uids[i],
+            },
+        })
+        .collect())
+}
+
+impl Db {
+    /// Appends messages to mailboxes in one transaction: assigns UIDs and modseqs, updates
+    /// UIDNEXT, HIGHESTMODSEQ and the counts. Returns the UIDs in order.
+    pub fn append_messages(&self, entries: &[(u64, Message)]) -> Result<Vec<u32>> {
+        let uids = (&self.accounts, &self.mailboxes, &self.messages).transaction(
+            |(accounts, mailboxes, messages)| {
+                let mut uids = Vec::with_capacity(entries.len());
+                for (mailbox_id, message) in entries {
+                    let key = keys::mailbox(*mailbox_id);
+                    let mut mailbox: Mailbox = match mailboxes.get(key)? {
+                        Some(v) => record::decode("mailboxes", &v).map_err(TxError::Abort)?,
+                        None => {
+                            return Err(TxError::Abort(StoreError::NoMailbox(
+                                mailbox_id.to_string(),
+                            )));
+                        }
+                    };
+                    let mut account: Account = match accounts.get(&mailbox.account)? {
+                        Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
+                        None => {
+                            return Err(TxError::Abort(StoreError::NoAccount(
+                                mailbox.account.clone(),
+                            )));
+                        }
+                    };
+                    account.modseq += 1;
+                    let mut message = message.clone();
+                    message.modseq = account.modseq;
+                    let uid = mailbox.uidnext;
+                    mailbox.uidnext += 1;
+                    mailbox.highest_modseq = account.modseq;
+                    mailbox.counts.add(&message);
+                    messages.insert(
+                        &keys::message(*mailbox_id, uid),
+                        record::encode(&message).map_err(TxError::Abort)?,
+                    )?;
+                    mailboxes.insert(&key, record::encode(&mailbox).map_err(TxError::Abort)?)?;
+                    accounts.insert(
+                        mailbox.account.as_bytes(),
+                        record::encode(&account).map_err(TxError::Abort)?,
+                    )?;
+                    uids.push(uid);
+                }
+                Ok(uids)
+            },
+        )?;
+        Ok(uids)
+    }
+}
+
+/// Group commit: every caller waits for a flush that started after its change was committed;
+/// callers arriving during a flush share the next one.
+#[derive(Debug, Clone)]
+pub struct Flusher {
+    tx: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Flusher {
+    /// Starts the flushing task (inside a tokio runtime).
+    pub fn start(db: Db) -> Flusher {
+        let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<Result<(), String>>>();
+        let db = Arc::new(db);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(w) = rx.try_recv() {
+                    waiters.push(w);
+                }
+                let db = db.clone();
+                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("flush task: {e}")),
+                };
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        Flusher { tx }
+    }
+
+    /// Returns once everything committed before this call is durable.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .map_err(|_| StoreError::Db("flusher stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Db("flusher stopped".into()))?
+            .map_err(StoreError::Db)
+    }
+}

@@ -1,0 +1,106 @@
+//! The IMAP envelope of a message (RFC 9051 §7.5.2), computed once at delivery with
+//! mail-parser and stored with the message, so that listing a mailbox never re-reads files.
+
+use serde::{Deserialize, Serialize};
+
+/// Header values as they appear in the message (unfolded), addresses parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub from: Vec<EnvelopeAddress>,
+    pub sender: Vec<EnvelopeAddress>,
+    pub reply_to: Vec<EnvelopeAddress>,
+    pub to: Vec<EnvelopeAddress>,
+    pub cc: Vec<EnvelopeAddress>,
+    pub bcc: Vec<EnvelopeAddress>,
+    pub in_reply_to: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// One address: display name, local part and domain (IMAP's `adl` is always NIL today).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeAddress {
+    pub name: Option<String>,
+    pub local: String,
+    pub domain: String,
+}
+
+/// Parses the envelope of `raw`; a message mail-parser cannot read gets an empty envelope (it
+/// is still delivered: the bytes are what counts).
+pub fn parse(raw: &[u8]) -> Envelope {
+    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return Envelope::default();
+    };
+    let raw_header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_string());
+    let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<EnvelopeAddress> {
+        a.map(|a| a.iter().filter_map(split).collect())
+            .unwrap_or_default()
+    };
+    let from = addresses(msg.from());
+    let sender = match addresses(msg.sender()) {
+        s if s.is_empty() => from.clone(),
+        s => s,
+    };
+    let reply_to = match addresses(msg.reply_to()) {
+        r if r.is_empty() => from.clone(),
+        r => r,
+    };
+    Envelope {
+        date: raw_header("Date"),
+        subject: raw_header("Subject"),
+        from,
+        sender,
+        reply_to,
+        to: addresses(msg.to()),
+        cc: addresses(msg.cc()),
+        bcc: addresses(msg.bcc()),
+        in_reply_to: raw_header("In-Reply-To"),
+        message_id: raw_header("Message-ID"),
+    }
+}
+
+fn split(addr: &mail_parser::Addr<'_>) -> Option<EnvelopeAddress> {
+    let address = addr.address.as_deref()?;
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    Some(EnvelopeAddress {
+        name: addr.name.as_deref().map(str::to_string),
+        local: local.to_string(),
+        domain: domain.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_envelope_fields() {
+        let raw = b"Date: Sun, 22 Nov 2026 12:00:00 +0000\r\nFrom: \"Ann Example\" <ann@example.org>\r\nTo: bob@example.com, carol@example.net\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <1@example.org>\r\n\r\nbody\r\n";
+        let e = parse(raw);
+        assert_eq!(e.date.as_deref(), Some("Sun, 22 Nov 2026 12:00:00 +0000"));
+        assert_eq!(e.subject.as_deref(), Some("=?utf-8?q?caf=C3=A9?="));
+        assert_eq!(e.from.len(), 1);
+        assert_eq!(e.from[0].name.as_deref(), Some("Ann Example"));
+        assert_eq!(
+            (e.from[0].local.as_str(), e.from[0].domain.as_str()),
+            ("ann", "example.org")
+        );
+        assert_eq!(e.sender, e.from, "sender defaults to from");
+        assert_eq!(e.reply_to, e.from, "reply-to defaults to from");
+        assert_eq!(e.to.len(), 2);
+        assert_eq!(e.message_id.as_deref(), Some("<1@example.org>"));
+    }
+
+    #[test]
+    fn garbage_gives_an_empty_envelope_not_a_panic() {
+        for raw in [
+            &b""[..],
+            b"\xff\xfe\x00",
+            b"no colon here\r\n\r\n",
+            b":::\r\n",
+        ] {
+            let _ = parse(raw);
+        }
+    }
+}

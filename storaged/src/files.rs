@@ -1,0 +1,184 @@
+//! Message files: one immutable file per mailbox entry, under `msg/<shard>/<id>`, written only
+//! by storaged; temporary delivery files are anonymous (`O_TMPFILE`) in `tmp/`.
+//!
+//! A stored file is complete and fsync'd (file and directory) before the database refers to it,
+//! so a crash can leave an unreferenced file behind (found by `verifydata`), never a reference
+//! to a missing or partial file.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::error::{Result, StoreError};
+
+/// Bytes of a message's beginning kept in memory while storing it, for parsing its header.
+pub const HEAD_LIMIT: usize = 256 * 1024;
+
+/// The message file area under storaged's directory.
+#[derive(Debug, Clone)]
+pub struct Files {
+    msg: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Files {
+    /// Uses (creating if needed) `msg/` and `tmp/` under `root`.
+    pub fn open(root: &Path) -> Result<Files> {
+        let files = Files {
+            msg: root.join("msg"),
+            tmp: root.join("tmp"),
+        };
+        for dir in [&files.msg, &files.tmp] {
+            std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        }
+        Ok(files)
+    }
+
+    /// Where message file `id` lives.
+    pub fn path(&self, id: u64) -> PathBuf {
+        self.msg
+            .join(format!("{:x}", id >> 12))
+            .join(format!("{id:x}"))
+    }
+
+    /// A new anonymous file for one delivery, readable and writable.
+    pub fn temp_file(&self) -> Result<File> {
+        let fd = nix::fcntl::open(
+            &self.tmp,
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| file_err(&self.tmp, e.into()))?;
+        Ok(File::from(fd))
+    }
+
+    /// Copies the first `size` bytes of `src` into file `ids[0]`, links `ids[1..]` to it, and
+    /// makes all of it durable. Returns the first [`HEAD_LIMIT`] bytes for parsing.
+    pub fn store(&self, src: &File, size: u64, ids: &[u64]) -> Result<Vec<u8>> {
+        let Some((&first, rest)) = ids.split_first() else {
+            return Ok(Vec::new());
+        };
+        let path = self.path(first);
+        let mut dirs = BTreeSet::new();
+        self.ensure_shard(&path, &mut dirs)?;
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| file_err(&path, e))?;
+        let head = copy_range(src, &mut dst, size).map_err(|e| file_err(&path, e))?;
+        dst.sync_all().map_err(|e| file_err(&path, e))?;
+        for id in rest {
+            let link = self.path(*id);
+            self.ensure_shard(&link, &mut dirs)?;
+            std::fs::hard_link(&path, &link).map_err(|e| file_err(&link, e))?;
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(head)
+    }
+
+    /// Opens message file `id` for reading.
+    pub fn open_read(&self, id: u64) -> Result<File> {
+        let path = self.path(id);
+        File::open(&path).map_err(|e| file_err(&path, e))
+    }
+
+    /// Removes message file `id` (open descriptors keep working).
+    pub fn remove(&self, id: u64) -> Result<()> {
+        let path = self.path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(file_err(&path, e)),
+        }
+    }
+
+    /// Every message file present, with its size.
+    pub fn list(&self) -> Result<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(&self.msg).map_err(|e| file_err(&self.msg, e))? {
+            let shard = shard.map_err(|e| file_err(&self.msg, e))?;
+            for file in std::fs::read_dir(shard.path()).map_err(|e| file_err(&shard.path(), e))? {
+                let file = file.map_err(|e| file_err(&shard.path(), e))?;
+                let name = file.file_name();
+                let id = u64::from_str_radix(&name.to_string_lossy(), 16).map_err(|_| {
+                    StoreError::Invalid {
+                        what: "message file name",
+                        why: file.path().display().to_string(),
+                    }
+                })?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| file_err(&file.path(), e))?
+                    .len();
+                out.push((id, size));
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Creates the shard directory of `path` if needed (syncing its parent), and remembers it
+    /// for a sync after the new entries are in.
+    fn ensure_shard(&self, path: &Path, dirs: &mut BTreeSet<PathBuf>) -> Result<()> {
+        let Some(shard) = path.parent() else {
+            return Ok(());
+        };
+        if !shard.exists() {
+            match std::fs::create_dir(shard) {
+                Ok(()) => {
+                    sync_dir(&self.msg)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(file_err(shard, e)),
+            }
+        }
+        dirs.insert(shard.to_path_buf());
+        Ok(())
+    }
+}
+
+/// Copies bytes `0..size` of `src` by offset (the writer may share its file offset) and returns
+/// the first [`HEAD_LIMIT`] of them.
+fn copy_range(src: &File, dst: &mut File, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity((size as usize).min(HEAD_LIMIT));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    while offset < size {
+        let want = ((size - offset) as usize).min(buf.len());
+        let n = src.read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("source ended at {offset} of {size} bytes"),
+            ));
+        }
+        dst.write_all(&buf[..n])?;
+        let keep = n.min(HEAD_LIMIT - head.len().min(HEAD_LIMIT));
+        head.extend_from_slice(&buf[..keep]);
+        offset += n as u64;
+    }
+    Ok(head)
+}
+
+/// fsyncs a directory, making the entries created in it durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| file_err(dir, e))
+}
+
+fn file_err(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::File {
+        path: path.display().to_string(),
+        source,
+    }
+}

@@ -1,0 +1,270 @@
+//! Store-level tests: every operation followed by a full `verify`.
+
+use std::io::Write;
+
+use crate::db::Db;
+use crate::deliver::{Outcome, deliver};
+use crate::error::StoreError;
+use crate::files::Files;
+use crate::verify::verify;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: Db,
+    files: Files,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("db")).unwrap();
+    let files = Files::open(dir.path()).unwrap();
+    Fixture {
+        _dir: dir,
+        db,
+        files,
+    }
+}
+
+impl Fixture {
+    fn check(&self) {
+        let problems = verify(&self.db, &self.files).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    fn deliver(&self, bytes: &[u8], rcpts: &[&str]) -> Vec<Outcome> {
+        let mut f = self.files.temp_file().unwrap();
+        f.write_all(bytes).unwrap();
+        let rcpts: Vec<String> = rcpts.iter().map(|s| s.to_string()).collect();
+        let out = deliver(&self.db, &self.files, &f, bytes.len() as u64, &rcpts).unwrap();
+        self.db.flush().unwrap();
+        self.check();
+        out
+    }
+}
+
+const MSG: &[u8] = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nhello\r\n";
+
+#[test]
+fn creates_accounts_with_special_use_mailboxes() {
+    let f = fixture();
+    f.db.add_domain("Example.COM", Some('+')).unwrap();
+    f.db.add_account("bob", "Bob@example.com").unwrap();
+    f.check();
+    let names: Vec<String> =
+        f.db.mailbox_ids("bob")
+            .unwrap()
+            .into_iter()
+            .map(|id| f.db.mailbox(id).unwrap().unwrap().name)
+            .collect();
+    for want in ["Inbox", "Sent", "Drafts", "Trash", "Junk", "Archive"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let uidvalidities: std::collections::HashSet<u32> =
+        f.db.mailbox_ids("bob")
+            .unwrap()
+            .into_iter()
+            .map(|id| f.db.mailbox(id).unwrap().unwrap().uidvalidity)
+            .collect();
+    assert_eq!(uidvalidities.len(), 6, "distinct UIDVALIDITY per mailbox");
+    assert_eq!(
+        f.db.accounts().unwrap(),
+        [("bob".to_string(), vec!["bob@example.com".to_string()])]
+    );
+}
+
+#[test]
+fn refuses_duplicates_and_unknown_domains() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    assert!(matches!(
+        f.db.add_domain("EXAMPLE.com", None),
+        Err(StoreError::DomainExists(_))
+    ));
+    assert!(matches!(
+        f.db.add_account("bob", "bob@nowhere.test"),
+        Err(StoreError::NoDomain(_))
+    ));
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    assert!(matches!(
+        f.db.add_account("bob", "bob2@example.com"),
+        Err(StoreError::AccountExists(_))
+    ));
+    assert!(matches!(
+        f.db.add_account("eve", "BOB@example.com"),
+        Err(StoreError::AddressTaken(..))
+    ));
+    assert!(matches!(
+        f.db.add_account("../etc", "x@example.com"),
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        f.db.remove_domain("example.com"),
+        Err(StoreError::DomainInUse(_))
+    ));
+    f.check();
+}
+
+#[test]
+fn resolves_exact_tagged_and_catchall_addresses() {
+    let f = fixture();
+    f.db.add_domain("example.com", Some('+')).unwrap();
+    f.db.add_domain("example.net", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_account("carol", "carol@example.net").unwrap();
+    f.db.add_address("@example.net", "carol").unwrap();
+    let r = |a: &str| f.db.resolve(a).unwrap();
+    assert_eq!(r("bob@example.com").as_deref(), Some("bob"));
+    assert_eq!(r("BOB@Example.Com").as_deref(), Some("bob"));
+    assert_eq!(r("bob+news@example.com").as_deref(), Some("bob"));
+    assert_eq!(r("alice@example.com"), None);
+    assert_eq!(r("anyone@example.net").as_deref(), Some("carol"));
+    assert_eq!(
+        r("bob+x@example.net").as_deref(),
+        Some("carol"),
+        "no separator there: catch-all"
+    );
+    assert_eq!(r("bob@unknown.test"), None);
+    assert_eq!(r("not an address"), None);
+    f.check();
+}
+
+#[test]
+fn delivers_to_every_local_recipient_and_reports_unknown_ones() {
+    let f = fixture();
+    f.db.add_domain("example.com", Some('+')).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_account("carol", "carol@example.com").unwrap();
+    let out = f.deliver(
+        MSG,
+        &[
+            "bob@example.com",
+            "nobody@example.com",
+            "carol@example.com",
+            "bob+x@example.com",
+        ],
+    );
+    assert!(matches!(&out[0], Outcome::Delivered { account, uid: 1, .. } if account == "bob"));
+    assert_eq!(out[1], Outcome::UnknownAddress);
+    assert!(matches!(&out[2], Outcome::Delivered { account, uid: 1, .. } if account == "carol"));
+    assert_eq!(
+        out[3], out[0],
+        "a second address of the same account shares the copy"
+    );
+    let out = f.deliver(MSG, &["bob@example.com"]);
+    assert!(matches!(&out[0], Outcome::Delivered { uid: 2, .. }));
+    let (_, inbox) = f.db.mailbox_by_name("bob", "INBOX").unwrap().unwrap();
+    assert_eq!(inbox.counts.total, 2);
+    assert_eq!(inbox.counts.unseen, 2);
+    assert_eq!(inbox.counts.size, 2 * MSG.len() as u64);
+    assert_eq!(inbox.uidnext, 3);
+    assert_eq!(inbox.highest_modseq, 3);
+    let Outcome::Delivered { mailbox, uid, .. } = &out[0] else {
+        unreachable!()
+    };
+    let msg: crate::db::record::Message = crate::db::record::decode(
+        "messages",
+        &f.db
+            .messages
+            .get(crate::db::keys::message(*mailbox, *uid))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(msg.envelope.subject.as_deref(), Some("hi"));
+    assert_eq!(
+        std::fs::read(f.files.path(msg.file)).unwrap(),
+        MSG,
+        "byte for byte"
+    );
+}
+
+#[test]
+fn delivery_to_nobody_stores_nothing() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    let out = f.deliver(MSG, &["x@example.com", "y@elsewhere.test"]);
+    assert_eq!(out, [Outcome::UnknownAddress, Outcome::UnknownAddress]);
+    assert!(f.files.list().unwrap().is_empty());
+}
+
+#[test]
+fn removing_an_account_removes_its_mail() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_address("robert@example.com", "bob").unwrap();
+    f.deliver(MSG, &["bob@example.com"]);
+    let files = f.db.remove_account("bob").unwrap();
+    assert_eq!(files.len(), 1);
+    for id in files {
+        f.files.remove(id).unwrap();
+    }
+    f.db.flush().unwrap();
+    f.check();
+    assert_eq!(f.db.resolve("robert@example.com").unwrap(), None);
+    assert!(f.db.accounts().unwrap().is_empty());
+    f.db.remove_domain("example.com").unwrap();
+}
+
+#[test]
+fn verify_finds_orphans_missing_files_and_wrong_counts() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    let out = f.deliver(MSG, &["bob@example.com"]);
+    let Outcome::Delivered { mailbox, uid, .. } = out[0].clone() else {
+        unreachable!()
+    };
+    // An interrupted delivery: a file the database does not know.
+    let src = f.files.temp_file().unwrap();
+    f.files.store(&src, 0, &[999_999]).unwrap();
+    let problems = verify(&f.db, &f.files).unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("not referenced")),
+        "{problems:?}"
+    );
+    f.files.remove(999_999).unwrap();
+    // A message whose file went missing.
+    let msg: crate::db::record::Message = crate::db::record::decode(
+        "messages",
+        &f.db
+            .messages
+            .get(crate::db::keys::message(mailbox, uid))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(f.files.path(msg.file)).unwrap();
+    let problems = verify(&f.db, &f.files).unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("missing")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn reopening_keeps_everything_and_refuses_other_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        db.add_domain("example.com", None).unwrap();
+        db.add_account("bob", "bob@example.com").unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        assert_eq!(
+            db.resolve("bob@example.com").unwrap().as_deref(),
+            Some("bob")
+        );
+        db.meta.insert("schema", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        Db::open(&dir.path().join("db")),
+        Err(StoreError::Schema {
+            found: 99,
+            known: 1
+        })
+    ));
+}

@@ -1,0 +1,123 @@
+//! `verifydata`: the database against the message files — counts, UID order, file presence and
+//! size, indexes, orphans. Tests run it after every operation.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::db::record::{self, Counts, Mailbox, Message};
+use crate::db::{Db, keys};
+use crate::error::Result;
+use crate::files::Files;
+
+/// Checks everything; returns one line per problem (empty: consistent).
+pub fn verify(db: &Db, files: &Files) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let on_disk: BTreeMap<u64, u64> = files.list()?.into_iter().collect();
+    let mut referenced = HashSet::new();
+    let mut mailboxes: BTreeMap<u64, Mailbox> = BTreeMap::new();
+    for e in db.mailboxes.iter() {
+        let (k, v) = e?;
+        mailboxes.insert(
+            keys::u64_of("mailboxes", &k)?,
+            record::decode("mailboxes", &v)?,
+        );
+    }
+    let accounts: HashSet<String> = db
+        .accounts
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+        .collect();
+
+    for (id, mailbox) in &mailboxes {
+        if !accounts.contains(&mailbox.account) {
+            problems.push(format!(
+                "mailbox {id} ({}) belongs to missing account {}",
+                mailbox.name, mailbox.account
+            ));
+        }
+        match db
+            .mailbox_names
+            .get(keys::mailbox_name(&mailbox.account, &mailbox.name))?
+        {
+            Some(v) if keys::u64_of("mailbox_names", &v)? == *id => {}
+            _ => problems.push(format!(
+                "mailbox {id} ({}/{}) missing from the name index",
+                mailbox.account, mailbox.name
+            )),
+        }
+        let mut counts = Counts::default();
+        let mut last_uid = 0;
+        for e in db.messages.scan_prefix(keys::mailbox(*id)) {
+            let (k, v) = e?;
+            let (_, uid) = keys::split_message("messages", &k)?;
+            let message: Message = record::decode("messages", &v)?;
+            counts.add(&message);
+            if uid <= last_uid || uid >= mailbox.uidnext {
+                problems.push(format!(
+                    "{}/{} uid {uid} out of order (uidnext {})",
+                    mailbox.account, mailbox.name, mailbox.uidnext
+                ));
+            }
+            last_uid = uid;
+            if message.modseq > mailbox.highest_modseq {
+                problems.push(format!(
+                    "{}/{} uid {uid}: modseq {} above the mailbox's {}",
+                    mailbox.account, mailbox.name, message.modseq, mailbox.highest_modseq
+                ));
+            }
+            if !referenced.insert(message.file) {
+                problems.push(format!("file {:x} referenced twice", message.file));
+            }
+            match on_disk.get(&message.file) {
+                None => problems.push(format!(
+                    "{}/{} uid {uid}: file {:x} missing",
+                    mailbox.account, mailbox.name, message.file
+                )),
+                Some(size) if *size != message.size => problems.push(format!(
+                    "{}/{} uid {uid}: file {:x} has {size} bytes, database says {}",
+                    mailbox.account, mailbox.name, message.file, message.size
+                )),
+                Some(_) => {}
+            }
+        }
+        if counts != mailbox.counts {
+            problems.push(format!(
+                "{}/{}: counts {:?}, messages add up to {counts:?}",
+                mailbox.account, mailbox.name, mailbox.counts
+            ));
+        }
+    }
+    for e in db.mailbox_names.iter() {
+        let (k, v) = e?;
+        let id = keys::u64_of("mailbox_names", &v)?;
+        if !mailboxes.contains_key(&id) {
+            problems.push(format!(
+                "name index entry {} points to missing mailbox {id}",
+                String::from_utf8_lossy(&k).replace('\0', "/")
+            ));
+        }
+    }
+    for e in db.messages.iter() {
+        let (k, _) = e?;
+        let (mailbox, uid) = keys::split_message("messages", &k)?;
+        if !mailboxes.contains_key(&mailbox) {
+            problems.push(format!("message uid {uid} in missing mailbox {mailbox}"));
+        }
+    }
+    for e in db.addresses.iter() {
+        let (k, v) = e?;
+        let account = String::from_utf8_lossy(&v).into_owned();
+        if !accounts.contains(&account) {
+            problems.push(format!(
+                "address {} points to missing account {account}",
+                String::from_utf8_lossy(&k)
+            ));
+        }
+    }
+    for id in on_disk.keys().filter(|id| !referenced.contains(id)) {
+        problems.push(format!(
+            "file {id:x} is not referenced (left by an interrupted delivery)"
+        ));
+    }
+    Ok(problems)
+}
