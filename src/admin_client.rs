@@ -1,6 +1,6 @@
 //! `moxctl`: connects to the admin socket, says hello, sends one request, prints the answer.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use ipc::msg::admin::{
     AdminService, ClientHello, Request, Response, RoleState, ServerHello, Status,
 };
+use ipc::msg::control::{AdminReply, RoleAdmin};
+use ipc::msg::store::{self as store_msg, Admin as StoreAdmin};
 use ipc::{Channel, Client, Link, Role};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
 
@@ -41,6 +43,55 @@ enum Command {
     },
     /// Ping every role and, through each, every peer it calls.
     Ping,
+    /// Mail domains: add, remove, list.
+    Domain {
+        #[command(subcommand)]
+        op: DomainOp,
+    },
+    /// Accounts: add (with a first address and the default mailboxes), remove, list.
+    Account {
+        #[command(subcommand)]
+        op: AccountOp,
+    },
+    /// Addresses of accounts (`@domain` is a catch-all): add, remove.
+    Address {
+        #[command(subcommand)]
+        op: AddressOp,
+    },
+    /// Deliver the message on standard input to local recipients.
+    Deliver {
+        #[arg(required = true)]
+        recipients: Vec<String>,
+    },
+    /// Check the database against the message files.
+    Verifydata,
+}
+
+#[derive(Subcommand)]
+enum DomainOp {
+    Add {
+        domain: String,
+        /// Local-part separator: with `+`, user+tag@domain reaches user@domain.
+        #[arg(long)]
+        separator: Option<char>,
+    },
+    Remove {
+        domain: String,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum AccountOp {
+    Add { name: String, address: String },
+    Remove { name: String },
+    List,
+}
+
+#[derive(Subcommand)]
+enum AddressOp {
+    Add { address: String, account: String },
+    Remove { address: String },
 }
 
 pub fn main() -> ExitCode {
@@ -66,15 +117,22 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(call(&socket, &request)) {
+    let fds = match &cli.command {
+        Command::Deliver { .. } => match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => vec![fd],
+            Err(e) => {
+                eprintln!("moxctl: standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => Vec::new(),
+    };
+    match runtime.block_on(call_with(&socket, &request, fds)) {
         Ok(Response::Error(e)) => {
             eprintln!("moxctl: {e}");
             ExitCode::FAILURE
         }
-        Ok(response) => {
-            print(&cli.command, response);
-            ExitCode::SUCCESS
-        }
+        Ok(response) => print(&cli.command, response),
         Err(e) => {
             eprintln!("moxctl: {e}");
             ExitCode::FAILURE
@@ -100,19 +158,67 @@ fn request_for(command: &Command) -> Result<Request, String> {
             _ => return Err("usage: moxctl loglevel [ROLE] LEVEL".into()),
         },
         Command::Ping => Request::Ping,
+        Command::Domain { op } => store(match op {
+            DomainOp::Add { domain, separator } => StoreAdmin::AddDomain {
+                domain: domain.clone(),
+                separator: *separator,
+            },
+            DomainOp::Remove { domain } => StoreAdmin::RemoveDomain {
+                domain: domain.clone(),
+            },
+            DomainOp::List => StoreAdmin::ListDomains,
+        }),
+        Command::Account { op } => store(match op {
+            AccountOp::Add { name, address } => StoreAdmin::AddAccount {
+                name: name.clone(),
+                address: address.clone(),
+            },
+            AccountOp::Remove { name } => StoreAdmin::RemoveAccount { name: name.clone() },
+            AccountOp::List => StoreAdmin::ListAccounts,
+        }),
+        Command::Address { op } => store(match op {
+            AddressOp::Add { address, account } => StoreAdmin::AddAddress {
+                address: address.clone(),
+                account: account.clone(),
+            },
+            AddressOp::Remove { address } => StoreAdmin::RemoveAddress {
+                address: address.clone(),
+            },
+        }),
+        Command::Deliver { recipients } => store(StoreAdmin::Deliver {
+            recipients: recipients.clone(),
+        }),
+        Command::Verifydata => store(StoreAdmin::VerifyData),
     })
+}
+
+fn store(op: StoreAdmin) -> Request {
+    Request::Role(RoleAdmin::Store(op))
 }
 
 /// Sends one request to the admin socket at `path` and waits for the answer (blocking).
 pub fn request(path: &std::path::Path, request: &Request) -> Result<Response, String> {
+    request_with(path, request, Vec::new())
+}
+
+/// Like [`request`], with descriptors attached (e.g. a message to deliver).
+pub fn request_with(
+    path: &std::path::Path,
+    request: &Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<Response, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?
-        .block_on(call(path, request))
+        .block_on(call_with(path, request, fds))
 }
 
-async fn call(path: &std::path::Path, request: &Request) -> Result<Response, String> {
+async fn call_with(
+    path: &std::path::Path,
+    request: &Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<Response, String> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -158,14 +264,14 @@ async fn call(path: &std::path::Path, request: &Request) -> Result<Response, Str
         Ok(Ok((ServerHello::Welcome { .. }, _))) => {}
     }
     let (client, _events) = Client::<AdminService>::new(channel.into_link());
-    match tokio::time::timeout(timeout, client.call(request, Vec::new())).await {
+    match tokio::time::timeout(timeout, client.call(request, fds)).await {
         Err(_) => Err("no answer within 30 s".into()),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok((response, _))) => Ok(response),
     }
 }
 
-fn print(command: &Command, response: Response) {
+fn print(command: &Command, response: Response) -> ExitCode {
     match response {
         Response::Status(status) => {
             let verbose = matches!(command, Command::Status { verbose: true });
@@ -173,21 +279,82 @@ fn print(command: &Command, response: Response) {
         }
         Response::Done(line) => println!("{line}"),
         Response::Pings(roles) => {
+            let mut failed = false;
             for r in roles {
                 match r.control {
                     Ok(us) => println!("{:<9} control {us} µs", r.role.name()),
-                    Err(e) => println!("{:<9} control FAILED: {e}", r.role.name()),
+                    Err(e) => {
+                        failed = true;
+                        println!("{:<9} control FAILED: {e}", r.role.name());
+                    }
                 }
                 for p in r.peers {
                     match p.result {
                         Ok(us) => println!("  → {:<9} {us} µs", p.peer.name()),
-                        Err(e) => println!("  → {:<9} FAILED: {e}", p.peer.name()),
+                        Err(e) => {
+                            failed = true;
+                            println!("  → {:<9} FAILED: {e}", p.peer.name());
+                        }
                     }
                 }
             }
+            if failed {
+                return ExitCode::FAILURE;
+            }
         }
-        Response::Error(e) => eprintln!("moxctl: {e}"),
+        Response::Role(AdminReply::Store(reply)) => return print_store(reply),
+        Response::Error(e) => {
+            eprintln!("moxctl: {e}");
+            return ExitCode::FAILURE;
+        }
     }
+    ExitCode::SUCCESS
+}
+
+fn print_store(reply: store_msg::AdminReply) -> ExitCode {
+    match reply {
+        store_msg::AdminReply::Done(line) => println!("{line}"),
+        store_msg::AdminReply::Domains(list) => {
+            for d in list {
+                match d.separator {
+                    Some(sep) => println!("{} (separator {sep})", d.domain),
+                    None => println!("{}", d.domain),
+                }
+            }
+        }
+        store_msg::AdminReply::Accounts(list) => {
+            for a in list {
+                println!("{}: {}", a.name, a.addresses.join(", "));
+            }
+        }
+        store_msg::AdminReply::Delivered(results) => {
+            let mut failed = false;
+            for (rcpt, result) in results {
+                match result {
+                    store_msg::RecipientResult::Delivered => println!("{rcpt}: delivered"),
+                    store_msg::RecipientResult::UnknownAddress => {
+                        failed = true;
+                        println!("{rcpt}: unknown address");
+                    }
+                }
+            }
+            if failed {
+                return ExitCode::FAILURE;
+            }
+        }
+        store_msg::AdminReply::Problems(problems) => {
+            if problems.is_empty() {
+                println!("data is consistent");
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!("moxctl: {} problems found", problems.len());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_status(s: &Status, verbose: bool) {

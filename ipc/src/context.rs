@@ -27,10 +27,20 @@ pub struct Context {
     pub peers: Peers,
     /// Links from the roles that call this one, as they (re)connect.
     pub incoming: mpsc::UnboundedReceiver<(Role, Link)>,
+    /// Administrative requests from moxctl, forwarded by the supervisor.
+    pub admin: mpsc::UnboundedReceiver<AdminCall>,
     /// Cancelled when the role must stop taking new work.
     pub shutdown: CancellationToken,
     /// Tasks to wait for (within the grace period) before exiting.
     pub tasks: TaskTracker,
+}
+
+/// One administrative request for this role and the means to answer it.
+#[derive(Debug)]
+pub struct AdminCall {
+    pub request: crate::msg::control::RoleAdmin,
+    pub fds: Vec<Handle>,
+    pub reply: tokio::sync::oneshot::Sender<Result<crate::msg::control::AdminReply, String>>,
 }
 
 /// A listening socket and its purpose.

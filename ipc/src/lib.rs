@@ -22,7 +22,7 @@ pub mod topology;
 pub mod transport;
 
 pub use channel::Channel;
-pub use context::{Context, Listener, Peers, RoleError, RoleSpec, RunFn};
+pub use context::{AdminCall, Context, Listener, Peers, RoleError, RoleSpec, RunFn};
 pub use rpc::{Client, Server, Service};
 pub use topology::{Role, Side};
 pub use transport::{ChannelError, Handle, Link};

@@ -192,6 +192,12 @@ async fn read_responses<S: Service>(
             Err(e) => break Err(e),
         };
         match frame.header.kind {
+            Kind::Pong | Kind::Ping if !frame.fds.is_empty() => {
+                frame.fds.into_iter().for_each(sandbox::fdpass::discard);
+                break Err(ChannelError::Protocol(
+                    "a ping or pong carried descriptors".into(),
+                ));
+            }
             Kind::Pong => {
                 if let Some(waiter) = lock(&pending).remove(&frame.header.id) {
                     let _ = waiter.send(Reply::Pong);
@@ -200,10 +206,21 @@ async fn read_responses<S: Service>(
             Kind::Response => {
                 let response = match codec::decode::<S::Response>(&frame.payload) {
                     Ok(r) => r,
-                    Err(e) => break Err(e.into()),
+                    Err(e) => {
+                        frame.fds.into_iter().for_each(sandbox::fdpass::discard);
+                        break Err(e.into());
+                    }
                 };
-                if let Some(waiter) = lock(&pending).remove(&frame.header.id) {
-                    let _ = waiter.send(Reply::Response(response, frame.fds));
+                match lock(&pending).remove(&frame.header.id) {
+                    Some(waiter) => {
+                        if let Err(Reply::Response(_, fds)) =
+                            waiter.send(Reply::Response(response, frame.fds))
+                        {
+                            // The caller gave up: nobody else may close these.
+                            fds.into_iter().for_each(sandbox::fdpass::discard);
+                        }
+                    }
+                    None => frame.fds.into_iter().for_each(sandbox::fdpass::discard),
                 }
             }
             Kind::Event if !frame.fds.is_empty() => {
@@ -341,6 +358,10 @@ impl<S: Service> Server<S> {
                 return Ok(None);
             };
             match frame.header.kind {
+                Kind::Ping if !frame.fds.is_empty() => {
+                    frame.fds.into_iter().for_each(sandbox::fdpass::discard);
+                    return Err(ChannelError::Protocol("a ping carried descriptors".into()));
+                }
                 Kind::Ping => {
                     self.tx
                         .send(Kind::Pong, frame.header.id, &[], Vec::new())

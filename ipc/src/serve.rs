@@ -14,8 +14,13 @@ use crate::rpc::{Incoming, Server, Service};
 use crate::topology::Role;
 use crate::transport::Link;
 
-/// Serves every link peers open to this role with `handle`, one task per request, until
-/// shutdown. Pings are answered; a peer that sends garbage is disconnected and logged.
+/// Requests one link may have in flight; beyond that the link is not read until one finishes,
+/// so a misbehaving peer cannot exhaust this role's memory or descriptors.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// Serves every link peers open to this role with `handle`, one task per request (at most
+/// [`MAX_IN_FLIGHT`] per link), until shutdown. Pings are answered; a peer that sends garbage
+/// is disconnected and logged.
 pub async fn accept_links<S, F, Fut>(
     mut incoming: mpsc::UnboundedReceiver<(Role, Link)>,
     shutdown: CancellationToken,
@@ -37,14 +42,22 @@ pub async fn accept_links<S, F, Fut>(
         let (shutdown, tasks2, handle) = (shutdown.clone(), tasks.clone(), handle.clone());
         tasks.spawn(async move {
             let mut server = Server::<S>::new(link);
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
             loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     next = server.next() => next,
                 };
                 match next {
                     Ok(Some(request)) => {
-                        tasks2.spawn(handle(peer, request));
+                        let work = handle(peer, request);
+                        tasks2.spawn(async move {
+                            work.await;
+                            drop(permit);
+                        });
                     }
                     Ok(None) => return,
                     Err(e) => {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version these bytes belong to.
-const GOLDEN_PROTOCOL_VERSION: u16 = 1;
+const GOLDEN_PROTOCOL_VERSION: u16 = 2;
 
 #[test]
 fn golden_bytes_belong_to_the_current_protocol_version() {
@@ -210,7 +210,7 @@ fn control_response_pings() {
 #[test]
 fn control_response_refused() {
     let msg = control::Response::Refused("not now".into());
-    assert_golden(&msg, &[2, 7, 110, 111, 116, 32, 110, 111, 119]);
+    assert_golden(&msg, &[3, 7, 110, 111, 116, 32, 110, 111, 119]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ fn admin_response_error() {
     assert_golden(
         &admin::Response::Error("no such role".into()),
         &[
-            3, 12, 110, 111, 32, 115, 117, 99, 104, 32, 114, 111, 108, 101,
+            4, 12, 110, 111, 32, 115, 117, 99, 104, 32, 114, 111, 108, 101,
         ],
     );
 }
@@ -443,6 +443,10 @@ where
     T: Serialize + DeserializeOwned + PartialEq + Debug,
 {
     let bytes = codec::encode(msg).expect("encode");
+    if expected.is_empty() && std::env::var_os("GOLDEN_PRINT").is_some() {
+        println!("GOLDEN {bytes:?}");
+        return;
+    }
     assert!(
         bytes == expected,
         "the wire bytes of {msg:?} changed: bump ipc::frame::PROTOCOL_VERSION, then paste the \
@@ -450,4 +454,187 @@ where
     );
     let decoded: T = codec::decode(expected).expect("decode");
     assert_eq!(&decoded, msg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// store: delivery (smtpd, queued → storaged) and administration (moxctl → storaged).
+
+use ipc::msg::store;
+
+#[test]
+fn store_request_check_recipient() {
+    assert_golden(
+        &store::Request::CheckRecipient {
+            address: "a@b".into(),
+        },
+        &[0, 3, 97, 64, 98],
+    );
+}
+
+#[test]
+fn store_request_open_delivery() {
+    assert_golden(&store::Request::OpenDelivery, &[1]);
+}
+
+#[test]
+fn store_request_deliver() {
+    assert_golden(
+        &store::Request::Deliver {
+            id: 300,
+            recipients: vec!["a@b".into()],
+        },
+        &[2, 251, 44, 1, 1, 3, 97, 64, 98],
+    );
+}
+
+#[test]
+fn store_request_abort_delivery() {
+    assert_golden(&store::Request::AbortDelivery { id: 7 }, &[3, 7]);
+}
+
+#[test]
+fn store_response_recipient() {
+    assert_golden(
+        &store::Response::Recipient(store::RecipientStatus::Unknown),
+        &[0, 1],
+    );
+}
+
+#[test]
+fn store_response_delivery_opened() {
+    assert_golden(&store::Response::DeliveryOpened { id: 1 }, &[1, 1]);
+}
+
+#[test]
+fn store_response_delivered() {
+    assert_golden(
+        &store::Response::Delivered(vec![
+            store::RecipientResult::Delivered,
+            store::RecipientResult::UnknownAddress,
+        ]),
+        &[2, 2, 0, 1],
+    );
+}
+
+#[test]
+fn store_response_done_and_failed() {
+    assert_golden(&store::Response::Done, &[3]);
+    assert_golden(
+        &store::Response::Failed(store::Failure {
+            temporary: true,
+            message: "x".into(),
+        }),
+        &[4, 1, 1, 120],
+    );
+}
+
+#[test]
+fn control_request_admin_store() {
+    let op = control::RoleAdmin::Store(store::Admin::AddAccount {
+        name: "bob".into(),
+        address: "bob@example.org".into(),
+    });
+    assert_golden(
+        &control::Request::Admin(op.clone()),
+        &[
+            5, 0, 3, 3, 98, 111, 98, 15, 98, 111, 98, 64, 101, 120, 97, 109, 112, 108, 101, 46,
+            111, 114, 103,
+        ],
+    );
+    assert_golden(
+        &admin::Request::Role(op),
+        &[
+            5, 0, 3, 3, 98, 111, 98, 15, 98, 111, 98, 64, 101, 120, 97, 109, 112, 108, 101, 46,
+            111, 114, 103,
+        ],
+    );
+}
+
+#[test]
+fn store_admin_requests() {
+    let golden = |op: store::Admin, bytes: &[u8]| assert_golden(&op, bytes);
+    golden(
+        store::Admin::AddDomain {
+            domain: "example.org".into(),
+            separator: Some('+'),
+        },
+        &[
+            0, 11, 101, 120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 1, 43,
+        ],
+    );
+    golden(
+        store::Admin::RemoveDomain { domain: "d".into() },
+        &[1, 1, 100],
+    );
+    golden(store::Admin::ListDomains, &[2]);
+    golden(
+        store::Admin::RemoveAccount { name: "n".into() },
+        &[4, 1, 110],
+    );
+    golden(store::Admin::ListAccounts, &[5]);
+    golden(
+        store::Admin::AddAddress {
+            address: "@d".into(),
+            account: "n".into(),
+        },
+        &[6, 2, 64, 100, 1, 110],
+    );
+    golden(
+        store::Admin::RemoveAddress {
+            address: "a@d".into(),
+        },
+        &[7, 3, 97, 64, 100],
+    );
+    golden(
+        store::Admin::Deliver {
+            recipients: vec!["a@d".into()],
+        },
+        &[8, 1, 3, 97, 64, 100],
+    );
+    golden(store::Admin::VerifyData, &[9]);
+}
+
+#[test]
+fn store_admin_replies() {
+    let golden = |r: store::AdminReply, control_bytes: &[u8], admin_bytes: &[u8]| {
+        assert_golden(
+            &control::Response::Admin(control::AdminReply::Store(r.clone())),
+            control_bytes,
+        );
+        assert_golden(
+            &admin::Response::Role(control::AdminReply::Store(r)),
+            admin_bytes,
+        );
+    };
+    golden(
+        store::AdminReply::Done("ok".into()),
+        &[2, 0, 0, 2, 111, 107],
+        &[3, 0, 0, 2, 111, 107],
+    );
+    golden(
+        store::AdminReply::Domains(vec![store::DomainInfo {
+            domain: "d".into(),
+            separator: None,
+        }]),
+        &[2, 0, 1, 1, 1, 100, 0],
+        &[3, 0, 1, 1, 1, 100, 0],
+    );
+    golden(
+        store::AdminReply::Accounts(vec![store::AccountInfo {
+            name: "n".into(),
+            addresses: vec!["a@d".into()],
+        }]),
+        &[2, 0, 2, 1, 1, 110, 1, 3, 97, 64, 100],
+        &[3, 0, 2, 1, 1, 110, 1, 3, 97, 64, 100],
+    );
+    golden(
+        store::AdminReply::Delivered(vec![("a@d".into(), store::RecipientResult::Delivered)]),
+        &[2, 0, 3, 1, 3, 97, 64, 100, 0],
+        &[3, 0, 3, 1, 3, 97, 64, 100, 0],
+    );
+    golden(
+        store::AdminReply::Problems(vec!["p".into()]),
+        &[2, 0, 4, 1, 1, 112],
+        &[3, 0, 4, 1, 1, 112],
+    );
 }

@@ -148,6 +148,29 @@ pub fn register_async(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedF
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
 
+/// Closes a descriptor that arrived where none was expected, without letting it block us: a
+/// socket with `SO_LINGER` set by the sender would make `close` wait out its linger time, so
+/// sockets get linger {on, 0} first (an immediate reset).
+pub fn discard(fd: OwnedFd) {
+    let raw = fd.as_raw_fd();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `linger` (a live, correctly sized struct) and only affects `raw`,
+    // which `fd` owns; on a non-socket it fails with ENOTSOCK, which is fine.
+    unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(fd);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

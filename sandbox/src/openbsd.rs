@@ -9,8 +9,9 @@ use crate::{Error, FsAccess, Policy, Report};
 
 /// The pledge promises of each role, from the table in DESIGN.md §4.
 const PROMISES: &[(&str, &str)] = &[
-    ("keyd", "stdio rpath wpath cpath"),
-    ("authd", "stdio rpath wpath cpath flock"),
+    // keyd and authd receive links (PeerUp) whenever a client role restarts: recvfd.
+    ("keyd", "stdio rpath wpath cpath recvfd"),
+    ("authd", "stdio rpath wpath cpath flock recvfd"),
     (
         "storaged",
         "stdio rpath wpath cpath flock fattr sendfd recvfd",
@@ -50,6 +51,14 @@ pub(crate) fn apply(policy: &Policy) -> Result<Report, Error> {
         nix::unistd::setgroups(&[gid]).map_err(|e| Error::sys("setgroups", e))?;
         nix::unistd::setresgid(gid, gid, gid).map_err(|e| Error::sys("setresgid", e))?;
         nix::unistd::setresuid(uid, uid, uid).map_err(|e| Error::sys("setresuid", e))?;
+        let r = nix::unistd::getresuid().map_err(|e| Error::sys("getresuid", e))?;
+        let g = nix::unistd::getresgid().map_err(|e| Error::sys("getresgid", e))?;
+        if [r.real, r.effective, r.saved] != [uid; 3] || [g.real, g.effective, g.saved] != [gid; 3]
+        {
+            return Err(Error::PrivilegesRemain(format!(
+                "ids differ after drop: uid {r:?} gid {g:?}"
+            )));
+        }
         if nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
             return Err(Error::PrivilegesRemain("setuid(0) succeeded".into()));
         }

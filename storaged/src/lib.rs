@@ -5,8 +5,9 @@
 //! Must never: open network sockets; hold keys or passwords.
 //! Peers: smtpd, imapd, httpd, queued, authd (they call storaged).
 //!
-//! Status: the tree, sandbox and links are in place; storaged defines no requests yet (issue 3), so it
-//! answers pings on its links and nothing else.
+//! Status: the database (sled), message files, delivery for smtpd and queued with group flush,
+//! administration of domains/accounts/addresses and `verifydata` work. The mailbox API for
+//! imapd/httpd (scoped by session tickets), the change feed and backups do not exist yet.
 
 pub mod accounts;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod deliver;
 pub mod envelope;
 pub mod error;
 pub mod files;
+pub mod service;
 pub mod verify;
 
 #[cfg(test)]
@@ -36,16 +38,37 @@ pub const SPEC: RoleSpec = RoleSpec {
 };
 
 /// storaged's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    tracing::info!("ready: links from peers carry pings only until issue 3");
+pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
+    let dir = ctx
+        .config
+        .dir
+        .clone()
+        .ok_or("storaged has no directory configured")?;
+    let (db, files) = tokio::task::spawn_blocking(move || {
+        Ok::<_, error::StoreError>((db::Db::open(&dir.join("db"))?, files::Files::open(&dir)?))
+    })
+    .await??;
+    let flusher = deliver::Flusher::start(db.clone());
+    let store = service::Store::new(db, files, flusher);
+    tracing::info!("store open");
+    let admin_store = store.clone();
+    let shutdown = ctx.shutdown.clone();
+    ctx.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                call = ctx.admin.recv() => match call {
+                    Some(call) => { tokio::spawn(admin_store.clone().admin(call)); }
+                    None => return,
+                },
+            }
+        }
+    });
     ipc::serve::accept_links::<StoreService, _, _>(
         ctx.incoming,
         ctx.shutdown,
-        ctx.tasks,
-        |_, incoming| async move {
-            // No request of this service exists yet, so none can arrive.
-            match incoming.request {}
-        },
+        ctx.tasks.clone(),
+        move |peer, incoming| store.clone().handle(peer, incoming),
     )
     .await;
     Ok(())

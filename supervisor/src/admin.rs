@@ -213,6 +213,7 @@ async fn connection(
         events
             .send(Event::Admin {
                 request: incoming.request,
+                fds: incoming.fds,
                 uid,
                 reply,
             })

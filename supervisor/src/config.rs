@@ -205,6 +205,43 @@ impl Config {
                 "uid_base must leave room for 7 non-zero uids".into(),
             ));
         }
+        for (key, path) in [
+            ("server.data_dir", &config.server.data_dir),
+            ("server.run_dir", &config.server.run_dir),
+        ] {
+            if !path.is_absolute() {
+                return Err(located(
+                    None,
+                    format!("{key} must be an absolute path, not {}", path.display()),
+                ));
+            }
+        }
+        if config.server.run_dir.starts_with(&config.server.data_dir)
+            || config.server.data_dir.starts_with(&config.server.run_dir)
+        {
+            return Err(located(
+                None,
+                "server.run_dir and server.data_dir must not contain each other (roles own parts of data_dir)".into(),
+            ));
+        }
+        for role in Role::ALL {
+            let listeners = config
+                .listen
+                .all()
+                .iter()
+                .filter(|(k, _)| k.role() == role)
+                .count();
+            let peers = role.peers().count();
+            if listeners + peers > sandbox::fdpass::MAX_FDS {
+                return Err(located(
+                    None,
+                    format!(
+                        "{role} would get {listeners} listeners: at most {} fit",
+                        sandbox::fdpass::MAX_FDS - peers
+                    ),
+                ));
+            }
+        }
         if config.server.worker_threads == 0 || config.server.worker_threads > 64 {
             return Err(located(
                 None,

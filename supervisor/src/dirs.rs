@@ -2,11 +2,11 @@
 //! and the run directory holding the admin socket. Created if missing; owners and modes fixed at
 //! every start unless `sandbox.fix_permissions = false`.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 use ipc::Role;
-use nix::unistd::{Gid, Uid, chown};
+use nix::unistd::{Gid, Uid};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -93,18 +93,28 @@ fn ensure(path: &Path, mode: u32, owner: Option<(u32, u32)>, fix: bool) -> Resul
     if !fix {
         return Ok(());
     }
-    let meta = std::fs::metadata(path).map_err(|e| err("inspecting", e))?;
+    // Through a descriptor opened without following links: a role owning a directory on the
+    // way cannot swap in a symlink between our check and the change.
+    let dir = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| err("opening", e.into()))?;
+    let meta = nix::sys::stat::fstat(&dir).map_err(|e| err("inspecting", e.into()))?;
     if let Some((uid, gid)) = owner
-        && (meta.uid() != uid || meta.gid() != gid)
+        && (meta.st_uid != uid || meta.st_gid != gid)
     {
         tracing::info!("fixing owner of {} to {uid}:{gid}", path.display());
-        chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        nix::unistd::fchown(&dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
             .map_err(|e| err("changing owner of", e.into()))?;
     }
-    if meta.mode() & 0o7777 != mode {
+    if meta.st_mode & 0o7777 != mode {
         tracing::info!("fixing mode of {} to {mode:o}", path.display());
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| err("changing mode of", e))?;
+        nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))
+            .map_err(|e| err("changing mode of", e.into()))?;
     }
     Ok(())
 }

@@ -42,18 +42,17 @@ impl std::fmt::Debug for Launcher {
 /// What can stop a started instance immediately.
 #[derive(Debug, Clone)]
 pub enum Killer {
-    Pid(u32),
+    /// Asks the task that owns (and will reap) the child to kill it: the pid cannot have been
+    /// reused while the child is unreaped.
+    Process(mpsc::UnboundedSender<()>),
     Task(tokio::task::AbortHandle),
 }
 
 impl Killer {
     pub fn kill(&self) {
         match self {
-            Killer::Pid(pid) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            Killer::Process(tx) => {
+                let _ = tx.send(());
             }
             Killer::Task(handle) => handle.abort(),
         }
@@ -132,10 +131,18 @@ fn start_process(
         tokio::spawn(crate::logs::relay(role, pid, err));
     }
     let exit_events = events.clone();
+    let (kill_tx, mut kill_rx) = mpsc::unbounded_channel::<()>();
     tokio::spawn(async move {
-        let status = match child.wait().await {
-            Ok(status) => describe(status),
-            Err(e) => format!("wait failed: {e}"),
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break match status {
+                    Ok(status) => describe(status),
+                    Err(e) => format!("wait failed: {e}"),
+                },
+                Some(()) = kill_rx.recv() => {
+                    let _ = child.start_kill();
+                }
+            }
         };
         let _ = exit_events.send(Event::Exited {
             role,
@@ -156,7 +163,7 @@ fn start_process(
     });
     Ok(Started {
         pid,
-        killer: Killer::Pid(pid),
+        killer: Killer::Process(kill_tx),
     })
 }
 
@@ -218,9 +225,18 @@ async fn handshake(
             .await
             .map_err(|e| format!("waiting for hello: {e}"))?
         {
-            (FromRole::Hello(hello), _) => hello,
-            (FromRole::Failed { reason }, _) => return Err(reason),
-            (other, _) => return Err(format!("expected hello, got {other:?}")),
+            (FromRole::Hello(hello), fds) if fds.is_empty() => hello,
+            (FromRole::Failed { reason }, fds) => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                return Err(reason);
+            }
+            (other, fds) => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                return Err(format!(
+                    "expected hello (without descriptors), got {}",
+                    crate::tree::clip(&format!("{other:?}"))
+                ));
+            }
         };
         let refusal = if hello.role != role {
             Some(format!("hello from {} on {role}'s channel", hello.role))
@@ -263,9 +279,18 @@ async fn handshake(
             .await
             .map_err(|e| format!("waiting for ready: {e}"))?
         {
-            (FromRole::Ready(ready), _) => Ok((ready, hello.pid)),
-            (FromRole::Failed { reason }, _) => Err(reason),
-            (other, _) => Err(format!("expected ready, got {other:?}")),
+            (FromRole::Ready(ready), fds) if fds.is_empty() => Ok((ready, hello.pid)),
+            (FromRole::Failed { reason }, fds) => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                Err(reason)
+            }
+            (other, fds) => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                Err(format!(
+                    "expected ready (without descriptors), got {}",
+                    crate::tree::clip(&format!("{other:?}"))
+                ))
+            }
         }
     };
     let (ready, pid) = tokio::time::timeout(HANDSHAKE_TIMEOUT, step)

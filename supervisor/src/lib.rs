@@ -189,18 +189,22 @@ async fn watch_signals(events: tokio::sync::mpsc::UnboundedSender<tree::Event>) 
 }
 
 fn print_banner(opts: &Options, config: &Config, bound: &[listeners::Bound]) {
+    use std::io::Write;
     let dir = opts
         .config
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    println!("moxd localserve: configuration and data in {dir}");
+    let mut text = format!("moxd localserve: configuration and data in {dir}\n");
     for b in bound {
-        println!("  {:<12} {}", b.spec.kind.name(), b.spec.addr);
+        text += &format!("  {:<12} {}\n", b.spec.kind.name(), b.spec.addr);
     }
-    println!(
-        "  admin        moxctl --socket {} status",
+    text += &format!(
+        "  admin        moxctl --socket {} status\n",
         config.admin_socket().display()
     );
-    println!("Stop with Ctrl-C.");
+    text += "Stop with Ctrl-C.\n";
+    // A closed stdout must not stop the server.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    let _ = std::io::stdout().lock().flush();
 }

@@ -20,8 +20,20 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// A duplicate of the socket to pass to the serving role.
+    /// A duplicate of the socket to pass to the serving role. A previous instance of the role
+    /// may have shut the shared socket down (it is one socket, not a copy): listen again first.
     pub fn dup(&self) -> Result<OwnedFd, Error> {
+        let listening =
+            nix::sys::socket::getsockopt(&self.socket, sockopt::AcceptConn).unwrap_or(false);
+        if !listening {
+            tracing::warn!(
+                "{} listener {} had stopped listening; listening again",
+                self.spec.kind.name(),
+                self.spec.addr
+            );
+            listen(&self.socket, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))
+                .map_err(|e| Error::Listen(format!("re-listening on {}: {e}", self.spec.addr)))?;
+        }
         self.socket
             .as_fd()
             .try_clone_to_owned()

@@ -54,17 +54,144 @@ pub fn timestamp() -> String {
     s
 }
 
+/// Longest line relayed from a role; the rest of a longer line is cut.
+const MAX_LINE: usize = 4096;
+/// Lines waiting for the writer before new ones are dropped.
+const QUEUE: usize = 4096;
+
 /// Copies a role's output to our stderr, a line at a time, prefixed with time, role and pid.
+/// Lines are cut at [`MAX_LINE`] bytes and control characters escaped, so a role can neither
+/// exhaust our memory nor forge a line that looks like another process's; a stalled stderr
+/// drops lines (counted) rather than blocking the supervisor.
 pub async fn relay(role: ipc::Role, pid: u32, stream: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stream).lines();
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => eprintln!("{} {role}[{pid}]: {}", timestamp(), line.trim_start()),
-            Ok(None) => break,
+        line.clear();
+        match read_line_capped(&mut reader, &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = escape(&line);
+                writer().emit(format!(
+                    "{} {role}[{pid}]: {}\n",
+                    timestamp(),
+                    text.trim_start()
+                ));
+            }
             Err(e) => {
-                eprintln!("{} {role}[{pid}]: (unreadable output: {e})", timestamp());
+                writer().emit(format!(
+                    "{} {role}[{pid}]: (unreadable output: {e})\n",
+                    timestamp()
+                ));
                 break;
             }
         }
+    }
+}
+
+/// Reads up to a newline, keeping at most [`MAX_LINE`] bytes of it.
+async fn read_line_capped<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        let room = MAX_LINE.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(buf.len());
+        total += used;
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Escapes control characters (and invalid UTF-8) so one read line stays one log line.
+fn escape(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The thread that writes relayed lines, so that a slow stderr never blocks the event loop.
+struct LineWriter {
+    tx: std::sync::mpsc::SyncSender<String>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl LineWriter {
+    fn emit(&self, line: String) {
+        use std::sync::atomic::Ordering;
+        if self.tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = self.tx.try_send(format!(
+                "{} supervisor: {dropped} role log lines dropped (stderr too slow)\n",
+                timestamp()
+            ));
+        }
+    }
+}
+
+fn writer() -> &'static LineWriter {
+    static WRITER: std::sync::OnceLock<LineWriter> = std::sync::OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("moxd-log".into())
+            .spawn(move || {
+                use std::io::Write;
+                for line in rx {
+                    // A closed stderr loses the line; it must never take the supervisor down.
+                    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the log writer: {e}");
+        }
+        LineWriter {
+            tx,
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cuts_long_lines_and_escapes_control_characters() {
+        let mut input = vec![b'a'; 3 * MAX_LINE];
+        input.extend_from_slice(b"\nnext\x1b[31m\rfake line\n");
+        let mut reader = BufReader::new(&input[..]);
+        let mut line = Vec::new();
+        assert_eq!(
+            read_line_capped(&mut reader, &mut line).await.unwrap(),
+            3 * MAX_LINE + 1
+        );
+        assert_eq!(line.len(), MAX_LINE);
+        line.clear();
+        read_line_capped(&mut reader, &mut line).await.unwrap();
+        assert_eq!(escape(&line), "next\\u{1b}[31m\\rfake line");
     }
 }

@@ -59,8 +59,14 @@ pub enum Event {
         role: Role,
         epoch: u64,
     },
+    /// The control link of a running instance closed: it can no longer be managed.
+    ControlClosed {
+        role: Role,
+        epoch: u64,
+    },
     Admin {
         request: admin::Request,
+        fds: Vec<Handle>,
         uid: u32,
         reply: oneshot::Sender<admin::Response>,
     },
@@ -220,6 +226,15 @@ impl Tree {
                     self.start(role);
                 }
             }
+            Event::ControlClosed { role, epoch } => {
+                let slot = &self.slots[&role];
+                if slot.epoch == epoch && slot.pid.is_some() {
+                    tracing::warn!("{role} closed its control channel; killing it");
+                    if let Some(k) = &slot.killer {
+                        k.kill();
+                    }
+                }
+            }
             Event::KillIfStill { role, epoch } => {
                 let slot = &self.slots[&role];
                 if slot.epoch == epoch && slot.pid.is_some() {
@@ -231,9 +246,10 @@ impl Tree {
             }
             Event::Admin {
                 request,
+                fds,
                 uid,
                 reply,
-            } => self.on_admin(request, uid, reply),
+            } => self.on_admin(request, fds, uid, reply),
             Event::Shutdown { reason } => self.begin_shutdown(reason),
             Event::ShutdownDeadline => {
                 for slot in self.slots.values() {
@@ -346,17 +362,30 @@ impl Tree {
             return;
         }
         match result {
+            Ok(_) if slot.state == RoleState::Stopping && self.stopping.is_none() => {
+                // A restart was asked for while it started: finish the job.
+                if let Some(k) = &slot.killer {
+                    k.kill();
+                }
+            }
             Ok(connected) => {
                 tracing::info!("{role} ready (pid {})", connected.pid);
+                watch_control(role, epoch, &connected.control, self.events_tx.clone());
                 slot.state = RoleState::Ready;
                 slot.pid = Some(connected.pid);
                 slot.control = Some(connected.control);
                 slot.ready_since = Some(Instant::now());
                 slot.start_failures = 0;
                 slot.backoff = Duration::ZERO;
-                slot.sandbox = connected.ready.sandbox;
-                for w in &connected.ready.warnings {
-                    tracing::warn!("{role}: sandbox step unsupported: {w}");
+                slot.sandbox = connected
+                    .ready
+                    .sandbox
+                    .iter()
+                    .take(MAX_ROLE_LINES)
+                    .map(|l| clip(l))
+                    .collect();
+                for w in connected.ready.warnings.iter().take(MAX_ROLE_LINES) {
+                    tracing::warn!("{role}: sandbox step unsupported: {}", clip(w));
                 }
                 if self.stopping.is_some() {
                     self.stop_role(role);
@@ -381,6 +410,7 @@ impl Tree {
                 }
             }
             Err(e) => {
+                let e = clip(&e);
                 tracing::error!("{role} failed to start: {e}");
                 slot.last_error = Some(e);
                 if let Some(k) = &slot.killer {
@@ -391,6 +421,7 @@ impl Tree {
     }
 
     fn on_exited(&mut self, role: Role, epoch: u64, status: String) {
+        let status = clip(&status);
         let stopping = self.stopping.is_some();
         let slot = self
             .slots
@@ -543,6 +574,7 @@ impl Tree {
     fn on_admin(
         &mut self,
         request: admin::Request,
+        fds: Vec<Handle>,
         uid: u32,
         reply: oneshot::Sender<admin::Response>,
     ) {
@@ -564,6 +596,33 @@ impl Tree {
                     role.map_or("all", |r| r.name())
                 );
                 self.set_log_level(role, filter)
+            }
+            Request::Role(op) => {
+                let role = op.role();
+                tracing::info!("admin uid {uid}: {op:?}");
+                let Some(control) = self.slots[&role].control.clone() else {
+                    let _ = reply.send(Response::Error(format!("{role} is not running")));
+                    return;
+                };
+                tokio::spawn(async move {
+                    let response = match control.call(&control::Request::Admin(op), fds).await {
+                        Ok((control::Response::Admin(r), fds)) if fds.is_empty() => {
+                            Response::Role(r)
+                        }
+                        Ok((control::Response::Refused(e), fds)) if fds.is_empty() => {
+                            Response::Error(clip(&e))
+                        }
+                        Ok((other, fds)) => {
+                            fds.into_iter().for_each(sandbox::fdpass::discard);
+                            Response::Error(clip(&format!(
+                                "unexpected answer from {role}: {other:?}"
+                            )))
+                        }
+                        Err(e) => Response::Error(format!("{role}: {e}")),
+                    };
+                    let _ = reply.send(response);
+                });
+                return;
             }
             Request::Ping => {
                 let controls: Vec<(Role, Option<Client<ControlService>>)> = self
@@ -701,11 +760,20 @@ async fn ping_all(controls: Vec<(Role, Option<Client<ControlService>>)>) -> Vec<
         )
         .await
         {
-            Ok(Ok((control::Response::Pings(p), _))) => p,
-            Ok(Ok((other, _))) => vec![control::PeerPing {
-                peer: role,
-                result: Err(format!("unexpected answer {other:?}")),
-            }],
+            Ok(Ok((control::Response::Pings(p), fds))) if fds.is_empty() => p
+                .into_iter()
+                .map(|mut p| {
+                    p.result = p.result.map_err(|e| clip(&e));
+                    p
+                })
+                .collect(),
+            Ok(Ok((other, fds))) => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                vec![control::PeerPing {
+                    peer: role,
+                    result: Err(clip(&format!("unexpected answer {other:?}"))),
+                }]
+            }
             Ok(Err(e)) => vec![control::PeerPing {
                 peer: role,
                 result: Err(e.to_string()),
@@ -722,6 +790,43 @@ async fn ping_all(controls: Vec<(Role, Option<Client<ControlService>>)>) -> Vec<
         });
     }
     out
+}
+
+/// Longest string from a role kept for status output and logs.
+const MAX_ROLE_TEXT: usize = 512;
+/// Most sandbox lines kept per role.
+const MAX_ROLE_LINES: usize = 32;
+
+/// Cuts a string a role supplied to [`MAX_ROLE_TEXT`] and escapes control characters, so it can
+/// neither bloat the status nor forge log lines.
+pub(crate) fn clip(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() >= MAX_ROLE_TEXT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reports when an instance's control link closes.
+fn watch_control(
+    role: Role,
+    epoch: u64,
+    control: &Client<ControlService>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let control = control.clone();
+    tokio::spawn(async move {
+        control.closed().await;
+        let _ = events.send(Event::ControlClosed { role, epoch });
+    });
 }
 
 fn edge_key(a: Role, b: Role) -> (Role, Role) {

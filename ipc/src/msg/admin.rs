@@ -44,6 +44,9 @@ pub enum Request {
     LogLevel { role: Option<Role>, filter: String },
     /// moxctl → supervisor: ping every role, and through each role every peer it calls.
     Ping,
+    /// moxctl → supervisor → the owning role: an administrative request (fds attached where
+    /// the request says so).
+    Role(crate::msg::control::RoleAdmin),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,8 @@ pub enum Response {
     Done(String),
     /// supervisor → moxctl: per role, the control round trip and its peers' round trips.
     Pings(Vec<RolePings>),
+    /// supervisor → moxctl: the owning role's answer to a `Role` request.
+    Role(crate::msg::control::AdminReply),
     /// supervisor → moxctl: the request was not carried out, and why.
     Error(String),
 }

@@ -28,6 +28,30 @@ pub enum Request {
     PeerDown { peer: Role },
     /// supervisor → role: ping every peer this role calls and report the round trips.
     PingPeers,
+    /// supervisor → role: an administrative request from moxctl for this role (fds attached
+    /// where the request says so).
+    Admin(RoleAdmin),
+}
+
+/// Administrative requests, by the role that carries them out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoleAdmin {
+    Store(crate::msg::store::Admin),
+}
+
+impl RoleAdmin {
+    /// The role that carries this request out.
+    pub fn role(&self) -> Role {
+        match self {
+            RoleAdmin::Store(_) => Role::Storaged,
+        }
+    }
+}
+
+/// A role's answer to a [`RoleAdmin`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Store(crate::msg::store::AdminReply),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +60,8 @@ pub enum Response {
     Done,
     /// role → supervisor: the outcome per peer this role calls.
     Pings(Vec<PeerPing>),
+    /// role → supervisor: the answer to an `Admin` request.
+    Admin(AdminReply),
     /// role → supervisor: the request could not be carried out.
     Refused(String),
 }

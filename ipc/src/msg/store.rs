@@ -1,7 +1,10 @@
-//! The store service offered by storaged: the database and message files: delivery, mailboxes (issue 3).
+//! The store service offered by storaged: delivery into mailboxes (for smtpd and queued), and
+//! the administration of domains, accounts and addresses (forwarded by the supervisor from
+//! moxctl over the control channel). The mailbox API for imapd and httpd, scoped by session
+//! tickets, is not defined yet.
 //!
-//! No request is defined yet: until the issue named above adds them, a link to storaged carries only
-//! pings, and storaged answers nothing it does not implement.
+//! storaged decides what a caller may do from the link a request arrives on: delivery requests
+//! are served only on links from smtpd and queued.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +22,104 @@ impl Service for StoreService {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {}
+pub enum Request {
+    /// smtpd, queued → storaged: may `address` receive mail here? (asked at RCPT time)
+    CheckRecipient { address: String },
+    /// smtpd, queued → storaged: a new empty temporary file to write one message into; the
+    /// writable fd comes with the response.
+    OpenDelivery,
+    /// smtpd, queued → storaged: deliver the bytes written into delivery `id` to `recipients`;
+    /// answered only once the message is durable.
+    Deliver { id: u64, recipients: Vec<String> },
+    /// smtpd, queued → storaged: forget delivery `id`.
+    AbortDelivery { id: u64 },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {}
+pub enum Response {
+    /// storaged → caller: the answer to `CheckRecipient`.
+    Recipient(RecipientStatus),
+    /// storaged → caller: a delivery was opened; its writable fd is attached.
+    DeliveryOpened { id: u64 },
+    /// storaged → caller: one result per recipient, in order; all delivered ones are durable.
+    Delivered(Vec<RecipientResult>),
+    /// storaged → caller: done (AbortDelivery).
+    Done,
+    /// storaged → caller: the request failed as a whole.
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipientStatus {
+    Local,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipientResult {
+    Delivered,
+    /// No account has this address: SMTP's `550 5.1.1`.
+    UnknownAddress,
+}
+
+/// A failure with the hint a protocol role needs to answer its client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Retrying later may work (SMTP 451) or not (SMTP 554).
+    pub temporary: bool,
+    pub message: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {}
+
+/// Administration of storaged, forwarded by the supervisor from moxctl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    /// moxctl → storaged: serve mail for `domain`; `separator` splits `user+tag` local parts.
+    AddDomain {
+        domain: String,
+        separator: Option<char>,
+    },
+    /// moxctl → storaged: stop serving `domain` (refused while addresses use it).
+    RemoveDomain { domain: String },
+    /// moxctl → storaged: every domain.
+    ListDomains,
+    /// moxctl → storaged: a new account with its first address and the default mailboxes.
+    AddAccount { name: String, address: String },
+    /// moxctl → storaged: remove an account with its addresses, mailboxes and messages.
+    RemoveAccount { name: String },
+    /// moxctl → storaged: every account with its addresses.
+    ListAccounts,
+    /// moxctl → storaged: another address (or `@domain` catch-all) for an account.
+    AddAddress { address: String, account: String },
+    /// moxctl → storaged: remove an address (not an account's last).
+    RemoveAddress { address: String },
+    /// moxctl → storaged: deliver the message read from the attached fd to `recipients`.
+    Deliver { recipients: Vec<String> },
+    /// moxctl → storaged: check the database against the message files.
+    VerifyData,
+}
+
+/// storaged's answer to an [`Admin`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Done(String),
+    Domains(Vec<DomainInfo>),
+    Accounts(Vec<AccountInfo>),
+    Delivered(Vec<(String, RecipientResult)>),
+    /// One line per inconsistency; empty when the data is consistent.
+    Problems(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    pub domain: String,
+    pub separator: Option<char>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub addresses: Vec<String>,
+}

@@ -73,27 +73,37 @@ fn compile(
 
 fn allow_list(policy: &Policy) -> Result<Rules, Error> {
     let mut rules = Rules::new();
-    let mut allow = |calls: &[i64]| {
+    fn allow_all(rules: &mut Rules, calls: &[i64]) {
         for call in calls {
             rules.insert(*call, vec![]);
         }
-    };
-    allow(BASE);
+    }
+    allow_all(&mut rules, BASE);
     #[cfg(target_arch = "x86_64")]
-    allow(BASE_X86_64);
+    allow_all(&mut rules, BASE_X86_64);
     if policy.syscalls.files {
-        allow(FILES);
+        allow_all(&mut rules, FILES);
         #[cfg(target_arch = "x86_64")]
-        allow(FILES_X86_64);
+        allow_all(&mut rules, FILES_X86_64);
     }
     if policy.syscalls.net_server || policy.syscalls.net_client {
-        allow(SOCKETS);
+        allow_all(&mut rules, SOCKETS);
+        // Options a role may set: never SO_LINGER (closing such a socket blocks whoever holds
+        // its last reference) nor socket filters (they would outlive the role on a listener).
+        let mut options = Vec::new();
+        for (level, name) in SOCKET_OPTIONS {
+            options.push(rule(&[
+                arg_eq(1, *level as u64)?,
+                arg_eq(2, *name as u64)?,
+            ])?);
+        }
+        rules.insert(libc::SYS_setsockopt, options);
     }
     if policy.syscalls.net_server {
-        allow(&[libc::SYS_accept4, libc::SYS_accept, libc::SYS_listen]);
+        allow_all(&mut rules, &[libc::SYS_accept4, libc::SYS_accept]);
     }
     if policy.syscalls.net_client {
-        allow(&[libc::SYS_connect, libc::SYS_bind]);
+        allow_all(&mut rules, &[libc::SYS_connect, libc::SYS_bind]);
         // Internet sockets only: no AF_UNIX (the admin socket), no AF_NETLINK, no raw packets.
         rules.insert(
             libc::SYS_socket,
@@ -103,10 +113,14 @@ fn allow_list(policy: &Policy) -> Result<Rules, Error> {
             ],
         );
     }
-    // A connected pair reaches nothing outside the process (tokio's signal pipe).
+    // A connected stream pair reaches nothing outside the process (tokio's signal pipe). A
+    // datagram pair could `sendto` any named socket on the system, so only streams.
     rules.insert(
         libc::SYS_socketpair,
-        vec![rule(&[arg_eq(0, libc::AF_UNIX as u64)?])?],
+        vec![rule(&[
+            arg_eq(0, libc::AF_UNIX as u64)?,
+            arg_masked(1, 0xf, libc::SOCK_STREAM as u64)?,
+        ])?],
     );
     // Threads, never processes.
     rules.insert(
@@ -129,7 +143,16 @@ fn allow_list(policy: &Policy) -> Result<Rules, Error> {
         ],
     );
     // Reading limits only (glibc's getrlimit is prlimit64 with no new limit).
-    rules.insert(libc::SYS_prlimit64, vec![rule(&[arg_eq(2, 0)?])?]);
+    rules.insert(
+        libc::SYS_prlimit64,
+        vec![rule(&[SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Eq,
+            0,
+        )
+        .map_err(|e| Error::Seccomp(e.to_string()))?])?],
+    );
     // Non-blocking mode, readable bytes, and isatty.
     rules.insert(
         libc::SYS_ioctl,
@@ -146,6 +169,16 @@ fn rule(conditions: &[SeccompCondition]) -> Result<SeccompRule, Error> {
     SeccompRule::new(conditions.to_vec()).map_err(|e| Error::Seccomp(e.to_string()))
 }
 
+fn arg_masked(index: u8, mask: u64, value: u64) -> Result<SeccompCondition, Error> {
+    SeccompCondition::new(
+        index,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::MaskedEq(mask),
+        value,
+    )
+    .map_err(|e| Error::Seccomp(e.to_string()))
+}
+
 fn arg_eq(index: u8, value: u64) -> Result<SeccompCondition, Error> {
     SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
         .map_err(|e| Error::Seccomp(e.to_string()))
@@ -159,6 +192,10 @@ const BASE: &[i64] = &[
     libc::SYS_writev,
     libc::SYS_pread64,
     libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_preadv2,
+    libc::SYS_pwritev2,
     libc::SYS_close,
     libc::SYS_fstat,
     libc::SYS_newfstatat,
@@ -211,6 +248,7 @@ const BASE: &[i64] = &[
     libc::SYS_getrandom,
     libc::SYS_membarrier,
     libc::SYS_uname,
+    libc::SYS_sysinfo,
     libc::SYS_restart_syscall,
     libc::SYS_exit,
     libc::SYS_exit_group,
@@ -228,6 +266,7 @@ const FILES: &[i64] = &[
     libc::SYS_linkat,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
+    libc::SYS_sync_file_range,
     libc::SYS_ftruncate,
     libc::SYS_fallocate,
     libc::SYS_getdents64,
@@ -238,6 +277,7 @@ const FILES: &[i64] = &[
     libc::SYS_utimensat,
     libc::SYS_fadvise64,
     libc::SYS_copy_file_range,
+    libc::SYS_splice,
     libc::SYS_faccessat,
     libc::SYS_faccessat2,
     libc::SYS_readlinkat,
@@ -259,9 +299,18 @@ const FILES_X86_64: &[i64] = &[
     libc::SYS_sendfile,
 ];
 
-/// Options and addresses of sockets the role already holds or creates.
-const SOCKETS: &[i64] = &[
-    libc::SYS_setsockopt,
-    libc::SYS_getsockname,
-    libc::SYS_getpeername,
+/// Addresses of sockets the role holds or creates (`setsockopt` is checked per option).
+const SOCKETS: &[i64] = &[libc::SYS_getsockname, libc::SYS_getpeername];
+
+/// The (level, option) pairs `setsockopt` may set.
+const SOCKET_OPTIONS: &[(i32, i32)] = &[
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    (libc::SOL_SOCKET, libc::SO_RCVBUF),
+    (libc::SOL_SOCKET, libc::SO_SNDBUF),
+    (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+    (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
 ];

@@ -9,10 +9,13 @@ use ipc::frame::Kind;
 use ipc::msg::control::{ControlService, PeerPing, Request, Response};
 use ipc::msg::setup::{Bootstrap, FromRole, Ready};
 use ipc::rpc::{Incoming, Server};
-use ipc::{Context, Handle, Link, Listener, Peers, Role, RoleError, RoleSpec, Side};
+use ipc::{AdminCall, Context, Handle, Link, Listener, Peers, Role, RoleError, RoleSpec, Side};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How long a peer may take to answer a ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Replaces the log filter of this role (process mode) or of the process (single-process mode).
 pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -37,6 +40,7 @@ pub async fn serve(
         .collect();
     let peers = Peers::default();
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
+    let (admin_tx, admin) = mpsc::unbounded_channel();
     for (peer, fd) in boot.peers.iter().zip(fds) {
         attach(role, *peer, fd, &peers, &incoming_tx)?;
     }
@@ -54,6 +58,7 @@ pub async fn serve(
         listeners,
         peers: peers.clone(),
         incoming,
+        admin,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     };
@@ -73,7 +78,7 @@ pub async fn serve(
                     Ok(None) => return Err("the supervisor closed the control channel; exiting".into()),
                     Err(e) => return Err(format!("control channel broken: {e}; exiting").into()),
                 };
-                if let Some(grace) = handle(role, incoming, &peers, &incoming_tx, &log).await {
+                if let Some(grace) = handle(role, incoming, &peers, &incoming_tx, &admin_tx, &log).await {
                     shutdown.cancel();
                     tasks.close();
                     let drained = tokio::time::timeout(grace, async {
@@ -98,13 +103,20 @@ async fn handle(
     incoming: Incoming<ControlService>,
     peers: &Peers,
     incoming_tx: &mpsc::UnboundedSender<(Role, Link)>,
+    admin_tx: &mpsc::UnboundedSender<AdminCall>,
     log: &LogControl,
 ) -> Option<Duration> {
     let Incoming {
         request,
-        fds,
+        mut fds,
         reply,
     } = incoming;
+    if !matches!(request, Request::PeerUp { .. } | Request::Admin(_)) {
+        // Only PeerUp and some admin requests take descriptors.
+        std::mem::take(&mut fds)
+            .into_iter()
+            .for_each(sandbox::fdpass::discard);
+    }
     let mut shutdown = None;
     let response = match request {
         Request::Shutdown { grace_ms } => {
@@ -119,7 +131,7 @@ async fn handle(
             }
             Err(e) => Response::Refused(e),
         },
-        Request::PeerUp { peer } => match fds.into_iter().next() {
+        Request::PeerUp { peer } => match take_one(std::mem::take(&mut fds)) {
             Some(fd) => match attach(role, peer, fd, peers, incoming_tx) {
                 Ok(()) => {
                     tracing::debug!("link to {peer} up");
@@ -127,7 +139,7 @@ async fn handle(
                 }
                 Err(e) => Response::Refused(e.to_string()),
             },
-            None => Response::Refused("PeerUp without a socket".into()),
+            None => Response::Refused("PeerUp needs exactly one socket".into()),
         },
         Request::PeerDown { peer } => {
             tracing::debug!("link to {peer} down");
@@ -135,20 +147,66 @@ async fn handle(
             Response::Done
         }
         Request::PingPeers => {
-            let mut pings = Vec::new();
-            for (peer, side) in role.peers() {
-                if side == Side::Client {
-                    let result = peers.ping(peer).await.map(|d| d.as_micros() as u64);
-                    pings.push(PeerPing { peer, result });
+            // Answered from a task, each ping bounded: a peer that never answers must not hold
+            // up this role's control loop.
+            let peers = peers.clone();
+            tokio::spawn(async move {
+                let mut pings = Vec::new();
+                for (peer, side) in role.peers() {
+                    if side == Side::Client {
+                        let result =
+                            match tokio::time::timeout(PING_TIMEOUT, peers.ping(peer)).await {
+                                Ok(r) => r.map(|d| d.as_micros() as u64),
+                                Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
+                            };
+                        pings.push(PeerPing { peer, result });
+                    }
                 }
+                if let Err(e) = reply.send(&Response::Pings(pings), Vec::new()).await {
+                    tracing::warn!("answering the supervisor: {e}");
+                }
+            });
+            return None;
+        }
+        Request::Admin(request) => {
+            // Carried out by the role's own code; answered from a task so that a long request
+            // (verifydata) does not hold up pings or a shutdown.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let call = AdminCall {
+                request,
+                fds,
+                reply: tx,
+            };
+            if admin_tx.send(call).is_err() {
+                Response::Refused(format!("{role} takes no administrative requests"))
+            } else {
+                tokio::spawn(async move {
+                    let response = match rx.await {
+                        Ok(Ok(reply)) => Response::Admin(reply),
+                        Ok(Err(e)) => Response::Refused(e),
+                        Err(_) => Response::Refused(format!("{role} dropped the request")),
+                    };
+                    if let Err(e) = reply.send(&response, Vec::new()).await {
+                        tracing::warn!("answering the supervisor: {e}");
+                    }
+                });
+                return None;
             }
-            Response::Pings(pings)
         }
     };
     if let Err(e) = reply.send(&response, Vec::new()).await {
         tracing::warn!("answering the supervisor: {e}");
     }
     shutdown
+}
+
+/// The single descriptor of a request that takes exactly one; any other count is discarded.
+fn take_one(mut fds: Vec<Handle>) -> Option<Handle> {
+    if fds.len() == 1 {
+        return fds.pop();
+    }
+    fds.into_iter().for_each(sandbox::fdpass::discard);
+    None
 }
 
 /// Wraps a peer socket as the client or the server end of its edge.

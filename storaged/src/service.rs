@@ -1,0 +1,311 @@
+//! storaged's requests: what each peer may ask (decided by the link, never by the message),
+//! open deliveries per peer, and the administrative requests forwarded from moxctl.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ipc::msg::control::{AdminReply as RoleReply, RoleAdmin};
+use ipc::msg::store::{
+    AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, RecipientStatus, Request,
+    Response, StoreService,
+};
+use ipc::rpc::Incoming;
+use ipc::{AdminCall, Handle, Role};
+
+use crate::db::Db;
+use crate::deliver::{self, Flusher, Outcome};
+use crate::error::StoreError;
+use crate::files::Files;
+
+/// Largest message accepted, in bytes.
+pub const MAX_MESSAGE_SIZE: u64 = 100 * 1024 * 1024;
+/// Open deliveries one peer may hold at once.
+const MAX_OPEN_DELIVERIES: usize = 4096;
+
+/// Everything storaged's handlers share.
+#[derive(Debug)]
+pub struct Store {
+    pub db: Db,
+    pub files: Files,
+    pub flusher: Flusher,
+    open: Mutex<HashMap<(Role, u64), File>>,
+    next_delivery: AtomicU64,
+}
+
+impl Store {
+    pub fn new(db: Db, files: Files, flusher: Flusher) -> Arc<Store> {
+        Arc::new(Store {
+            db,
+            files,
+            flusher,
+            open: Mutex::default(),
+            next_delivery: AtomicU64::new(1),
+        })
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(self: Arc<Self>, peer: Role, incoming: Incoming<StoreService>) {
+        let Incoming {
+            request,
+            reply,
+            fds,
+        } = incoming;
+        // No store request takes descriptors.
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        let (response, fds) = match self.clone().answer(peer, request).await {
+            Ok(x) => x,
+            Err(failure) => (Response::Failed(failure), Vec::new()),
+        };
+        if let Err(e) = reply.send(&response, fds).await {
+            tracing::warn!("answering {peer}: {e}");
+        }
+    }
+
+    async fn answer(
+        self: Arc<Self>,
+        peer: Role,
+        request: Request,
+    ) -> Result<(Response, Vec<Handle>), Failure> {
+        if !matches!(peer, Role::Smtpd | Role::Queued) {
+            tracing::warn!("{peer} asked for {request:?}, which its link does not permit");
+            return Err(permanent(format!("{peer} may not deliver mail")));
+        }
+        match request {
+            Request::CheckRecipient { address } => {
+                let store = self.clone();
+                let found = blocking(move || store.db.resolve(&address)).await?;
+                let status = if found.is_some() {
+                    RecipientStatus::Local
+                } else {
+                    RecipientStatus::Unknown
+                };
+                Ok((Response::Recipient(status), Vec::new()))
+            }
+            Request::OpenDelivery => {
+                let mut open = lock(&self.open);
+                if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
+                    return Err(temporary("too many open deliveries"));
+                }
+                let file = self
+                    .files
+                    .temp_file()
+                    .map_err(|e| temporary(e.to_string()))?;
+                let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
+                let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+                open.insert((peer, id), file);
+                Ok((Response::DeliveryOpened { id }, vec![theirs]))
+            }
+            Request::AbortDelivery { id } => {
+                lock(&self.open).remove(&(peer, id));
+                Ok((Response::Done, Vec::new()))
+            }
+            Request::Deliver { id, recipients } => {
+                let file = lock(&self.open)
+                    .remove(&(peer, id))
+                    .ok_or_else(|| permanent(format!("no open delivery {id}")))?;
+                let results = self.deliver(file, recipients).await?;
+                Ok((
+                    Response::Delivered(results.into_iter().map(|(_, r)| r).collect()),
+                    Vec::new(),
+                ))
+            }
+        }
+    }
+
+    /// Delivers `file` and waits until it is durable.
+    async fn deliver(
+        self: Arc<Self>,
+        file: File,
+        recipients: Vec<String>,
+    ) -> Result<Vec<(String, RecipientResult)>, Failure> {
+        let size = file.metadata().map_err(|e| temporary(e.to_string()))?.len();
+        if size > MAX_MESSAGE_SIZE {
+            return Err(permanent(format!(
+                "message of {size} bytes exceeds {MAX_MESSAGE_SIZE}"
+            )));
+        }
+        let store = self.clone();
+        let rcpts = recipients.clone();
+        let outcomes =
+            blocking(move || deliver::deliver(&store.db, &store.files, &file, size, &rcpts))
+                .await?;
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Delivered { .. }))
+        {
+            self.flusher
+                .flush()
+                .await
+                .map_err(|e| temporary(e.to_string()))?;
+        }
+        Ok(recipients
+            .into_iter()
+            .zip(outcomes)
+            .map(|(r, o)| {
+                let result = match o {
+                    Outcome::Delivered { .. } => RecipientResult::Delivered,
+                    Outcome::UnknownAddress => RecipientResult::UnknownAddress,
+                };
+                (r, result)
+            })
+            .collect())
+    }
+
+    /// Carries out one administrative request.
+    pub async fn admin(self: Arc<Self>, call: AdminCall) {
+        let AdminCall {
+            request,
+            fds,
+            reply,
+        } = call;
+        let RoleAdmin::Store(request) = request;
+        let result = self
+            .clone()
+            .admin_request(request, fds)
+            .await
+            .map(RoleReply::Store);
+        let _ = reply.send(result);
+    }
+
+    async fn admin_request(
+        self: Arc<Self>,
+        request: Admin,
+        fds: Vec<Handle>,
+    ) -> Result<AdminReply, String> {
+        let store = self.clone();
+        let done = |s: String| Ok(AdminReply::Done(s));
+        match request {
+            Admin::Deliver { recipients } => {
+                let fd = fds.into_iter().next().ok_or("no message attached")?;
+                let file = blocking(move || store.copy_in(fd))
+                    .await
+                    .map_err(|f| f.message)?;
+                let results = self
+                    .deliver(file, recipients)
+                    .await
+                    .map_err(|f| f.message)?;
+                Ok(AdminReply::Delivered(results))
+            }
+            other => blocking(move || store.admin_sync(other))
+                .await
+                .map_err(|f| f.message)?
+                .map_or_else(
+                    |e| Err(e.to_string()),
+                    |r| match r {
+                        AdminReply::Done(s) => done(s),
+                        r => Ok(r),
+                    },
+                ),
+        }
+    }
+
+    fn admin_sync(&self, request: Admin) -> Result<Result<AdminReply, StoreError>, StoreError> {
+        let db = &self.db;
+        let result = match request {
+            Admin::AddDomain { domain, separator } => db
+                .add_domain(&domain, separator)
+                .map(|d| AdminReply::Done(format!("domain {d} added"))),
+            Admin::RemoveDomain { domain } => db
+                .remove_domain(&domain)
+                .map(|()| AdminReply::Done(format!("domain {domain} removed"))),
+            Admin::ListDomains => db.domains().map(|list| {
+                AdminReply::Domains(
+                    list.into_iter()
+                        .map(|(domain, d)| DomainInfo {
+                            domain,
+                            separator: d.localpart_separator,
+                        })
+                        .collect(),
+                )
+            }),
+            Admin::AddAccount { name, address } => db
+                .add_account(&name, &address)
+                .map(|()| AdminReply::Done(format!("account {name} added with address {address}"))),
+            Admin::RemoveAccount { name } => db.remove_account(&name).and_then(|files| {
+                db.flush()?;
+                for id in &files {
+                    self.files.remove(*id)?;
+                }
+                Ok(AdminReply::Done(format!(
+                    "account {name} removed with {} messages",
+                    files.len()
+                )))
+            }),
+            Admin::ListAccounts => db.accounts().map(|list| {
+                AdminReply::Accounts(
+                    list.into_iter()
+                        .map(|(name, addresses)| AccountInfo { name, addresses })
+                        .collect(),
+                )
+            }),
+            Admin::AddAddress { address, account } => db
+                .add_address(&address, &account)
+                .map(|a| AdminReply::Done(format!("address {a} added to {account}"))),
+            Admin::RemoveAddress { address } => db
+                .remove_address(&address)
+                .map(|()| AdminReply::Done(format!("address {address} removed"))),
+            Admin::VerifyData => crate::verify::verify(db, &self.files).map(AdminReply::Problems),
+            Admin::Deliver { .. } => Err(StoreError::Invalid {
+                what: "request",
+                why: "delivery is asynchronous".into(),
+            }),
+        };
+        if result.is_ok() {
+            db.flush()?;
+        }
+        Ok(result)
+    }
+
+    /// Copies a message from a descriptor that may be a pipe into a temporary file.
+    fn copy_in(&self, fd: Handle) -> Result<File, StoreError> {
+        let mut src = File::from(fd).take(MAX_MESSAGE_SIZE + 1);
+        let mut tmp = self.files.temp_file()?;
+        let n = std::io::copy(&mut src, &mut tmp).map_err(|e| StoreError::File {
+            path: "(attached message)".into(),
+            source: e,
+        })?;
+        if n > MAX_MESSAGE_SIZE {
+            return Err(StoreError::Invalid {
+                what: "message",
+                why: format!("larger than {MAX_MESSAGE_SIZE} bytes"),
+            });
+        }
+        Ok(tmp)
+    }
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Failure> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!("{e}");
+            Err(temporary(e.to_string()))
+        }
+        Err(e) => Err(temporary(format!("store task: {e}"))),
+    }
+}
+
+fn temporary(message: impl Into<String>) -> Failure {
+    Failure {
+        temporary: true,
+        message: message.into(),
+    }
+}
+
+fn permanent(message: impl Into<String>) -> Failure {
+    Failure {
+        temporary: false,
+        message: message.into(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
