@@ -65,6 +65,16 @@ enum Command {
     },
     /// Check the database against the message files.
     Verifydata,
+    /// Mailboxes of an account with their message counts.
+    Mailbox {
+        #[command(subcommand)]
+        op: MailboxOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailboxOp {
+    List { account: String },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +199,11 @@ fn request_for(command: &Command) -> Result<Request, String> {
             recipients: recipients.clone(),
         }),
         Command::Verifydata => store(StoreAdmin::VerifyData),
+        Command::Mailbox {
+            op: MailboxOp::List { account },
+        } => store(StoreAdmin::ListMailboxes {
+            account: account.clone(),
+        }),
     })
 }
 
@@ -340,6 +355,24 @@ fn print_store(reply: store_msg::AdminReply) -> ExitCode {
             }
             if failed {
                 return ExitCode::FAILURE;
+            }
+        }
+        store_msg::AdminReply::Mailboxes(list) => {
+            println!(
+                "{:<20} {:>8} {:>10} {:>8} {:>7} {:>7} {:>10}",
+                "MAILBOX", "SPECIAL", "UIDVALID", "UIDNEXT", "TOTAL", "UNSEEN", "SIZE"
+            );
+            for m in list {
+                println!(
+                    "{:<20} {:>8} {:>10} {:>8} {:>7} {:>7} {:>10}",
+                    m.name,
+                    m.special_use.as_deref().unwrap_or("-"),
+                    m.uidvalidity,
+                    m.uidnext,
+                    m.total,
+                    m.unseen,
+                    m.size
+                );
             }
         }
         store_msg::AdminReply::Problems(problems) => {

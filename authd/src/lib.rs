@@ -6,7 +6,20 @@
 //! Peers: smtpd, imapd, httpd (they call authd); storaged (authd calls it).
 //!
 //! Status: the tree, sandbox and links are in place; authd defines no requests yet (issue 3), so it
-//! answers pings on its links and nothing else.
+//! answers pings on its links and nothing else. The sans-IO core is here as a library, not yet
+//! wired to IPC: the credential store ([`store`], [`credentials`]), SASL state machines
+//! ([`sasl`]), brute-force throttling ([`throttle`]) and session tickets ([`ticket`]).
+
+pub mod credentials;
+pub mod error;
+pub mod sasl;
+pub mod store;
+pub mod throttle;
+pub mod ticket;
+
+mod crypto;
+mod md5;
+mod persist;
 
 use ipc::msg::auth::AuthService;
 use ipc::{Context, RoleError, RoleSpec};

@@ -362,6 +362,29 @@ impl Db {
         Ok(self.mailbox(id)?.map(|m| (id, m)))
     }
 
+    /// The mailboxes of an account, by name, for administrators.
+    pub fn mailbox_list(&self, account: &str) -> Result<Vec<ipc::msg::store::MailboxInfo>> {
+        if self.accounts.get(account)?.is_none() {
+            return Err(StoreError::NoAccount(account.into()));
+        }
+        let mut out = Vec::new();
+        for id in self.mailbox_ids(account)? {
+            let Some(m) = self.mailbox(id)? else { continue };
+            out.push(ipc::msg::store::MailboxInfo {
+                name: m.name,
+                special_use: m.special_use.map(|s| s.default_name().to_string()),
+                uidvalidity: m.uidvalidity,
+                uidnext: m.uidnext,
+                highest_modseq: m.highest_modseq,
+                total: m.counts.total,
+                unseen: m.counts.unseen,
+                deleted: m.counts.deleted,
+                size: m.counts.size,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn mailbox(&self, id: u64) -> Result<Option<Mailbox>> {
         self.mailboxes
             .get(keys::mailbox(id))?

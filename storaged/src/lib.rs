@@ -45,7 +45,13 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
         .clone()
         .ok_or("storaged has no directory configured")?;
     let (db, files) = tokio::task::spawn_blocking(move || {
-        Ok::<_, error::StoreError>((db::Db::open(&dir.join("db"))?, files::Files::open(&dir)?))
+        let db = db::Db::open(&dir.join("db"))?;
+        let files = files::Files::open(&dir)?;
+        let removed = verify::sweep_orphans(&db, &files, db.new_id()?)?;
+        if removed > 0 {
+            tracing::warn!("removed {removed} message files of deliveries interrupted by a crash");
+        }
+        Ok::<_, error::StoreError>((db, files))
     })
     .await??;
     let flusher = deliver::Flusher::start(db.clone());

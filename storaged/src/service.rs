@@ -249,6 +249,9 @@ impl Store {
                 .remove_address(&address)
                 .map(|()| AdminReply::Done(format!("address {address} removed"))),
             Admin::VerifyData => crate::verify::verify(db, &self.files).map(AdminReply::Problems),
+            Admin::ListMailboxes { account } => {
+                db.mailbox_list(&account).map(AdminReply::Mailboxes)
+            }
             Admin::Deliver { .. } => Err(StoreError::Invalid {
                 what: "request",
                 why: "delivery is asynchronous".into(),

@@ -268,3 +268,31 @@ fn reopening_keeps_everything_and_refuses_other_schemas() {
         })
     ));
 }
+
+#[test]
+fn sweep_removes_only_old_orphans() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.deliver(MSG, &["bob@example.com"]);
+    let src = f.files.temp_file().unwrap();
+    let old = f.db.new_id().unwrap();
+    f.files.store(&src, 0, &[old]).unwrap();
+    let watermark = f.db.new_id().unwrap();
+    let young = f.db.new_id().unwrap();
+    f.files.store(&src, 0, &[young]).unwrap();
+    assert_eq!(
+        crate::verify::sweep_orphans(&f.db, &f.files, watermark).unwrap(),
+        1
+    );
+    let left: Vec<u64> = f
+        .files
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(left.contains(&young) && !left.contains(&old));
+    f.files.remove(young).unwrap();
+    f.check();
+}

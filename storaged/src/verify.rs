@@ -121,3 +121,23 @@ pub fn verify(db: &Db, files: &Files) -> Result<Vec<String>> {
     }
     Ok(problems)
 }
+
+/// Removes message files no message refers to, left by deliveries interrupted by a crash. Only
+/// files with ids below `watermark` (a fresh id taken before the sweep) are considered, so a
+/// delivery running meanwhile is never touched. Returns how many were removed.
+pub fn sweep_orphans(db: &Db, files: &Files, watermark: u64) -> Result<usize> {
+    let mut referenced = HashSet::new();
+    for e in db.messages.iter() {
+        let (_, v) = e?;
+        let message: Message = record::decode("messages", &v)?;
+        referenced.insert(message.file);
+    }
+    let mut removed = 0;
+    for (id, _) in files.list()? {
+        if id < watermark && !referenced.contains(&id) {
+            files.remove(id)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -228,11 +228,15 @@ impl Tree {
             }
             Event::ControlClosed { role, epoch } => {
                 let slot = &self.slots[&role];
-                if slot.epoch == epoch && slot.pid.is_some() {
-                    tracing::warn!("{role} closed its control channel; killing it");
-                    if let Some(k) = &slot.killer {
-                        k.kill();
-                    }
+                // A role closes its channel as it exits; one that stays alive without it can no
+                // longer be managed: give it a moment to exit, then kill it.
+                if slot.epoch == epoch && slot.pid.is_some() && slot.state != RoleState::Stopping {
+                    tracing::warn!("{role} closed its control channel");
+                    let events = self.events_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = events.send(Event::KillIfStill { role, epoch });
+                    });
                 }
             }
             Event::KillIfStill { role, epoch } => {

@@ -99,6 +99,8 @@ pub enum Admin {
     Deliver { recipients: Vec<String> },
     /// moxctl → storaged: check the database against the message files.
     VerifyData,
+    /// moxctl → storaged: the mailboxes of an account with their counts.
+    ListMailboxes { account: String },
 }
 
 /// storaged's answer to an [`Admin`] request.
@@ -110,6 +112,20 @@ pub enum AdminReply {
     Delivered(Vec<(String, RecipientResult)>),
     /// One line per inconsistency; empty when the data is consistent.
     Problems(Vec<String>),
+    Mailboxes(Vec<MailboxInfo>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxInfo {
+    pub name: String,
+    pub special_use: Option<String>,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    pub total: u32,
+    pub unseen: u32,
+    pub deleted: u32,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,6 +93,10 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
 
 /// Threads for blocking work (file I/O, synchronous signing) beyond the async workers.
 const MAX_BLOCKING_THREADS: usize = 8;
+/// RLIMIT_NPROC of a role user. seccomp already forbids creating processes, so this only bounds
+/// threads; it counts every process of the uid, and during a restart the old instance may still
+/// be exiting while the new one starts (and libraries such as sled run threads of their own).
+const MAX_THREADS_PER_USER: u64 = 128;
 
 fn handshake(
     spec: &RoleSpec,
@@ -145,7 +149,7 @@ fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         tcp_bind: Vec::new(),
         tcp_connect: spec.tcp_connect.to_vec(),
         syscalls: spec.syscalls,
-        max_threads: u64::from(boot.config.worker_threads) + MAX_BLOCKING_THREADS as u64 + 8,
+        max_threads: MAX_THREADS_PER_USER,
         writes_files: spec.writes_files,
         seccomp: match boot.sandbox.seccomp {
             SeccompSetting::Kill => sandbox::SeccompMode::Kill,
