@@ -65,10 +65,25 @@ enum Command {
     },
     /// Check the database against the message files.
     Verifydata,
+    /// Set an account's password (asked twice without echo, or read from stdin with --stdin).
+    Password {
+        #[command(subcommand)]
+        op: PasswordOp,
+    },
     /// Mailboxes of an account with their message counts.
     Mailbox {
         #[command(subcommand)]
         op: MailboxOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum PasswordOp {
+    Set {
+        account: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        stdin: bool,
     },
 }
 
@@ -132,6 +147,15 @@ pub fn main() -> ExitCode {
             Ok(fd) => vec![fd],
             Err(e) => {
                 eprintln!("moxctl: standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Password {
+            op: PasswordOp::Set { stdin, .. },
+        } => match crate::password::read(*stdin).and_then(|p| crate::password::into_pipe(&p)) {
+            Ok(fd) => vec![fd],
+            Err(e) => {
+                eprintln!("moxctl: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -199,6 +223,11 @@ fn request_for(command: &Command) -> Result<Request, String> {
             recipients: recipients.clone(),
         }),
         Command::Verifydata => store(StoreAdmin::VerifyData),
+        Command::Password {
+            op: PasswordOp::Set { account, .. },
+        } => Request::Role(RoleAdmin::Auth(ipc::msg::auth::Admin::SetPassword {
+            account: account.clone(),
+        })),
         Command::Mailbox {
             op: MailboxOp::List { account },
         } => store(StoreAdmin::ListMailboxes {
@@ -318,6 +347,9 @@ fn print(command: &Command, response: Response) -> ExitCode {
             }
         }
         Response::Role(AdminReply::Store(reply)) => return print_store(reply),
+        Response::Role(AdminReply::Auth(ipc::msg::auth::AdminReply::Done(line))) => {
+            println!("{line}")
+        }
         Response::Error(e) => {
             eprintln!("moxctl: {e}");
             return ExitCode::FAILURE;

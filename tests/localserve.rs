@@ -81,6 +81,12 @@ fn localserve_runs_the_tree_without_root_and_stops_on_ctrl_c() {
     }
     let socket = dir.join("run/admin.sock");
     assert!(banner.contains(&format!("moxctl --socket {} status", socket.display())));
+    // Once every role is ready, the newcomer's account exists, with the documented password.
+    let account = lines.next().expect("account line").expect("line");
+    assert_eq!(
+        account,
+        "localserve account: mox@localhost, password moxmoxmox"
+    );
 
     // The user who started it administers it.
     let start = Instant::now();

@@ -120,6 +120,39 @@ fn moxctl_manages_domains_accounts_and_delivers_locally() {
     assert_eq!(inbox.size, msg.len() as u64);
     assert_consistent(&tree);
 
+    // Passwords go to authd as a pipe; accounts storaged does not know are refused.
+    let set = |account: &str, password: &str| {
+        let mut child = Command::new(common::MOXCTL)
+            .arg("--socket")
+            .arg(&tree.socket)
+            .args(["password", "set", account, "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("moxctl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("moxctl")
+    };
+    let out = set("bob", "s3cret horse");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password set for bob"));
+    let out = set("mallory", "x");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such account `mallory`"),
+        "{out:?}"
+    );
+    assert!(
+        !tree.log_text().contains("s3cret"),
+        "a password reached a log"
+    );
+
     ok(&["address", "remove", "robert@example.org"]);
     ok(&["account", "remove", "bob"]);
     ok(&["domain", "remove", "example.org"]);

@@ -5,10 +5,9 @@
 //! Must never: hold keys or mail; log a password.
 //! Peers: smtpd, imapd, httpd (they call authd); storaged (authd calls it).
 //!
-//! Status: the tree, sandbox and links are in place; authd defines no requests yet (issue 3), so it
-//! answers pings on its links and nothing else. The sans-IO core is here as a library, not yet
-//! wired to IPC: the credential store ([`store`], [`credentials`]), SASL state machines
-//! ([`sasl`]), brute-force throttling ([`throttle`]) and session tickets ([`ticket`]).
+//! Status: SASL (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256 and -PLUS) for smtpd, imapd and httpd
+//! over IPC, with throttling and session tickets registered at storaged; passwords set through
+//! moxctl. The network roles do not call it yet (each protocol's issue wires it in).
 
 pub mod credentials;
 pub mod error;
@@ -20,6 +19,7 @@ pub mod ticket;
 mod crypto;
 mod md5;
 mod persist;
+pub mod service;
 
 use ipc::msg::auth::AuthService;
 use ipc::{Context, RoleError, RoleSpec};
@@ -38,16 +38,53 @@ pub const SPEC: RoleSpec = RoleSpec {
 };
 
 /// authd's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    tracing::info!("ready: links from peers carry pings only until issue 3");
+pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
+    let dir = ctx
+        .config
+        .dir
+        .clone()
+        .ok_or("authd has no directory configured")?;
+    let open_dir = dir.clone();
+    let (creds, throttle) = tokio::task::spawn_blocking(move || {
+        Ok::<_, error::StoreError>((
+            store::CredentialStore::open(&open_dir)?,
+            throttle::Throttle::load(&open_dir)?,
+        ))
+    })
+    .await??;
+    let auth = service::Auth::new(
+        ctx.config.hostname.clone(),
+        dir,
+        creds,
+        throttle,
+        ctx.peers.storaged.clone(),
+    );
+    tracing::info!("credential store open");
+    let (admin_auth, expiry_auth) = (auth.clone(), auth.clone());
+    let shutdown = ctx.shutdown.clone();
+    ctx.tasks.spawn(async move {
+        let mut expiry = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut save = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    expiry_auth.save_throttle().await;
+                    return;
+                }
+                _ = expiry.tick() => expiry_auth.expire_tickets().await,
+                _ = save.tick() => expiry_auth.save_throttle().await,
+                call = ctx.admin.recv() => match call {
+                    Some(call) => { tokio::spawn(admin_auth.clone().admin(call)); }
+                    None => return,
+                },
+            }
+        }
+    });
     ipc::serve::accept_links::<AuthService, _, _>(
         ctx.incoming,
         ctx.shutdown,
-        ctx.tasks,
-        |_, incoming| async move {
-            // No request of this service exists yet, so none can arrive.
-            match incoming.request {}
-        },
+        ctx.tasks.clone(),
+        move |peer, incoming| auth.clone().handle(peer, incoming),
     )
     .await;
     Ok(())

@@ -524,7 +524,7 @@ fn store_response_done_and_failed() {
             temporary: true,
             message: "x".into(),
         }),
-        &[4, 1, 1, 120],
+        &[5, 1, 1, 120],
     );
 }
 
@@ -636,5 +636,142 @@ fn store_admin_replies() {
         store::AdminReply::Problems(vec!["p".into()]),
         &[2, 0, 4, 1, 1, 112],
         &[3, 0, 4, 1, 1, 112],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// auth: SASL relayed by the network roles; authd ⇄ storaged for logins and tickets.
+
+use ipc::msg::auth;
+
+#[test]
+fn auth_requests() {
+    let golden = |r: auth::Request, bytes: &[u8]| assert_golden(&r, bytes);
+    golden(
+        auth::Request::Mechanisms {
+            channel_binding: true,
+        },
+        &[0, 1],
+    );
+    golden(
+        auth::Request::Start {
+            mechanism: "PLAIN".into(),
+            initial_response: Some(b"\0u\0p".to_vec()),
+            channel_binding: None,
+            remote: Ipv4Addr::new(192, 0, 2, 1).into(),
+        },
+        &[
+            1, 5, 80, 76, 65, 73, 78, 1, 4, 0, 117, 0, 112, 0, 0, 192, 0, 2, 1,
+        ],
+    );
+    golden(
+        auth::Request::Step {
+            exchange: 9,
+            response: b"r".to_vec(),
+        },
+        &[2, 9, 1, 114],
+    );
+    golden(auth::Request::Abort { exchange: 9 }, &[3, 9]);
+    golden(
+        auth::Request::Logout {
+            ticket: auth::Ticket([7; 16]),
+        },
+        &[4, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7],
+    );
+}
+
+#[test]
+fn auth_responses() {
+    let golden = |r: auth::Response, bytes: &[u8]| assert_golden(&r, bytes);
+    golden(
+        auth::Response::Mechanisms(vec!["PLAIN".into()]),
+        &[0, 1, 5, 80, 76, 65, 73, 78],
+    );
+    golden(
+        auth::Response::Continue {
+            exchange: 1,
+            challenge: b"c".to_vec(),
+        },
+        &[1, 1, 1, 99],
+    );
+    golden(
+        auth::Response::Success {
+            account: "bob".into(),
+            ticket: auth::Ticket([1; 16]),
+            additional: Some(b"v=x".to_vec()),
+        },
+        &[
+            2, 3, 98, 111, 98, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 118, 61, 120,
+        ],
+    );
+    golden(auth::Response::Failure(auth::Failure::Credentials), &[3, 0]);
+    golden(
+        auth::Response::Failure(auth::Failure::Throttled {
+            retry_after_secs: 60,
+        }),
+        &[3, 1, 60],
+    );
+    golden(
+        auth::Response::Failure(auth::Failure::Malformed("m".into())),
+        &[3, 2, 1, 109],
+    );
+    golden(
+        auth::Response::Failure(auth::Failure::Temporary("t".into())),
+        &[3, 3, 1, 116],
+    );
+    golden(auth::Response::Done, &[4]);
+}
+
+#[test]
+fn auth_admin() {
+    assert_golden(
+        &control::Request::Admin(control::RoleAdmin::Auth(auth::Admin::SetPassword {
+            account: "bob".into(),
+        })),
+        &[5, 1, 0, 3, 98, 111, 98],
+    );
+    assert_golden(
+        &auth::Admin::RemoveCredentials {
+            account: "bob".into(),
+        },
+        &[1, 3, 98, 111, 98],
+    );
+    assert_golden(
+        &control::Response::Admin(control::AdminReply::Auth(auth::AdminReply::Done(
+            "ok".into(),
+        ))),
+        &[2, 1, 0, 2, 111, 107],
+    );
+}
+
+#[test]
+fn store_login_and_tickets() {
+    assert_golden(
+        &store::Request::ResolveLogin {
+            username: "bob@d".into(),
+        },
+        &[4, 5, 98, 111, 98, 64, 100],
+    );
+    assert_golden(
+        &store::Request::RegisterTicket {
+            ticket: auth::Ticket([2; 16]),
+            account: "bob".into(),
+            role: Role::Imapd,
+            expires: 1_800_000_000,
+        },
+        &[
+            5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 98, 111, 98, 5, 252, 0, 164, 147,
+            214,
+        ],
+    );
+    assert_golden(
+        &store::Request::RevokeTicket {
+            ticket: auth::Ticket([2; 16]),
+        },
+        &[6, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+    );
+    assert_golden(
+        &store::Response::Login(Some("bob".into())),
+        &[4, 1, 3, 98, 111, 98],
     );
 }

@@ -340,6 +340,21 @@ impl Db {
         lookup(&format!("@{}", addr.domain))
     }
 
+    /// The account a login name belongs to: an account name, or exactly one of its addresses
+    /// (no tags, no catch-all: those are for delivery, not for logging in).
+    pub fn login_account(&self, username: &str) -> Result<Option<String>> {
+        if !username.contains('@') {
+            return Ok(self.accounts.get(username)?.map(|_| username.to_string()));
+        }
+        let Ok(addr) = Address::parse(username, false) else {
+            return Ok(None);
+        };
+        Ok(self
+            .addresses
+            .get(addr.key())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     /// The ids of an account's mailboxes.
     pub fn mailbox_ids(&self, account: &str) -> Result<Vec<u64>> {
         self.mailbox_names

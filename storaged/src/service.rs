@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ipc::msg::auth::Ticket;
 use ipc::msg::control::{AdminReply as RoleReply, RoleAdmin};
 use ipc::msg::store::{
     AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, RecipientStatus, Request,
@@ -34,6 +35,17 @@ pub struct Store {
     pub flusher: Flusher,
     open: Mutex<HashMap<(Role, u64), File>>,
     next_delivery: AtomicU64,
+    /// Sessions authd has authenticated: the account each may act for, from which role, until
+    /// when. Kept in memory: a restart of storaged ends every session.
+    tickets: Mutex<HashMap<Ticket, Session>>,
+}
+
+/// What a session ticket grants.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub account: String,
+    pub role: Role,
+    pub expires: i64,
 }
 
 impl Store {
@@ -44,6 +56,7 @@ impl Store {
             flusher,
             open: Mutex::default(),
             next_delivery: AtomicU64::new(1),
+            tickets: Mutex::default(),
         })
     }
 
@@ -70,11 +83,48 @@ impl Store {
         peer: Role,
         request: Request,
     ) -> Result<(Response, Vec<Handle>), Failure> {
-        if !matches!(peer, Role::Smtpd | Role::Queued) {
+        let permitted = match &request {
+            Request::CheckRecipient { .. }
+            | Request::OpenDelivery
+            | Request::Deliver { .. }
+            | Request::AbortDelivery { .. } => matches!(peer, Role::Smtpd | Role::Queued),
+            Request::ResolveLogin { .. }
+            | Request::RegisterTicket { .. }
+            | Request::RevokeTicket { .. } => peer == Role::Authd,
+        };
+        if !permitted {
             tracing::warn!("{peer} asked for {request:?}, which its link does not permit");
-            return Err(permanent(format!("{peer} may not deliver mail")));
+            return Err(permanent(format!("{peer} may not make this request")));
         }
         match request {
+            Request::ResolveLogin { username } => {
+                let store = self.clone();
+                let account = blocking(move || store.db.login_account(&username)).await?;
+                Ok((Response::Login(account), Vec::new()))
+            }
+            Request::RegisterTicket {
+                ticket,
+                account,
+                role,
+                expires,
+            } => {
+                let mut tickets = lock(&self.tickets);
+                let now = crate::db::now();
+                tickets.retain(|_, s| s.expires > now);
+                tickets.insert(
+                    ticket,
+                    Session {
+                        account,
+                        role,
+                        expires,
+                    },
+                );
+                Ok((Response::Done, Vec::new()))
+            }
+            Request::RevokeTicket { ticket } => {
+                lock(&self.tickets).remove(&ticket);
+                Ok((Response::Done, Vec::new()))
+            }
             Request::CheckRecipient { address } => {
                 let store = self.clone();
                 let found = blocking(move || store.db.resolve(&address)).await?;
@@ -155,6 +205,16 @@ impl Store {
             .collect())
     }
 
+    /// The session `ticket` grants to a caller on `peer`'s link, if valid (the mailbox API for
+    /// imapd and httpd checks every request with this).
+    pub fn session(&self, peer: Role, ticket: &Ticket) -> Option<Session> {
+        let tickets = lock(&self.tickets);
+        tickets
+            .get(ticket)
+            .filter(|s| s.role == peer && s.expires > crate::db::now())
+            .cloned()
+    }
+
     /// Carries out one administrative request.
     pub async fn admin(self: Arc<Self>, call: AdminCall) {
         let AdminCall {
@@ -162,7 +222,10 @@ impl Store {
             fds,
             reply,
         } = call;
-        let RoleAdmin::Store(request) = request;
+        let RoleAdmin::Store(request) = request else {
+            let _ = reply.send(Err("not a storaged request".into()));
+            return;
+        };
         let result = self
             .clone()
             .admin_request(request, fds)

@@ -179,6 +179,28 @@ fn delivers_to_every_local_recipient_and_reports_unknown_ones() {
 }
 
 #[test]
+fn lists_the_message_records_of_one_mailbox_in_uid_order() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_account("carol", "carol@example.com").unwrap();
+    let (bob, _) = f.db.mailbox_by_name("bob", "Inbox").unwrap().unwrap();
+    let (carol, _) = f.db.mailbox_by_name("carol", "Inbox").unwrap().unwrap();
+    assert!(f.db.message_records(bob).unwrap().is_empty());
+    f.deliver(MSG, &["bob@example.com"]);
+    f.deliver(MSG, &["carol@example.com"]);
+    f.deliver(b"Subject: second\r\n\r\nx\r\n", &["bob@example.com"]);
+    let records = f.db.message_records(bob).unwrap();
+    let uids: Vec<u32> = records.iter().map(|(uid, _)| *uid).collect();
+    assert_eq!(uids, [1, 2], "carol's message is not in bob's inbox");
+    assert_eq!(records[0].1.envelope.subject.as_deref(), Some("hi"));
+    assert_eq!(records[1].1.envelope.subject.as_deref(), Some("second"));
+    assert_eq!(records[0].1.size, MSG.len() as u64);
+    assert_eq!(f.db.message_records(carol).unwrap().len(), 1);
+    assert!(f.db.message_records(u64::MAX).unwrap().is_empty());
+}
+
+#[test]
 fn delivery_to_nobody_stores_nothing() {
     let f = fixture();
     f.db.add_domain("example.com", None).unwrap();

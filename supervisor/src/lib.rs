@@ -144,6 +144,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
         log_filter: config.server.log.clone(),
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         single_process: opts.single_process,
+        localserve: opts.localserve,
     };
     // Process mode runs on this thread alone: children are spawned from the thread that lives
     // as long as the process, so their parent-death signal fires only when the supervisor dies.

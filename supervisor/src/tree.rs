@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use ipc::config::{ListenerSpec, RoleConfig, SandboxConfig};
 use ipc::msg::admin::{self, RolePings, RoleState, RoleStatus};
-use ipc::msg::control::{self, ControlService};
+use ipc::msg::control::{self, ControlService, RoleAdmin};
 use ipc::msg::setup::Bootstrap;
+use ipc::msg::{auth, store};
 use ipc::{Client, Handle, Role};
 use tokio::sync::{mpsc, oneshot};
 
@@ -87,6 +88,8 @@ pub struct Settings {
     pub log_filter: String,
     pub grace: Duration,
     pub single_process: bool,
+    /// Create the localserve account once every role is ready.
+    pub localserve: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +122,7 @@ pub struct Tree {
     started: Instant,
     stopping: Option<Stopping>,
     outcome: Result<(), String>,
+    provisioned: bool,
 }
 
 #[derive(Debug)]
@@ -177,6 +181,7 @@ impl Tree {
             started: Instant::now(),
             stopping: None,
             outcome: Ok(()),
+            provisioned: false,
         }
     }
 
@@ -422,6 +427,9 @@ impl Tree {
                 }
             }
         }
+        if self.settings.localserve && !self.provisioned {
+            self.provision_localserve();
+        }
     }
 
     fn on_exited(&mut self, role: Role, epoch: u64, status: String) {
@@ -603,27 +611,30 @@ impl Tree {
             }
             Request::Role(op) => {
                 let role = op.role();
-                tracing::info!("admin uid {uid}: {op:?}");
+                tracing::info!("admin uid {uid}: {}", clip(&format!("{op:?}")));
                 let Some(control) = self.slots[&role].control.clone() else {
                     let _ = reply.send(Response::Error(format!("{role} is not running")));
                     return;
                 };
+                // Removing an account also removes its credentials at authd.
+                let follow_up = match &op {
+                    RoleAdmin::Store(store::Admin::RemoveAccount { name }) => {
+                        self.slots[&Role::Authd].control.clone().map(|authd| {
+                            (
+                                authd,
+                                RoleAdmin::Auth(auth::Admin::RemoveCredentials {
+                                    account: name.clone(),
+                                }),
+                            )
+                        })
+                    }
+                    _ => None,
+                };
                 tokio::spawn(async move {
-                    let response = match control.call(&control::Request::Admin(op), fds).await {
-                        Ok((control::Response::Admin(r), fds)) if fds.is_empty() => {
-                            Response::Role(r)
-                        }
-                        Ok((control::Response::Refused(e), fds)) if fds.is_empty() => {
-                            Response::Error(clip(&e))
-                        }
-                        Ok((other, fds)) => {
-                            fds.into_iter().for_each(sandbox::fdpass::discard);
-                            Response::Error(clip(&format!(
-                                "unexpected answer from {role}: {other:?}"
-                            )))
-                        }
-                        Err(e) => Response::Error(format!("{role}: {e}")),
-                    };
+                    let response = role_admin(role, &control, op, fds).await;
+                    if let (Response::Role(_), Some((authd, op))) = (&response, follow_up) {
+                        let _ = role_admin(Role::Authd, &authd, op, Vec::new()).await;
+                    }
                     let _ = reply.send(response);
                 });
                 return;
@@ -641,6 +652,71 @@ impl Tree {
             }
         };
         let _ = reply.send(response);
+    }
+
+    /// localserve: once every role is ready, make sure the newcomer's account exists with the
+    /// documented password, and say so.
+    fn provision_localserve(&mut self) {
+        if !self.slots.values().all(|s| s.state == RoleState::Ready) {
+            return;
+        }
+        let (Some(storaged), Some(authd)) = (
+            self.slots[&Role::Storaged].control.clone(),
+            self.slots[&Role::Authd].control.clone(),
+        ) else {
+            return;
+        };
+        self.provisioned = true;
+        tokio::spawn(async move {
+            let exists = |r: &admin::Response| matches!(r, admin::Response::Error(e) if e.contains("exists already") || e.contains("is taken"));
+            for op in [
+                store::Admin::AddDomain {
+                    domain: LOCALSERVE_DOMAIN.into(),
+                    separator: Some('+'),
+                },
+                store::Admin::AddAccount {
+                    name: LOCALSERVE_ACCOUNT.into(),
+                    address: format!("{LOCALSERVE_ACCOUNT}@{LOCALSERVE_DOMAIN}"),
+                },
+            ] {
+                let r =
+                    role_admin(Role::Storaged, &storaged, RoleAdmin::Store(op), Vec::new()).await;
+                if !matches!(r, admin::Response::Role(_)) && !exists(&r) {
+                    tracing::error!("localserve account: {r:?}");
+                    return;
+                }
+            }
+            let pipe = nix::unistd::pipe()
+                .map_err(|e| e.to_string())
+                .and_then(|(read, write)| {
+                    use std::io::Write;
+                    std::fs::File::from(write)
+                        .write_all(LOCALSERVE_PASSWORD.as_bytes())
+                        .map_err(|e| e.to_string())?;
+                    Ok(read)
+                });
+            let fd = match pipe {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::error!("localserve account: {e}");
+                    return;
+                }
+            };
+            let op = RoleAdmin::Auth(auth::Admin::SetPassword {
+                account: LOCALSERVE_ACCOUNT.into(),
+            });
+            match role_admin(Role::Authd, &authd, op, vec![fd]).await {
+                admin::Response::Role(_) => {
+                    use std::io::Write;
+                    let line = format!(
+                        "localserve account: {LOCALSERVE_ACCOUNT}@{LOCALSERVE_DOMAIN}, password {LOCALSERVE_PASSWORD}\n"
+                    );
+                    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+                    let _ = std::io::stdout().lock().flush();
+                }
+                r => tracing::error!("localserve password: {r:?}"),
+            }
+        });
     }
 
     fn restart(&mut self, role: Role) -> admin::Response {
@@ -741,6 +817,25 @@ impl Tree {
     }
 }
 
+/// Forwards an administrative request to its role and translates the answer.
+async fn role_admin(
+    role: Role,
+    control: &Client<ControlService>,
+    op: RoleAdmin,
+    fds: Vec<Handle>,
+) -> admin::Response {
+    use admin::Response;
+    match control.call(&control::Request::Admin(op), fds).await {
+        Ok((control::Response::Admin(r), fds)) if fds.is_empty() => Response::Role(r),
+        Ok((control::Response::Refused(e), fds)) if fds.is_empty() => Response::Error(clip(&e)),
+        Ok((other, fds)) => {
+            fds.into_iter().for_each(sandbox::fdpass::discard);
+            Response::Error(clip(&format!("unexpected answer from {role}: {other:?}")))
+        }
+        Err(e) => Response::Error(format!("{role}: {e}")),
+    }
+}
+
 async fn ping_all(controls: Vec<(Role, Option<Client<ControlService>>)>) -> Vec<RolePings> {
     let mut out = Vec::new();
     for (role, control) in controls {
@@ -795,6 +890,12 @@ async fn ping_all(controls: Vec<(Role, Option<Client<ControlService>>)>) -> Vec<
     }
     out
 }
+
+/// The account localserve creates for a newcomer, and its documented password (as mox's
+/// localserve does: a development server on loopback, not a secret).
+pub const LOCALSERVE_ACCOUNT: &str = "mox";
+pub const LOCALSERVE_DOMAIN: &str = "localhost";
+pub const LOCALSERVE_PASSWORD: &str = "moxmoxmox";
 
 /// Longest string from a role kept for status output and logs.
 const MAX_ROLE_TEXT: usize = 512;

@@ -1,7 +1,8 @@
-//! The auth service offered by authd: credentials: SASL, session tickets (issue 3).
-//!
-//! No request is defined yet: until the issue named above adds them, a link to authd carries only
-//! pings, and authd answers nothing it does not implement.
+//! The auth service offered by authd: SASL exchanges relayed verbatim by the network roles
+//! (smtpd, imapd, httpd), brute-force throttling, and session tickets. authd alone checks
+//! passwords; on success it registers a ticket with storaged and hands it to the caller.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,11 +19,85 @@ impl Service for AuthService {
     type Event = Event;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {}
+/// A session ticket: 128 random bits naming an authenticated session at storaged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ticket(pub [u8; 16]);
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket(<redacted>)")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {}
+pub enum Request {
+    /// smtpd, imapd, httpd → authd: the mechanisms to advertise on a connection with or
+    /// without TLS channel binding.
+    Mechanisms { channel_binding: bool },
+    /// smtpd, imapd, httpd → authd: start an exchange with the client's mechanism and optional
+    /// initial response (SASL-IR), on a connection from `remote`.
+    Start {
+        mechanism: String,
+        initial_response: Option<Vec<u8>>,
+        /// The TLS exporter (RFC 9266) when the connection is TLS.
+        channel_binding: Option<Vec<u8>>,
+        remote: IpAddr,
+    },
+    /// smtpd, imapd, httpd → authd: the client's next message in exchange `exchange`.
+    Step { exchange: u64, response: Vec<u8> },
+    /// smtpd, imapd, httpd → authd: the client aborted or went away.
+    Abort { exchange: u64 },
+    /// smtpd, imapd, httpd → authd: the session of `ticket` ended; revoke it.
+    Logout { ticket: Ticket },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// authd → caller: mechanism names, strongest first.
+    Mechanisms(Vec<String>),
+    /// authd → caller: send `challenge` to the client and relay its answer with `Step`.
+    Continue { exchange: u64, challenge: Vec<u8> },
+    /// authd → caller: authenticated. `additional` goes to the client with the success
+    /// (SCRAM's server signature).
+    Success {
+        account: String,
+        ticket: Ticket,
+        additional: Option<Vec<u8>>,
+    },
+    /// authd → caller: the exchange failed and is over.
+    Failure(Failure),
+    /// authd → caller: done (Abort, Logout).
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failure {
+    /// Wrong credentials (SMTP 535 5.7.8, IMAP NO [AUTHENTICATIONFAILED]).
+    Credentials,
+    /// Too many failures from this address or for this account; try after `retry_after_secs`.
+    Throttled { retry_after_secs: u64 },
+    /// The client's messages were malformed or named an unknown mechanism (SMTP 501/504).
+    Malformed(String),
+    /// authd could not do its part; try again later (SMTP 454 4.7.0).
+    Temporary(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {}
+
+/// Administration of authd, forwarded by the supervisor from moxctl. The password travels as
+/// an attached descriptor (a pipe or anonymous file), so no other process ever holds it in a
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    /// moxctl → authd: set `account`'s password to the bytes of the attached descriptor.
+    SetPassword { account: String },
+    /// moxctl → authd: forget `account`'s credentials.
+    RemoveCredentials { account: String },
+}
+
+/// authd's answer to an [`Admin`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Done(String),
+}

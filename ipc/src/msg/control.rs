@@ -37,6 +37,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoleAdmin {
     Store(crate::msg::store::Admin),
+    Auth(crate::msg::auth::Admin),
 }
 
 impl RoleAdmin {
@@ -44,6 +45,7 @@ impl RoleAdmin {
     pub fn role(&self) -> Role {
         match self {
             RoleAdmin::Store(_) => Role::Storaged,
+            RoleAdmin::Auth(_) => Role::Authd,
         }
     }
 }
@@ -52,6 +54,7 @@ impl RoleAdmin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminReply {
     Store(crate::msg::store::AdminReply),
+    Auth(crate::msg::auth::AdminReply),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,19 @@ pub enum Request {
     Deliver { id: u64, recipients: Vec<String> },
     /// smtpd, queued → storaged: forget delivery `id`.
     AbortDelivery { id: u64 },
+    /// authd → storaged: the account a login name (an account name or one of its addresses)
+    /// belongs to.
+    ResolveLogin { username: String },
+    /// authd → storaged: `ticket` may act for `account` on links from `role` until `expires`
+    /// (seconds since the epoch).
+    RegisterTicket {
+        ticket: crate::msg::auth::Ticket,
+        account: String,
+        role: crate::topology::Role,
+        expires: i64,
+    },
+    /// authd → storaged: `ticket` is no longer valid.
+    RevokeTicket { ticket: crate::msg::auth::Ticket },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +56,10 @@ pub enum Response {
     DeliveryOpened { id: u64 },
     /// storaged → caller: one result per recipient, in order; all delivered ones are durable.
     Delivered(Vec<RecipientResult>),
-    /// storaged → caller: done (AbortDelivery).
+    /// storaged → caller: done (AbortDelivery, RegisterTicket, RevokeTicket).
     Done,
+    /// storaged → authd: the account of a login name, if any.
+    Login(Option<String>),
     /// storaged → caller: the request failed as a whole.
     Failed(Failure),
 }

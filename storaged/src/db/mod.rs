@@ -40,10 +40,25 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database in `dir`, checking its schema version.
     pub fn open(dir: &Path) -> Result<Db> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        // The previous instance may still be letting go of the lock (its last tasks in
+        // single-process mode, or a process still exiting): wait for it a little.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+            {
+                // sled wraps the EWOULDBLOCK of its file lock in an error of its own kind.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name);
         let this = Db {
             meta: tree("meta")?,
@@ -84,6 +99,18 @@ impl Db {
     /// A new unique id (message files); never reused, also across crashes.
     pub fn new_id(&self) -> Result<u64> {
         Ok(self.db.generate_id()?)
+    }
+
+    /// Every message record of a mailbox, in UID order.
+    pub fn message_records(&self, mailbox: u64) -> Result<Vec<(u32, record::Message)>> {
+        self.messages
+            .scan_prefix(keys::mailbox(mailbox))
+            .map(|entry| {
+                let (key, value) = entry?;
+                let (_, uid) = keys::split_message("messages", &key)?;
+                Ok((uid, record::decode("messages", &value)?))
+            })
+            .collect()
     }
 
     /// Writes a consistent copy of the whole database to `dir` (which must not exist).

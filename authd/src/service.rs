@@ -1,0 +1,471 @@
+//! authd's requests: SASL exchanges for the network roles, with throttling and tickets, and
+//! password administration forwarded from moxctl. Who may ask is decided by the link.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use ipc::context::PeerSlot;
+use ipc::msg::auth::{self, AuthService, Failure, Request, Response, Ticket};
+use ipc::msg::control::{AdminReply, RoleAdmin};
+use ipc::msg::store::{self, StoreService};
+use ipc::rpc::Incoming;
+use ipc::{AdminCall, Handle, Role};
+
+use crate::credentials::{CredentialLookup, Decoy, Entry};
+use crate::sasl::{self, AuthFailure, Mechanism, SaslContext, Session, Step};
+use crate::store::CredentialStore;
+use crate::throttle::{Decision, Throttle};
+use crate::ticket::Tickets;
+
+/// How long a session ticket lives unless revoked first (logout, connection close).
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Exchanges a peer may have open at once.
+const MAX_EXCHANGES: usize = 1024;
+/// Longest password accepted from moxctl.
+const MAX_PASSWORD: u64 = 1024;
+
+/// Everything authd's handlers share.
+#[derive(Debug)]
+pub struct Auth {
+    hostname: String,
+    dir: PathBuf,
+    creds: RwLock<CredentialStore>,
+    throttle: Mutex<Throttle>,
+    tickets: Mutex<Tickets>,
+    exchanges: Mutex<HashMap<(Role, u64), Exchange>>,
+    next_exchange: AtomicU64,
+    storaged: PeerSlot<StoreService>,
+    /// Failures recorded since the throttle state was last saved.
+    throttle_dirty: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct Exchange {
+    session: Session,
+    remote: IpAddr,
+    delay: Duration,
+}
+
+impl Auth {
+    pub fn new(
+        hostname: String,
+        dir: PathBuf,
+        creds: CredentialStore,
+        throttle: Throttle,
+        storaged: PeerSlot<StoreService>,
+    ) -> Arc<Auth> {
+        Arc::new(Auth {
+            hostname,
+            dir,
+            creds: RwLock::new(creds),
+            throttle: Mutex::new(throttle),
+            tickets: Mutex::new(Tickets::new()),
+            exchanges: Mutex::default(),
+            next_exchange: AtomicU64::new(1),
+            storaged,
+            throttle_dirty: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(self: Arc<Self>, peer: Role, incoming: Incoming<AuthService>) {
+        let Incoming {
+            request,
+            reply,
+            fds,
+        } = incoming;
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        let response = if matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd) {
+            self.answer(peer, request).await
+        } else {
+            tracing::warn!("{peer} asked for authentication, which its link does not permit");
+            Response::Failure(Failure::Malformed("not permitted on this link".into()))
+        };
+        if let Err(e) = reply.send(&response, Vec::new()).await {
+            tracing::warn!("answering {peer}: {e}");
+        }
+    }
+
+    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
+        match request {
+            Request::Mechanisms { channel_binding } => Response::Mechanisms(
+                sasl::advertised(channel_binding)
+                    .into_iter()
+                    .map(|m| m.name().to_string())
+                    .collect(),
+            ),
+            Request::Start {
+                mechanism,
+                initial_response,
+                channel_binding,
+                remote,
+            } => {
+                let Some(mechanism) = Mechanism::parse(&mechanism) else {
+                    return Response::Failure(Failure::Malformed(format!(
+                        "unknown mechanism {mechanism}"
+                    )));
+                };
+                if lock(&self.exchanges)
+                    .keys()
+                    .filter(|(p, _)| *p == peer)
+                    .count()
+                    >= MAX_EXCHANGES
+                {
+                    return Response::Failure(Failure::Temporary(
+                        "too many exchanges in progress".into(),
+                    ));
+                }
+                let delay = match lock(&self.throttle).check(remote, None, SystemTime::now()) {
+                    Decision::Allow { delay } => delay,
+                    Decision::Refuse {
+                        retry_after,
+                        reason,
+                    } => {
+                        tracing::warn!(
+                            "authentication refused: remote={remote} protocol={peer} reason=\"{reason}\""
+                        );
+                        return Response::Failure(Failure::Throttled {
+                            retry_after_secs: retry_after.as_secs().max(1),
+                        });
+                    }
+                };
+                let ctx = SaslContext {
+                    hostname: self.hostname.clone(),
+                    channel_binding,
+                };
+                let this = self.clone();
+                let run = move || {
+                    let creds = read(&this.creds);
+                    let lookup = Lookup::new(&creds, this.storaged.clone());
+                    sasl::start(mechanism, &ctx, initial_response.as_deref(), &lookup)
+                };
+                let Ok((session, step)) = tokio::task::spawn_blocking(run).await else {
+                    return Response::Failure(Failure::Temporary(
+                        "authentication task failed".into(),
+                    ));
+                };
+                self.finish(
+                    peer,
+                    None,
+                    Exchange {
+                        session,
+                        remote,
+                        delay,
+                    },
+                    step,
+                )
+                .await
+            }
+            Request::Step { exchange, response } => {
+                let Some(mut ex) = lock(&self.exchanges).remove(&(peer, exchange)) else {
+                    return Response::Failure(Failure::Malformed(format!(
+                        "no exchange {exchange}"
+                    )));
+                };
+                let this = self.clone();
+                let run = move || {
+                    let step = {
+                        let creds = read(&this.creds);
+                        let lookup = Lookup::new(&creds, this.storaged.clone());
+                        ex.session.step(&response, &lookup)
+                    };
+                    (ex, step)
+                };
+                let Ok((ex, step)) = tokio::task::spawn_blocking(run).await else {
+                    return Response::Failure(Failure::Temporary(
+                        "authentication task failed".into(),
+                    ));
+                };
+                self.finish(peer, Some(exchange), ex, step).await
+            }
+            Request::Abort { exchange } => {
+                lock(&self.exchanges).remove(&(peer, exchange));
+                Response::Done
+            }
+            Request::Logout { ticket } => {
+                let id = crate::ticket::TicketId::from_bytes(ticket.0);
+                if lock(&self.tickets).revoke(&id).is_some()
+                    && let Some(storaged) = self.storaged.current()
+                {
+                    let _ = storaged
+                        .call(&store::Request::RevokeTicket { ticket }, Vec::new())
+                        .await;
+                }
+                Response::Done
+            }
+        }
+    }
+
+    /// Turns a SASL step into the answer, keeping the exchange when it continues.
+    async fn finish(&self, peer: Role, id: Option<u64>, ex: Exchange, step: Step) -> Response {
+        let mechanism = ex.session.mechanism();
+        match step {
+            Step::Continue(challenge) => {
+                let id = id.unwrap_or_else(|| self.next_exchange.fetch_add(1, Ordering::Relaxed));
+                lock(&self.exchanges).insert((peer, id), ex);
+                Response::Continue {
+                    exchange: id,
+                    challenge,
+                }
+            }
+            Step::Success {
+                account,
+                additional,
+            } => {
+                lock(&self.throttle).record_success(ex.remote, Some(&account), SystemTime::now());
+                match self.issue_ticket(peer, &account).await {
+                    Ok(ticket) => {
+                        tracing::info!(
+                            "authenticated: mechanism={mechanism} account=\"{}\" remote={} protocol={peer}",
+                            account.escape_debug(),
+                            ex.remote
+                        );
+                        Response::Success {
+                            account,
+                            ticket,
+                            additional,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("issuing a ticket for {account}: {e}");
+                        Response::Failure(Failure::Temporary(e))
+                    }
+                }
+            }
+            Step::Failure(AuthFailure::BadCredentials { username }) => {
+                // The fixed, greppable line fail2ban-style tools act on.
+                tracing::warn!(
+                    "authentication failed: mechanism={mechanism} username=\"{}\" remote={} protocol={peer}",
+                    username.escape_debug(),
+                    ex.remote
+                );
+                lock(&self.throttle).record_failure(ex.remote, Some(&username), SystemTime::now());
+                self.throttle_dirty.store(true, Ordering::Relaxed);
+                tokio::time::sleep(ex.delay).await;
+                Response::Failure(Failure::Credentials)
+            }
+            Step::Failure(AuthFailure::Malformed(e)) => {
+                Response::Failure(Failure::Malformed(e.to_string()))
+            }
+            Step::Failure(AuthFailure::Internal(e)) => {
+                tracing::error!("authentication: {e}");
+                Response::Failure(Failure::Temporary("internal error".into()))
+            }
+        }
+    }
+
+    /// Issues a ticket and registers it with storaged before anyone may use it.
+    async fn issue_ticket(&self, peer: Role, account: &str) -> Result<Ticket, String> {
+        let now = SystemTime::now();
+        let issued = lock(&self.tickets)
+            .issue(account, peer.name(), TICKET_LIFETIME, now)
+            .map_err(|e| e.to_string())?
+            .clone();
+        let ticket = Ticket(issued.id.to_bytes());
+        let expires = issued
+            .expires
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let storaged = self.storaged.current().ok_or("storaged is not reachable")?;
+        let request = store::Request::RegisterTicket {
+            ticket,
+            account: account.to_string(),
+            role: peer,
+            expires,
+        };
+        match storaged.call(&request, Vec::new()).await {
+            Ok((store::Response::Done, _)) => Ok(ticket),
+            Ok((other, _)) => Err(format!("storaged: {other:?}")),
+            Err(e) => Err(format!("storaged: {e}")),
+        }
+    }
+
+    /// Saves the throttle counters if failures were recorded since the last save, so that they
+    /// survive a restart of authd.
+    pub async fn save_throttle(self: &Arc<Self>) {
+        if !self.throttle_dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let this = self.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let throttle = lock(&this.throttle);
+            throttle.save(&this.dir)
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            tracing::error!("saving throttle state: {e}");
+            self.throttle_dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops expired tickets here and at storaged.
+    pub async fn expire_tickets(&self) {
+        let expired = lock(&self.tickets).remove_expired(SystemTime::now());
+        if let Some(storaged) = self.storaged.current() {
+            for t in expired {
+                let ticket = Ticket(t.id.to_bytes());
+                let _ = storaged
+                    .call(&store::Request::RevokeTicket { ticket }, Vec::new())
+                    .await;
+            }
+        }
+    }
+
+    /// Carries out one administrative request.
+    pub async fn admin(self: Arc<Self>, call: AdminCall) {
+        let AdminCall {
+            request,
+            fds,
+            reply,
+        } = call;
+        let result = match request {
+            RoleAdmin::Auth(request) => {
+                self.admin_request(request, fds).await.map(AdminReply::Auth)
+            }
+            other => Err(format!("not an authd request: {other:?}")),
+        };
+        let _ = reply.send(result);
+    }
+
+    async fn admin_request(
+        self: Arc<Self>,
+        request: auth::Admin,
+        fds: Vec<Handle>,
+    ) -> Result<auth::AdminReply, String> {
+        match request {
+            auth::Admin::SetPassword { account } => {
+                let fd = fds.into_iter().next().ok_or("no password attached")?;
+                self.check_account(&account).await?;
+                let this = self.clone();
+                let name = account.clone();
+                tokio::task::spawn_blocking(move || {
+                    let password = read_password(fd)?;
+                    write(&this.creds)
+                        .set_password(&name, &password)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                tracing::info!("password set for account \"{}\"", account.escape_debug());
+                Ok(auth::AdminReply::Done(format!(
+                    "password set for {account}"
+                )))
+            }
+            auth::Admin::RemoveCredentials { account } => {
+                let this = self.clone();
+                let name = account.clone();
+                let removed = tokio::task::spawn_blocking(move || {
+                    write(&this.creds).remove(&name).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Ok(auth::AdminReply::Done(if removed {
+                    format!("credentials of {account} removed")
+                } else {
+                    format!("{account} had no credentials")
+                }))
+            }
+        }
+    }
+
+    /// Refuses to set a password for an account storaged does not know.
+    async fn check_account(&self, account: &str) -> Result<(), String> {
+        let storaged = self
+            .storaged
+            .current()
+            .ok_or("storaged is not reachable to check the account")?;
+        match storaged
+            .call(
+                &store::Request::ResolveLogin {
+                    username: account.into(),
+                },
+                Vec::new(),
+            )
+            .await
+        {
+            Ok((store::Response::Login(Some(a)), _)) if a == account => Ok(()),
+            Ok((store::Response::Login(_), _)) => Err(format!("no such account `{account}`")),
+            Ok((other, _)) => Err(format!("storaged: {other:?}")),
+            Err(e) => Err(format!("storaged: {e}")),
+        }
+    }
+}
+
+/// Credentials by account name, or by address through storaged (from a blocking thread).
+struct Lookup<'a> {
+    store: &'a CredentialStore,
+    storaged: PeerSlot<StoreService>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(store: &'a CredentialStore, storaged: PeerSlot<StoreService>) -> Self {
+        Lookup {
+            store,
+            storaged,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+}
+
+impl CredentialLookup for Lookup<'_> {
+    fn lookup(&self, username: &str) -> Option<Entry<'_>> {
+        if let Some(entry) = self.store.lookup(username) {
+            return Some(entry);
+        }
+        if !username.contains('@') {
+            return None;
+        }
+        let (runtime, storaged) = (self.runtime.as_ref()?, self.storaged.current()?);
+        let request = store::Request::ResolveLogin {
+            username: username.into(),
+        };
+        let call = async {
+            tokio::time::timeout(Duration::from_secs(5), storaged.call(&request, Vec::new())).await
+        };
+        match runtime.block_on(call) {
+            Ok(Ok((store::Response::Login(Some(account)), _))) => self.store.lookup(&account),
+            _ => None,
+        }
+    }
+
+    fn decoy(&self) -> &Decoy {
+        self.store.decoy()
+    }
+}
+
+fn read_password(fd: Handle) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_PASSWORD + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    if bytes.len() as u64 > MAX_PASSWORD {
+        return Err(format!("password longer than {MAX_PASSWORD} bytes"));
+    }
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    let password = String::from_utf8(bytes).map_err(|_| "the password is not UTF-8".to_string())?;
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(password)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
