@@ -524,7 +524,7 @@ fn store_response_done_and_failed() {
             temporary: true,
             message: "x".into(),
         }),
-        &[5, 1, 1, 120],
+        &[6, 1, 1, 120],
     );
 }
 

@@ -386,6 +386,7 @@ impl Db {
         for id in self.mailbox_ids(account)? {
             let Some(m) = self.mailbox(id)? else { continue };
             out.push(ipc::msg::store::MailboxInfo {
+                subscribed: m.subscribed,
                 name: m.name,
                 special_use: m.special_use.map(|s| s.default_name().to_string()),
                 uidvalidity: m.uidvalidity,

@@ -85,6 +85,19 @@ impl Files {
         Ok(head)
     }
 
+    /// Links existing message file `from` as new file `to` (a copy to another mailbox) and
+    /// makes the new entry durable.
+    pub fn link(&self, from: u64, to: u64) -> Result<()> {
+        let mut dirs = BTreeSet::new();
+        let link = self.path(to);
+        self.ensure_shard(&link, &mut dirs)?;
+        std::fs::hard_link(self.path(from), &link).map_err(|e| file_err(&link, e))?;
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
     /// Opens message file `id` for reading.
     pub fn open_read(&self, id: u64) -> Result<File> {
         let path = self.path(id);

@@ -15,11 +15,16 @@ pub mod deliver;
 pub mod envelope;
 pub mod error;
 pub mod files;
+pub mod mailboxes;
+pub mod messages;
 pub mod service;
+mod session;
 pub mod verify;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mailbox;
 
 use ipc::msg::store::StoreService;
 use ipc::{Context, RoleError, RoleSpec};

@@ -91,12 +91,14 @@ impl Store {
             Request::ResolveLogin { .. }
             | Request::RegisterTicket { .. }
             | Request::RevokeTicket { .. } => peer == Role::Authd,
+            Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
         };
         if !permitted {
             tracing::warn!("{peer} asked for {request:?}, which its link does not permit");
             return Err(permanent(format!("{peer} may not make this request")));
         }
         match request {
+            Request::Session { ticket, op } => Ok(self.clone().session_op(peer, ticket, op).await),
             Request::ResolveLogin { username } => {
                 let store = self.clone();
                 let account = blocking(move || store.db.login_account(&username)).await?;
@@ -136,18 +138,8 @@ impl Store {
                 Ok((Response::Recipient(status), Vec::new()))
             }
             Request::OpenDelivery => {
-                let mut open = lock(&self.open);
-                if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
-                    return Err(temporary("too many open deliveries"));
-                }
-                let file = self
-                    .files
-                    .temp_file()
-                    .map_err(|e| temporary(e.to_string()))?;
-                let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
-                let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-                open.insert((peer, id), file);
-                Ok((Response::DeliveryOpened { id }, vec![theirs]))
+                let (id, fd) = self.open_temp(peer)?;
+                Ok((Response::DeliveryOpened { id }, vec![fd]))
             }
             Request::AbortDelivery { id } => {
                 lock(&self.open).remove(&(peer, id));
@@ -164,6 +156,27 @@ impl Store {
                 ))
             }
         }
+    }
+
+    /// A new temporary file for `peer` to write into: ours stays here, theirs is returned.
+    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Failure> {
+        let mut open = lock(&self.open);
+        if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
+            return Err(temporary("too many open deliveries"));
+        }
+        let file = self
+            .files
+            .temp_file()
+            .map_err(|e| temporary(e.to_string()))?;
+        let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
+        let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+        open.insert((peer, id), file);
+        Ok((id, theirs))
+    }
+
+    /// Takes back the temporary file `id` of `peer`.
+    pub(crate) fn take_temp(&self, peer: Role, id: u64) -> Option<File> {
+        lock(&self.open).remove(&(peer, id))
     }
 
     /// Delivers `file` and waits until it is durable.

@@ -46,6 +46,179 @@ pub enum Request {
     },
     /// authd → storaged: `ticket` is no longer valid.
     RevokeTicket { ticket: crate::msg::auth::Ticket },
+    /// imapd, httpd → storaged: an operation on behalf of the session of `ticket` (issued by
+    /// authd to the calling role); it reaches only that session's account.
+    Session {
+        ticket: crate::msg::auth::Ticket,
+        op: SessionOp,
+    },
+}
+
+/// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned;
+/// UID sets are inclusive ranges with `u32::MAX` for `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionOp {
+    ListMailboxes,
+    CreateMailbox {
+        name: String,
+    },
+    RenameMailbox {
+        from: String,
+        to: String,
+    },
+    DeleteMailbox {
+        name: String,
+    },
+    Subscribe {
+        name: String,
+        subscribed: bool,
+    },
+    /// The mailbox's id, state and counts.
+    Select {
+        name: String,
+    },
+    /// Metadata of the messages in `uids`, resuming after UID `after`; answered in pages that
+    /// fit a frame.
+    Fetch {
+        mailbox: u64,
+        uids: Vec<(u32, u32)>,
+        after: Option<u32>,
+    },
+    /// A read-only descriptor of one message's bytes.
+    Open {
+        mailbox: u64,
+        uid: u32,
+    },
+    /// A writable temporary file for a message to append; its fd comes with the answer.
+    OpenUpload,
+    /// Appends the upload to mailbox `name`.
+    Append {
+        name: String,
+        upload: u64,
+        flags: u8,
+        keywords: Vec<String>,
+        internal_date: Option<i64>,
+    },
+    /// Changes flags (bits: seen 1, answered 2, flagged 4, deleted 8, draft 16) and keywords;
+    /// with `unchanged_since`, CONDSTORE semantics.
+    Store {
+        mailbox: u64,
+        uids: Vec<(u32, u32)>,
+        change: FlagChange,
+        flags: u8,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        from: u64,
+        uids: Vec<(u32, u32)>,
+        to: String,
+    },
+    Move {
+        from: u64,
+        uids: Vec<(u32, u32)>,
+        to: String,
+    },
+    /// Removes `\Deleted` messages (only those in `uids`, if given).
+    Expunge {
+        mailbox: u64,
+        uids: Option<Vec<(u32, u32)>>,
+    },
+    /// Changed messages and vanished UIDs since `since` (CONDSTORE/QRESYNC).
+    Changes {
+        mailbox: u64,
+        since: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlagChange {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// A message's metadata, as IMAP FETCH needs it without opening the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    pub size: u64,
+    /// The envelope fields: date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to,
+    /// message-id; addresses as `(name, local, domain)`.
+    pub envelope: Envelope,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub from: Vec<(Option<String>, String, String)>,
+    pub sender: Vec<(Option<String>, String, String)>,
+    pub reply_to: Vec<(Option<String>, String, String)>,
+    pub to: Vec<(Option<String>, String, String)>,
+    pub cc: Vec<(Option<String>, String, String)>,
+    pub bcc: Vec<(Option<String>, String, String)>,
+    pub in_reply_to: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// A message's flags after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFlags {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+}
+
+/// storaged's answer to a [`SessionOp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionReply {
+    Done,
+    Mailboxes(Vec<MailboxInfo>),
+    Selected {
+        id: u64,
+        info: MailboxInfo,
+    },
+    Messages {
+        messages: Vec<MessageMeta>,
+        more: Option<u32>,
+    },
+    /// The message's fd comes with it.
+    Opened {
+        size: u64,
+    },
+    /// The upload's writable fd comes with it.
+    UploadOpened {
+        upload: u64,
+    },
+    Appended {
+        uidvalidity: u32,
+        uid: u32,
+    },
+    Stored {
+        updated: Vec<MessageFlags>,
+        modified: Vec<u32>,
+    },
+    /// (source UID, new UID) pairs, for COPYUID.
+    Copied {
+        uidvalidity: u32,
+        pairs: Vec<(u32, u32)>,
+    },
+    Expunged(Vec<u32>),
+    Changes {
+        changed: Vec<MessageFlags>,
+        vanished: Vec<u32>,
+        highest_modseq: u64,
+    },
+    /// The ticket is unknown, expired, or not for this role: log in again.
+    InvalidTicket,
+    /// The operation failed (no such mailbox, invalid name, …): an IMAP NO.
+    Refused(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +233,8 @@ pub enum Response {
     Done,
     /// storaged → authd: the account of a login name, if any.
     Login(Option<String>),
+    /// storaged → imapd, httpd: the answer to a `Session` request (fds as it says).
+    Session(SessionReply),
     /// storaged → caller: the request failed as a whole.
     Failed(Failure),
 }
@@ -133,6 +308,7 @@ pub enum AdminReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxInfo {
     pub name: String,
+    pub subscribed: bool,
     pub special_use: Option<String>,
     pub uidvalidity: u32,
     pub uidnext: u32,

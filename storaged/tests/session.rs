@@ -1,0 +1,348 @@
+#![allow(clippy::unwrap_used)]
+
+//! storaged's mailbox API over IPC, as imapd sees it: nothing without a ticket authd
+//! registered for imapd, nothing of another account with one, and every operation consistent.
+
+use std::io::{Read, Seek, Write};
+
+use ipc::config::RoleConfig;
+use ipc::msg::auth::Ticket;
+use ipc::msg::control::{AdminReply, RoleAdmin};
+use ipc::msg::store::{self, FlagChange, Request, Response, SessionOp, SessionReply, StoreService};
+use ipc::rpc::Client;
+use ipc::{AdminCall, Context, Link, Peers, Role};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+struct H {
+    _dir: tempfile::TempDir,
+    authd: Client<StoreService>,
+    imapd: Client<StoreService>,
+    httpd: Client<StoreService>,
+    admin: mpsc::UnboundedSender<AdminCall>,
+    _incoming: mpsc::UnboundedSender<(Role, Link)>,
+    shutdown: CancellationToken,
+}
+
+async fn start() -> H {
+    let dir = tempfile::tempdir().unwrap();
+    let (incoming_tx, incoming) = mpsc::unbounded_channel();
+    let (admin, admin_rx) = mpsc::unbounded_channel();
+    let client = |role: Role| {
+        let (ours, theirs) =
+            Link::memory_pair(&format!("{role}→storaged"), &format!("storaged←{role}"));
+        incoming_tx.send((role, theirs)).unwrap();
+        Client::<StoreService>::new(ours).0
+    };
+    let (authd, imapd, httpd) = (
+        client(Role::Authd),
+        client(Role::Imapd),
+        client(Role::Httpd),
+    );
+    let shutdown = CancellationToken::new();
+    let ctx = Context {
+        role: Role::Storaged,
+        config: RoleConfig {
+            hostname: "mx.example.org".into(),
+            dir: Some(dir.path().to_path_buf()),
+            worker_threads: 2,
+            fail_at_start: false,
+        },
+        listeners: Vec::new(),
+        peers: Peers::default(),
+        incoming,
+        admin: admin_rx,
+        shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
+    };
+    tokio::spawn(storaged::run(ctx));
+    let h = H {
+        _dir: dir,
+        authd,
+        imapd,
+        httpd,
+        admin,
+        _incoming: incoming_tx,
+        shutdown,
+    };
+    for op in [
+        store::Admin::AddDomain {
+            domain: "example.org".into(),
+            separator: None,
+        },
+        store::Admin::AddAccount {
+            name: "bob".into(),
+            address: "bob@example.org".into(),
+        },
+        store::Admin::AddAccount {
+            name: "eve".into(),
+            address: "eve@example.org".into(),
+        },
+    ] {
+        h.admin(op).await.unwrap();
+    }
+    h
+}
+
+impl H {
+    async fn admin(&self, op: store::Admin) -> Result<store::AdminReply, String> {
+        let (reply, rx) = oneshot::channel();
+        self.admin
+            .send(AdminCall {
+                request: RoleAdmin::Store(op),
+                fds: Vec::new(),
+                reply,
+            })
+            .unwrap();
+        match rx.await.unwrap()? {
+            AdminReply::Store(r) => Ok(r),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    async fn register(&self, ticket: Ticket, account: &str, role: Role) {
+        let r = Request::RegisterTicket {
+            ticket,
+            account: account.into(),
+            role,
+            expires: i64::MAX / 2,
+        };
+        assert_eq!(
+            self.authd.call(&r, Vec::new()).await.unwrap().0,
+            Response::Done
+        );
+    }
+
+    async fn op(
+        &self,
+        via: &Client<StoreService>,
+        ticket: Ticket,
+        op: SessionOp,
+    ) -> (SessionReply, Vec<std::os::fd::OwnedFd>) {
+        match via
+            .call(&Request::Session { ticket, op }, Vec::new())
+            .await
+            .unwrap()
+        {
+            (Response::Session(r), fds) => (r, fds),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+const BOB: Ticket = Ticket([1; 16]);
+const EVE: Ticket = Ticket([2; 16]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_without_a_valid_ticket_for_this_role() {
+    let h = start().await;
+    let list = SessionOp::ListMailboxes;
+    assert_eq!(
+        h.op(&h.imapd, BOB, list.clone()).await.0,
+        SessionReply::InvalidTicket
+    );
+    h.register(BOB, "bob", Role::Imapd).await;
+    assert!(matches!(
+        h.op(&h.imapd, BOB, list.clone()).await.0,
+        SessionReply::Mailboxes(l) if l.len() == 6
+    ));
+    // The same ticket on httpd's link is not valid: it was issued to imapd.
+    assert_eq!(
+        h.op(&h.httpd, BOB, list.clone()).await.0,
+        SessionReply::InvalidTicket
+    );
+    // Only authd may register tickets; imapd may not mint its own.
+    let forged = Request::RegisterTicket {
+        ticket: Ticket([9; 16]),
+        account: "eve".into(),
+        role: Role::Imapd,
+        expires: i64::MAX / 2,
+    };
+    assert!(matches!(
+        h.imapd.call(&forged, Vec::new()).await.unwrap().0,
+        Response::Failed(f) if !f.temporary
+    ));
+    assert_eq!(
+        h.op(&h.imapd, Ticket([9; 16]), list.clone()).await.0,
+        SessionReply::InvalidTicket
+    );
+    // Revoked: gone.
+    let revoke = Request::RevokeTicket { ticket: BOB };
+    assert_eq!(
+        h.authd.call(&revoke, Vec::new()).await.unwrap().0,
+        Response::Done
+    );
+    assert_eq!(
+        h.op(&h.imapd, BOB, list.clone()).await.0,
+        SessionReply::InvalidTicket
+    );
+    // Expired: gone.
+    let r = Request::RegisterTicket {
+        ticket: BOB,
+        account: "bob".into(),
+        role: Role::Imapd,
+        expires: 1,
+    };
+    h.authd.call(&r, Vec::new()).await.unwrap();
+    assert_eq!(
+        h.op(&h.imapd, BOB, list).await.0,
+        SessionReply::InvalidTicket
+    );
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_fetch_open_store_copy_expunge_and_changes() {
+    let h = start().await;
+    h.register(BOB, "bob", Role::Imapd).await;
+    h.register(EVE, "eve", Role::Imapd).await;
+    let select = SessionOp::Select {
+        name: "INBOX".into(),
+    };
+    let SessionReply::Selected { id: inbox, info } = h.op(&h.imapd, BOB, select).await.0 else {
+        panic!("no select")
+    };
+    assert_eq!((info.total, info.uidnext), (0, 1));
+
+    let msg = b"From: Ann <ann@example.net>\r\nSubject: appended\r\n\r\nhello\r\n";
+    let (SessionReply::UploadOpened { upload }, fds) =
+        h.op(&h.imapd, BOB, SessionOp::OpenUpload).await
+    else {
+        panic!("no upload")
+    };
+    std::fs::File::from(fds.into_iter().next().unwrap())
+        .write_all(msg)
+        .unwrap();
+    let append = SessionOp::Append {
+        name: "Inbox".into(),
+        upload,
+        flags: 1,
+        keywords: vec!["$Work".into()],
+        internal_date: Some(1_700_000_000),
+    };
+    assert_eq!(
+        h.op(&h.imapd, BOB, append).await.0,
+        SessionReply::Appended {
+            uidvalidity: info.uidvalidity,
+            uid: 1
+        }
+    );
+
+    let fetch = SessionOp::Fetch {
+        mailbox: inbox,
+        uids: vec![(1, u32::MAX)],
+        after: None,
+    };
+    let SessionReply::Messages { messages, more } = h.op(&h.imapd, BOB, fetch.clone()).await.0
+    else {
+        panic!("no messages")
+    };
+    assert_eq!(more, None);
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(
+        (m.uid, m.flags, m.size, m.internal_date),
+        (1, 1, msg.len() as u64, 1_700_000_000)
+    );
+    assert_eq!(m.keywords, ["$Work"]);
+    assert_eq!(m.envelope.subject.as_deref(), Some("appended"));
+    assert_eq!(
+        m.envelope.from[0],
+        (Some("Ann".into()), "ann".into(), "example.net".into())
+    );
+
+    let open = SessionOp::Open {
+        mailbox: inbox,
+        uid: 1,
+    };
+    let (SessionReply::Opened { size }, fds) = h.op(&h.imapd, BOB, open.clone()).await else {
+        panic!("not opened")
+    };
+    let mut file = std::fs::File::from(fds.into_iter().next().unwrap());
+    let mut bytes = Vec::new();
+    file.rewind().unwrap();
+    file.read_to_end(&mut bytes).unwrap();
+    assert_eq!((size, bytes.as_slice()), (msg.len() as u64, &msg[..]));
+    assert!(
+        file.write_all(b"x").is_err(),
+        "the message descriptor is read-only"
+    );
+
+    let store_op = SessionOp::Store {
+        mailbox: inbox,
+        uids: vec![(1, 1)],
+        change: FlagChange::Add,
+        flags: 8,
+        keywords: vec![],
+        unchanged_since: None,
+    };
+    let SessionReply::Stored { updated, modified } = h.op(&h.imapd, BOB, store_op).await.0 else {
+        panic!("not stored")
+    };
+    assert!(modified.is_empty() && updated[0].flags == 9);
+    let copy = SessionOp::Copy {
+        from: inbox,
+        uids: vec![(1, 1)],
+        to: "Archive".into(),
+    };
+    let SessionReply::Copied { pairs, .. } = h.op(&h.imapd, BOB, copy).await.0 else {
+        panic!("not copied")
+    };
+    assert_eq!(pairs, [(1, 1)]);
+    let expunge = SessionOp::Expunge {
+        mailbox: inbox,
+        uids: None,
+    };
+    assert_eq!(
+        h.op(&h.imapd, BOB, expunge.clone()).await.0,
+        SessionReply::Expunged(vec![1])
+    );
+    let changes = SessionOp::Changes {
+        mailbox: inbox,
+        since: 1,
+    };
+    let SessionReply::Changes { vanished, .. } = h.op(&h.imapd, BOB, changes).await.0 else {
+        panic!("no changes")
+    };
+    assert_eq!(vanished, [1]);
+
+    // Eve's ticket cannot reach bob's mailbox by id.
+    for op in [fetch, open, expunge] {
+        let r = h.op(&h.imapd, EVE, op).await.0;
+        assert!(
+            matches!(r, SessionReply::Refused(ref e) if e.contains("no such mailbox")),
+            "{r:?}"
+        );
+    }
+    let select = SessionOp::Select {
+        name: "Inbox".into(),
+    };
+    let SessionReply::Selected { id: eve_inbox, .. } = h.op(&h.imapd, EVE, select).await.0 else {
+        panic!("no select")
+    };
+    assert_ne!(eve_inbox, inbox);
+
+    // Mailbox management, and a clean store at the end.
+    let create = SessionOp::CreateMailbox {
+        name: "Projects/moxd".into(),
+    };
+    assert_eq!(h.op(&h.imapd, BOB, create).await.0, SessionReply::Done);
+    let rename = SessionOp::RenameMailbox {
+        from: "Projects".into(),
+        to: "Work".into(),
+    };
+    assert_eq!(h.op(&h.imapd, BOB, rename).await.0, SessionReply::Done);
+    let delete = SessionOp::DeleteMailbox {
+        name: "Inbox".into(),
+    };
+    assert!(matches!(
+        h.op(&h.imapd, BOB, delete).await.0,
+        SessionReply::Refused(_)
+    ));
+    assert_eq!(
+        h.admin(store::Admin::VerifyData).await.unwrap(),
+        store::AdminReply::Problems(vec![])
+    );
+    h.shutdown.cancel();
+}
