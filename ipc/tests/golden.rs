@@ -775,3 +775,85 @@ fn store_login_and_tickets() {
         &[4, 1, 3, 98, 111, 98],
     );
 }
+
+#[test]
+fn store_session_requests() {
+    let golden = |op: store::SessionOp, bytes: &[u8]| {
+        assert_golden(
+            &store::Request::Session {
+                ticket: auth::Ticket([3; 16]),
+                op,
+            },
+            bytes,
+        )
+    };
+    golden(
+        store::SessionOp::ListMailboxes,
+        &[7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0],
+    );
+    golden(
+        store::SessionOp::Select {
+            name: "Inbox".into(),
+        },
+        &[
+            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 5, 73, 110, 98, 111, 120,
+        ],
+    );
+    golden(
+        store::SessionOp::Fetch {
+            mailbox: 5,
+            uids: vec![(1, u32::MAX)],
+            after: Some(7),
+        },
+        &[
+            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 6, 5, 1, 1, 252, 255, 255, 255, 255,
+            1, 7,
+        ],
+    );
+    golden(
+        store::SessionOp::Store {
+            mailbox: 5,
+            uids: vec![(2, 3)],
+            change: store::FlagChange::Add,
+            flags: 1,
+            keywords: vec!["$Work".into()],
+            unchanged_since: Some(9),
+        },
+        &[
+            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 10, 5, 1, 2, 3, 0, 1, 1, 5, 36, 87,
+            111, 114, 107, 1, 9,
+        ],
+    );
+    golden(
+        store::SessionOp::Search {
+            mailbox: 5,
+            criteria: store::Search(vec![
+                store::SearchTerm::Text("x".into()),
+                store::SearchTerm::Not,
+            ]),
+        },
+        &[
+            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 15, 5, 2, 11, 1, 120, 14,
+        ],
+    );
+}
+
+#[test]
+fn store_session_replies() {
+    let golden =
+        |r: store::SessionReply, bytes: &[u8]| assert_golden(&store::Response::Session(r), bytes);
+    golden(store::SessionReply::Done, &[5, 0]);
+    golden(store::SessionReply::InvalidTicket, &[5, 12]);
+    golden(
+        store::SessionReply::Copied {
+            uidvalidity: 3,
+            pairs: vec![(1, 2)],
+        },
+        &[5, 8, 3, 1, 1, 2],
+    );
+    golden(store::SessionReply::Uids(vec![1, 5]), &[5, 10, 2, 1, 5]);
+    golden(
+        store::SessionReply::Refused("no".into()),
+        &[5, 13, 2, 110, 111],
+    );
+}

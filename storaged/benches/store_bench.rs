@@ -63,11 +63,15 @@ fn main() {
             row.print();
         }
         // CONFIGS: 32 writers with group commit, then with a flush per delivery.
-        ratios.push((size, rows[1].per_second / rows[2].per_second));
+        let (group, each) = (rows[1].per_second, rows[2].per_second);
+        ratios.push((size, (each > 0.0).then(|| group / each)));
     }
     for (size, ratio) in ratios {
+        let ratio = ratio.map_or("nothing measured".into(), |r| {
+            format!("{r:.2}x the messages/s")
+        });
         println!(
-            "group commit vs db.flush() per delivery, 32 writers, {}: {ratio:.2}x the messages/s",
+            "group commit vs db.flush() per delivery, 32 writers, {}: {ratio}",
             size_label(size)
         );
     }
@@ -535,11 +539,9 @@ fn scan(root: &Path, plan: &Plan) {
     };
     let record_bytes = record::encode(&template).expect("encoding").len();
     let filling = Instant::now();
-    let ids: Vec<usize> = (0..n).collect();
-    for batch in ids.chunks(500) {
-        let entries: Vec<(u64, Message)> = batch
-            .iter()
-            .map(|&i| {
+    for first in (0..n).step_by(500) {
+        let entries: Vec<(u64, Message)> = (first..n.min(first + 500))
+            .map(|i| {
                 let mut m = template.clone();
                 m.file = (1 << 40) | i as u64;
                 m.flags = if i % 4 == 0 {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod mailboxes;
 pub mod messages;
+pub mod search;
 pub mod service;
 mod session;
 pub mod verify;

@@ -52,6 +52,7 @@ impl Store {
         if !matches!(
             reply,
             SessionReply::Mailboxes(_)
+                | SessionReply::Uids(_)
                 | SessionReply::Messages { .. }
                 | SessionReply::Opened { .. }
                 | SessionReply::Selected { .. }
@@ -250,6 +251,15 @@ impl Store {
                 self.owned(account, mailbox)?;
                 let (gone, unlink) = db.expunge(mailbox, uids.as_deref())?;
                 Ok(((SessionReply::Expunged(gone), Vec::new()), unlink))
+            }
+            SessionOp::Search { mailbox, criteria } => {
+                self.owned(account, mailbox)?;
+                done(SessionReply::Uids(crate::search::search(
+                    db,
+                    &self.files,
+                    mailbox,
+                    &criteria,
+                )?))
             }
             SessionOp::Changes { mailbox, since } => {
                 self.owned(account, mailbox)?;

@@ -304,3 +304,89 @@ fn copy_and_move_assign_new_uids_and_keep_flags() {
     );
     f.check();
 }
+
+#[test]
+fn search_combines_metadata_headers_and_decoded_bodies() {
+    use ipc::msg::store::{Search, SearchTerm::*};
+    let (f, inbox) = setup(0);
+    let messages = [
+        "From: ann@example.net\r\nSubject: Lunch\r\n\r\nShall we eat at noon?\r\n",
+        "From: bob@example.org\r\nSubject: Report\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nUXVhcnRlcmx5IGZpZ3VyZXMgYXR0YWNoZWQ=\r\n",
+        "From: ann@example.net\r\nSubject: Re: Lunch\r\nX-Priority: 1\r\n\r\nYes, noon works.\r\n",
+    ];
+    for m in messages {
+        let mut tmp = f.files.temp_file().unwrap();
+        tmp.write_all(m.as_bytes()).unwrap();
+        deliver(
+            &f.db,
+            &f.files,
+            &tmp,
+            m.len() as u64,
+            &["bob@example.com".into()],
+        )
+        .unwrap();
+    }
+    f.db.store_flags(
+        inbox,
+        &[(3, 3)],
+        Change::Add,
+        crate::db::record::Flags::SEEN,
+        &[],
+        None,
+    )
+    .unwrap();
+    let s = |terms: Vec<ipc::msg::store::SearchTerm>| {
+        crate::search::search(&f.db, &f.files, inbox, &Search(terms)).unwrap()
+    };
+    assert_eq!(s(vec![]), [1, 2, 3]);
+    assert_eq!(
+        s(vec![Header {
+            field: "subject".into(),
+            contains: "lunch".into()
+        }]),
+        [1, 3]
+    );
+    assert_eq!(
+        s(vec![Body("QUARTERLY".into())]),
+        [2],
+        "base64 bodies are searched decoded"
+    );
+    assert_eq!(s(vec![Text("noon".into())]), [1, 3]);
+    assert_eq!(
+        s(vec![Header {
+            field: "X-Priority".into(),
+            contains: String::new()
+        }]),
+        [3]
+    );
+    assert_eq!(
+        s(vec![
+            Text("noon".into()),
+            Flags {
+                flags: 1,
+                set: false
+            },
+            And(2)
+        ]),
+        [1]
+    );
+    assert_eq!(
+        s(vec![
+            Uids(vec![1, 1].chunks(2).map(|c| (c[0], c[1])).collect()),
+            Body("quarterly".into()),
+            Or
+        ]),
+        [1, 2]
+    );
+    assert_eq!(
+        s(vec![
+            Header {
+                field: "from".into(),
+                contains: "ann".into()
+            },
+            Not
+        ]),
+        [2]
+    );
+    assert!(crate::search::search(&f.db, &f.files, inbox, &Search(vec![Or])).is_err());
+}

@@ -129,6 +129,53 @@ pub enum SessionOp {
         mailbox: u64,
         since: u64,
     },
+    /// The UIDs of the messages matching `criteria`.
+    Search {
+        mailbox: u64,
+        criteria: Search,
+    },
+}
+
+/// Search criteria as a postfix program (operands first, then `And(n)`, `Or`, `Not`), so that
+/// no nesting is needed on the wire: a deeply nested value could exhaust the decoder's stack.
+/// An empty program matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Search(pub Vec<SearchTerm>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SearchTerm {
+    All,
+    Uids(Vec<(u32, u32)>),
+    /// System flag bits all set (`set`) or all clear.
+    Flags {
+        flags: u8,
+        set: bool,
+    },
+    Keyword {
+        keyword: String,
+        set: bool,
+    },
+    /// Internal date on or after / before (seconds since the epoch).
+    Since(i64),
+    Before(i64),
+    Larger(u64),
+    Smaller(u64),
+    /// Messages modified at or after this modseq (CONDSTORE).
+    ModSeq(u64),
+    /// A header field containing `contains` (case-insensitive).
+    Header {
+        field: String,
+        contains: String,
+    },
+    /// The decoded text of the body.
+    Body(String),
+    /// Headers and decoded body text.
+    Text(String),
+    /// All of the last `n` results.
+    And(u16),
+    /// Either of the last two results.
+    Or,
+    Not,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +257,8 @@ pub enum SessionReply {
         pairs: Vec<(u32, u32)>,
     },
     Expunged(Vec<u32>),
+    /// Search results, in UID order.
+    Uids(Vec<u32>),
     Changes {
         changed: Vec<MessageFlags>,
         vanished: Vec<u32>,
