@@ -371,11 +371,7 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
         [1]
     );
     assert_eq!(
-        s(vec![
-            Uids(vec![1, 1].chunks(2).map(|c| (c[0], c[1])).collect()),
-            Body("quarterly".into()),
-            Or
-        ]),
+        s(vec![Uids(vec![(1, 1)]), Body("quarterly".into()), Or]),
         [1, 2]
     );
     assert_eq!(
