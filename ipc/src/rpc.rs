@@ -293,6 +293,14 @@ impl<S: Service> fmt::Debug for Responder<S> {
 }
 
 impl<S: Service> Responder<S> {
+    /// Pushes events to the client this request came from.
+    pub fn events(&self) -> EventSender<S> {
+        EventSender {
+            tx: self.tx.clone(),
+            _service: PhantomData,
+        }
+    }
+
     pub async fn send(self, response: &S::Response, fds: Vec<Handle>) -> Result<(), ChannelError> {
         let payload = codec::encode(response)?;
         self.tx.send(Kind::Response, self.id, &payload, fds).await
@@ -323,6 +331,11 @@ impl<S: Service> fmt::Debug for EventSender<S> {
 }
 
 impl<S: Service> EventSender<S> {
+    /// The link the events go out on.
+    pub fn link_name(&self) -> &str {
+        self.tx.name()
+    }
+
     /// Pushes one event. Events carry no descriptors: anything that needs one is a request.
     pub async fn send(&self, event: &S::Event) -> Result<(), ChannelError> {
         let payload = codec::encode(event)?;

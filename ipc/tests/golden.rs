@@ -857,3 +857,46 @@ fn store_session_replies() {
         &[5, 13, 2, 110, 111],
     );
 }
+
+#[test]
+fn store_watch_and_events() {
+    assert_golden(
+        &store::Request::Session {
+            ticket: auth::Ticket([4; 16]),
+            op: store::SessionOp::Watch,
+        },
+        &[7, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 16],
+    );
+    let event = |change: store::Change, bytes: &[u8]| {
+        assert_golden(
+            &store::Event::Changed {
+                account: "bob".into(),
+                modseq: 42,
+                change,
+            },
+            bytes,
+        )
+    };
+    event(
+        store::Change::New { mailbox: 3, uid: 7 },
+        &[0, 3, 98, 111, 98, 42, 0, 3, 7],
+    );
+    event(
+        store::Change::Flags {
+            mailbox: 3,
+            uid: 7,
+            flags: 9,
+            keywords: vec!["$Work".into()],
+        },
+        &[
+            0, 3, 98, 111, 98, 42, 1, 3, 7, 9, 1, 5, 36, 87, 111, 114, 107,
+        ],
+    );
+    event(
+        store::Change::Expunged {
+            mailbox: 3,
+            uids: vec![7, 8],
+        },
+        &[0, 3, 98, 111, 98, 42, 2, 3, 2, 7, 8],
+    );
+}

@@ -7,8 +7,8 @@
 //! It measures on the real disk: a temporary directory under `$MOXD_BENCH_DIR`, else `/var/tmp`,
 //! else the current directory (tmpfs would make every fsync free), and prints what it found.
 //! The configurations compared are measured in interleaved rounds, and every row shows the
-//! disk's fsync latency and the load average while it ran: on a shared machine other work moves
-//! the numbers, and those columns show when it did.
+//! disk's fsync latency and the CPU used by everything else while it ran: on a shared machine
+//! other work moves the numbers, and those columns show when it did.
 
 use std::fs::File;
 use std::io::Write;
@@ -46,7 +46,8 @@ fn main() {
     println!(
         "\ndeliveries to one account, {} rounds of {:.1} s per row, interleaved (warm-up {:.2} s, \
          then {:.2} s a round);\nlatency is temp_file → write → deliver → durable; fsync: p50 of \
-         a 4 KiB probe before each round;\nload: 1-minute average; cpu %: this process (of {} cores)",
+         a 4 KiB probe before each round;\ncpu %: this process, others %: the rest of the machine \
+         (of {} cores)",
         plan.rounds,
         plan.measure.as_secs_f64(),
         plan.warmup.as_secs_f64(),
@@ -54,7 +55,7 @@ fn main() {
         cpus(),
     );
     println!(
-        "size     writers  commit         msgs/s   MiB/s  p50 ms  p99 ms delivered fsync ms  load cpu %"
+        "size     writers  commit         msgs/s   MiB/s  p50 ms  p99 ms delivered fsync ms cpu % others %"
     );
     let mut ratios = Vec::new();
     for size in SIZES {
@@ -77,7 +78,6 @@ fn main() {
     }
     drop(runtime);
     scan(root.path(), &plan);
-    println!("\nload average at the end: {}", load_averages());
 }
 
 /// How long and how often to measure.
@@ -155,8 +155,8 @@ fn default_base() -> PathBuf {
     }
 }
 
-/// Prints the CPU count, the load, the filesystem measured on, and what an fsync of 4 KiB costs
-/// there.
+/// Prints the CPU count, the load, the filesystem measured on (and whether it has a journal),
+/// and what an fsync of 4 KiB costs there.
 fn machine_facts(dir: &Path, plan: &Plan) {
     println!("cpus:        {}", cpus());
     println!("load:        {} (1, 5, 15 min)", load_averages());
@@ -169,6 +169,15 @@ fn machine_facts(dir: &Path, plan: &Plan) {
             );
             if m.fstype == "tmpfs" || m.fstype == "ramfs" {
                 println!("             WARNING: memory-backed; set MOXD_BENCH_DIR to a disk");
+            }
+            if m.fstype == "ext4" || m.fstype == "ext3" {
+                let journal = if has_journal(&m.device) {
+                    "yes"
+                } else {
+                    "none (fsync still flushes the device, but without a journal ext4 skips \
+                     recently deleted inodes when creating files: CPU time per delivery)"
+                };
+                println!("journal:     {journal}");
             }
             if let Some(cache) = write_cache(&m.device) {
                 println!("write cache: {cache} (the device's, per /sys/class/block)");
@@ -218,7 +227,7 @@ fn fsync_latencies(dir: &Path, runs: usize) -> Vec<Duration> {
     latencies
 }
 
-/// `/proc/loadavg`'s three averages, or "unknown".
+/// `/proc/loadavg`'s three averages (they count tasks waiting for the disk too), or "unknown".
 fn load_averages() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split(' ').take(3).collect::<Vec<_>>().join(" "))
@@ -249,6 +258,20 @@ fn mount_of(dir: &Path) -> Option<Mount> {
             })
         })
         .max_by_key(|m| m.point.len())
+}
+
+/// Whether an ext3/ext4 filesystem on `device` has a journal: jbd2 lists each journal as
+/// `<device>-<inode>` under `/proc/fs/jbd2`.
+fn has_journal(device: &str) -> bool {
+    let Some(name) = Path::new(device).file_name() else {
+        return false;
+    };
+    let prefix = format!("{}-", name.to_string_lossy());
+    std::fs::read_dir("/proc/fs/jbd2")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
 }
 
 /// "write back" or "write through" for a block device (or the disk of a partition).
@@ -287,11 +310,11 @@ fn compare(runtime: &Runtime, root: &Path, plan: &Plan, size: usize) -> Vec<Row>
             let mut probe = fsync_latencies(store.dir.path(), plan.probe_runs);
             probe.sort_unstable();
             store.fsync.push(percentile(&probe, 0.50));
-            let (cpu, began) = (process_cpu(), Instant::now());
+            let (cpu, machine, began) = (process_cpu(), machine_busy(), Instant::now());
             runtime.block_on(store.round(warmup, plan.measure));
             store.cpu += process_cpu().saturating_sub(cpu);
             store.busy += began.elapsed();
-            store.load.push(load_average());
+            store.machine_busy += machine_busy().saturating_sub(machine);
         }
     }
     stores.into_iter().map(Store::finish).collect()
@@ -313,9 +336,10 @@ struct Store {
     latencies: Vec<Duration>,
     /// The p50 of the fsync probe before each round.
     fsync: Vec<Duration>,
-    load: Vec<f64>,
-    /// CPU time of this process during the rounds, and the rounds' wall-clock time.
+    /// CPU time of this process and of the whole machine during the rounds, and the rounds'
+    /// wall-clock time.
     cpu: Duration,
+    machine_busy: Duration,
     busy: Duration,
 }
 
@@ -341,7 +365,7 @@ impl Store {
             .expect("adding the account");
         db.flush().expect("flush");
         let target = Arc::new(Target {
-            flusher: Flusher::start(db.clone()),
+            flusher: Flusher::start(db.clone(), Default::default()),
             db,
             files,
             commit,
@@ -358,8 +382,8 @@ impl Store {
             window: Duration::ZERO,
             latencies: Vec::new(),
             fsync: Vec::new(),
-            load: Vec::new(),
             cpu: Duration::ZERO,
+            machine_busy: Duration::ZERO,
             busy: Duration::ZERO,
         }
     }
@@ -405,8 +429,8 @@ impl Store {
             p99: percentile(&self.latencies, 0.99),
             delivered: self.delivered,
             fsync: percentile(&self.fsync, 0.50),
-            load: self.load.iter().sum::<f64>() / self.load.len().max(1) as f64,
-            cpu_percent: 100.0 * self.cpu.as_secs_f64() / self.busy.as_secs_f64().max(1e-9),
+            cpu_percent: percent(self.cpu, self.busy),
+            others_percent: percent(self.machine_busy.saturating_sub(self.cpu), self.busy),
         }
     }
 }
@@ -457,8 +481,8 @@ struct Row {
     p99: Duration,
     delivered: usize,
     fsync: Duration,
-    load: f64,
     cpu_percent: f64,
+    others_percent: f64,
 }
 
 impl Row {
@@ -469,7 +493,7 @@ impl Row {
             Commit::Each => "per delivery",
         };
         println!(
-            "{:<8} {:>7}  {commit:<12} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>9} {:>8.3} {:>5.2} {:>5.0}",
+            "{:<8} {:>7}  {commit:<12} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>9} {:>8.3} {:>5.0} {:>8.0}",
             size_label(self.size),
             self.writers,
             self.per_second,
@@ -478,8 +502,8 @@ impl Row {
             ms(self.p99),
             self.delivered,
             ms(self.fsync),
-            self.load,
             self.cpu_percent,
+            self.others_percent,
         );
     }
 }
@@ -504,13 +528,25 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// The 1-minute load average (0 when unknown).
-fn load_average() -> f64 {
-    load_averages()
-        .split(' ')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0)
+/// The busy CPU time of the whole machine so far (all but idle and iowait, steal included),
+/// from `/proc/stat` in 100 ticks per second; zero when unknown.
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    let ticks: u64 = cpu
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .filter_map(|(_, t)| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn percent(part: Duration, whole: Duration) -> f64 {
+    100.0 * part.as_secs_f64() / whole.as_secs_f64().max(1e-9)
 }
 
 /// Fills one mailbox with message records (fake file ids: no message files exist) and times

@@ -114,8 +114,8 @@ impl Db {
     /// Appends messages to mailboxes in one transaction: assigns UIDs and modseqs, updates
     /// UIDNEXT, HIGHESTMODSEQ and the counts. Returns the UIDs in order.
     pub fn append_messages(&self, entries: &[(u64, Message)]) -> Result<Vec<u32>> {
-        let uids = (&self.accounts, &self.mailboxes, &self.messages).transaction(
-            |(accounts, mailboxes, messages)| {
+        let uids = (&self.accounts, &self.mailboxes, &self.messages, &self.feed).transaction(
+            |(accounts, mailboxes, messages, feed)| {
                 let mut uids = Vec::with_capacity(entries.len());
                 for (mailbox_id, message) in entries {
                     let key = keys::mailbox(*mailbox_id);
@@ -151,6 +151,14 @@ impl Db {
                         mailbox.account.as_bytes(),
                         record::encode(&account).map_err(TxError::Abort)?,
                     )?;
+                    let change = record::FeedRecord::New {
+                        mailbox: *mailbox_id,
+                        uid,
+                    };
+                    feed.insert(
+                        keys::feed(&mailbox.account, account.modseq),
+                        record::encode(&change).map_err(TxError::Abort)?,
+                    )?;
                     uids.push(uid);
                 }
                 Ok(uids)
@@ -168,8 +176,9 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the flushing task (inside a tokio runtime).
-    pub fn start(db: Db) -> Flusher {
+    /// Starts the flushing task (inside a tokio runtime); after each flush it publishes the
+    /// changes that flush made durable to `feed`'s watchers.
+    pub fn start(db: Db, feed: Arc<crate::feed::Feed>) -> Flusher {
         let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<Result<(), String>>>();
         let db = Arc::new(db);
         tokio::spawn(async move {
@@ -178,13 +187,22 @@ impl Flusher {
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
                 }
-                let db = db.clone();
-                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                let (db, feed) = (db.clone(), feed.clone());
+                let result = tokio::task::spawn_blocking(move || {
+                    let mark = crate::feed::Feed::watermark(&db)?;
+                    db.flush()?;
+                    if let Err(e) = feed.publish(&db, &mark) {
+                        tracing::error!("publishing changes: {e}");
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await;
+                let outcome = match result {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(e) => Err(format!("flush task: {e}")),
                 };
                 for w in waiters {
-                    let _ = w.send(result.clone());
+                    let _ = w.send(outcome.clone());
                 }
             }
         });

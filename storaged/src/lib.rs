@@ -14,6 +14,7 @@ pub mod db;
 pub mod deliver;
 pub mod envelope;
 pub mod error;
+pub mod feed;
 pub mod files;
 pub mod mailboxes;
 pub mod messages;
@@ -60,8 +61,9 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
         Ok::<_, error::StoreError>((db, files))
     })
     .await??;
-    let flusher = deliver::Flusher::start(db.clone());
-    let store = service::Store::new(db, files, flusher);
+    let feed = std::sync::Arc::new(feed::Feed::default());
+    let flusher = deliver::Flusher::start(db.clone(), feed.clone());
+    let store = service::Store::new(db, files, flusher, feed);
     tracing::info!("store open");
     let admin_store = store.clone();
     let shutdown = ctx.shutdown.clone();

@@ -5,7 +5,7 @@
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError as TxError, TransactionalTree};
 
-use crate::db::record::{self, Account, Flags, Mailbox, Message};
+use crate::db::record::{self, Account, FeedRecord, Flags, Mailbox, Message};
 use crate::db::{Db, keys};
 use crate::error::{Result, StoreError};
 use crate::files::Files;
@@ -79,8 +79,8 @@ impl Db {
             check_keyword(k)?;
         }
         let targets: Vec<u32> = self.uids_in(mailbox, uids)?;
-        let result = (&self.accounts, &self.mailboxes, &self.messages).transaction(
-            |(accounts, mailboxes, messages)| {
+        let result = (&self.accounts, &self.mailboxes, &self.messages, &self.feed).transaction(
+            |(accounts, mailboxes, messages, feed)| {
                 let (mut mb, mut account) = load(accounts, mailboxes, mailbox)?;
                 let mut result = StoreResult::default();
                 for uid in &targets {
@@ -106,6 +106,16 @@ impl Db {
                     mb.counts.add(&m);
                     mb.highest_modseq = account.modseq;
                     messages.insert(&key, record::encode(&m).map_err(TxError::Abort)?)?;
+                    let change = FeedRecord::Flags {
+                        mailbox,
+                        uid: *uid,
+                        flags: m.flags.0,
+                        keywords: m.keywords.clone(),
+                    };
+                    feed.insert(
+                        keys::feed(&mb.account, m.modseq),
+                        record::encode(&change).map_err(TxError::Abort)?,
+                    )?;
                     result.updated.push(Updated {
                         uid: *uid,
                         modseq: m.modseq,
@@ -249,8 +259,9 @@ impl Db {
             &self.mailboxes,
             &self.messages,
             &self.tombstones,
+            &self.feed,
         )
-            .transaction(|(accounts, mailboxes, messages, tombstones)| {
+            .transaction(|(accounts, mailboxes, messages, tombstones, feed)| {
                 let (mut mb, mut account) = load(accounts, mailboxes, mailbox)?;
                 account.modseq += 1;
                 let mut files = Vec::new();
@@ -266,6 +277,14 @@ impl Db {
                 }
                 mb.highest_modseq = account.modseq;
                 save(accounts, mailboxes, mailbox, &mb, &account)?;
+                let change = FeedRecord::Expunged {
+                    mailbox,
+                    uids: victims.clone(),
+                };
+                feed.insert(
+                    keys::feed(&mb.account, account.modseq),
+                    record::encode(&change).map_err(TxError::Abort)?,
+                )?;
                 Ok(files)
             })?;
         Ok((victims, files))

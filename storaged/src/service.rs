@@ -14,7 +14,7 @@ use ipc::msg::store::{
     AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, RecipientStatus, Request,
     Response, StoreService,
 };
-use ipc::rpc::Incoming;
+use ipc::rpc::{EventSender, Incoming};
 use ipc::{AdminCall, Handle, Role};
 
 use crate::db::Db;
@@ -38,6 +38,8 @@ pub struct Store {
     /// Sessions authd has authenticated: the account each may act for, from which role, until
     /// when. Kept in memory: a restart of storaged ends every session.
     tickets: Mutex<HashMap<Ticket, Session>>,
+    /// Who watches which account's changes.
+    pub feed: Arc<crate::feed::Feed>,
 }
 
 /// What a session ticket grants.
@@ -49,7 +51,7 @@ pub struct Session {
 }
 
 impl Store {
-    pub fn new(db: Db, files: Files, flusher: Flusher) -> Arc<Store> {
+    pub fn new(db: Db, files: Files, flusher: Flusher, feed: Arc<crate::feed::Feed>) -> Arc<Store> {
         Arc::new(Store {
             db,
             files,
@@ -57,6 +59,7 @@ impl Store {
             open: Mutex::default(),
             next_delivery: AtomicU64::new(1),
             tickets: Mutex::default(),
+            feed,
         })
     }
 
@@ -67,9 +70,10 @@ impl Store {
             reply,
             fds,
         } = incoming;
+        let events = reply.events();
         // No store request takes descriptors.
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let (response, fds) = match self.clone().answer(peer, request).await {
+        let (response, fds) = match self.clone().answer(peer, request, events).await {
             Ok(x) => x,
             Err(failure) => (Response::Failed(failure), Vec::new()),
         };
@@ -82,6 +86,7 @@ impl Store {
         self: Arc<Self>,
         peer: Role,
         request: Request,
+        events: EventSender<StoreService>,
     ) -> Result<(Response, Vec<Handle>), Failure> {
         let permitted = match &request {
             Request::CheckRecipient { .. }
@@ -98,7 +103,9 @@ impl Store {
             return Err(permanent(format!("{peer} may not make this request")));
         }
         match request {
-            Request::Session { ticket, op } => Ok(self.clone().session_op(peer, ticket, op).await),
+            Request::Session { ticket, op } => {
+                Ok(self.clone().session_op(peer, ticket, op, events).await)
+            }
             Request::ResolveLogin { username } => {
                 let store = self.clone();
                 let account = blocking(move || store.db.login_account(&username)).await?;
@@ -125,6 +132,7 @@ impl Store {
             }
             Request::RevokeTicket { ticket } => {
                 lock(&self.tickets).remove(&ticket);
+                self.feed.unwatch(&ticket);
                 Ok((Response::Done, Vec::new()))
             }
             Request::CheckRecipient { address } => {

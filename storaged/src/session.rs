@@ -7,10 +7,12 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use ipc::msg::auth::Ticket;
+use ipc::msg::store::StoreService;
 use ipc::msg::store::{
     Envelope as WireEnvelope, FlagChange, MailboxInfo, MessageFlags, MessageMeta, Response,
     SessionOp, SessionReply,
 };
+use ipc::rpc::EventSender;
 use ipc::{Handle, Role};
 
 use crate::db::now;
@@ -34,11 +36,17 @@ impl Store {
         peer: Role,
         ticket: Ticket,
         op: SessionOp,
+        events: EventSender<StoreService>,
     ) -> (Response, Vec<Handle>) {
         let Some(session) = self.session(peer, &ticket) else {
             return (Response::Session(SessionReply::InvalidTicket), Vec::new());
         };
         let account = session.account;
+        if op == SessionOp::Watch {
+            let link = events.link_name().to_string();
+            self.feed.watch(peer, &account, ticket, events, &link);
+            return (Response::Session(SessionReply::Done), Vec::new());
+        }
         let store = self.clone();
         let result =
             match tokio::task::spawn_blocking(move || store.run_op(peer, &account, op)).await {
@@ -261,6 +269,7 @@ impl Store {
                     &criteria,
                 )?))
             }
+            SessionOp::Watch => done(SessionReply::Done),
             SessionOp::Changes { mailbox, since } => {
                 self.owned(account, mailbox)?;
                 let c = db.changes_since(mailbox, since)?;

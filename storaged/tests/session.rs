@@ -19,6 +19,7 @@ struct H {
     _dir: tempfile::TempDir,
     authd: Client<StoreService>,
     imapd: Client<StoreService>,
+    imapd_events: tokio::sync::Mutex<mpsc::UnboundedReceiver<store::Event>>,
     httpd: Client<StoreService>,
     admin: mpsc::UnboundedSender<AdminCall>,
     _incoming: mpsc::UnboundedSender<(Role, Link)>,
@@ -33,13 +34,14 @@ async fn start() -> H {
         let (ours, theirs) =
             Link::memory_pair(&format!("{role}→storaged"), &format!("storaged←{role}"));
         incoming_tx.send((role, theirs)).unwrap();
-        Client::<StoreService>::new(ours).0
+        Client::<StoreService>::new(ours)
     };
     let (authd, imapd, httpd) = (
-        client(Role::Authd),
+        client(Role::Authd).0,
         client(Role::Imapd),
-        client(Role::Httpd),
+        client(Role::Httpd).0,
     );
+    let (imapd, imapd_events) = (imapd.0, tokio::sync::Mutex::new(imapd.1));
     let shutdown = CancellationToken::new();
     let ctx = Context {
         role: Role::Storaged,
@@ -61,6 +63,7 @@ async fn start() -> H {
         _dir: dir,
         authd,
         imapd,
+        imapd_events,
         httpd,
         admin,
         _incoming: incoming_tx,
@@ -343,6 +346,131 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     assert_eq!(
         h.admin(store::Admin::VerifyData).await.unwrap(),
         store::AdminReply::Problems(vec![])
+    );
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
+    use store::{Change, Event};
+    let h = start().await;
+    h.register(BOB, "bob", Role::Imapd).await;
+    assert_eq!(
+        h.op(&h.imapd, BOB, SessionOp::Watch).await.0,
+        SessionReply::Done
+    );
+    let select = SessionOp::Select {
+        name: "Inbox".into(),
+    };
+    let SessionReply::Selected { id: inbox, .. } = h.op(&h.imapd, BOB, select).await.0 else {
+        panic!("no select")
+    };
+    // A delivery (through the admin path, as moxctl deliver does), a flag change, an expunge.
+    let (reply, rx) = oneshot::channel();
+    let mut msg = tempfile::tempfile().unwrap();
+    msg.write_all(b"Subject: x\r\n\r\ny\r\n").unwrap();
+    msg.rewind().unwrap();
+    h.admin
+        .send(AdminCall {
+            request: RoleAdmin::Store(store::Admin::Deliver {
+                recipients: vec!["bob@example.org".into()],
+            }),
+            fds: vec![msg.into()],
+            reply,
+        })
+        .unwrap();
+    rx.await.unwrap().unwrap();
+    let flag = SessionOp::Store {
+        mailbox: inbox,
+        uids: vec![(1, 1)],
+        change: FlagChange::Add,
+        flags: 8,
+        keywords: vec![],
+        unchanged_since: None,
+    };
+    h.op(&h.imapd, BOB, flag).await;
+    let expunge = SessionOp::Expunge {
+        mailbox: inbox,
+        uids: None,
+    };
+    h.op(&h.imapd, BOB, expunge).await;
+
+    let mut events = h.imapd_events.lock().await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv());
+        got.push(wait.await.expect("an event in time").expect("event"));
+    }
+    let modseqs: Vec<u64> = got
+        .iter()
+        .map(|Event::Changed { modseq, .. }| *modseq)
+        .collect();
+    assert!(
+        modseqs.windows(2).all(|w| w[0] < w[1]),
+        "in order: {modseqs:?}"
+    );
+    let changes: Vec<Change> = got
+        .into_iter()
+        .map(
+            |Event::Changed {
+                 account, change, ..
+             }| {
+                assert_eq!(account, "bob");
+                change
+            },
+        )
+        .collect();
+    assert_eq!(
+        changes[0],
+        Change::New {
+            mailbox: inbox,
+            uid: 1
+        }
+    );
+    assert_eq!(
+        changes[1],
+        Change::Flags {
+            mailbox: inbox,
+            uid: 1,
+            flags: 8,
+            keywords: vec![]
+        }
+    );
+    assert_eq!(
+        changes[2],
+        Change::Expunged {
+            mailbox: inbox,
+            uids: vec![1]
+        }
+    );
+
+    // After logout nothing more arrives for that watch.
+    let revoke = Request::RevokeTicket { ticket: BOB };
+    h.authd.call(&revoke, Vec::new()).await.unwrap();
+    h.register(EVE, "bob", Role::Imapd).await;
+    let (SessionReply::UploadOpened { upload }, fds) =
+        h.op(&h.imapd, EVE, SessionOp::OpenUpload).await
+    else {
+        panic!("no upload")
+    };
+    std::fs::File::from(fds.into_iter().next().unwrap())
+        .write_all(b"Subject: z\r\n\r\n")
+        .unwrap();
+    let append = SessionOp::Append {
+        name: "Inbox".into(),
+        upload,
+        flags: 0,
+        keywords: vec![],
+        internal_date: None,
+    };
+    assert!(matches!(
+        h.op(&h.imapd, EVE, append).await.0,
+        SessionReply::Appended { .. }
+    ));
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), events.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "no events after the watch's ticket was revoked: {quiet:?}"
     );
     h.shutdown.cancel();
 }

@@ -134,6 +134,9 @@ pub enum SessionOp {
         mailbox: u64,
         criteria: Search,
     },
+    /// From now on, push this account's changes to the calling link as [`Event`]s, in modseq
+    /// order, once they are durable; until the ticket is revoked.
+    Watch,
 }
 
 /// Search criteria as a postfix program (operands first, then `And(n)`, `Or`, `Not`), so that
@@ -309,8 +312,30 @@ pub struct Failure {
     pub message: String,
 }
 
+/// storaged → imapd, httpd: a durable change of an account someone on the link watches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Event {}
+pub enum Event {
+    Changed {
+        account: String,
+        modseq: u64,
+        change: Change,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A message arrived (delivery, append, copy, move).
+    New { mailbox: u64, uid: u32 },
+    /// A message's flags or keywords changed.
+    Flags {
+        mailbox: u64,
+        uid: u32,
+        flags: u8,
+        keywords: Vec<String>,
+    },
+    /// Messages were expunged (or moved away).
+    Expunged { mailbox: u64, uids: Vec<u32> },
+}
 
 /// Administration of storaged, forwarded by the supervisor from moxctl.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,24 @@ pub fn account_prefix(account: &str) -> Vec<u8> {
     mailbox_name(account, "")
 }
 
+/// A change record: account NUL modseq.
+pub fn feed(account: &str, modseq: u64) -> Vec<u8> {
+    let mut k = account_prefix(account);
+    k.extend_from_slice(&modseq.to_be_bytes());
+    k
+}
+
+/// Splits a `feed` key into account and modseq.
+pub fn split_feed(key: &[u8]) -> Result<(String, u64)> {
+    let nul = key
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| corrupt("feed", "no separator"))?;
+    let account =
+        String::from_utf8(key[..nul].to_vec()).map_err(|_| corrupt("feed", "account not UTF-8"))?;
+    Ok((account, u64_of("feed", &key[nul + 1..])?))
+}
+
 pub fn message(mailbox: u64, uid: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..8].copy_from_slice(&mailbox.to_be_bytes());

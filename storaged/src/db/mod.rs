@@ -9,6 +9,8 @@
 //! - `mailbox_names`: account NUL name → mailbox id.
 //! - `messages`: mailbox id (u64 BE) ‖ uid (u32 BE) → [`record::Message`].
 //! - `tombstones`: mailbox id ‖ uid → modseq (u64 BE) of the expunge, for QRESYNC.
+//! - `feed`: account NUL modseq (u64 BE) → [`record::FeedRecord`]: changes not yet announced,
+//!   written in the transaction that makes the change, removed once published.
 //!
 //! Every change that spans trees runs in one sled transaction; [`Db::flush`] makes everything
 //! committed so far durable (fsync) and is called before any change is acknowledged.
@@ -35,6 +37,7 @@ pub struct Db {
     pub(crate) mailbox_names: sled::Tree,
     pub(crate) messages: sled::Tree,
     pub(crate) tombstones: sled::Tree,
+    pub(crate) feed: sled::Tree,
 }
 
 impl Db {
@@ -69,6 +72,7 @@ impl Db {
             mailbox_names: tree("mailbox_names")?,
             messages: tree("messages")?,
             tombstones: tree("tombstones")?,
+            feed: tree("feed")?,
             db,
         };
         match this.meta.get("schema")? {

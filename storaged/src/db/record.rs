@@ -103,6 +103,25 @@ pub struct Mailbox {
     pub counts: Counts,
 }
 
+/// A change waiting to be announced to watchers once durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedRecord {
+    New {
+        mailbox: u64,
+        uid: u32,
+    },
+    Flags {
+        mailbox: u64,
+        uid: u32,
+        flags: u8,
+        keywords: Vec<String>,
+    },
+    Expunged {
+        mailbox: u64,
+        uids: Vec<u32>,
+    },
+}
+
 /// The system flags of a message, as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flags(pub u8);
