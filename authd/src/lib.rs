@@ -80,11 +80,14 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
             }
         }
     });
-    ipc::serve::accept_links::<AuthService, _, _>(
+    let closing = auth.clone();
+    ipc::serve::accept_links::<AuthService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks.clone(),
         move |peer, incoming| auth.clone().handle(peer, incoming),
+        // A network role whose link closed has lost every connection: its tickets end.
+        move |peer| closing.end_sessions(peer),
     )
     .await;
     Ok(())

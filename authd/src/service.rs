@@ -303,6 +303,16 @@ impl Auth {
         }
     }
 
+    /// Forgets every ticket and exchange of `peer` (its link closed: the role exited with all
+    /// connections; storaged ends those sessions itself).
+    pub fn end_sessions(&self, peer: Role) {
+        let revoked = lock(&self.tickets).revoke_channel(peer.name());
+        lock(&self.exchanges).retain(|(p, _), _| *p != peer);
+        if !revoked.is_empty() {
+            tracing::info!("{} tickets of {peer} revoked with its link", revoked.len());
+        }
+    }
+
     /// Drops expired tickets here and at storaged.
     pub async fn expire_tickets(&self) {
         let expired = lock(&self.tickets).remove_expired(SystemTime::now());

@@ -19,17 +19,20 @@ use crate::transport::Link;
 pub const MAX_IN_FLIGHT: usize = 32;
 
 /// Serves every link peers open to this role with `handle`, one task per request (at most
-/// [`MAX_IN_FLIGHT`] per link), until shutdown. Pings are answered; a peer that sends garbage
+/// [`MAX_IN_FLIGHT`] per link), until shutdown; `closed` hears of each link that ends (the
+/// peer exited or misbehaved). Pings are answered; a peer that sends garbage
 /// is disconnected and logged.
-pub async fn accept_links<S, F, Fut>(
+pub async fn accept_links<S, F, Fut, C>(
     mut incoming: mpsc::UnboundedReceiver<(Role, Link)>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     handle: F,
+    closed: C,
 ) where
     S: Service,
     F: Fn(Role, Incoming<S>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
+    C: Fn(Role) + Clone + Send + 'static,
 {
     loop {
         let (peer, link) = tokio::select! {
@@ -40,6 +43,7 @@ pub async fn accept_links<S, F, Fut>(
             },
         };
         let (shutdown, tasks2, handle) = (shutdown.clone(), tasks.clone(), handle.clone());
+        let closed = closed.clone();
         tasks.spawn(async move {
             let mut server = Server::<S>::new(link);
             let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
@@ -59,12 +63,16 @@ pub async fn accept_links<S, F, Fut>(
                             drop(permit);
                         });
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        closed(peer);
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(
                             "link from {peer} ({}): {e}; closing it",
                             server.link_name()
                         );
+                        closed(peer);
                         return;
                     }
                 }

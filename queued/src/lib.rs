@@ -27,7 +27,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 /// queued's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     tracing::info!("ready: links from peers carry pings only until issue 5");
-    ipc::serve::accept_links::<QueueService, _, _>(
+    ipc::serve::accept_links::<QueueService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks,
@@ -35,6 +35,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
             // No request of this service exists yet, so none can arrive.
             match incoming.request {}
         },
+        |_| {},
     )
     .await;
     Ok(())

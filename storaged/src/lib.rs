@@ -78,11 +78,14 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
             }
         }
     });
-    ipc::serve::accept_links::<StoreService, _, _>(
+    let closing = store.clone();
+    ipc::serve::accept_links::<StoreService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks.clone(),
         move |peer, incoming| store.clone().handle(peer, incoming),
+        // A network role whose link closed has lost every connection: its sessions end.
+        move |peer| closing.end_sessions(peer),
     )
     .await;
     Ok(())

@@ -226,6 +226,23 @@ impl Store {
             .collect())
     }
 
+    /// Ends every session of `peer` (its link closed: the role exited with all connections).
+    pub fn end_sessions(&self, peer: Role) {
+        let mut tickets = lock(&self.tickets);
+        let ended: Vec<Ticket> = tickets
+            .iter()
+            .filter(|(_, s)| s.role == peer)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in &ended {
+            tickets.remove(t);
+            self.feed.unwatch(t);
+        }
+        if !ended.is_empty() {
+            tracing::info!("{} sessions of {peer} ended with its link", ended.len());
+        }
+    }
+
     /// The session `ticket` grants to a caller on `peer`'s link, if valid (the mailbox API for
     /// imapd and httpd checks every request with this).
     pub fn session(&self, peer: Role, ticket: &Ticket) -> Option<Session> {

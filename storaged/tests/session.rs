@@ -474,3 +474,27 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
     );
     h.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_link_ends_the_sessions_of_its_role() {
+    let h = start().await;
+    let (ours, theirs) = Link::memory_pair("imapd#2→storaged", "storaged←imapd#2");
+    h._incoming.send((Role::Imapd, theirs)).unwrap();
+    let second = Client::<StoreService>::new(ours).0;
+    h.register(BOB, "bob", Role::Imapd).await;
+    assert!(matches!(
+        h.op(&second, BOB, SessionOp::ListMailboxes).await.0,
+        SessionReply::Mailboxes(_)
+    ));
+    // The imapd process behind that link is gone (as when it is killed).
+    drop(second);
+    let start = std::time::Instant::now();
+    while h.op(&h.imapd, BOB, SessionOp::ListMailboxes).await.0 != SessionReply::InvalidTicket {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "sessions outlived the link"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    h.shutdown.cancel();
+}
