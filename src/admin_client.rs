@@ -65,6 +65,9 @@ enum Command {
     },
     /// Check the database against the message files.
     Verifydata,
+    /// Write a consistent backup (database and message files) into a new directory DIR, while
+    /// the server runs; check it with `moxd verifydata DIR`.
+    Backup { dir: PathBuf },
     /// Set an account's password (asked twice without echo, or read from stdin with --stdin).
     Password {
         #[command(subcommand)]
@@ -159,6 +162,16 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Command::Backup { dir } => match crate::backup::start(dir) {
+            Ok((fd, tar)) => {
+                let result = runtime.block_on(call_with(&socket, &request, vec![fd]));
+                return crate::backup::finish(tar, dir, result, |r| print(&cli.command, r));
+            }
+            Err(e) => {
+                eprintln!("moxctl: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         _ => Vec::new(),
     };
     match runtime.block_on(call_with(&socket, &request, fds)) {
@@ -223,6 +236,7 @@ fn request_for(command: &Command) -> Result<Request, String> {
             recipients: recipients.clone(),
         }),
         Command::Verifydata => store(StoreAdmin::VerifyData),
+        Command::Backup { .. } => store(StoreAdmin::Backup),
         Command::Password {
             op: PasswordOp::Set { account, .. },
         } => Request::Role(RoleAdmin::Auth(ipc::msg::auth::Admin::SetPassword {
@@ -294,7 +308,12 @@ async fn call_with(
         protocol: ipc::frame::PROTOCOL_VERSION,
         client: format!("moxctl {}", crate::BUILD_ID),
     };
-    let timeout = Duration::from_secs(30);
+    // A backup takes as long as the data takes to stream; everything else answers promptly.
+    let timeout = if matches!(request, Request::Role(RoleAdmin::Store(StoreAdmin::Backup))) {
+        Duration::from_secs(24 * 3600)
+    } else {
+        Duration::from_secs(30)
+    };
     channel
         .send(&hello, Vec::new())
         .await
@@ -309,7 +328,7 @@ async fn call_with(
     }
     let (client, _events) = Client::<AdminService>::new(channel.into_link());
     match tokio::time::timeout(timeout, client.call(request, fds)).await {
-        Err(_) => Err("no answer within 30 s".into()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok((response, _))) => Ok(response),
     }

@@ -2,6 +2,7 @@
 //! thin; `moxctl`'s client lives in [`admin_client`].
 
 pub mod admin_client;
+pub mod backup;
 pub mod password;
 
 use std::sync::Arc;

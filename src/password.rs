@@ -53,7 +53,8 @@ pub fn into_pipe(password: &str) -> Result<OwnedFd, String> {
     if password.is_empty() {
         return Err("empty password".into());
     }
-    let (read, write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let mut write = std::fs::File::from(write);
     write
         .write_all(password.as_bytes())

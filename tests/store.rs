@@ -300,3 +300,85 @@ fn memfd_with(bytes: &[u8]) -> std::os::fd::OwnedFd {
     f.rewind().expect("rewind");
     f.into()
 }
+
+#[test]
+fn backup_while_delivering_is_consistent() {
+    let tree = Arc::new(Tree::start(Options::default()));
+    store(
+        &tree,
+        Admin::AddDomain {
+            domain: "example.org".into(),
+            separator: None,
+        },
+    )
+    .expect("domain");
+    store(
+        &tree,
+        Admin::AddAccount {
+            name: "bob".into(),
+            address: "bob@example.org".into(),
+        },
+    )
+    .expect("account");
+    for i in 0..5 {
+        let out = moxctl_deliver(
+            &tree,
+            &["bob@example.org"],
+            format!("Subject: before {i}\r\n\r\nx\r\n").as_bytes(),
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (tree, stop) = (tree.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                moxctl_deliver(
+                    &tree,
+                    &["bob@example.org"],
+                    format!("Subject: during {n}\r\n\r\ny\r\n").as_bytes(),
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    let dest = tree.dir.path().join("backup");
+    let out = tree.moxctl(&["backup", dest.to_str().expect("utf-8")]);
+    stop.store(true, Ordering::Relaxed);
+    let during = writer.join().expect("writer");
+    assert!(out.status.success(), "{out:?}\n{}", tree.log_text());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backup of ") && text.contains("moxd verifydata"),
+        "{text}"
+    );
+    let check = Command::new(common::MOXD)
+        .arg("verifydata")
+        .arg(&dest)
+        .output()
+        .expect("moxd");
+    assert!(check.status.success(), "{check:?}");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("data is consistent"));
+    let files = std::fs::read_dir(dest.join("msg"))
+        .expect("msg")
+        .flatten()
+        .map(|d| std::fs::read_dir(d.path()).expect("shard").count())
+        .sum::<usize>();
+    assert!(
+        files >= 5,
+        "at least the messages delivered before: {files}"
+    );
+    eprintln!("backup holds {files} messages; {during} deliveries ran meanwhile");
+    // A second backup into the same directory is refused.
+    let again = tree.moxctl(&["backup", dest.to_str().expect("utf-8")]);
+    assert!(!again.status.success());
+    // verifydata refuses a directory that is not a store.
+    let wrong = Command::new(common::MOXD)
+        .arg("verifydata")
+        .arg(tree.dir.path())
+        .output()
+        .expect("moxd");
+    assert!(!wrong.status.success());
+}

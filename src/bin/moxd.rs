@@ -33,6 +33,11 @@ enum Command {
         #[arg(long)]
         single_process: bool,
     },
+    /// Check a stopped data directory or a backup: the database against the message files.
+    Verifydata {
+        /// storaged's directory (`<data_dir>/storaged`) or a directory `moxctl backup` wrote.
+        dir: PathBuf,
+    },
     /// Internal: run one role; started by the supervisor only.
     #[command(hide = true)]
     Role { name: String },
@@ -59,6 +64,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Verifydata { dir } => match storaged::verify::verify_dir(&dir) {
+            Ok(problems) if problems.is_empty() => {
+                println!("{}: data is consistent", dir.display());
+                ExitCode::SUCCESS
+            }
+            Ok(problems) => {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!("moxd verifydata: {} problems found", problems.len());
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("moxd verifydata: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Role { name } => {
             let specs = moxd::role_specs();
             match specs.iter().find(|s| s.role.name() == name) {

@@ -22,14 +22,19 @@ pub const HEAD_LIMIT: usize = 256 * 1024;
 /// The message file area under storaged's directory.
 #[derive(Debug, Clone)]
 pub struct Files {
+    root: PathBuf,
     msg: PathBuf,
     tmp: PathBuf,
+    /// Shard directories known to be durable in `msg/`.
+    synced: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 impl Files {
     /// Uses (creating if needed) `msg/` and `tmp/` under `root`.
     pub fn open(root: &Path) -> Result<Files> {
         let files = Files {
+            root: root.to_path_buf(),
+            synced: Default::default(),
             msg: root.join("msg"),
             tmp: root.join("tmp"),
         };
@@ -37,6 +42,11 @@ impl Files {
             std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
         }
         Ok(files)
+    }
+
+    /// The directory everything lives under.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Where message file `id` lives.
@@ -60,6 +70,17 @@ impl Files {
     /// Copies the first `size` bytes of `src` into file `ids[0]`, links `ids[1..]` to it, and
     /// makes all of it durable. Returns the first [`HEAD_LIMIT`] bytes for parsing.
     pub fn store(&self, src: &File, size: u64, ids: &[u64]) -> Result<Vec<u8>> {
+        let result = self.store_inner(src, size, ids);
+        if result.is_err() {
+            // Nothing refers to them yet: leave no partial file behind.
+            for id in ids {
+                let _ = std::fs::remove_file(self.path(*id));
+            }
+        }
+        result
+    }
+
+    fn store_inner(&self, src: &File, size: u64, ids: &[u64]) -> Result<Vec<u8>> {
         let Some((&first, rest)) = ids.split_first() else {
             return Ok(Vec::new());
         };
@@ -145,14 +166,24 @@ impl Files {
         let Some(shard) = path.parent() else {
             return Ok(());
         };
-        if !shard.exists() {
+        // A shard is durable once `msg/` was synced after its creation. Another delivery may
+        // have created it and not synced yet: anyone who has not seen it synced syncs itself.
+        let synced = self
+            .synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(shard);
+        if !synced {
             match std::fs::create_dir(shard) {
-                Ok(()) => {
-                    sync_dir(&self.msg)?;
-                }
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(file_err(shard, e)),
             }
+            sync_dir(&self.msg)?;
+            self.synced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(shard.to_path_buf());
         }
         dirs.insert(shard.to_path_buf());
         Ok(())

@@ -10,6 +10,7 @@
 //! imapd/httpd (scoped by session tickets), the change feed and backups do not exist yet.
 
 pub mod accounts;
+pub mod backup;
 pub mod db;
 pub mod deliver;
 pub mod envelope;

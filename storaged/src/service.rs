@@ -40,6 +40,8 @@ pub struct Store {
     tickets: Mutex<HashMap<Ticket, Session>>,
     /// Who watches which account's changes.
     pub feed: Arc<crate::feed::Feed>,
+    /// Held shared by every change, exclusively by a backup snapshot.
+    pub(crate) pause: std::sync::RwLock<()>,
 }
 
 /// What a session ticket grants.
@@ -60,6 +62,7 @@ impl Store {
             next_delivery: AtomicU64::new(1),
             tickets: Mutex::default(),
             feed,
+            pause: std::sync::RwLock::new(()),
         })
     }
 
@@ -201,9 +204,11 @@ impl Store {
         }
         let store = self.clone();
         let rcpts = recipients.clone();
-        let outcomes =
-            blocking(move || deliver::deliver(&store.db, &store.files, &file, size, &rcpts))
-                .await?;
+        let outcomes = blocking(move || {
+            let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
+            deliver::deliver(&store.db, &store.files, &file, size, &rcpts)
+        })
+        .await?;
         if outcomes
             .iter()
             .any(|o| matches!(o, Outcome::Delivered { .. }))
@@ -280,6 +285,37 @@ impl Store {
         let store = self.clone();
         let done = |s: String| Ok(AdminReply::Done(s));
         match request {
+            Admin::Backup => {
+                let fd = fds
+                    .into_iter()
+                    .next()
+                    .ok_or("no descriptor attached for the backup")?;
+                let summary = tokio::task::spawn_blocking(move || {
+                    let staging = store
+                        .files
+                        .root()
+                        .join(format!("backup-{:x}", store.db.new_id()?));
+                    let messages = {
+                        let _paused = store.pause.write().unwrap_or_else(|e| e.into_inner());
+                        crate::backup::snapshot(&store.db, &store.files, &staging)
+                    };
+                    let messages = match messages {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = std::fs::remove_dir_all(&staging);
+                            return Err(e);
+                        }
+                    };
+                    crate::backup::stream(&staging, File::from(fd), messages)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                Ok(AdminReply::Done(format!(
+                    "backup of {} messages, {} bytes of message data",
+                    summary.messages, summary.bytes
+                )))
+            }
             Admin::Deliver { recipients } => {
                 let fd = fds.into_iter().next().ok_or("no message attached")?;
                 let file = blocking(move || store.copy_in(fd))
@@ -305,6 +341,7 @@ impl Store {
     }
 
     fn admin_sync(&self, request: Admin) -> Result<Result<AdminReply, StoreError>, StoreError> {
+        let _changing = self.pause.read().unwrap_or_else(|e| e.into_inner());
         let db = &self.db;
         let result = match request {
             Admin::AddDomain { domain, separator } => db
@@ -353,7 +390,7 @@ impl Store {
             Admin::ListMailboxes { account } => {
                 db.mailbox_list(&account).map(AdminReply::Mailboxes)
             }
-            Admin::Deliver { .. } => Err(StoreError::Invalid {
+            Admin::Deliver { .. } | Admin::Backup => Err(StoreError::Invalid {
                 what: "request",
                 why: "delivery is asynchronous".into(),
             }),

@@ -80,6 +80,7 @@ impl Store {
 
     /// The blocking part; also returns message files to unlink once the change is durable.
     fn run_op(&self, peer: Role, account: &str, op: SessionOp) -> Result<Outcome, StoreError> {
+        let _changing = self.pause.read().unwrap_or_else(|e| e.into_inner());
         let db = &self.db;
         let done = |r: SessionReply| Ok(((r, Vec::new()), Vec::new()));
         match op {

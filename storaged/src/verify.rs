@@ -8,6 +8,23 @@ use crate::db::{Db, keys};
 use crate::error::Result;
 use crate::files::Files;
 
+/// Checks a data directory that no server is using (or a backup): opens its database (refused
+/// while a storaged holds it) and checks it against its files.
+pub fn verify_dir(dir: &std::path::Path) -> Result<Vec<String>> {
+    if !dir.join("db").is_dir() {
+        return Err(crate::error::StoreError::Invalid {
+            what: "directory",
+            why: format!(
+                "{} has no db/: not a storaged directory or backup",
+                dir.display()
+            ),
+        });
+    }
+    let db = Db::open(&dir.join("db"))?;
+    let files = Files::open(dir)?;
+    verify(&db, &files)
+}
+
 /// Checks everything; returns one line per problem (empty: consistent).
 pub fn verify(db: &Db, files: &Files) -> Result<Vec<String>> {
     let mut problems = Vec::new();

@@ -686,7 +686,7 @@ impl Tree {
                     return;
                 }
             }
-            let pipe = nix::unistd::pipe()
+            let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| e.to_string())
                 .and_then(|(read, write)| {
                     use std::io::Write;

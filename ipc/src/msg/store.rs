@@ -365,6 +365,9 @@ pub enum Admin {
     VerifyData,
     /// moxctl → storaged: the mailboxes of an account with their counts.
     ListMailboxes { account: String },
+    /// moxctl → storaged: write a consistent snapshot (database and message files) as a tar
+    /// archive into the attached descriptor.
+    Backup,
 }
 
 /// storaged's answer to an [`Admin`] request.
