@@ -572,6 +572,7 @@ fn scan(root: &Path, plan: &Plan) {
         keywords: Vec::new(),
         internal_date: now(),
         envelope: storaged::envelope::parse(&message(2 * KIB)),
+        structure: storaged::structure::parse(&message(2 * KIB)),
     };
     let record_bytes = record::encode(&template).expect("encoding").len();
     let filling = Instant::now();

@@ -68,7 +68,7 @@ pub fn deliver(
         .map(|_| db.new_id())
         .collect::<Result<Vec<u64>>>()?;
     let head = files.store(src, size, &ids)?;
-    let envelope = crate::envelope::parse(&head);
+    let (envelope, structure) = crate::structure::analyze(files, ids[0], &head)?;
     let date = now();
     let entries: Vec<(u64, Message)> = targets
         .iter()
@@ -84,6 +84,7 @@ pub fn deliver(
                     keywords: Vec::new(),
                     internal_date: date,
                     envelope: envelope.clone(),
+                    structure: structure.clone(),
                 },
             )
         })

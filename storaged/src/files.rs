@@ -119,6 +119,20 @@ impl Files {
         Ok(())
     }
 
+    /// The bytes of message file `id` if it is at most `limit` long (for parsing it once).
+    pub fn read_small(&self, id: u64, limit: u64) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let path = self.path(id);
+        let mut f = File::open(&path).map_err(|e| file_err(&path, e))?;
+        let len = f.metadata().map_err(|e| file_err(&path, e))?.len();
+        if len > limit {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut bytes).map_err(|e| file_err(&path, e))?;
+        Ok(Some(bytes))
+    }
+
     /// Opens message file `id` for reading.
     pub fn open_read(&self, id: u64) -> Result<File> {
         let path = self.path(id);

@@ -192,6 +192,14 @@ impl Store {
                 }
                 let file_id = db.new_id()?;
                 let head = self.files.store(&file, size, &[file_id])?;
+                let (envelope, structure) =
+                    match crate::structure::analyze(&self.files, file_id, &head) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = self.files.remove(file_id);
+                            return Err(e);
+                        }
+                    };
                 let message = Message {
                     file: file_id,
                     size,
@@ -199,7 +207,8 @@ impl Store {
                     flags: Flags(flags & 0x1f),
                     keywords,
                     internal_date: internal_date.unwrap_or_else(now),
-                    envelope: crate::envelope::parse(&head),
+                    envelope,
+                    structure,
                 };
                 let uid = match db.append_messages(&[(id, message)]) {
                     Ok(uids) => uids[0],
@@ -348,6 +357,7 @@ fn meta(uid: u32, m: Message) -> MessageMeta {
         internal_date: m.internal_date,
         size: m.size,
         envelope: wire_envelope(m.envelope),
+        structure: m.structure.into_iter().map(wire_part).collect(),
     }
 }
 
@@ -365,5 +375,24 @@ fn wire_envelope(e: Envelope) -> WireEnvelope {
         bcc: list(e.bcc),
         in_reply_to: e.in_reply_to,
         message_id: e.message_id,
+    }
+}
+
+fn wire_part(p: crate::structure::BodyPart) -> ipc::msg::store::BodyPart {
+    ipc::msg::store::BodyPart {
+        parent: p.parent,
+        content_type: p.content_type,
+        subtype: p.subtype,
+        params: p.params,
+        id: p.id,
+        description: p.description,
+        encoding: p.encoding,
+        disposition: p.disposition,
+        language: p.language,
+        location: p.location,
+        header_start: p.header_start,
+        body_start: p.body_start,
+        end: p.end,
+        lines: p.lines,
     }
 }

@@ -250,6 +250,11 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     );
     assert_eq!(m.keywords, ["$Work"]);
     assert_eq!(m.envelope.subject.as_deref(), Some("appended"));
+    assert_eq!(m.structure.len(), 1, "{:?}", m.structure);
+    assert_eq!(
+        (m.structure[0].content_type.as_str(), m.structure[0].lines),
+        ("text", 1)
+    );
     assert_eq!(
         m.envelope.from[0],
         (Some("Ann".into()), "ann".into(), "example.net".into())

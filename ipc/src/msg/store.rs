@@ -200,6 +200,27 @@ pub struct MessageMeta {
     /// The envelope fields: date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to,
     /// message-id; addresses as `(name, local, domain)`.
     pub envelope: Envelope,
+    /// MIME parts in pre-order, each naming its parent; empty if the message was not parsed.
+    pub structure: Vec<BodyPart>,
+}
+
+/// One MIME part of a message (IMAP BODYSTRUCTURE), with byte offsets into the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyPart {
+    pub parent: Option<u32>,
+    pub content_type: String,
+    pub subtype: String,
+    pub params: Vec<(String, String)>,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub encoding: Option<String>,
+    pub disposition: Option<(String, Vec<(String, String)>)>,
+    pub language: Vec<String>,
+    pub location: Option<String>,
+    pub header_start: u64,
+    pub body_start: u64,
+    pub end: u64,
+    pub lines: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

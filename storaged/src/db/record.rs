@@ -150,6 +150,8 @@ pub struct Message {
     /// Seconds since the epoch.
     pub internal_date: i64,
     pub envelope: crate::envelope::Envelope,
+    /// MIME parts in pre-order (empty when the message could not be parsed).
+    pub structure: Vec<crate::structure::BodyPart>,
 }
 
 fn config() -> impl bincode::config::Config {

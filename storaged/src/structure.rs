@@ -1,0 +1,206 @@
+//! The MIME structure of a message, computed once at delivery for IMAP BODYSTRUCTURE and for
+//! fetching parts by number: a flat list of parts in pre-order, each naming its parent (no
+//! recursion, so no message can nest deep enough to exhaust a stack), with byte offsets into
+//! the message file.
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
+
+/// Most parts recorded per message; the rest are left out.
+pub const MAX_PARTS: usize = 1000;
+
+/// One MIME part.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyPart {
+    /// Index of the enclosing multipart in the list; `None` for the whole message.
+    pub parent: Option<u32>,
+    /// Lower-cased type and subtype, e.g. `text` / `plain`.
+    pub content_type: String,
+    pub subtype: String,
+    pub params: Vec<(String, String)>,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub encoding: Option<String>,
+    pub disposition: Option<(String, Vec<(String, String)>)>,
+    pub language: Vec<String>,
+    pub location: Option<String>,
+    /// Byte offsets in the message: where the part's header starts, its body starts, it ends.
+    pub header_start: u64,
+    pub body_start: u64,
+    pub end: u64,
+    /// Lines in the body.
+    pub lines: u32,
+}
+
+/// Messages up to this size are parsed whole at delivery; larger ones get their envelope from
+/// the head only and no structure.
+pub const PARSE_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Envelope and structure of stored message file `file`, whose first bytes are `head`.
+pub fn analyze(
+    files: &crate::files::Files,
+    file: u64,
+    head: &[u8],
+) -> crate::error::Result<(crate::envelope::Envelope, Vec<BodyPart>)> {
+    Ok(match files.read_small(file, PARSE_LIMIT)? {
+        Some(raw) => (crate::envelope::parse(&raw), parse(&raw)),
+        None => (crate::envelope::parse(head), Vec::new()),
+    })
+}
+
+/// The parts of `raw`; empty if mail-parser cannot read it (the message is still stored).
+pub fn parse(raw: &[u8]) -> Vec<BodyPart> {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
+    let mut out: Vec<BodyPart> = Vec::new();
+    // (part id, parent index in `out`), children pushed in reverse for pre-order.
+    let mut stack: Vec<(usize, Option<u32>)> = vec![(0, None)];
+    while let Some((id, parent)) = stack.pop() {
+        if out.len() >= MAX_PARTS {
+            break;
+        }
+        let Some(part) = msg.parts.get(id) else {
+            continue;
+        };
+        let (content_type, subtype, params) = match part.content_type() {
+            Some(ct) => (
+                ct.ctype().to_ascii_lowercase(),
+                ct.subtype().unwrap_or("").to_ascii_lowercase(),
+                ct.attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|a| (a.name.to_string(), a.value.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            None if matches!(part.body, PartType::Multipart(_)) => {
+                ("multipart".into(), "mixed".into(), Vec::new())
+            }
+            None => (
+                "text".into(),
+                "plain".into(),
+                vec![("charset".into(), "us-ascii".into())],
+            ),
+        };
+        let (header_start, body_start, end) = (
+            u64::from(part.raw_header_offset()),
+            u64::from(part.raw_body_offset()),
+            u64::from(part.raw_end_offset()),
+        );
+        let body = raw.get(body_start as usize..end as usize).unwrap_or(&[]);
+        out.push(BodyPart {
+            parent,
+            content_type,
+            subtype,
+            params,
+            id: part.content_id().map(str::to_string),
+            description: part.content_description().map(str::to_string),
+            encoding: part
+                .content_transfer_encoding()
+                .map(|e| e.to_ascii_lowercase()),
+            disposition: part.content_disposition().map(|d| {
+                let params = d
+                    .attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|a| (a.name.to_string(), a.value.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (d.ctype().to_ascii_lowercase(), params)
+            }),
+            language: part
+                .content_language()
+                .as_text_list()
+                .map(|l| l.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            location: part.content_location().map(str::to_string),
+            header_start,
+            body_start,
+            end,
+            lines: body.iter().filter(|b| **b == b'\n').count() as u32,
+        });
+        if let PartType::Multipart(children) = &part.body {
+            let me = (out.len() - 1) as u32;
+            for child in children.iter().rev() {
+                stack.push((*child as usize, Some(me)));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_multipart_parts_in_order_with_offsets() {
+        let raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\nworld\r\n--b\r\nContent-Type: application/pdf; name=x.pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=x.pdf\r\n\r\nJVBERi0=\r\n--b--\r\n";
+        let parts = parse(raw);
+        assert_eq!(parts.len(), 3, "{parts:#?}");
+        assert_eq!(
+            (
+                parts[0].content_type.as_str(),
+                parts[0].subtype.as_str(),
+                parts[0].parent
+            ),
+            ("multipart", "mixed", None)
+        );
+        assert_eq!(
+            (
+                parts[1].content_type.as_str(),
+                parts[1].subtype.as_str(),
+                parts[1].parent
+            ),
+            ("text", "plain", Some(0))
+        );
+        assert_eq!(
+            parts[1].params,
+            [("charset".to_string(), "utf-8".to_string())]
+        );
+        let body = &raw[parts[1].body_start as usize..parts[1].end as usize];
+        assert!(
+            body.starts_with(b"hello"),
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(parts[2].encoding.as_deref(), Some("base64"));
+        assert_eq!(
+            parts[2].disposition.as_ref().map(|d| d.0.as_str()),
+            Some("attachment")
+        );
+        assert_eq!(parts[2].parent, Some(0));
+    }
+
+    #[test]
+    fn a_plain_message_is_one_part_and_garbage_is_not_a_panic() {
+        let parts = parse(b"Subject: x\r\n\r\none\r\ntwo\r\n");
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            (parts[0].content_type.as_str(), parts[0].lines),
+            ("text", 2)
+        );
+        for raw in [
+            &b""[..],
+            b"\xff\xfe",
+            b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n",
+        ] {
+            let _ = parse(raw);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let mut raw = String::new();
+        for i in 0..3000 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        raw.push_str("\r\nx\r\n");
+        assert!(parse(raw.as_bytes()).len() <= MAX_PARTS);
+    }
+}
