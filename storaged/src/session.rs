@@ -89,6 +89,16 @@ impl Store {
                 db.create_mailbox(account, &name)?;
                 done(SessionReply::Done)
             }
+            SessionOp::RenameMailbox { from, to }
+                if crate::mailboxes::check_name(&from)? == "Inbox" =>
+            {
+                // RFC 9051 §6.3.6: renaming INBOX moves its messages to a new mailbox of that
+                // name and leaves INBOX, empty, in place.
+                let (inbox, _) = self.named(account, "Inbox")?;
+                let target = db.create_mailbox(account, &to)?;
+                let moved = db.move_messages(&self.files, inbox, &[(1, u32::MAX)], target)?;
+                Ok(((SessionReply::Done, Vec::new()), moved.unlink))
+            }
             SessionOp::RenameMailbox { from, to } => {
                 db.rename_mailbox(account, &from, &to)?;
                 done(SessionReply::Done)

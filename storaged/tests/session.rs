@@ -341,6 +341,38 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
         to: "Work".into(),
     };
     assert_eq!(h.op(&h.imapd, BOB, rename).await.0, SessionReply::Done);
+    // Renaming INBOX moves its messages into the new mailbox and leaves INBOX empty.
+    let (SessionReply::UploadOpened { upload }, fds) =
+        h.op(&h.imapd, BOB, SessionOp::OpenUpload).await
+    else {
+        panic!("no upload")
+    };
+    std::fs::File::from(fds.into_iter().next().unwrap())
+        .write_all(b"Subject: keep me\r\n\r\nx\r\n")
+        .unwrap();
+    let append = SessionOp::Append {
+        name: "Inbox".into(),
+        upload,
+        flags: 0,
+        keywords: vec![],
+        internal_date: None,
+    };
+    h.op(&h.imapd, BOB, append).await;
+    let rename = SessionOp::RenameMailbox {
+        from: "inbox".into(),
+        to: "Old mail".into(),
+    };
+    assert_eq!(h.op(&h.imapd, BOB, rename).await.0, SessionReply::Done);
+    let SessionReply::Mailboxes(list) = h.op(&h.imapd, BOB, SessionOp::ListMailboxes).await.0
+    else {
+        panic!("no list")
+    };
+    let count = |name: &str| list.iter().find(|m| m.name == name).map(|m| m.total);
+    assert_eq!(
+        (count("Inbox"), count("Old mail")),
+        (Some(0), Some(1)),
+        "{list:?}"
+    );
     let delete = SessionOp::DeleteMailbox {
         name: "Inbox".into(),
     };
