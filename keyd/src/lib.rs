@@ -8,6 +8,7 @@
 //! Status: the tree, sandbox and links are in place; keyd defines no requests yet (issue 4), so it
 //! answers pings on its links and nothing else.
 
+pub mod keys;
 pub mod shape;
 
 use ipc::msg::key::KeyService;
