@@ -144,6 +144,16 @@ impl KeyStore {
 
     /// Generates a key, writes it durably (0600, atomically), and keeps it.
     pub fn generate(&mut self, name: &str, alg: Algorithm) -> Result<&Key, KeyError> {
+        self.generate_pair(name, alg)?;
+        self.get(name)
+    }
+
+    /// Like [`KeyStore::generate`], also returning the key pair (to sign a certificate with).
+    pub(crate) fn generate_pair(
+        &mut self,
+        name: &str,
+        alg: Algorithm,
+    ) -> Result<rcgen::KeyPair, KeyError> {
         check_name(name)?;
         if self.keys.contains_key(name) {
             return Err(KeyError::Exists(name.to_string()));
@@ -164,7 +174,8 @@ impl KeyStore {
         let key = load(name, pem.as_bytes())?;
         write_atomic(&self.dir, &format!("{name}.key.pem"), pem.as_bytes())
             .map_err(|e| KeyError::Io(name.to_string(), e))?;
-        Ok(self.keys.entry(name.to_string()).or_insert(key))
+        self.keys.insert(name.to_string(), key);
+        Ok(pair)
     }
 }
 
@@ -204,7 +215,7 @@ fn load(name: &str, pem: &[u8]) -> Result<Key, KeyError> {
 
 /// Writes `dir/name` so that it is complete or absent after a crash: temp file (0600), fsync,
 /// rename, fsync the directory.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -5,10 +5,13 @@
 //! Must never: open network sockets or see message bodies; export a private key.
 //! Peers: smtpd, imapd, httpd, queued (they call keyd).
 //!
-//! Status: the tree, sandbox and links are in place; keyd defines no requests yet (issue 4), so it
-//! answers pings on its links and nothing else.
+//! Status: the key store, certificates (self-signed when none is configured) and TLS signing
+//! for the network roles work; DKIM signing, certificate files from the configuration, ACME and
+//! the moxctl commands arrive with the rest of issue 4.
 
+pub mod certs;
 pub mod keys;
+pub mod service;
 pub mod shape;
 
 use ipc::msg::key::KeyService;
@@ -29,15 +32,34 @@ pub const SPEC: RoleSpec = RoleSpec {
 
 /// keyd's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    tracing::info!("ready: links from peers carry pings only until issue 4");
+    let dir = ctx
+        .config
+        .dir
+        .clone()
+        .ok_or("keyd has no directory configured")?;
+    let hostname = ctx.config.hostname.clone();
+    let open_dir = dir.clone();
+    let (keys, certs) = tokio::task::spawn_blocking(move || {
+        let mut keys = keys::KeyStore::open(&open_dir)?;
+        let mut certs = certs::load(&open_dir, &keys)?;
+        if certs.is_empty() {
+            certs::self_signed(&open_dir, &mut keys, &[hostname])?;
+            certs = certs::load(&open_dir, &keys)?;
+        }
+        Ok::<_, keys::KeyError>((keys, certs))
+    })
+    .await??;
+    tracing::info!(
+        "{} keys, {} certificates",
+        keys.names().count(),
+        certs.len()
+    );
+    let keyd = service::Keyd::new(dir, keys, certs);
     ipc::serve::accept_links::<KeyService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,
-        ctx.tasks,
-        |_, incoming| async move {
-            // No request of this service exists yet, so none can arrive.
-            match incoming.request {}
-        },
+        ctx.tasks.clone(),
+        move |peer, incoming| keyd.clone().handle(peer, incoming),
         |_| {},
     )
     .await;

@@ -1,7 +1,8 @@
-//! The key service offered by keyd: private keys: TLS signatures, DKIM signatures, ACME (issue 4).
+//! The key service offered by keyd, the only holder of private keys: certificates (public) and
+//! signatures made with keys the caller never sees.
 //!
-//! No request is defined yet: until the issue named above adds them, a link to keyd carries only
-//! pings, and keyd answers nothing it does not implement.
+//! keyd signs for TLS only inputs shaped like a TLS 1.3 server CertificateVerify or a TLS 1.2
+//! ServerKeyExchange, with keys the calling link may use, at a bounded rate.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +20,47 @@ impl Service for KeyService {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {}
+pub enum Request {
+    /// smtpd, imapd, httpd → keyd: the certificates to serve, with their keys' public parts.
+    Certificates,
+    /// smtpd, imapd, httpd → keyd: sign a TLS handshake message with key `key`.
+    SignTls {
+        key: String,
+        /// The TLS SignatureScheme code point.
+        scheme: u16,
+        message: Vec<u8>,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {}
+pub enum Response {
+    /// keyd → caller: every certificate chain keyd serves.
+    Certificates(Vec<Certificate>),
+    /// keyd → caller: the signature.
+    Signature(Vec<u8>),
+    /// keyd → caller: refused (wrong shape, unknown key, not permitted, rate limited).
+    Refused(String),
+}
 
+/// A certificate chain and what its key can do; the private key stays in keyd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Event {}
+pub struct Certificate {
+    /// Host names it is valid for (SNI matching).
+    pub names: Vec<String>,
+    /// DER certificates, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// The name of the key in keyd.
+    pub key: String,
+    /// The key's SubjectPublicKeyInfo, DER.
+    pub public_key: Vec<u8>,
+    /// The TLS SignatureScheme code points the key can sign with.
+    pub schemes: Vec<u16>,
+    /// `ecdsa`, `ed25519` or `rsa`.
+    pub algorithm: String,
+}
+
+/// keyd → smtpd, imapd, httpd: pushed when certificates change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    CertificatesChanged,
+}

@@ -1,0 +1,70 @@
+//! Implicit-TLS listeners of protocols a role does not serve yet: the TLS handshake happens
+//! (through keyd), then the client is told, inside TLS, that the service is not available.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc::Listener;
+use ipc::config::ListenerKind;
+use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts on `listeners`, completes TLS with `config`, writes `reply(kind)` and closes.
+pub fn answer_tls_unavailable(
+    listeners: Vec<Listener>,
+    config: Arc<ServerConfig>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    reply: fn(ListenerKind) -> Option<String>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    for listener in listeners {
+        let kind = listener.spec.kind;
+        let std_listener = std::net::TcpListener::from(listener.fd);
+        std_listener.set_nonblocking(true)?;
+        let socket = tokio::net::TcpListener::from_std(std_listener)?;
+        let (shutdown, acceptor, tasks2) = (shutdown.clone(), acceptor.clone(), tasks.clone());
+        tasks.spawn(async move {
+            loop {
+                let (conn, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = socket.accept() => match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!("accepting on {}: {e}", kind.name());
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let acceptor = acceptor.clone();
+                tasks2.spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+                        Ok(Ok(mut tls)) => {
+                            tracing::info!(
+                                "{} TLS connection from {peer}: protocol not served yet",
+                                kind.name()
+                            );
+                            if let Some(line) = reply(kind) {
+                                let _ = tls.write_all(line.as_bytes()).await;
+                            }
+                            let _ = tls.shutdown().await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!("{} TLS handshake with {peer} failed: {e}", kind.name())
+                        }
+                        Err(_) => {
+                            tracing::info!("{} TLS handshake with {peer} timed out", kind.name())
+                        }
+                    }
+                });
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! keyd's requests: certificates for the network roles, and TLS signatures — only for keys
+//! that belong to a served certificate, only over inputs shaped like a TLS server handshake
+//! signature, from links that serve TLS, at a bounded rate.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ipc::Role;
+use ipc::msg::key::{Certificate, KeyService, Request, Response};
+use ipc::rpc::Incoming;
+use rustls::SignatureScheme;
+
+use crate::certs::CertEntry;
+use crate::keys::KeyStore;
+
+/// Signatures one link may ask for per second.
+const MAX_SIGNATURES_PER_SECOND: u32 = 5000;
+
+/// The schemes keyd offers, strongest first within each key type.
+const SCHEMES: &[SignatureScheme] = &[
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::ED25519,
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PSS_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA512,
+];
+
+/// Everything keyd's handlers share.
+#[derive(Debug)]
+pub struct Keyd {
+    pub dir: PathBuf,
+    keys: RwLock<KeyStore>,
+    certs: RwLock<Vec<CertEntry>>,
+    rate: Mutex<HashMap<Role, (Instant, u32)>>,
+}
+
+impl Keyd {
+    pub fn new(dir: PathBuf, keys: KeyStore, certs: Vec<CertEntry>) -> Arc<Keyd> {
+        Arc::new(Keyd {
+            dir,
+            keys: RwLock::new(keys),
+            certs: RwLock::new(certs),
+            rate: Mutex::default(),
+        })
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(self: Arc<Self>, peer: Role, incoming: Incoming<KeyService>) {
+        let Incoming {
+            request,
+            reply,
+            fds,
+        } = incoming;
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        let response = if matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd) {
+            self.answer(peer, request).await
+        } else {
+            tracing::warn!(
+                "{peer} asked for {}, which its link does not permit",
+                kind(&request)
+            );
+            Response::Refused("not permitted on this link".into())
+        };
+        if let Err(e) = reply.send(&response, Vec::new()).await {
+            tracing::warn!("answering {peer}: {e}");
+        }
+    }
+
+    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
+        match request {
+            Request::Certificates => Response::Certificates(self.certificates()),
+            Request::SignTls {
+                key,
+                scheme,
+                message,
+            } => {
+                if let Err(e) = crate::shape::classify(&message) {
+                    tracing::warn!(
+                        "{peer} asked to sign {} bytes with {key}: {e}; refused",
+                        message.len()
+                    );
+                    return Response::Refused(e.to_string());
+                }
+                if !read(&self.certs).iter().any(|c| c.key == key) {
+                    return Response::Refused(format!("no certificate key `{key}`"));
+                }
+                if !self.within_rate(peer) {
+                    return Response::Refused("too many signatures; slow down".into());
+                }
+                let this = self.clone();
+                let scheme = SignatureScheme::from(scheme);
+                let signed = tokio::task::spawn_blocking(move || {
+                    let keys = read(&this.keys);
+                    keys.get(&key).and_then(|k| k.sign(scheme, &message))
+                })
+                .await;
+                match signed {
+                    Ok(Ok(signature)) => Response::Signature(signature),
+                    Ok(Err(e)) => Response::Refused(e.to_string()),
+                    Err(e) => Response::Refused(format!("signing task: {e}")),
+                }
+            }
+        }
+    }
+
+    fn certificates(&self) -> Vec<Certificate> {
+        let keys = read(&self.keys);
+        read(&self.certs)
+            .iter()
+            .filter_map(|c| {
+                let key = keys.get(&c.key).ok()?;
+                Some(Certificate {
+                    names: c.names.clone(),
+                    chain: c.chain.iter().map(|d| d.as_ref().to_vec()).collect(),
+                    key: c.key.clone(),
+                    public_key: key.public.clone(),
+                    schemes: key.schemes(SCHEMES).into_iter().map(u16::from).collect(),
+                    algorithm: format!("{:?}", key.algorithm()).to_ascii_lowercase(),
+                })
+            })
+            .collect()
+    }
+
+    fn within_rate(&self, peer: Role) -> bool {
+        let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (start, count) = rate.entry(peer).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= MAX_SIGNATURES_PER_SECOND
+    }
+}
+
+fn kind(r: &Request) -> &'static str {
+    match r {
+        Request::Certificates => "certificates",
+        Request::SignTls { .. } => "a TLS signature",
+    }
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
