@@ -26,6 +26,57 @@ pub struct EnvelopeAddress {
     pub domain: String,
 }
 
+/// The envelope of one message stays under this many encoded bytes.
+pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024;
+
+/// Shortens address lists and long fields until the envelope fits [`MAX_ENVELOPE_BYTES`].
+pub fn bounded(mut e: Envelope) -> Envelope {
+    let size = |e: &Envelope| crate::db::record::encode(e).map_or(usize::MAX, |b| b.len());
+    if size(&e) <= MAX_ENVELOPE_BYTES {
+        return e;
+    }
+    let cut = |s: &mut Option<String>| {
+        if let Some(v) = s
+            && v.len() > 1000
+        {
+            let mut end = 1000;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v.truncate(end);
+        }
+    };
+    for f in [
+        &mut e.date,
+        &mut e.subject,
+        &mut e.in_reply_to,
+        &mut e.message_id,
+    ] {
+        cut(f);
+    }
+    for list in [
+        &mut e.from,
+        &mut e.sender,
+        &mut e.reply_to,
+        &mut e.to,
+        &mut e.cc,
+        &mut e.bcc,
+    ] {
+        list.truncate(50);
+        for a in list.iter_mut() {
+            cut(&mut a.name);
+            a.local.truncate(a.local.floor_char_boundary(256));
+            a.domain.truncate(a.domain.floor_char_boundary(256));
+        }
+    }
+    while size(&e) > MAX_ENVELOPE_BYTES && [&e.to, &e.cc, &e.bcc].iter().any(|l| !l.is_empty()) {
+        for list in [&mut e.to, &mut e.cc, &mut e.bcc] {
+            list.truncate(list.len() / 2);
+        }
+    }
+    e
+}
+
 /// Parses the envelope of `raw`; a message mail-parser cannot read gets an empty envelope (it
 /// is still delivered: the bytes are what counts).
 pub fn parse(raw: &[u8]) -> Envelope {
@@ -90,6 +141,22 @@ mod tests {
         assert_eq!(e.reply_to, e.from, "reply-to defaults to from");
         assert_eq!(e.to.len(), 2);
         assert_eq!(e.message_id.as_deref(), Some("<1@example.org>"));
+    }
+
+    #[test]
+    fn huge_headers_are_bounded() {
+        let mut raw = String::from("From: a@example.org\r\nTo: ");
+        for i in 0..20_000 {
+            raw.push_str(&format!("user{i}@example.com, "));
+        }
+        raw.push_str("x@example.com\r\nSubject: ");
+        raw.push_str(&"é".repeat(5000));
+        raw.push_str("\r\n\r\nbody\r\n");
+        let e = bounded(parse(raw.as_bytes()));
+        let size = crate::db::record::encode(&e).unwrap().len();
+        assert!(size <= MAX_ENVELOPE_BYTES, "{size}");
+        assert_eq!(e.from.len(), 1, "small fields are kept");
+        assert!(e.subject.is_some_and(|s| s.len() <= 1000));
     }
 
     #[test]

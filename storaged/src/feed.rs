@@ -23,6 +23,8 @@ use crate::error::Result;
 /// Events queued for one watcher before it is dropped as too slow (it can catch up with
 /// `Changes`).
 const QUEUE: usize = 4096;
+/// Expunged UIDs per event (a frame holds 64 KiB).
+const EVENT_UIDS: usize = 4096;
 
 /// The watchers.
 #[derive(Debug, Default)]
@@ -122,46 +124,52 @@ impl Feed {
     }
 
     fn send(&self, account: &str, modseq: u64, record: FeedRecord) {
-        let mut watchers = lock(&self.watchers);
-        if !watchers.iter().any(|w| w.account == account) {
-            return;
-        }
-        let change = match record {
-            FeedRecord::New { mailbox, uid } => Change::New { mailbox, uid },
+        let changes: Vec<Change> = match record {
+            FeedRecord::New { mailbox, uid } => vec![Change::New { mailbox, uid }],
             FeedRecord::Flags {
                 mailbox,
                 uid,
                 flags,
                 keywords,
-            } => Change::Flags {
+            } => vec![Change::Flags {
                 mailbox,
                 uid,
                 flags,
                 keywords,
-            },
-            FeedRecord::Expunged { mailbox, uids } => Change::Expunged { mailbox, uids },
+            }],
+            // Several events for a large expunge, each within a frame.
+            FeedRecord::Expunged { mailbox, uids } => uids
+                .chunks(EVENT_UIDS)
+                .map(|chunk| Change::Expunged {
+                    mailbox,
+                    uids: chunk.to_vec(),
+                })
+                .collect(),
         };
-        let event = Event::Changed {
-            account: account.to_string(),
-            modseq,
-            change,
-        };
-        watchers.retain(|w| {
-            if w.account != account {
-                return true;
-            }
-            match w.tx.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(
-                        "dropping the watch of {account} on {}: too far behind",
-                        w.link
-                    );
-                    false
+        let mut watchers = lock(&self.watchers);
+        for change in changes {
+            let event = Event::Changed {
+                account: account.to_string(),
+                modseq,
+                change,
+            };
+            watchers.retain(|w| {
+                if w.account != account {
+                    return true;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
+                match w.tx.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(
+                            "dropping the watch of {account} on {}: too far behind",
+                            w.link
+                        );
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                }
+            });
+        }
     }
 }
 

@@ -197,14 +197,23 @@ impl Db {
         Ok(files)
     }
 
-    /// Marks a mailbox subscribed or not.
+    /// Marks a mailbox subscribed or not. The record is re-read inside the transaction: a
+    /// copy read earlier could roll back a concurrent delivery's UIDNEXT and counts.
     pub fn subscribe(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
-        let (id, mut m) = self
-            .mailbox_by_name(account, &check_name(name)?)?
-            .ok_or_else(|| StoreError::NoMailbox(name.into()))?;
-        m.subscribed = subscribed;
-        self.mailboxes
-            .insert(keys::mailbox(id), record::encode(&m)?)?;
+        let name = check_name(name)?;
+        let name_key = keys::mailbox_name(account, &name);
+        (&self.mailboxes, &self.mailbox_names).transaction(|(mailboxes, names)| {
+            let Some(id) = names.get(&name_key)? else {
+                return Err(TxError::Abort(StoreError::NoMailbox(name.clone())));
+            };
+            let Some(v) = mailboxes.get(&id)? else {
+                return Err(TxError::Abort(StoreError::NoMailbox(name.clone())));
+            };
+            let mut m: Mailbox = record::decode("mailboxes", &v).map_err(TxError::Abort)?;
+            m.subscribed = subscribed;
+            mailboxes.insert(&id, record::encode(&m).map_err(TxError::Abort)?)?;
+            Ok(())
+        })?;
         Ok(())
     }
 }

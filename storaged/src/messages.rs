@@ -78,6 +78,12 @@ impl Db {
         for k in keywords {
             check_keyword(k)?;
         }
+        if keywords.len() > MAX_KEYWORDS {
+            return Err(StoreError::Invalid {
+                what: "keywords",
+                why: format!("at most {MAX_KEYWORDS} per request"),
+            });
+        }
         let targets: Vec<u32> = self.uids_in(mailbox, uids)?;
         let result = (&self.accounts, &self.mailboxes, &self.messages, &self.feed).transaction(
             |(accounts, mailboxes, messages, feed)| {
@@ -93,8 +99,9 @@ impl Db {
                         result.modified.push(*uid);
                         continue;
                     }
-                    let (new_flags, new_keywords) =
+                    let (new_flags, mut new_keywords) =
                         apply(change, m.flags, &m.keywords, flags, keywords);
+                    new_keywords.truncate(MAX_KEYWORDS);
                     if (new_flags, &new_keywords) == (m.flags, &m.keywords) {
                         continue;
                     }
@@ -350,6 +357,9 @@ fn apply(
     };
     (Flags(bits), kw)
 }
+
+/// Most keywords one message carries (they travel with its metadata).
+pub const MAX_KEYWORDS: usize = 64;
 
 /// Keywords are IMAP atoms: printable ASCII without specials, not starting with `\`.
 pub fn check_keyword(k: &str) -> Result<()> {

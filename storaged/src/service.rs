@@ -80,6 +80,7 @@ impl Store {
             Ok(x) => x,
             Err(failure) => (Response::Failed(failure), Vec::new()),
         };
+        let (response, fds) = fit(response, fds);
         if let Err(e) = reply.send(&response, fds).await {
             tracing::warn!("answering {peer}: {e}");
         }
@@ -102,7 +103,9 @@ impl Store {
             Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
         };
         if !permitted {
-            tracing::warn!("{peer} asked for {request:?}, which its link does not permit");
+            let name = format!("{request:?}");
+            let variant = name.split([' ', '(', '{']).next().unwrap_or("?");
+            tracing::warn!("{peer} asked for {variant}, which its link does not permit");
             return Err(permanent(format!("{peer} may not make this request")));
         }
         match request {
@@ -430,6 +433,23 @@ async fn blocking<T: Send + 'static>(
             Err(temporary(e.to_string()))
         }
         Err(e) => Err(temporary(format!("store task: {e}"))),
+    }
+}
+
+/// An answer that does not fit in one frame would be lost and leave the caller waiting: say
+/// so instead.
+fn fit(response: Response, fds: Vec<Handle>) -> (Response, Vec<Handle>) {
+    match ipc::codec::encode(&response) {
+        Ok(bytes) if bytes.len() <= ipc::frame::MAX_PAYLOAD => (response, fds),
+        _ => {
+            fds.into_iter().for_each(sandbox::fdpass::discard);
+            (
+                Response::Failed(permanent(
+                    "the answer is too large for one message; ask for fewer items",
+                )),
+                Vec::new(),
+            )
+        }
     }
 }
 

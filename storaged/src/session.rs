@@ -180,6 +180,12 @@ impl Store {
                 for k in &keywords {
                     check_keyword(k)?;
                 }
+                if keywords.len() > crate::messages::MAX_KEYWORDS {
+                    return Err(StoreError::Invalid {
+                        what: "keywords",
+                        why: "too many".into(),
+                    });
+                }
                 let (id, m) = self.named(account, &name)?;
                 let file = self
                     .take_temp(peer, upload)

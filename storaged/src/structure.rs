@@ -8,6 +8,19 @@ use serde::{Deserialize, Serialize};
 
 /// Most parts recorded per message; the rest are left out.
 pub const MAX_PARTS: usize = 1000;
+/// The recorded structure of one message stays under this many encoded bytes (it travels in
+/// 64 KiB frames with the rest of the message's metadata).
+pub const MAX_STRUCTURE_BYTES: usize = 24 * 1024;
+
+/// Drops trailing parts until the structure fits [`MAX_STRUCTURE_BYTES`].
+pub fn bounded(mut parts: Vec<BodyPart>) -> Vec<BodyPart> {
+    let size = |p: &Vec<BodyPart>| crate::db::record::encode(p).map_or(usize::MAX, |b| b.len());
+    while !parts.is_empty() && size(&parts) > MAX_STRUCTURE_BYTES {
+        let keep = parts.len() * 3 / 4;
+        parts.truncate(keep);
+    }
+    parts
+}
 
 /// One MIME part.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +56,14 @@ pub fn analyze(
     head: &[u8],
 ) -> crate::error::Result<(crate::envelope::Envelope, Vec<BodyPart>)> {
     Ok(match files.read_small(file, PARSE_LIMIT)? {
-        Some(raw) => (crate::envelope::parse(&raw), parse(&raw)),
-        None => (crate::envelope::parse(head), Vec::new()),
+        Some(raw) => (
+            crate::envelope::bounded(crate::envelope::parse(&raw)),
+            bounded(parse(&raw)),
+        ),
+        None => (
+            crate::envelope::bounded(crate::envelope::parse(head)),
+            Vec::new(),
+        ),
     })
 }
 
