@@ -49,7 +49,13 @@ struct Exchange {
     session: Session,
     remote: IpAddr,
     delay: Duration,
+    started: std::time::Instant,
 }
+
+/// How long an exchange may stay open between steps.
+const EXCHANGE_LIFETIME: Duration = Duration::from_secs(60);
+/// Open exchanges one remote address may have.
+const MAX_EXCHANGES_PER_REMOTE: usize = 8;
 
 impl Auth {
     pub fn new(
@@ -110,29 +116,21 @@ impl Auth {
                         "unknown mechanism {mechanism}"
                     )));
                 };
-                if lock(&self.exchanges)
-                    .keys()
-                    .filter(|(p, _)| *p == peer)
-                    .count()
-                    >= MAX_EXCHANGES
                 {
-                    return Response::Failure(Failure::Temporary(
-                        "too many exchanges in progress".into(),
-                    ));
-                }
-                let delay = match lock(&self.throttle).check(remote, None, SystemTime::now()) {
-                    Decision::Allow { delay } => delay,
-                    Decision::Refuse {
-                        retry_after,
-                        reason,
-                    } => {
-                        tracing::warn!(
-                            "authentication refused: remote={remote} protocol={peer} reason=\"{reason}\""
-                        );
-                        return Response::Failure(Failure::Throttled {
-                            retry_after_secs: retry_after.as_secs().max(1),
-                        });
+                    let mut exchanges = lock(&self.exchanges);
+                    exchanges.retain(|_, e| e.started.elapsed() < EXCHANGE_LIFETIME);
+                    if exchanges.keys().filter(|(p, _)| *p == peer).count() >= MAX_EXCHANGES
+                        || exchanges.values().filter(|e| e.remote == remote).count()
+                            >= MAX_EXCHANGES_PER_REMOTE
+                    {
+                        return Response::Failure(Failure::Temporary(
+                            "too many exchanges in progress".into(),
+                        ));
                     }
+                }
+                let delay = match self.throttled(peer, remote, None) {
+                    Ok(delay) => delay,
+                    Err(refused) => return refused,
                 };
                 let ctx = SaslContext {
                     hostname: self.hostname.clone(),
@@ -156,6 +154,7 @@ impl Auth {
                         session,
                         remote,
                         delay,
+                        started: std::time::Instant::now(),
                     },
                     step,
                 )
@@ -167,6 +166,14 @@ impl Auth {
                         "no exchange {exchange}"
                     )));
                 };
+                if ex.started.elapsed() >= EXCHANGE_LIFETIME {
+                    return Response::Failure(Failure::Malformed(
+                        "the exchange took too long".into(),
+                    ));
+                }
+                if let Err(refused) = self.throttled(peer, ex.remote, None) {
+                    return refused;
+                }
                 let this = self.clone();
                 let run = move || {
                     let step = {
@@ -217,6 +224,11 @@ impl Auth {
                 account,
                 additional,
             } => {
+                // Right password, but the account or the host is over its limit: nothing is
+                // revealed until the limit passes.
+                if let Err(refused) = self.throttled(peer, ex.remote, Some(&account)) {
+                    return refused;
+                }
                 lock(&self.throttle).record_success(ex.remote, Some(&account), SystemTime::now());
                 match self.issue_ticket(peer, &account).await {
                     Ok(ticket) => {
@@ -255,6 +267,31 @@ impl Auth {
             Step::Failure(AuthFailure::Internal(e)) => {
                 tracing::error!("authentication: {e}");
                 Response::Failure(Failure::Temporary("internal error".into()))
+            }
+        }
+    }
+
+    /// Whether `remote` (and `account`, once known) may try now: the delay to apply, or the
+    /// refusal to send.
+    fn throttled(
+        &self,
+        peer: Role,
+        remote: IpAddr,
+        account: Option<&str>,
+    ) -> Result<Duration, Response> {
+        match lock(&self.throttle).check(remote, account, SystemTime::now()) {
+            Decision::Allow { delay } => Ok(delay),
+            Decision::Refuse {
+                retry_after,
+                reason,
+            } => {
+                tracing::warn!(
+                    "authentication refused: remote={remote} protocol={peer} account=\"{}\" reason=\"{reason}\"",
+                    account.unwrap_or("").escape_debug()
+                );
+                Err(Response::Failure(Failure::Throttled {
+                    retry_after_secs: retry_after.as_secs().max(1),
+                }))
             }
         }
     }

@@ -246,3 +246,36 @@ async fn advertises_plus_mechanisms_only_with_channel_binding_and_rejects_unknow
     );
     h.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_one_account_from_many_addresses_throttles_the_account() {
+    let h = start().await;
+    let from = |i: u32| Request::Start {
+        mechanism: "PLAIN".into(),
+        initial_response: Some(b"\0bob\0wrong".to_vec()),
+        channel_binding: None,
+        remote: IpAddr::from([10, (i % 250) as u8, (i / 250) as u8, 1]),
+    };
+    for i in 0..authd::throttle::ACCOUNT_PER_MINUTE {
+        assert_eq!(
+            call(&h, from(i)).await,
+            Response::Failure(Failure::Credentials),
+            "attempt {i}"
+        );
+    }
+    // The right password, from yet another address: the account is over its limit, so the
+    // answer reveals nothing.
+    let right = Request::Start {
+        mechanism: "PLAIN".into(),
+        initial_response: Some(b"\0bob\0correct horse".to_vec()),
+        channel_binding: None,
+        remote: "198.51.100.9".parse::<IpAddr>().unwrap(),
+    };
+    let r = call(&h, right).await;
+    assert!(
+        matches!(r, Response::Failure(Failure::Throttled { .. })),
+        "{r:?}"
+    );
+    assert!(h.tickets.lock().unwrap().is_empty());
+    h.shutdown.cancel();
+}
