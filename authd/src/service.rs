@@ -196,9 +196,10 @@ impl Auth {
             }
             Request::Logout { ticket } => {
                 let id = crate::ticket::TicketId::from_bytes(ticket.0);
-                if lock(&self.tickets).revoke(&id).is_some()
-                    && let Some(storaged) = self.storaged.current()
-                {
+                lock(&self.tickets).revoke(&id);
+                // Always tell storaged: after a restart of authd it may hold tickets authd no
+                // longer remembers.
+                if let Some(storaged) = self.storaged.current() {
                     let _ = storaged
                         .call(&store::Request::RevokeTicket { ticket }, Vec::new())
                         .await;

@@ -87,6 +87,11 @@ fn header(out: &mut impl Write, name: &str, size: u64, kind: u8) -> io::Result<(
     if name.len() > 100 {
         return Err(io::Error::other(format!("path too long for tar: {name}")));
     }
+    if size > 0o77_777_777_777 {
+        return Err(io::Error::other(format!(
+            "{name}: 8 GiB or more does not fit a ustar header"
+        )));
+    }
     let mut h = [0u8; 512];
     h[..name.len()].copy_from_slice(name.as_bytes());
     let mode: &[u8] = if kind == b'5' {

@@ -140,7 +140,12 @@ impl Db {
                     let mut message = message.clone();
                     message.modseq = account.modseq;
                     let uid = mailbox.uidnext;
-                    mailbox.uidnext += 1;
+                    mailbox.uidnext = uid.checked_add(1).ok_or_else(|| {
+                        TxError::Abort(StoreError::Invalid {
+                            what: "mailbox",
+                            why: format!("{} has used up its UIDs", mailbox.name),
+                        })
+                    })?;
                     mailbox.highest_modseq = account.modseq;
                     mailbox.counts.add(&message);
                     messages.insert(

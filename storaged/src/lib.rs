@@ -56,6 +56,16 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
     let (db, files) = tokio::task::spawn_blocking(move || {
         let db = db::Db::open(&dir.join("db"))?;
         let files = files::Files::open(&dir)?;
+        // A backup interrupted by a crash leaves its staging directory (hard links) behind.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("backup-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        // After a crash or a restore the id counter may lag: move it past every id in use.
+        db.ensure_ids_above(verify::max_used_id(&db, &files)?)?;
         let removed = verify::sweep_orphans(&db, &files, db.new_id()?)?;
         if removed > 0 {
             tracing::warn!("removed {removed} message files of deliveries interrupted by a crash");

@@ -236,6 +236,7 @@ impl Store {
 
     /// Ends every session of `peer` (its link closed: the role exited with all connections).
     pub fn end_sessions(&self, peer: Role) {
+        lock(&self.open).retain(|(p, _), _| *p != peer);
         let mut tickets = lock(&self.tickets);
         let ended: Vec<Ticket> = tickets
             .iter()

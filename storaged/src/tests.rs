@@ -318,3 +318,22 @@ fn sweep_removes_only_old_orphans() {
     f.files.remove(young).unwrap();
     f.check();
 }
+
+#[test]
+fn ids_stay_unique_after_a_restore_of_a_backup() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.deliver(MSG, &["bob@example.com"]);
+    let dir = tempfile::tempdir().unwrap();
+    f.db.export_to(&dir.path().join("db")).unwrap();
+    let restored = Db::open(&dir.path().join("db")).unwrap();
+    let used = crate::verify::max_used_id(&f.db, &f.files).unwrap();
+    restored.ensure_ids_above(used).unwrap();
+    let fresh = restored.new_id().unwrap();
+    assert!(
+        fresh > used,
+        "{fresh} must be above every id in use ({used})"
+    );
+    assert!(f.db.new_id().unwrap() > used);
+}

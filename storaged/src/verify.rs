@@ -158,3 +158,17 @@ pub fn sweep_orphans(db: &Db, files: &Files, watermark: u64) -> Result<usize> {
     }
     Ok(removed)
 }
+
+/// The largest id in use: mailbox ids, the files messages refer to, and files on disk.
+pub fn max_used_id(db: &Db, files: &Files) -> Result<u64> {
+    let mut max = files.list()?.last().map_or(0, |(id, _)| *id);
+    if let Some((k, _)) = db.mailboxes.last()? {
+        max = max.max(keys::u64_of("mailboxes", &k)?);
+    }
+    for e in db.messages.iter() {
+        let (_, v) = e?;
+        let message: Message = record::decode("messages", &v)?;
+        max = max.max(message.file);
+    }
+    Ok(max)
+}

@@ -100,9 +100,30 @@ impl Db {
         Ok(())
     }
 
-    /// A new unique id (message files); never reused, also across crashes.
+    /// A new unique id (mailboxes, message files). The counter lives in the `meta` tree, so a
+    /// backup carries it; after a crash or a restore, [`Db::ensure_ids_above`] moves it past
+    /// every id in use before anything new is made.
     pub fn new_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()?)
+        let previous = self.meta.fetch_and_update("next_id", |old| {
+            let n = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(1, u64::from_be_bytes);
+            Some(n.saturating_add(1).to_be_bytes().to_vec())
+        })?;
+        Ok(previous
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(1, u64::from_be_bytes))
+    }
+
+    /// Makes every later [`Db::new_id`] larger than `used`.
+    pub fn ensure_ids_above(&self, used: u64) -> Result<()> {
+        self.meta.update_and_fetch("next_id", |old| {
+            let n = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(1, u64::from_be_bytes);
+            Some(n.max(used.saturating_add(1)).to_be_bytes().to_vec())
+        })?;
+        Ok(())
     }
 
     /// Every message record of a mailbox, in UID order.
