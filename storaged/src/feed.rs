@@ -35,15 +35,16 @@ pub struct Feed {
 #[derive(Debug)]
 struct Watcher {
     account: String,
-    ticket: Ticket,
+    /// The sessions that asked; the watch ends when the last of them logs out.
+    tickets: Vec<Ticket>,
     link: String,
     tx: mpsc::Sender<Event>,
 }
 
 impl Feed {
     /// Sends `account`'s changes to `events` (the link `link` of `peer`) until `ticket` is
-    /// revoked or the link closes. A second watch of the same account on the same link adds
-    /// nothing: the link demultiplexes by account itself.
+    /// revoked or the link closes. A second watch of the same account on the same link shares
+    /// the first (the link demultiplexes by account itself) and keeps it alive.
     pub fn watch(
         &self,
         peer: Role,
@@ -54,10 +55,13 @@ impl Feed {
     ) {
         let mut watchers = lock(&self.watchers);
         watchers.retain(|w| !w.tx.is_closed());
-        if watchers
-            .iter()
-            .any(|w| w.account == account && w.link == link)
+        if let Some(w) = watchers
+            .iter_mut()
+            .find(|w| w.account == account && w.link == link)
         {
+            if !w.tickets.contains(&ticket) {
+                w.tickets.push(ticket);
+            }
             return;
         }
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
@@ -71,15 +75,19 @@ impl Feed {
         tracing::debug!("{peer} watches {account}");
         watchers.push(Watcher {
             account: account.to_string(),
-            ticket,
+            tickets: vec![ticket],
             link: link.to_string(),
             tx,
         });
     }
 
-    /// Stops the watches made with `ticket`.
+    /// Forgets `ticket`'s interest; a watch ends when no session wants it any more.
     pub fn unwatch(&self, ticket: &Ticket) {
-        lock(&self.watchers).retain(|w| w.ticket != *ticket);
+        let mut watchers = lock(&self.watchers);
+        for w in watchers.iter_mut() {
+            w.tickets.retain(|t| t != ticket);
+        }
+        watchers.retain(|w| !w.tickets.is_empty());
     }
 
     /// Every account's committed modseq, taken before a flush.

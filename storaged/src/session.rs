@@ -57,17 +57,9 @@ impl Store {
             Ok(((reply, fds), unlink)) => (reply, fds, unlink),
             Err(e) => return (refusal(e), Vec::new()),
         };
-        if !matches!(
-            reply,
-            SessionReply::Mailboxes(_)
-                | SessionReply::Uids(_)
-                | SessionReply::Messages { .. }
-                | SessionReply::Opened { .. }
-                | SessionReply::Selected { .. }
-                | SessionReply::Changes { .. }
-                | SessionReply::UploadOpened { .. }
-        ) && let Err(e) = self.flusher.flush().await
-        {
+        // Reads wait too: a session must never see a UID or modseq that a crash could still
+        // take back. The group flusher makes this cheap when nothing is pending.
+        if let Err(e) = self.flusher.flush().await {
             return (refusal(e), Vec::new());
         }
         for id in unlink {

@@ -535,3 +535,48 @@ async fn a_closed_link_ends_the_sessions_of_its_role() {
     }
     h.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_watch_outlives_the_first_of_its_sessions() {
+    use store::{Change, Event};
+    let h = start().await;
+    h.register(BOB, "bob", Role::Imapd).await;
+    h.register(EVE, "bob", Role::Imapd).await;
+    assert_eq!(
+        h.op(&h.imapd, BOB, SessionOp::Watch).await.0,
+        SessionReply::Done
+    );
+    assert_eq!(
+        h.op(&h.imapd, EVE, SessionOp::Watch).await.0,
+        SessionReply::Done
+    );
+    let revoke = Request::RevokeTicket { ticket: BOB };
+    h.authd.call(&revoke, Vec::new()).await.unwrap();
+    let create = SessionOp::CreateMailbox {
+        name: "Shared".into(),
+    };
+    h.op(&h.imapd, EVE, create).await;
+    let (SessionReply::UploadOpened { upload }, fds) =
+        h.op(&h.imapd, EVE, SessionOp::OpenUpload).await
+    else {
+        panic!("no upload")
+    };
+    std::fs::File::from(fds.into_iter().next().unwrap())
+        .write_all(b"Subject: s\r\n\r\n")
+        .unwrap();
+    let append = SessionOp::Append {
+        name: "Shared".into(),
+        upload,
+        flags: 0,
+        keywords: vec![],
+        internal_date: None,
+    };
+    h.op(&h.imapd, EVE, append).await;
+    let mut events = h.imapd_events.lock().await;
+    let wait = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv());
+    let Some(Event::Changed { change, .. }) = wait.await.expect("an event in time") else {
+        panic!("no event")
+    };
+    assert!(matches!(change, Change::New { uid: 1, .. }), "{change:?}");
+    h.shutdown.cancel();
+}
