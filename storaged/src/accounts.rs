@@ -196,9 +196,22 @@ impl Db {
     /// Removes an account, its addresses, mailboxes and messages. Returns the message files
     /// to unlink (after the change is durable).
     pub fn remove_account(&self, name: &str) -> Result<Vec<u64>> {
-        if self.accounts.get(name)?.is_none() {
-            return Err(StoreError::NoAccount(name.into()));
+        // Mailboxes, messages and addresses are listed outside the transaction; every change to
+        // them bumps the account's modseq, which the transaction checks: on a change, redo.
+        for _ in 0..10 {
+            match self.try_remove_account(name) {
+                Err(StoreError::Conflict) => continue,
+                other => return other,
+            }
         }
+        Err(StoreError::Conflict)
+    }
+
+    fn try_remove_account(&self, name: &str) -> Result<Vec<u64>> {
+        let Some(seen) = self.accounts.get(name)? else {
+            return Err(StoreError::NoAccount(name.into()));
+        };
+        let seen: Account = record::decode("accounts", &seen)?;
         let mailbox_ids = self.mailbox_ids(name)?;
         let mut files = Vec::new();
         let mut batch_messages = sled::Batch::default();
@@ -231,7 +244,16 @@ impl Db {
         )
             .transaction(
                 |(accounts, addrs, mailboxes, names, messages, tombstones)| {
-                    accounts.remove(name)?;
+                    match accounts.remove(name)? {
+                        Some(v) => {
+                            let now: Account =
+                                record::decode("accounts", &v).map_err(TxError::Abort)?;
+                            if now.modseq != seen.modseq {
+                                return Err(TxError::Abort(StoreError::Conflict));
+                            }
+                        }
+                        None => return Err(TxError::Abort(StoreError::NoAccount(name.into()))),
+                    }
                     for a in &addresses {
                         addrs.remove(a)?;
                     }
@@ -256,9 +278,16 @@ impl Db {
             return Err(StoreError::NoDomain(addr.domain));
         }
         (&self.accounts, &self.addresses).transaction(|(accounts, addresses)| {
-            if accounts.get(account)?.is_none() {
-                return Err(TxError::Abort(StoreError::NoAccount(account.into())));
-            }
+            // Bumping the modseq makes a concurrent removal of the account notice the address.
+            let mut owner: Account = match accounts.get(account)? {
+                Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
+                None => return Err(TxError::Abort(StoreError::NoAccount(account.into()))),
+            };
+            owner.modseq += 1;
+            accounts.insert(
+                account.as_bytes(),
+                record::encode(&owner).map_err(TxError::Abort)?,
+            )?;
             if let Some(owner) = addresses.get(addr.key())? {
                 return Err(TxError::Abort(StoreError::AddressTaken(
                     addr.key(),

@@ -34,6 +34,9 @@ pub enum StoreError {
     Invalid { what: &'static str, why: String },
     #[error("no such mailbox `{0}`")]
     NoMailbox(String),
+    /// Something changed between a scan and the transaction based on it; try again.
+    #[error("concurrent change; try again")]
+    Conflict,
 }
 
 impl From<sled::Error> for StoreError {

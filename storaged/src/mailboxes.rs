@@ -52,8 +52,24 @@ impl Db {
             .iter()
             .map(|_| self.new_id())
             .collect::<Result<Vec<u64>>>()?;
-        let created = (&self.mailboxes, &self.mailbox_names, &self.meta).transaction(
-            |(mailboxes, names, meta)| {
+        let created = (
+            &self.mailboxes,
+            &self.mailbox_names,
+            &self.meta,
+            &self.accounts,
+        )
+            .transaction(|(mailboxes, names, meta, accounts)| {
+                // The account must still exist; bumping its modseq makes a concurrent removal
+                // of the account notice this mailbox.
+                let mut owner: record::Account = match accounts.get(account)? {
+                    Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
+                    None => return Err(TxError::Abort(StoreError::NoAccount(account.into()))),
+                };
+                owner.modseq += 1;
+                accounts.insert(
+                    account.as_bytes(),
+                    record::encode(&owner).map_err(TxError::Abort)?,
+                )?;
                 if names.get(keys::mailbox_name(account, &name))?.is_some() {
                     return Err(TxError::Abort(StoreError::Invalid {
                         what: "mailbox",
@@ -90,8 +106,7 @@ impl Db {
                 }
                 meta.insert("uidvalidity", &uidvalidity.to_be_bytes())?;
                 Ok(last)
-            },
-        )?;
+            })?;
         Ok(created)
     }
 
@@ -148,6 +163,18 @@ impl Db {
     /// Deletes a mailbox without children, with its messages; returns the files to unlink
     /// once the change is durable.
     pub fn delete_mailbox(&self, account: &str, name: &str) -> Result<Vec<u64>> {
+        // The messages are listed outside the transaction; if the mailbox changes meanwhile
+        // (an append, a flag change), the transaction notices and the whole thing is redone.
+        for _ in 0..10 {
+            match self.try_delete_mailbox(account, name) {
+                Err(StoreError::Conflict) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    fn try_delete_mailbox(&self, account: &str, name: &str) -> Result<Vec<u64>> {
         let name = check_name(name)?;
         if name == "Inbox" {
             return Err(StoreError::Invalid {
@@ -155,7 +182,7 @@ impl Db {
                 why: "the Inbox cannot be deleted".into(),
             });
         }
-        let (id, _) = self
+        let (id, seen) = self
             .mailbox_by_name(account, &name)?
             .ok_or_else(|| StoreError::NoMailbox(name.clone()))?;
         let child_prefix = keys::mailbox_name(account, &format!("{name}/"));
@@ -188,6 +215,17 @@ impl Db {
             &self.tombstones,
         )
             .transaction(|(mb, names, msgs, tombs)| {
+                let now: Option<Mailbox> = match mb.get(keys::mailbox(id))? {
+                    Some(v) => Some(record::decode("mailboxes", &v).map_err(TxError::Abort)?),
+                    None => None,
+                };
+                match now {
+                    Some(m)
+                        if m.uidnext == seen.uidnext && m.highest_modseq == seen.highest_modseq => {
+                    }
+                    Some(_) => return Err(TxError::Abort(StoreError::Conflict)),
+                    None => return Err(TxError::Abort(StoreError::NoMailbox(name.clone()))),
+                }
                 mb.remove(&keys::mailbox(id))?;
                 names.remove(keys::mailbox_name(account, &name))?;
                 msgs.apply_batch(&messages)?;

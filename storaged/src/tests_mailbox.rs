@@ -386,3 +386,27 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
     );
     assert!(crate::search::search(&f.db, &f.files, inbox, &Search(vec![Or])).is_err());
 }
+
+#[test]
+fn deleting_a_mailbox_while_messages_arrive_in_it_stays_consistent() {
+    let (f, inbox) = setup(3);
+    for round in 0..40 {
+        let name = format!("Busy{round}");
+        let target = f.db.create_mailbox("bob", &name).unwrap();
+        let (db, files) = (f.db.clone(), f.files.clone());
+        let copier = std::thread::spawn(move || {
+            // Copies until the mailbox is gone; a failed copy must leave nothing behind.
+            while db.copy_messages(&files, inbox, &[(1, 1)], target).is_ok() {}
+        });
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let unlink = loop {
+            match f.db.delete_mailbox("bob", &name) {
+                Ok(files) => break files,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        copier.join().unwrap();
+        f.unlink(unlink);
+    }
+}
