@@ -68,3 +68,43 @@ pub fn answer_tls_unavailable(
     }
     Ok(())
 }
+
+/// Starts [`answer_tls_unavailable`] once keyd has answered with its certificates, retrying
+/// while it cannot; connections wait in the listeners' backlog meanwhile.
+pub fn spawn_tls_unavailable(
+    keyd: ipc::context::PeerSlot<ipc::msg::key::KeyService>,
+    listeners: Vec<Listener>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    reply: fn(ListenerKind) -> Option<String>,
+) {
+    if listeners.is_empty() {
+        return;
+    }
+    let tasks2 = tasks.clone();
+    tasks.spawn(async move {
+        loop {
+            let config = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                c = crate::server_config(&keyd) => c,
+            };
+            match config {
+                Ok(config) => {
+                    if let Err(e) =
+                        answer_tls_unavailable(listeners, config, shutdown, tasks2, reply)
+                    {
+                        tracing::error!("TLS listeners: {e}");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("TLS not available yet: {e}; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    });
+}

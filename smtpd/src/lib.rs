@@ -7,8 +7,8 @@
 //!
 //! Status: the tree, sandbox, listeners and links are in place; the protocol itself arrives with
 //! issue 5. Until then every connection is told so and closed: plain listeners get the protocol's
-//! "service not available" reply, implicit-TLS listeners are closed (TLS comes with keyd's
-//! service).
+//! "service not available" reply; implicit-TLS listeners say it inside TLS, after a handshake
+//! whose signature keyd makes (the role never holds the private key).
 
 use ipc::config::ListenerKind;
 use ipc::{Context, RoleError, RoleSpec};
@@ -30,7 +30,19 @@ pub const SPEC: RoleSpec = RoleSpec {
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let hostname = ctx.config.hostname.clone();
     HOSTNAME.get_or_init(|| hostname);
-    ipc::serve::answer_unavailable(ctx.listeners, ctx.shutdown.clone(), ctx.tasks, unavailable)?;
+    // Implicit-TLS listeners complete the handshake through keyd first.
+    let (tls, plain): (Vec<_>, Vec<_>) = ctx
+        .listeners
+        .into_iter()
+        .partition(|l| l.spec.kind.implicit_tls());
+    keyclient::spawn_tls_unavailable(
+        ctx.peers.keyd.clone(),
+        tls,
+        ctx.shutdown.clone(),
+        ctx.tasks.clone(),
+        unavailable,
+    );
+    ipc::serve::answer_unavailable(plain, ctx.shutdown.clone(), ctx.tasks, unavailable)?;
     ctx.shutdown.cancelled().await;
     Ok(())
 }
@@ -42,6 +54,9 @@ fn unavailable(kind: ListenerKind) -> Option<String> {
     let host = HOSTNAME.get().map_or("moxd", String::as_str);
     match kind {
         ListenerKind::Smtp | ListenerKind::Submission => Some(format!(
+            "421 4.3.2 {host} moxd: SMTP service not implemented yet, try again later\r\n"
+        )),
+        ListenerKind::Submissions => Some(format!(
             "421 4.3.2 {host} moxd: SMTP service not implemented yet, try again later\r\n"
         )),
         _ => None,

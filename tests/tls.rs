@@ -1,0 +1,136 @@
+//! TLS through keyd: the implicit-TLS listeners complete real handshakes (Python's `ssl` as the
+//! client) whose signatures keyd makes; a stopped keyd fails handshakes within the signing
+//! timeout instead of hanging them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Options, Tree};
+use ipc::Role;
+use ipc::config::ListenerKind;
+
+/// Connects with Python's ssl; returns "version cipher sha256(cert) first-bytes" or the error.
+fn python_tls(addr: SocketAddr, args: &str) -> Result<String, String> {
+    let script = r#"
+import hashlib, socket, ssl, sys
+host, port, maxver, ciphers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+if maxver == "1.2":
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+if ciphers != "-":
+    ctx.set_ciphers(ciphers)
+with socket.create_connection((host, port), timeout=15) as s:
+    with ctx.wrap_socket(s, server_hostname="mx.test.example") as t:
+        t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = t.recv(100)
+        cert = t.getpeercert(binary_form=True)
+        print(t.version(), t.cipher()[0], hashlib.sha256(cert).hexdigest(), data[:20].decode("latin1"))
+"#;
+    let mut parts = args.split(' ');
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(parts.next().unwrap_or("-"))
+        .arg(parts.next().unwrap_or("-"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn addr(tree: &Tree, kind: ListenerKind) -> SocketAddr {
+    let status = tree.status().expect("status");
+    status
+        .listeners
+        .iter()
+        .find(|l| l.kind == kind)
+        .expect("listener")
+        .addr
+}
+
+#[test]
+fn implicit_tls_listeners_handshake_through_keyd() {
+    let tree = Tree::start(Options::default());
+    let imaps = python_tls(addr(&tree, ListenerKind::Imaps), "- -").expect("imaps");
+    assert!(imaps.starts_with("TLSv1.3 "), "{imaps}");
+    assert!(imaps.ends_with("* BYE [UNAVAILABLE]"), "{imaps}");
+    let ecdsa_fp = imaps.split(' ').nth(2).expect("fingerprint").to_string();
+    let https = python_tls(addr(&tree, ListenerKind::Https), "1.2 -").expect("https");
+    assert!(
+        https.starts_with("TLSv1.2 ECDHE-ECDSA-"),
+        "ECDSA by default: {https}"
+    );
+    assert!(https.ends_with("HTTP/1.1 503 Service"), "{https}");
+    // A client that cannot do ECDSA gets the RSA certificate.
+    let rsa = python_tls(
+        addr(&tree, ListenerKind::Submissions),
+        "1.2 ECDHE-RSA-AES128-GCM-SHA256",
+    )
+    .expect("submissions with RSA");
+    assert!(
+        rsa.starts_with("TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"),
+        "{rsa}"
+    );
+    assert_ne!(
+        rsa.split(' ').nth(2),
+        Some(ecdsa_fp.as_str()),
+        "another certificate"
+    );
+    assert!(rsa.ends_with("421 4.3.2 mx.test.ex"), "{rsa}");
+    // Nothing but keyd holds the keys: the keyd directory is the only place they exist.
+    let keyd_dir = tree.dir.path().join("data/keyd");
+    if common::is_root() {
+        let names: Vec<String> = std::fs::read_dir(&keyd_dir)
+            .expect("keyd dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "selfsigned-ecdsa.key.pem"),
+            "{names:?}"
+        );
+        let meta = std::fs::metadata(keyd_dir.join("selfsigned-ecdsa.key.pem")).expect("key");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+    }
+}
+
+#[test]
+fn a_stopped_keyd_fails_handshakes_quickly_instead_of_hanging_them() {
+    let tree = Tree::start(Options::default());
+    let imaps = addr(&tree, ListenerKind::Imaps);
+    python_tls(imaps, "- -").expect("a first handshake while keyd runs");
+    let keyd = tree
+        .status()
+        .expect("status")
+        .roles
+        .iter()
+        .find(|r| r.role == Role::Keyd)
+        .and_then(|r| r.pid)
+        .expect("keyd pid");
+    let pid = nix::unistd::Pid::from_raw(keyd as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let start = Instant::now();
+    let stopped = python_tls(imaps, "- -");
+    let took = start.elapsed();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert!(stopped.is_err(), "no key, no handshake: {stopped:?}");
+    assert!(
+        took < Duration::from_secs(12),
+        "the handshake hung for {took:?}"
+    );
+    eprintln!("handshake with keyd stopped failed after {took:?}");
+    python_tls(imaps, "- -").expect("handshakes work again once keyd continues");
+}
