@@ -1,0 +1,189 @@
+//! Full TLS handshakes per second: the server key in keyd (a real keyd service, reached over a
+//! SOCK_SEQPACKET socketpair as in the tree) against the same rustls server holding the key in
+//! process. ECDSA P-256 and RSA-2048, TLS 1.3, no resumption (every handshake signs).
+//!
+//! `cargo bench -p keyclient --bench handshake_bench` (`-- --quick` for a short run).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc::context::PeerSlot;
+use ipc::msg::key::KeyService;
+use ipc::{Link, Peers, Role};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let seconds = if quick { 1.0 } else { 5.0 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { tokio::spawn(run(seconds)).await.unwrap() });
+}
+
+async fn run(seconds: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    // keyd with its self-signed ECDSA and RSA certificates.
+    let (keys, certs) = {
+        let mut keys = keyd::keys::KeyStore::open(dir.path()).unwrap();
+        keyd::certs::self_signed(dir.path(), &mut keys, &["bench.example".into()]).unwrap();
+        let certs = keyd::certs::load(dir.path(), &keys).unwrap();
+        (keys, certs)
+    };
+    let service = keyd::service::Keyd::new(dir.path().to_path_buf(), keys, certs);
+    let (ours, theirs) = ipc::transport::socket_pair().unwrap();
+    let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
+    incoming_tx
+        .send((Role::Imapd, Link::from_fd(theirs, "imapd→keyd").unwrap()))
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let svc = service.clone();
+    tokio::spawn(ipc::serve::accept_links::<KeyService, _, _, _>(
+        incoming,
+        shutdown.clone(),
+        tokio_util::task::TaskTracker::new(),
+        move |peer, req| svc.clone().handle(peer, req),
+        |_| {},
+    ));
+    let peers = Peers::default();
+    peers
+        .connect(Role::Keyd, Link::from_fd(ours, "imapd→keyd").unwrap())
+        .unwrap();
+    let slot: PeerSlot<KeyService> = peers.keyd.clone();
+    let remote = keyclient::server_config(&slot).await.unwrap();
+
+    println!("TLS 1.3 full handshakes (no resumption), {seconds} s per row, 1 thread");
+    println!(
+        "{:<12} {:>14} {:>14} {:>8}",
+        "key", "in-process/s", "via keyd/s", "ratio"
+    );
+    for (name, scheme_client) in [("selfsigned-ecdsa", "ECDSA"), ("selfsigned-rsa", "RSA")] {
+        let pem = std::fs::read(dir.path().join(format!("{name}.key.pem"))).unwrap();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.path().join(format!("{name}.cert.pem")))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let local = Arc::new(
+            ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain.clone(), PrivateKeyDer::from_pem_slice(&pem).unwrap())
+                .unwrap(),
+        );
+        let client = client_config(scheme_client == "RSA");
+        let a = rate(&local, &client, seconds);
+        let b = rate(&remote, &client, seconds);
+        println!(
+            "{:<12} {:>14.0} {:>14.0} {:>7.2}x",
+            scheme_client,
+            a,
+            b,
+            b / a
+        );
+    }
+    shutdown.cancel();
+}
+
+/// A client that accepts any certificate; for RSA, one that offers only RSA signatures.
+fn client_config(rsa_only: bool) -> Arc<ClientConfig> {
+    #[derive(Debug)]
+    struct Any(Vec<rustls::SignatureScheme>);
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.clone()
+        }
+    }
+    use rustls::SignatureScheme as S;
+    let schemes = if rsa_only {
+        vec![S::RSA_PSS_SHA256, S::RSA_PKCS1_SHA256]
+    } else {
+        vec![
+            S::ECDSA_NISTP256_SHA256,
+            S::RSA_PSS_SHA256,
+            S::RSA_PKCS1_SHA256,
+        ]
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Any(schemes)))
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// Handshakes per second, client and server in memory.
+fn rate(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>, seconds: f64) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs_f64(seconds) {
+        handshake(server, client);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) {
+    let mut c = ClientConnection::new(
+        client.clone(),
+        ServerName::try_from("bench.example").unwrap(),
+    )
+    .unwrap();
+    let mut s = ServerConnection::new(server.clone()).unwrap();
+    let mut buf = Vec::new();
+    while c.is_handshaking() || s.is_handshaking() {
+        buf.clear();
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets().unwrap();
+        }
+        buf.clear();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets().unwrap();
+        }
+    }
+}
