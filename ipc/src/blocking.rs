@@ -67,3 +67,45 @@ impl<Out: Serialize, In: DeserializeOwned> BlockingChannel<Out, In> {
         self.fd
     }
 }
+
+/// One request/response exchange of service `S` on a blocking socket used by one caller at a
+/// time, waiting at most `timeout` for the answer. After an error the socket's state is unknown
+/// (a late answer may still come): drop it.
+pub fn call<S: crate::rpc::Service>(
+    fd: BorrowedFd<'_>,
+    request: &S::Request,
+    timeout: std::time::Duration,
+) -> Result<S::Response, ChannelError> {
+    let payload = codec::encode(request)?;
+    let datagram = Header::encode(Kind::Request, 1, 0, &payload)?;
+    sandbox::fdpass::send(fd, &datagram, &[])?;
+    let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    match nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)) {
+        Ok(0) => {
+            return Err(ChannelError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer in time",
+            )));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(ChannelError::Io(e.into())),
+    }
+    let mut buf = vec![0u8; MAX_FRAME + 1];
+    let got = sandbox::fdpass::recv(fd, &mut buf)?;
+    if got.len == 0 {
+        return Err(ChannelError::Closed);
+    }
+    if got.data_truncated || !got.fds.is_empty() {
+        got.fds.into_iter().for_each(sandbox::fdpass::discard);
+        return Err(FrameError::Oversize.into());
+    }
+    let (header, payload) = Header::decode(&buf[..got.len], 0)?;
+    if header.kind != Kind::Response || header.id != 1 {
+        return Err(ChannelError::Protocol(format!(
+            "expected the answer, got {:?}",
+            header.kind
+        )));
+    }
+    Ok(codec::decode(payload)?)
+}

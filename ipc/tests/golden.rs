@@ -900,3 +900,35 @@ fn store_watch_and_events() {
         &[0, 3, 98, 111, 98, 42, 2, 3, 2, 7, 8],
     );
 }
+
+#[test]
+fn key_service() {
+    use ipc::msg::key;
+    assert_golden(&key::Request::Certificates, &[0]);
+    assert_golden(&key::Request::OpenSigner, &[1]);
+    assert_golden(
+        &key::Request::SignTls {
+            key: "k".into(),
+            scheme: 0x0403,
+            message: vec![1, 2],
+        },
+        &[2, 1, 107, 251, 3, 4, 2, 1, 2],
+    );
+    assert_golden(&key::Response::Signature(vec![9]), &[1, 1, 9]);
+    assert_golden(&key::Response::SignerOpened, &[2]);
+    assert_golden(&key::Response::Refused("no".into()), &[3, 2, 110, 111]);
+    assert_golden(
+        &key::Response::Certificates(vec![key::Certificate {
+            names: vec!["mx".into()],
+            chain: vec![vec![0x30]],
+            key: "k".into(),
+            public_key: vec![0x30],
+            schemes: vec![0x0403],
+            algorithm: "ecdsa".into(),
+        }]),
+        &[
+            0, 1, 1, 2, 109, 120, 1, 1, 48, 1, 107, 1, 48, 1, 251, 3, 4, 5, 101, 99, 100, 115, 97,
+        ],
+    );
+    assert_golden(&key::Event::CertificatesChanged, &[0]);
+}

@@ -38,6 +38,15 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
         Ok(Err(e)) => return Err(format!("keyd: {e}")),
         Err(_) => return Err("keyd did not answer".into()),
     };
+    // Blocking signing sockets: a signature from a handshake is then one plain round trip.
+    let pool = Arc::new(SignerPool::default());
+    for _ in 0..SIGNERS {
+        match client.call(&key::Request::OpenSigner, Vec::new()).await {
+            Ok((key::Response::SignerOpened, mut fds)) if fds.len() == 1 => pool.put(fds.remove(0)),
+            Ok((other, _)) => tracing::warn!("keyd gave no signing socket: {other:?}"),
+            Err(e) => tracing::warn!("keyd gave no signing socket: {e}"),
+        }
+    }
     let mut entries = Vec::new();
     for cert in certs {
         let remote = RemoteKey {
@@ -51,6 +60,7 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
             algorithm: algorithm(&cert.algorithm),
             keyd: keyd.clone(),
             runtime: tokio::runtime::Handle::current(),
+            pool: pool.clone(),
         };
         let chain: Vec<CertificateDer<'static>> = cert
             .chain
@@ -132,6 +142,28 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// Blocking signing sockets opened at keyd, one caller each at a time.
+#[derive(Debug, Default)]
+struct SignerPool {
+    sockets: std::sync::Mutex<Vec<std::os::fd::OwnedFd>>,
+}
+
+impl SignerPool {
+    fn take(&self) -> Option<std::os::fd::OwnedFd> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, fd: std::os::fd::OwnedFd) {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fd);
+    }
+}
+
+/// Signing sockets per configuration (rustls signs on the async workers, two by default).
+const SIGNERS: usize = 4;
+
 /// A private key that lives in keyd.
 struct RemoteKey {
     name: String,
@@ -140,6 +172,7 @@ struct RemoteKey {
     algorithm: SignatureAlgorithm,
     keyd: PeerSlot<KeyService>,
     runtime: tokio::runtime::Handle,
+    pool: Arc<SignerPool>,
 }
 
 impl std::fmt::Debug for RemoteKey {
@@ -158,6 +191,7 @@ impl SigningKey for RemoteKey {
             scheme,
             keyd: self.keyd.clone(),
             runtime: self.runtime.clone(),
+            pool: self.pool.clone(),
         }))
     }
 
@@ -175,6 +209,7 @@ struct RemoteSigner {
     scheme: SignatureScheme,
     keyd: PeerSlot<KeyService>,
     runtime: tokio::runtime::Handle,
+    pool: Arc<SignerPool>,
 }
 
 impl std::fmt::Debug for RemoteSigner {
@@ -190,28 +225,51 @@ impl Signer for RemoteSigner {
     /// rustls signs synchronously: one blocking round trip to keyd, off the async workers'
     /// duty (block_in_place), bounded by [`SIGN_TIMEOUT`].
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        let client = self
-            .keyd
-            .current()
-            .ok_or_else(|| rustls::Error::General("keyd is not reachable".into()))?;
         let request = key::Request::SignTls {
             key: self.name.clone(),
             scheme: u16::from(self.scheme),
             message: message.to_vec(),
         };
-        let call =
-            async { tokio::time::timeout(SIGN_TIMEOUT, client.call(&request, Vec::new())).await };
-        let answer = tokio::task::block_in_place(|| self.runtime.block_on(call));
-        match answer {
-            Ok(Ok((key::Response::Signature(sig), _))) => Ok(sig),
-            Ok(Ok((key::Response::Refused(why), _))) => {
+        let answer = match self.pool.take() {
+            // One blocking round trip on a signing socket of our own. `block_in_place` first
+            // hands this worker's queued tasks to another thread: keyd may be a task of this
+            // very runtime (single-process mode) and must not wait behind us.
+            Some(fd) => {
+                use std::os::fd::AsFd;
+                let answer = tokio::task::block_in_place(|| {
+                    ipc::blocking::call::<KeyService>(fd.as_fd(), &request, SIGN_TIMEOUT)
+                });
+                match answer {
+                    Ok(answer) => {
+                        self.pool.put(fd);
+                        Ok(answer)
+                    }
+                    // The socket's state is unknown (a late answer may come): let it go.
+                    Err(e) => Err(format!("keyd: {e}")),
+                }
+            }
+            // All signing sockets busy: the shared link, without blocking the async workers.
+            None => {
+                let client = self
+                    .keyd
+                    .current()
+                    .ok_or_else(|| rustls::Error::General("keyd is not reachable".into()))?;
+                let call = async {
+                    tokio::time::timeout(SIGN_TIMEOUT, client.call(&request, Vec::new())).await
+                };
+                match tokio::task::block_in_place(|| self.runtime.block_on(call)) {
+                    Ok(Ok((answer, _))) => Ok(answer),
+                    Ok(Err(e)) => Err(format!("keyd: {e}")),
+                    Err(_) => Err(format!("keyd did not sign within {SIGN_TIMEOUT:?}")),
+                }
+            }
+        };
+        match answer.map_err(rustls::Error::General)? {
+            key::Response::Signature(sig) => Ok(sig),
+            key::Response::Refused(why) => {
                 Err(rustls::Error::General(format!("keyd refused: {why}")))
             }
-            Ok(Ok((other, _))) => Err(rustls::Error::General(format!("keyd: {other:?}"))),
-            Ok(Err(e)) => Err(rustls::Error::General(format!("keyd: {e}"))),
-            Err(_) => Err(rustls::Error::General(format!(
-                "keyd did not sign within {SIGN_TIMEOUT:?}"
-            ))),
+            other => Err(rustls::Error::General(format!("keyd: {other:?}"))),
         }
     }
 

@@ -15,6 +15,9 @@ use rustls::SignatureScheme;
 use crate::certs::CertEntry;
 use crate::keys::KeyStore;
 
+/// Signing sockets one role may hold.
+const MAX_SIGNERS: usize = 16;
+
 /// Signatures one link may ask for per second.
 const MAX_SIGNATURES_PER_SECOND: u32 = 5000;
 
@@ -38,6 +41,7 @@ pub struct Keyd {
     keys: RwLock<KeyStore>,
     certs: RwLock<Vec<CertEntry>>,
     rate: Mutex<HashMap<Role, (Instant, u32)>>,
+    signers: Mutex<HashMap<Role, usize>>,
 }
 
 impl Keyd {
@@ -47,6 +51,7 @@ impl Keyd {
             keys: RwLock::new(keys),
             certs: RwLock::new(certs),
             rate: Mutex::default(),
+            signers: Mutex::default(),
         })
     }
 
@@ -58,22 +63,63 @@ impl Keyd {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let response = if matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd) {
-            self.answer(peer, request).await
+        let (response, fds) = if matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd) {
+            match request {
+                Request::OpenSigner => self.open_signer(peer),
+                other => (self.answer(peer, other).await, Vec::new()),
+            }
         } else {
             tracing::warn!(
                 "{peer} asked for {}, which its link does not permit",
                 kind(&request)
             );
-            Response::Refused("not permitted on this link".into())
+            (
+                Response::Refused("not permitted on this link".into()),
+                Vec::new(),
+            )
         };
-        if let Err(e) = reply.send(&response, Vec::new()).await {
+        if let Err(e) = reply.send(&response, fds).await {
             tracing::warn!("answering {peer}: {e}");
         }
     }
 
+    /// A socket of `peer`'s own for blocking signatures, served with the same rights.
+    fn open_signer(self: Arc<Self>, peer: Role) -> (Response, Vec<ipc::Handle>) {
+        {
+            let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+            let count = signers.entry(peer).or_insert(0);
+            if *count >= MAX_SIGNERS {
+                return (
+                    Response::Refused("too many signing sockets".into()),
+                    Vec::new(),
+                );
+            }
+            *count += 1;
+        }
+        let (ours, theirs) = match ipc::transport::socket_pair() {
+            Ok(pair) => pair,
+            Err(e) => return (Response::Refused(e.to_string()), Vec::new()),
+        };
+        let link = match ipc::Link::from_fd(ours, format!("{peer}→keyd (signer)")) {
+            Ok(link) => link,
+            Err(e) => return (Response::Refused(e.to_string()), Vec::new()),
+        };
+        tokio::spawn(async move {
+            let mut server = ipc::rpc::Server::<KeyService>::new(link);
+            while let Ok(Some(incoming)) = server.next().await {
+                self.clone().handle(peer, incoming).await;
+            }
+            let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = signers.get_mut(&peer) {
+                *count = count.saturating_sub(1);
+            }
+        });
+        (Response::SignerOpened, vec![theirs])
+    }
+
     async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
         match request {
+            Request::OpenSigner => Response::Refused("signers are opened on the main link".into()),
             Request::Certificates => Response::Certificates(self.certificates()),
             Request::SignTls {
                 key,
@@ -163,6 +209,7 @@ fn kind(r: &Request) -> &'static str {
     match r {
         Request::Certificates => "certificates",
         Request::SignTls { .. } => "a TLS signature",
+        Request::OpenSigner => "a signing socket",
     }
 }
 

@@ -23,6 +23,9 @@ impl Service for KeyService {
 pub enum Request {
     /// smtpd, imapd, httpd → keyd: the certificates to serve, with their keys' public parts.
     Certificates,
+    /// smtpd, imapd, httpd → keyd: a socket of its own for signing from a thread that may
+    /// block (rustls signs synchronously); keyd serves it with the same rights as this link.
+    OpenSigner,
     /// smtpd, imapd, httpd → keyd: sign a TLS handshake message with key `key`.
     SignTls {
         key: String,
@@ -38,6 +41,8 @@ pub enum Response {
     Certificates(Vec<Certificate>),
     /// keyd → caller: the signature.
     Signature(Vec<u8>),
+    /// keyd → caller: the signing socket is attached.
+    SignerOpened,
     /// keyd → caller: refused (wrong shape, unknown key, not permitted, rate limited).
     Refused(String),
 }

@@ -113,14 +113,22 @@ fn allow_list(policy: &Policy) -> Result<Rules, Error> {
             ],
         );
     }
-    // A connected stream pair reaches nothing outside the process (tokio's signal pipe). A
-    // datagram pair could `sendto` any named socket on the system, so only streams.
+    // A connected pair reaches nothing outside the process: stream pairs (tokio's signal pipe)
+    // and seqpacket pairs (keyd's signing sockets; the kernel ignores a destination address on
+    // a connected seqpacket socket). A datagram pair could `sendto` any named socket on the
+    // system, so never those.
     rules.insert(
         libc::SYS_socketpair,
-        vec![rule(&[
-            arg_eq(0, libc::AF_UNIX as u64)?,
-            arg_masked(1, 0xf, libc::SOCK_STREAM as u64)?,
-        ])?],
+        vec![
+            rule(&[
+                arg_eq(0, libc::AF_UNIX as u64)?,
+                arg_masked(1, 0xf, libc::SOCK_STREAM as u64)?,
+            ])?,
+            rule(&[
+                arg_eq(0, libc::AF_UNIX as u64)?,
+                arg_masked(1, 0xf, libc::SOCK_SEQPACKET as u64)?,
+            ])?,
+        ],
     );
     // Threads, never processes.
     rules.insert(
