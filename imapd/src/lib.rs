@@ -28,35 +28,13 @@ pub const SPEC: RoleSpec = RoleSpec {
 
 /// imapd's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let hostname = ctx.config.hostname.clone();
-    HOSTNAME.get_or_init(|| hostname);
-    // Implicit-TLS listeners complete the handshake through keyd first.
-    let (tls, plain): (Vec<_>, Vec<_>) = ctx
-        .listeners
-        .into_iter()
-        .partition(|l| l.spec.kind.implicit_tls());
-    keyclient::spawn_tls_unavailable(
-        ctx.peers.keyd.clone(),
-        tls,
-        ctx.shutdown.clone(),
-        ctx.tasks.clone(),
-        unavailable,
-    );
-    ipc::serve::answer_unavailable(plain, ctx.shutdown.clone(), ctx.tasks, unavailable)?;
-    ctx.shutdown.cancelled().await;
-    Ok(())
+    keyclient::serve_unavailable(ctx, unavailable).await
 }
 
-static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// The honest answer on a listener this role does not serve yet.
-fn unavailable(kind: ListenerKind) -> Option<String> {
-    let host = HOSTNAME.get().map_or("moxd", String::as_str);
+fn unavailable(host: &str, kind: ListenerKind) -> Option<String> {
     match kind {
-        ListenerKind::Imap => Some(format!(
-            "* BYE [UNAVAILABLE] {host} moxd: IMAP service not implemented yet\r\n"
-        )),
-        ListenerKind::Imaps => Some(format!(
+        ListenerKind::Imap | ListenerKind::Imaps => Some(format!(
             "* BYE [UNAVAILABLE] {host} moxd: IMAP service not implemented yet\r\n"
         )),
         _ => None,

@@ -81,20 +81,23 @@ pub async fn accept_links<S, F, Fut, C>(
     }
 }
 
+/// The answer a role gives on a listener it does not serve yet, by listener kind.
+pub type Reply = std::sync::Arc<dyn Fn(ListenerKind) -> Option<String> + Send + Sync>;
+
 /// Accepts connections on `listeners` and answers each with the line `reply` gives for its kind
 /// (or closes it at once when there is none), until shutdown.
 pub fn answer_unavailable(
     listeners: Vec<Listener>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    reply: fn(ListenerKind) -> Option<String>,
+    reply: Reply,
 ) -> std::io::Result<()> {
     for listener in listeners {
         let kind = listener.spec.kind;
         let std_listener = std::net::TcpListener::from(listener.fd);
         std_listener.set_nonblocking(true)?;
         let socket = tokio::net::TcpListener::from_std(std_listener)?;
-        let shutdown = shutdown.clone();
+        let (shutdown, reply) = (shutdown.clone(), reply.clone());
         tasks.spawn(async move {
             loop {
                 let (mut conn, peer) = tokio::select! {

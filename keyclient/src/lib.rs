@@ -15,7 +15,7 @@ use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 
 mod serve;
 
-pub use serve::{answer_tls_unavailable, spawn_tls_unavailable};
+pub use serve::{answer_tls_unavailable, serve_unavailable, spawn_tls_unavailable};
 
 /// How long a signature may take before the handshake fails.
 pub const SIGN_TIMEOUT: Duration = Duration::from_secs(2);

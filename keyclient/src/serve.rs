@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc::Listener;
-use ipc::config::ListenerKind;
+use ipc::serve::Reply;
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ pub fn answer_tls_unavailable(
     config: Arc<ServerConfig>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    reply: fn(ListenerKind) -> Option<String>,
+    reply: Reply,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     for listener in listeners {
@@ -28,7 +28,12 @@ pub fn answer_tls_unavailable(
         let std_listener = std::net::TcpListener::from(listener.fd);
         std_listener.set_nonblocking(true)?;
         let socket = tokio::net::TcpListener::from_std(std_listener)?;
-        let (shutdown, acceptor, tasks2) = (shutdown.clone(), acceptor.clone(), tasks.clone());
+        let (shutdown, acceptor, tasks2, reply) = (
+            shutdown.clone(),
+            acceptor.clone(),
+            tasks.clone(),
+            reply.clone(),
+        );
         tasks.spawn(async move {
             loop {
                 let (conn, peer) = tokio::select! {
@@ -42,7 +47,7 @@ pub fn answer_tls_unavailable(
                         }
                     },
                 };
-                let acceptor = acceptor.clone();
+                let (acceptor, reply) = (acceptor.clone(), reply.clone());
                 tasks2.spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
                         Ok(Ok(mut tls)) => {
@@ -76,7 +81,7 @@ pub fn spawn_tls_unavailable(
     listeners: Vec<Listener>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    reply: fn(ListenerKind) -> Option<String>,
+    reply: Reply,
 ) {
     if listeners.is_empty() {
         return;
@@ -107,4 +112,29 @@ pub fn spawn_tls_unavailable(
             }
         }
     });
+}
+
+/// The whole life of a network role whose protocol is not served yet: plain listeners answer
+/// `reply(hostname, kind)` at once; implicit-TLS listeners answer it inside TLS, after a
+/// handshake whose signature keyd makes. Runs until shutdown.
+pub async fn serve_unavailable(
+    ctx: ipc::Context,
+    reply: fn(&str, ipc::config::ListenerKind) -> Option<String>,
+) -> Result<(), ipc::RoleError> {
+    let hostname = ctx.config.hostname.clone();
+    let reply: Reply = std::sync::Arc::new(move |kind| reply(&hostname, kind));
+    let (tls, plain): (Vec<_>, Vec<_>) = ctx
+        .listeners
+        .into_iter()
+        .partition(|l| l.spec.kind.implicit_tls());
+    spawn_tls_unavailable(
+        ctx.peers.keyd.clone(),
+        tls,
+        ctx.shutdown.clone(),
+        ctx.tasks.clone(),
+        reply.clone(),
+    );
+    ipc::serve::answer_unavailable(plain, ctx.shutdown.clone(), ctx.tasks, reply)?;
+    ctx.shutdown.cancelled().await;
+    Ok(())
 }
