@@ -73,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         op: PasswordOp,
     },
+    /// DKIM keys (kept in keyd): generate, list with the DNS TXT records to publish.
+    Dkim {
+        #[command(subcommand)]
+        op: DkimOp,
+    },
     /// Mailboxes of an account with their message counts.
     Mailbox {
         #[command(subcommand)]
@@ -88,6 +93,19 @@ enum PasswordOp {
         #[arg(long)]
         stdin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum DkimOp {
+    Genkey {
+        domain: String,
+        #[arg(long, default_value = "mail")]
+        selector: String,
+        /// `rsa` (2048 bits, what every verifier knows) or `ed25519` (RFC 8463).
+        #[arg(long, default_value = "rsa")]
+        alg: String,
+    },
+    List,
 }
 
 #[derive(Subcommand)]
@@ -236,6 +254,18 @@ fn request_for(command: &Command) -> Result<Request, String> {
             recipients: recipients.clone(),
         }),
         Command::Verifydata => store(StoreAdmin::VerifyData),
+        Command::Dkim { op } => Request::Role(RoleAdmin::Key(match op {
+            DkimOp::Genkey {
+                domain,
+                selector,
+                alg,
+            } => ipc::msg::key::Admin::DkimGenKey {
+                domain: domain.clone(),
+                selector: selector.clone(),
+                algorithm: alg.clone(),
+            },
+            DkimOp::List => ipc::msg::key::Admin::DkimList,
+        })),
         Command::Backup { .. } => store(StoreAdmin::Backup),
         Command::Password {
             op: PasswordOp::Set { account, .. },
@@ -366,6 +396,18 @@ fn print(command: &Command, response: Response) -> ExitCode {
             }
         }
         Response::Role(AdminReply::Store(reply)) => return print_store(reply),
+        Response::Role(AdminReply::Key(ipc::msg::key::AdminReply::Dkim(keys))) => {
+            for k in keys {
+                // Zone-file form; TXT strings hold at most 255 characters each.
+                let chunks: Vec<String> = k
+                    .record
+                    .as_bytes()
+                    .chunks(255)
+                    .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                    .collect();
+                println!("{}. IN TXT ( {} )", k.name, chunks.join(" "));
+            }
+        }
         Response::Role(AdminReply::Auth(ipc::msg::auth::AdminReply::Done(line))) => {
             println!("{line}")
         }

@@ -932,3 +932,38 @@ fn key_service() {
     );
     assert_golden(&key::Event::CertificatesChanged, &[0]);
 }
+
+#[test]
+fn key_admin() {
+    use ipc::msg::key;
+    assert_golden(
+        &admin::Request::Role(control::RoleAdmin::Key(key::Admin::DkimGenKey {
+            domain: "example.org".into(),
+            selector: "s1".into(),
+            algorithm: "ed25519".into(),
+        })),
+        &[
+            5, 2, 0, 11, 101, 120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 2, 115, 49, 7, 101,
+            100, 50, 53, 53, 49, 57,
+        ],
+    );
+    assert_golden(
+        &control::Request::Admin(control::RoleAdmin::Key(key::Admin::DkimList)),
+        &[5, 2, 1],
+    );
+    assert_golden(
+        &admin::Response::Role(control::AdminReply::Key(key::AdminReply::Dkim(vec![
+            key::DkimKey {
+                domain: "d".into(),
+                selector: "s".into(),
+                algorithm: "rsa".into(),
+                name: "s._domainkey.d".into(),
+                record: "v=DKIM1".into(),
+            },
+        ]))),
+        &[
+            3, 2, 0, 1, 1, 100, 1, 115, 3, 114, 115, 97, 14, 115, 46, 95, 100, 111, 109, 97, 105,
+            110, 107, 101, 121, 46, 100, 7, 118, 61, 68, 75, 73, 77, 49,
+        ],
+    );
+}

@@ -10,6 +10,7 @@
 //! the moxctl commands arrive with the rest of issue 4.
 
 pub mod certs;
+pub mod dkim;
 pub mod keys;
 pub mod service;
 pub mod shape;
@@ -55,6 +56,19 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         certs.len()
     );
     let keyd = service::Keyd::new(dir, keys, certs);
+    let (admin_keyd, shutdown) = (keyd.clone(), ctx.shutdown.clone());
+    let mut admin = ctx.admin;
+    ctx.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                call = admin.recv() => match call {
+                    Some(call) => { tokio::spawn(admin_keyd.clone().admin(call)); }
+                    None => return,
+                },
+            }
+        }
+    });
     ipc::serve::accept_links::<KeyService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,

@@ -205,6 +205,43 @@ impl Keyd {
     }
 }
 
+impl Keyd {
+    /// Carries out one administrative request from moxctl.
+    pub async fn admin(self: Arc<Self>, call: ipc::AdminCall) {
+        use ipc::msg::control::{AdminReply, RoleAdmin};
+        use ipc::msg::key::{Admin, AdminReply as KeyReply};
+        let ipc::AdminCall {
+            request,
+            fds,
+            reply,
+        } = call;
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        let RoleAdmin::Key(request) = request else {
+            let _ = reply.send(Err("not a keyd request".into()));
+            return;
+        };
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || match request {
+            Admin::DkimGenKey {
+                domain,
+                selector,
+                algorithm,
+            } => {
+                let mut keys = this.keys.write().unwrap_or_else(|e| e.into_inner());
+                crate::dkim::generate(&mut keys, &domain, &selector, &algorithm)
+                    .map(|k| KeyReply::Dkim(vec![k]))
+                    .map_err(|e| e.to_string())
+            }
+            Admin::DkimList => Ok(KeyReply::Dkim(crate::dkim::list(&read(&this.keys)))),
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map(AdminReply::Key);
+        let _ = reply.send(result);
+    }
+}
+
 fn kind(r: &Request) -> &'static str {
     match r {
         Request::Certificates => "certificates",

@@ -38,6 +38,7 @@ pub enum Request {
 pub enum RoleAdmin {
     Store(crate::msg::store::Admin),
     Auth(crate::msg::auth::Admin),
+    Key(crate::msg::key::Admin),
 }
 
 impl RoleAdmin {
@@ -46,6 +47,7 @@ impl RoleAdmin {
         match self {
             RoleAdmin::Store(_) => Role::Storaged,
             RoleAdmin::Auth(_) => Role::Authd,
+            RoleAdmin::Key(_) => Role::Keyd,
         }
     }
 }
@@ -55,6 +57,7 @@ impl RoleAdmin {
 pub enum AdminReply {
     Store(crate::msg::store::AdminReply),
     Auth(crate::msg::auth::AdminReply),
+    Key(crate::msg::key::AdminReply),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

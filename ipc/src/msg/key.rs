@@ -69,3 +69,35 @@ pub struct Certificate {
 pub enum Event {
     CertificatesChanged,
 }
+
+/// Administration of keyd, forwarded by the supervisor from moxctl. Private keys never leave
+/// keyd: only public parts and DNS records come back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    /// moxctl → keyd: a new DKIM key for `domain` under `selector` (`ed25519` or `rsa`).
+    DkimGenKey {
+        domain: String,
+        selector: String,
+        algorithm: String,
+    },
+    /// moxctl → keyd: every DKIM key with the TXT record to publish.
+    DkimList,
+}
+
+/// keyd's answer to an [`Admin`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Dkim(Vec<DkimKey>),
+}
+
+/// A DKIM key's public side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    /// The name of the TXT record (`selector._domainkey.domain`).
+    pub name: String,
+    /// Its value (`v=DKIM1; k=…; p=…`).
+    pub record: String,
+}
