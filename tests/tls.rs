@@ -243,3 +243,125 @@ fn private_keys_are_in_keyd_memory_and_nowhere_else_in_the_tree() {
         "the private key is in keyd (proving the scan works) and in no other process"
     );
 }
+
+#[test]
+fn a_rustls_client_completes_tls_12_and_13_with_both_key_types() {
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    /// Accepts the self-signed certificate but checks every handshake signature for real.
+    #[derive(Debug)]
+    struct SelfSigned(
+        Arc<rustls::crypto::CryptoProvider>,
+        Vec<SignatureScheme>,
+        std::sync::Mutex<Option<SignatureScheme>>,
+    );
+    impl rustls::client::danger::ServerCertVerifier for SelfSigned {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            *self.2.lock().expect("lock") = Some(dss.scheme);
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            *self.2.lock().expect("lock") = Some(dss.scheme);
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.1.clone()
+        }
+    }
+
+    let tree = Tree::start(Options::default());
+    let https = addr(&tree, ListenerKind::Https);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    for (version, schemes, expect) in [
+        (
+            &rustls::version::TLS13,
+            vec![SignatureScheme::ECDSA_NISTP256_SHA256],
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+        ),
+        (
+            &rustls::version::TLS13,
+            vec![SignatureScheme::RSA_PSS_SHA256],
+            SignatureScheme::RSA_PSS_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            vec![SignatureScheme::ECDSA_NISTP256_SHA256],
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            vec![SignatureScheme::RSA_PKCS1_SHA256],
+            SignatureScheme::RSA_PKCS1_SHA256,
+        ),
+    ] {
+        let verifier = Arc::new(SelfSigned(
+            provider.clone(),
+            schemes,
+            std::sync::Mutex::new(None),
+        ));
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let mut conn = rustls::ClientConnection::new(
+            Arc::new(config),
+            ServerName::try_from("mx.test.example").expect("name"),
+        )
+        .expect("client");
+        let mut sock = std::net::TcpStream::connect(https).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .expect("handshake and request");
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 503 "),
+            "{version:?} {expect:?}: {answer}"
+        );
+        assert_eq!(conn.protocol_version(), Some(version.version));
+        // The signature keyd made was checked, with the scheme the client asked for.
+        assert_eq!(
+            *verifier.2.lock().expect("lock"),
+            Some(expect),
+            "{version:?}"
+        );
+    }
+}
