@@ -38,7 +38,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 };
 
 /// authd's entry point.
-pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
+pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx
         .config
         .dir
@@ -73,13 +73,14 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
                 }
                 _ = expiry.tick() => expiry_auth.expire_tickets().await,
                 _ = save.tick() => expiry_auth.save_throttle().await,
-                call = ctx.admin.recv() => match call {
-                    Some(call) => { tokio::spawn(admin_auth.clone().admin(call)); }
-                    None => return,
-                },
             }
         }
     });
+    ctx.tasks.spawn(ipc::serve::serve_admin(
+        ctx.admin,
+        ctx.shutdown.clone(),
+        move |call| admin_auth.clone().admin(call),
+    ));
     let closing = auth.clone();
     ipc::serve::accept_links::<AuthService, _, _, _>(
         ctx.incoming,

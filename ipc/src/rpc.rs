@@ -305,6 +305,29 @@ impl<S: Service> Responder<S> {
         let payload = codec::encode(response)?;
         self.tx.send(Kind::Response, self.id, &payload, fds).await
     }
+
+    /// Like [`Responder::send`], but an answer that cannot be encoded into one frame (too
+    /// large) is replaced by `fallback()`, sent without descriptors: the caller always hears
+    /// back instead of waiting for an answer that was dropped.
+    pub async fn send_or(
+        self,
+        response: &S::Response,
+        fds: Vec<Handle>,
+        fallback: impl FnOnce() -> S::Response,
+    ) -> Result<(), ChannelError> {
+        match codec::encode(response) {
+            Ok(payload) if payload.len() <= crate::frame::MAX_PAYLOAD => {
+                self.tx.send(Kind::Response, self.id, &payload, fds).await
+            }
+            _ => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                let payload = codec::encode(&fallback())?;
+                self.tx
+                    .send(Kind::Response, self.id, &payload, Vec::new())
+                    .await
+            }
+        }
+    }
 }
 
 /// Pushes events to the client of a server.

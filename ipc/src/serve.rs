@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerKind;
-use crate::context::Listener;
+use crate::context::{AdminCall, Listener};
 use crate::rpc::{Incoming, Server, Service};
 use crate::topology::Role;
 use crate::transport::Link;
@@ -78,6 +78,29 @@ pub async fn accept_links<S, F, Fut, C>(
                 }
             }
         });
+    }
+}
+
+/// Hands each administrative request (forwarded from moxctl) to `handle`, one task each, until
+/// shutdown.
+pub async fn serve_admin<F, Fut>(
+    mut admin: mpsc::UnboundedReceiver<AdminCall>,
+    shutdown: CancellationToken,
+    handle: F,
+) where
+    F: Fn(AdminCall) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            call = admin.recv() => match call {
+                Some(call) => {
+                    tokio::spawn(handle(call));
+                }
+                None => return,
+            },
+        }
     }
 }
 

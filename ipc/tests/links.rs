@@ -52,7 +52,35 @@ on_both_transports!(
     client_fails_pending_calls_when_the_server_goes_away,
     client_closes_on_wrong_frames,
     undecodable_response_fails_the_call,
+    an_answer_too_large_for_a_frame_is_replaced_by_the_fallback,
 );
+
+/// An answer that cannot fit a frame would otherwise be dropped and leave the caller waiting.
+async fn an_answer_too_large_for_a_frame_is_replaced_by_the_fallback(t: Transport) {
+    let (a, b) = t.pair();
+    let (client, _events) = Client::<Echo>::new(a);
+    let mut server = Server::<Echo>::new(b);
+    let call = tokio::spawn(async move { client.call(&EchoRequest::Echo(1), vec![]).await });
+    let incoming = within("request", server.next())
+        .await
+        .expect("next")
+        .expect("a request");
+    let huge = EchoResponse::Failed("x".repeat(ipc::frame::MAX_PAYLOAD + 1));
+    within(
+        "answer",
+        incoming
+            .reply
+            .send_or(&huge, vec![], || EchoResponse::Failed("too large".into())),
+    )
+    .await
+    .expect("the fallback is sent");
+    let (answer, fds) = within("call", call)
+        .await
+        .expect("join")
+        .expect("an answer");
+    assert_eq!(answer, EchoResponse::Failed("too large".into()));
+    assert!(fds.is_empty());
+}
 
 async fn channel_passes_working_fds(t: Transport) {
     let (a, b) = t.pair();

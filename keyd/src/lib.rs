@@ -56,19 +56,12 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         certs.len()
     );
     let keyd = service::Keyd::new(dir, keys, certs);
-    let (admin_keyd, shutdown) = (keyd.clone(), ctx.shutdown.clone());
-    let mut admin = ctx.admin;
-    ctx.tasks.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                call = admin.recv() => match call {
-                    Some(call) => { tokio::spawn(admin_keyd.clone().admin(call)); }
-                    None => return,
-                },
-            }
-        }
-    });
+    let admin_keyd = keyd.clone();
+    ctx.tasks.spawn(ipc::serve::serve_admin(
+        ctx.admin,
+        ctx.shutdown.clone(),
+        move |call| admin_keyd.clone().admin(call),
+    ));
     ipc::serve::accept_links::<KeyService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,

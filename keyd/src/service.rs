@@ -78,7 +78,8 @@ impl Keyd {
                 Vec::new(),
             )
         };
-        if let Err(e) = reply.send(&response, fds).await {
+        let too_large = || Response::Refused("the answer is too large for one message".into());
+        if let Err(e) = reply.send_or(&response, fds, too_large).await {
             tracing::warn!("answering {peer}: {e}");
         }
     }

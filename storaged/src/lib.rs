@@ -47,7 +47,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 };
 
 /// storaged's entry point.
-pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
+pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx
         .config
         .dir
@@ -78,18 +78,11 @@ pub async fn run(mut ctx: Context) -> Result<(), RoleError> {
     let store = service::Store::new(db, files, flusher, feed);
     tracing::info!("store open");
     let admin_store = store.clone();
-    let shutdown = ctx.shutdown.clone();
-    ctx.tasks.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                call = ctx.admin.recv() => match call {
-                    Some(call) => { tokio::spawn(admin_store.clone().admin(call)); }
-                    None => return,
-                },
-            }
-        }
-    });
+    ctx.tasks.spawn(ipc::serve::serve_admin(
+        ctx.admin,
+        ctx.shutdown.clone(),
+        move |call| admin_store.clone().admin(call),
+    ));
     let closing = store.clone();
     ipc::serve::accept_links::<StoreService, _, _, _>(
         ctx.incoming,

@@ -80,8 +80,12 @@ impl Store {
             Ok(x) => x,
             Err(failure) => (Response::Failed(failure), Vec::new()),
         };
-        let (response, fds) = fit(response, fds);
-        if let Err(e) = reply.send(&response, fds).await {
+        let too_large = || {
+            Response::Failed(permanent(
+                "the answer is too large for one message; ask for fewer items",
+            ))
+        };
+        if let Err(e) = reply.send_or(&response, fds, too_large).await {
             tracing::warn!("answering {peer}: {e}");
         }
     }
@@ -434,23 +438,6 @@ async fn blocking<T: Send + 'static>(
             Err(temporary(e.to_string()))
         }
         Err(e) => Err(temporary(format!("store task: {e}"))),
-    }
-}
-
-/// An answer that does not fit in one frame would be lost and leave the caller waiting: say
-/// so instead.
-fn fit(response: Response, fds: Vec<Handle>) -> (Response, Vec<Handle>) {
-    match ipc::codec::encode(&response) {
-        Ok(bytes) if bytes.len() <= ipc::frame::MAX_PAYLOAD => (response, fds),
-        _ => {
-            fds.into_iter().for_each(sandbox::fdpass::discard);
-            (
-                Response::Failed(permanent(
-                    "the answer is too large for one message; ask for fewer items",
-                )),
-                Vec::new(),
-            )
-        }
     }
 }
 
