@@ -39,11 +39,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 
 /// authd's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx
-        .config
-        .dir
-        .clone()
-        .ok_or("authd has no directory configured")?;
+    let dir = ctx.dir()?;
     let open_dir = dir.clone();
     let (creds, throttle) = tokio::task::spawn_blocking(move || {
         Ok::<_, error::StoreError>((

@@ -35,6 +35,16 @@ pub struct Context {
     pub tasks: TaskTracker,
 }
 
+impl Context {
+    /// The role's own directory; an error for a role that needs one and was given none.
+    pub fn dir(&self) -> Result<std::path::PathBuf, RoleError> {
+        self.config
+            .dir
+            .clone()
+            .ok_or_else(|| format!("{} has no directory configured", self.role).into())
+    }
+}
+
 /// One administrative request for this role and the means to answer it.
 #[derive(Debug)]
 pub struct AdminCall {

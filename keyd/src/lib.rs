@@ -33,11 +33,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 
 /// keyd's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx
-        .config
-        .dir
-        .clone()
-        .ok_or("keyd has no directory configured")?;
+    let dir = ctx.dir()?;
     let hostname = ctx.config.hostname.clone();
     let open_dir = dir.clone();
     let (keys, certs) = tokio::task::spawn_blocking(move || {

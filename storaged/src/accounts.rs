@@ -9,7 +9,7 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError as TxError;
 
 use crate::db::record::{self, Account, Counts, Domain, Mailbox, SpecialUse};
-use crate::db::{Db, keys, now};
+use crate::db::{Db, keys, now, tx};
 use crate::error::{Result, StoreError};
 
 /// An address split and normalized.
@@ -279,15 +279,7 @@ impl Db {
         }
         (&self.accounts, &self.addresses).transaction(|(accounts, addresses)| {
             // Bumping the modseq makes a concurrent removal of the account notice the address.
-            let mut owner: Account = match accounts.get(account)? {
-                Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
-                None => return Err(TxError::Abort(StoreError::NoAccount(account.into()))),
-            };
-            owner.modseq += 1;
-            accounts.insert(
-                account.as_bytes(),
-                record::encode(&owner).map_err(TxError::Abort)?,
-            )?;
+            tx::touch_account(accounts, account)?;
             if let Some(owner) = addresses.get(addr.key())? {
                 return Err(TxError::Abort(StoreError::AddressTaken(
                     addr.key(),
@@ -414,18 +406,7 @@ impl Db {
         let mut out = Vec::new();
         for id in self.mailbox_ids(account)? {
             let Some(m) = self.mailbox(id)? else { continue };
-            out.push(ipc::msg::store::MailboxInfo {
-                subscribed: m.subscribed,
-                name: m.name,
-                special_use: m.special_use.map(|s| s.default_name().to_string()),
-                uidvalidity: m.uidvalidity,
-                uidnext: m.uidnext,
-                highest_modseq: m.highest_modseq,
-                total: m.counts.total,
-                unseen: m.counts.unseen,
-                deleted: m.counts.deleted,
-                size: m.counts.size,
-            });
+            out.push(mailbox_info(m));
         }
         Ok(out)
     }
@@ -435,5 +416,21 @@ impl Db {
             .get(keys::mailbox(id))?
             .map(|v| record::decode("mailboxes", &v))
             .transpose()
+    }
+}
+
+/// A mailbox as listed to a client or an administrator.
+pub(crate) fn mailbox_info(m: Mailbox) -> ipc::msg::store::MailboxInfo {
+    ipc::msg::store::MailboxInfo {
+        subscribed: m.subscribed,
+        special_use: m.special_use.map(|s| s.default_name().to_string()),
+        uidvalidity: m.uidvalidity,
+        uidnext: m.uidnext,
+        highest_modseq: m.highest_modseq,
+        total: m.counts.total,
+        unseen: m.counts.unseen,
+        deleted: m.counts.deleted,
+        size: m.counts.size,
+        name: m.name,
     }
 }

@@ -12,8 +12,8 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError as TxError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::record::{self, Account, Flags, Mailbox, Message};
-use crate::db::{Db, keys, now};
+use crate::db::record::{self, Flags, Message};
+use crate::db::{Db, keys, now, tx};
 use crate::error::{Result, StoreError};
 use crate::files::Files;
 
@@ -120,22 +120,8 @@ impl Db {
                 let mut uids = Vec::with_capacity(entries.len());
                 for (mailbox_id, message) in entries {
                     let key = keys::mailbox(*mailbox_id);
-                    let mut mailbox: Mailbox = match mailboxes.get(key)? {
-                        Some(v) => record::decode("mailboxes", &v).map_err(TxError::Abort)?,
-                        None => {
-                            return Err(TxError::Abort(StoreError::NoMailbox(
-                                mailbox_id.to_string(),
-                            )));
-                        }
-                    };
-                    let mut account: Account = match accounts.get(&mailbox.account)? {
-                        Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
-                        None => {
-                            return Err(TxError::Abort(StoreError::NoAccount(
-                                mailbox.account.clone(),
-                            )));
-                        }
-                    };
+                    let mut mailbox = tx::mailbox(mailboxes, *mailbox_id)?;
+                    let mut account = tx::account(accounts, &mailbox.account)?;
                     account.modseq += 1;
                     let mut message = message.clone();
                     message.modseq = account.modseq;

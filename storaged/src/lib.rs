@@ -48,11 +48,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 
 /// storaged's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx
-        .config
-        .dir
-        .clone()
-        .ok_or("storaged has no directory configured")?;
+    let dir = ctx.dir()?;
     let (db, files) = tokio::task::spawn_blocking(move || {
         let db = db::Db::open(&dir.join("db"))?;
         let files = files::Files::open(&dir)?;

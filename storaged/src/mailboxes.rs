@@ -6,7 +6,7 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError as TxError;
 
 use crate::db::record::{self, Counts, Mailbox};
-use crate::db::{Db, keys};
+use crate::db::{Db, keys, tx};
 use crate::error::{Result, StoreError};
 
 /// Checks a mailbox name: non-empty components separated by `/`, no control characters.
@@ -61,15 +61,7 @@ impl Db {
             .transaction(|(mailboxes, names, meta, accounts)| {
                 // The account must still exist; bumping its modseq makes a concurrent removal
                 // of the account notice this mailbox.
-                let mut owner: record::Account = match accounts.get(account)? {
-                    Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
-                    None => return Err(TxError::Abort(StoreError::NoAccount(account.into()))),
-                };
-                owner.modseq += 1;
-                accounts.insert(
-                    account.as_bytes(),
-                    record::encode(&owner).map_err(TxError::Abort)?,
-                )?;
+                tx::touch_account(accounts, account)?;
                 if names.get(keys::mailbox_name(account, &name))?.is_some() {
                     return Err(TxError::Abort(StoreError::Invalid {
                         what: "mailbox",

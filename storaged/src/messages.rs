@@ -6,7 +6,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError as TxError, TransactionalTree};
 
 use crate::db::record::{self, Account, FeedRecord, Flags, Mailbox, Message};
-use crate::db::{Db, keys};
+use crate::db::{Db, keys, tx};
 use crate::error::{Result, StoreError};
 use crate::files::Files;
 
@@ -303,14 +303,8 @@ fn load(
     mailboxes: &TransactionalTree,
     mailbox: u64,
 ) -> Result<(Mailbox, Account), TxError<StoreError>> {
-    let mb: Mailbox = match mailboxes.get(keys::mailbox(mailbox))? {
-        Some(v) => record::decode("mailboxes", &v).map_err(TxError::Abort)?,
-        None => return Err(TxError::Abort(StoreError::NoMailbox(mailbox.to_string()))),
-    };
-    let account: Account = match accounts.get(&mb.account)? {
-        Some(v) => record::decode("accounts", &v).map_err(TxError::Abort)?,
-        None => return Err(TxError::Abort(StoreError::NoAccount(mb.account.clone()))),
-    };
+    let mb = tx::mailbox(mailboxes, mailbox)?;
+    let account = tx::account(accounts, &mb.account)?;
     Ok((mb, account))
 }
 

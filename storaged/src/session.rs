@@ -9,8 +9,8 @@ use std::sync::Arc;
 use ipc::msg::auth::Ticket;
 use ipc::msg::store::StoreService;
 use ipc::msg::store::{
-    Envelope as WireEnvelope, FlagChange, MailboxInfo, MessageFlags, MessageMeta, Response,
-    SessionOp, SessionReply,
+    Envelope as WireEnvelope, FlagChange, MessageFlags, MessageMeta, Response, SessionOp,
+    SessionReply,
 };
 use ipc::rpc::EventSender;
 use ipc::{Handle, Role};
@@ -105,7 +105,10 @@ impl Store {
             }
             SessionOp::Select { name } => {
                 let (id, m) = self.named(account, &name)?;
-                done(SessionReply::Selected { id, info: info(m) })
+                done(SessionReply::Selected {
+                    id,
+                    info: crate::accounts::mailbox_info(m),
+                })
             }
             SessionOp::Fetch {
                 mailbox,
@@ -329,21 +332,6 @@ fn refusal(e: StoreError) -> Response {
             })
         }
         other => Response::Session(SessionReply::Refused(other.to_string())),
-    }
-}
-
-fn info(m: Mailbox) -> MailboxInfo {
-    MailboxInfo {
-        subscribed: m.subscribed,
-        special_use: m.special_use.map(|s| s.default_name().to_string()),
-        uidvalidity: m.uidvalidity,
-        uidnext: m.uidnext,
-        highest_modseq: m.highest_modseq,
-        total: m.counts.total,
-        unseen: m.counts.unseen,
-        deleted: m.counts.deleted,
-        size: m.counts.size,
-        name: m.name,
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod keys;
 pub mod record;
+pub mod tx;
 
 use std::path::Path;
 
