@@ -83,6 +83,19 @@ enum Command {
         #[command(subcommand)]
         op: MailboxOp,
     },
+    /// Read the configuration again: certificate files are reloaded and served at once.
+    Reload,
+    /// TLS certificates being served.
+    Tls {
+        #[command(subcommand)]
+        op: TlsOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsOp {
+    /// Each certificate: names, key type, source, validity, fingerprint.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -267,6 +280,10 @@ fn request_for(command: &Command) -> Result<Request, String> {
             DkimOp::List => ipc::msg::key::Admin::DkimList,
         })),
         Command::Backup { .. } => store(StoreAdmin::Backup),
+        Command::Reload => Request::Reload,
+        Command::Tls { op: TlsOp::Status } => {
+            Request::Role(RoleAdmin::Key(ipc::msg::key::Admin::TlsStatus))
+        }
         Command::Password {
             op: PasswordOp::Set { account, .. },
         } => Request::Role(RoleAdmin::Auth(ipc::msg::auth::Admin::SetPassword {
@@ -408,6 +425,9 @@ fn print(command: &Command, response: Response) -> ExitCode {
                 println!("{}. IN TXT ( {} )", k.name, chunks.join(" "));
             }
         }
+        Response::Role(AdminReply::Key(ipc::msg::key::AdminReply::Tls(certs))) => {
+            print_tls(&certs)
+        }
         Response::Role(AdminReply::Auth(ipc::msg::auth::AdminReply::Done(line))) => {
             println!("{line}")
         }
@@ -540,5 +560,63 @@ fn duration(ms: u64) -> String {
         ms if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
         ms if ms < 3_600_000 => format!("{}m{}s", ms / 60_000, ms / 1000 % 60),
         ms => format!("{}h{}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+fn print_tls(certs: &[ipc::msg::key::CertificateStatus]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for c in certs {
+        let days = (c.not_after - now).div_euclid(86_400);
+        let state = if c.not_after < now {
+            "EXPIRED".to_string()
+        } else if c.not_before > now {
+            "NOT YET VALID".to_string()
+        } else {
+            format!("{days} days left")
+        };
+        println!("{}", c.names.join(", "));
+        println!("  key         {}", c.algorithm);
+        println!("  source      {}", c.source);
+        println!("  subject     {}", c.subject);
+        println!("  issuer      {}", c.issuer);
+        println!(
+            "  valid       {} to {} ({state})",
+            utc(c.not_before),
+            utc(c.not_after)
+        );
+        println!("  sha256      {}", c.fingerprint);
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (civil-from-days, proleptic Gregorian).
+fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+        assert_eq!(super::utc(-1), "1969-12-31 23:59:59 UTC");
     }
 }

@@ -65,6 +65,7 @@ async fn start() -> Harness {
             dir: Some(dir.path().to_path_buf()),
             worker_threads: 2,
             fail_at_start: false,
+            certificates: Vec::new(),
         },
         listeners: Vec::new(),
         peers,
@@ -72,6 +73,7 @@ async fn start() -> Harness {
         admin,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
+        files: Vec::new(),
     };
     tokio::spawn(authd::run(ctx));
     let (auth, _events) = Client::<AuthService>::new(smtpd_side);

@@ -221,7 +221,7 @@ struct BenchResponse {
     fds: usize,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum NoEvent {}
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,21 @@ pub struct RoleConfig {
     pub worker_threads: u16,
     /// Test hook: exit with an error before `Ready` (exercises the restart backoff).
     pub fail_at_start: bool,
+    /// keyd only: the certificate files named in the configuration. The supervisor opens them
+    /// and passes two fds per entry (chain, then key) after the listener and peer fds.
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// A certificate chain and its private key, as files named in the configuration. keyd never
+/// opens these paths itself (they lie outside its sandbox); it reads the fds passed beside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateFiles {
+    /// Host names to serve it for; empty means the names in the certificate.
+    pub names: Vec<String>,
+    /// The PEM chain, leaf first (for messages and `moxctl tls status`).
+    pub cert: PathBuf,
+    /// The PEM private key (for messages).
+    pub key: PathBuf,
 }
 
 /// The protocols the supervisor binds listeners for, each served by one role.

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,6 +33,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Tasks to wait for (within the grace period) before exiting.
     pub tasks: TaskTracker,
+    /// Files the supervisor opened for this role (keyd: two per `config.certificates` entry).
+    pub files: Vec<Handle>,
 }
 
 impl Context {
@@ -140,12 +142,17 @@ impl Peers {
 /// The current client for one peer, swapped atomically when the peer restarts.
 pub struct PeerSlot<S: Service> {
     slot: Arc<watch::Sender<Option<Client<S>>>>,
+    events: broadcast::Sender<S::Event>,
 }
+
+/// Events from a peer that may queue for one slow listener before it misses some.
+const EVENT_BACKLOG: usize = 64;
 
 impl<S: Service> Default for PeerSlot<S> {
     fn default() -> Self {
         PeerSlot {
             slot: Arc::new(watch::channel(None).0),
+            events: broadcast::channel(EVENT_BACKLOG).0,
         }
     }
 }
@@ -154,6 +161,7 @@ impl<S: Service> Clone for PeerSlot<S> {
     fn clone(&self) -> Self {
         PeerSlot {
             slot: self.slot.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -191,9 +199,30 @@ impl<S: Service> PeerSlot<S> {
         }
     }
 
+    /// The events the peer pushes, over whichever link is current.
+    pub fn events(&self) -> broadcast::Receiver<S::Event> {
+        self.events.subscribe()
+    }
+
+    /// Wakes on every change of link: connected, replaced after a restart, or gone.
+    pub fn links(&self) -> watch::Receiver<Option<Client<S>>> {
+        self.slot.subscribe()
+    }
+
     fn set(&self, link: Link) {
-        // The services' events have no consumer yet; they are dropped with the receiver.
-        let (client, _events) = Client::new(link);
+        let (client, mut events) = Client::new(link);
+        // Forward the link's events to whoever listens; the task ends with the link.
+        let fanout = self.events.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    while let Some(event) = events.recv().await {
+                        let _ = fanout.send(event);
+                    }
+                });
+            }
+            Err(_) => tracing::warn!("{}: no runtime to carry its events", S::NAME),
+        }
         self.slot.send_replace(Some(client));
     }
 

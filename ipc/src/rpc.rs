@@ -24,7 +24,7 @@ pub trait Service: 'static {
     const NAME: &'static str;
     type Request: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
     type Response: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
-    type Event: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
+    type Event: Serialize + DeserializeOwned + Send + Clone + fmt::Debug + 'static;
 }
 
 /// What the reader hands a waiting call: already decoded, so that an undecodable response

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version these bytes belong to.
-const GOLDEN_PROTOCOL_VERSION: u16 = 2;
+const GOLDEN_PROTOCOL_VERSION: u16 = 3;
 
 #[test]
 fn golden_bytes_belong_to_the_current_protocol_version() {
@@ -88,6 +88,11 @@ fn setup_to_role_bootstrap() {
             dir: Some("/var/lib/moxd/smtpd".into()),
             worker_threads: 2,
             fail_at_start: false,
+            certificates: vec![ipc::config::CertificateFiles {
+                names: vec!["mail.example.org".into()],
+                cert: "/etc/ssl/mail.pem".into(),
+                key: "/etc/ssl/mail.key".into(),
+            }],
         },
         listeners: vec![
             ListenerSpec {
@@ -107,9 +112,12 @@ fn setup_to_role_bootstrap() {
         &[
             0, 4, 1, 251, 233, 3, 251, 234, 3, 0, 16, 109, 97, 105, 108, 46, 101, 120, 97, 109,
             112, 108, 101, 46, 111, 114, 103, 1, 19, 47, 118, 97, 114, 47, 108, 105, 98, 47, 109,
-            111, 120, 100, 47, 115, 109, 116, 112, 100, 2, 0, 2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3, 16, 105, 110,
-            102, 111, 44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
+            111, 120, 100, 47, 115, 109, 116, 112, 100, 2, 0, 1, 1, 16, 109, 97, 105, 108, 46, 101,
+            120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 17, 47, 101, 116, 99, 47, 115, 115,
+            108, 47, 109, 97, 105, 108, 46, 112, 101, 109, 17, 47, 101, 116, 99, 47, 115, 115, 108,
+            47, 109, 97, 105, 108, 46, 107, 101, 121, 2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3, 16, 105, 110, 102, 111,
+            44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
         ],
     );
 }
@@ -127,12 +135,13 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
             dir: None,
             worker_threads: 1,
             fail_at_start: true,
+            certificates: Vec::new(),
         },
         listeners: vec![],
         peers: vec![],
         log_filter: String::new(),
     }));
-    assert_golden(&msg, &[0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 0, 0]);
+    assert_golden(&msg, &[0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 0, 0, 0]);
 }
 
 #[test]
@@ -916,6 +925,20 @@ fn key_service() {
     );
     assert_golden(&key::Response::Signature(vec![9]), &[1, 1, 9]);
     assert_golden(&key::Response::SignerOpened, &[2]);
+    assert_golden(
+        &key::Request::DkimKeys { domain: "d".into() },
+        &[4, 1, 100],
+    );
+    assert_golden(
+        &key::Response::DkimKeys(vec![key::DkimKey {
+            domain: "d".into(),
+            selector: "s".into(),
+            algorithm: "rsa".into(),
+            name: "n".into(),
+            record: "r".into(),
+        }]),
+        &[4, 1, 1, 100, 1, 115, 3, 114, 115, 97, 1, 110, 1, 114],
+    );
     assert_golden(&key::Response::Refused("no".into()), &[3, 2, 110, 111]);
     assert_golden(
         &key::Response::Certificates(vec![key::Certificate {
@@ -931,6 +954,14 @@ fn key_service() {
         ],
     );
     assert_golden(&key::Event::CertificatesChanged, &[0]);
+    assert_golden(
+        &key::Request::SignDkim {
+            domain: "d".into(),
+            selector: "s".into(),
+            data: vec![1, 2],
+        },
+        &[3, 1, 100, 1, 115, 2, 1, 2],
+    );
 }
 
 #[test]
@@ -964,6 +995,36 @@ fn key_admin() {
         &[
             3, 2, 0, 1, 1, 100, 1, 115, 3, 114, 115, 97, 14, 115, 46, 95, 100, 111, 109, 97, 105,
             110, 107, 101, 121, 46, 100, 7, 118, 61, 68, 75, 73, 77, 49,
+        ],
+    );
+    assert_golden(
+        &control::Request::Admin(control::RoleAdmin::Key(key::Admin::LoadCertificates(vec![
+            ipc::config::CertificateFiles {
+                names: vec!["m".into()],
+                cert: "/c".into(),
+                key: "/k".into(),
+            },
+        ]))),
+        &[5, 2, 2, 1, 1, 1, 109, 2, 47, 99, 2, 47, 107],
+    );
+    assert_golden(
+        &control::Request::Admin(control::RoleAdmin::Key(key::Admin::TlsStatus)),
+        &[5, 2, 3],
+    );
+    assert_golden(
+        &control::AdminReply::Key(key::AdminReply::Tls(vec![key::CertificateStatus {
+            names: vec!["m".into()],
+            algorithm: "ecdsa".into(),
+            source: "/c".into(),
+            subject: "CN=m".into(),
+            issuer: "CN=i".into(),
+            not_before: 1,
+            not_after: -1,
+            fingerprint: "AB".into(),
+        }])),
+        &[
+            2, 1, 1, 1, 1, 109, 5, 101, 99, 100, 115, 97, 2, 47, 99, 4, 67, 78, 61, 109, 4, 67, 78,
+            61, 105, 2, 1, 2, 65, 66,
         ],
     );
 }

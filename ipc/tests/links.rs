@@ -478,7 +478,7 @@ enum EchoResponse {
     Failed(String),
 }
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum EchoEvent {
     Tick(u32),
 }

@@ -1,21 +1,95 @@
-//! Certificates keyd serves: `NAME.cert.pem` (chain, leaf first) beside `NAME.key.pem`, with the
-//! host names in `NAME.names`. When none exists, keyd makes self-signed ones (ECDSA P-256, and
-//! RSA-2048 for clients without ECDSA) for the server's host name, as localserve needs; their
-//! fingerprints are logged.
+//! Certificates keyd serves, from three sources:
+//! - files named in the configuration (`[[tls.certificate]]`): the supervisor opens them and
+//!   passes fds; keyd reads each once, checks chain and key belong together, keeps the key in
+//!   memory only, and never writes it anywhere;
+//! - its own directory: `NAME.cert.pem` (chain, leaf first) beside the store's `NAME.key.pem`,
+//!   host names in `NAME.names` (ACME certificates will live here);
+//! - self-signed ECDSA P-256 and RSA-2048 certificates for the host name, made when there is
+//!   nothing else (localserve); their fingerprints are logged.
 
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
+use ipc::config::CertificateFiles;
+use ipc::msg::key::CertificateStatus;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::keys::{Algorithm, KeyError, KeyStore};
+use crate::keys::{Algorithm, Key, KeyError, KeyStore};
+
+/// Names of the self-signed certificates' keys.
+const SELF_SIGNED: [(&str, Algorithm); 2] = [
+    ("selfsigned-ecdsa", Algorithm::EcdsaP256),
+    ("selfsigned-rsa", Algorithm::Rsa2048),
+];
+
+/// At most this much of a certificate or key file is read.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Where a certificate came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file of the configuration (its path); the key lives in this entry only.
+    File(String),
+    SelfSigned,
+    /// keyd's directory (ACME, or placed there by hand).
+    Stored,
+}
 
 /// A certificate chain and the key that goes with it.
 #[derive(Debug, Clone)]
 pub struct CertEntry {
+    /// The key's name: in the store, or `file.<fingerprint>` for a file's key.
     pub key: String,
     pub names: Vec<String>,
     pub chain: Vec<CertificateDer<'static>>,
+    pub source: Source,
+    /// The key of a file certificate (never in the store, never on keyd's disk).
+    pub file_key: Option<Key>,
+}
+
+impl CertEntry {
+    /// The private key, from this entry or the store.
+    pub fn signing_key(&self, keys: &KeyStore) -> Option<Key> {
+        match &self.file_key {
+            Some(k) => Some(k.clone()),
+            None => keys.get(&self.key).ok().cloned(),
+        }
+    }
+
+    /// What `moxctl tls status` shows.
+    pub fn status(&self, keys: &KeyStore) -> CertificateStatus {
+        let algorithm = self
+            .signing_key(keys)
+            .map(|k| format!("{:?}", k.algorithm()).to_ascii_lowercase())
+            .unwrap_or_default();
+        let leaf = self.chain.first().map(|c| c.as_ref()).unwrap_or_default();
+        let (subject, issuer, not_before, not_after) =
+            match x509_parser::parse_x509_certificate(leaf) {
+                Ok((_, cert)) => (
+                    cert.subject().to_string(),
+                    cert.issuer().to_string(),
+                    cert.validity().not_before.timestamp(),
+                    cert.validity().not_after.timestamp(),
+                ),
+                Err(e) => (format!("unreadable: {e}"), String::new(), 0, 0),
+            };
+        CertificateStatus {
+            names: self.names.clone(),
+            algorithm,
+            source: match &self.source {
+                Source::File(path) => path.clone(),
+                Source::SelfSigned => "self-signed".into(),
+                Source::Stored => "keyd directory".into(),
+            },
+            subject,
+            issuer,
+            not_before,
+            not_after,
+            fingerprint: fingerprint(leaf),
+        }
+    }
 }
 
 /// Loads every certificate in `dir` whose key the store holds.
@@ -42,21 +116,153 @@ pub fn load(dir: &Path, keys: &KeyStore) -> Result<Vec<CertEntry>, KeyError> {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect();
+        let source = if SELF_SIGNED.iter().any(|(n, _)| *n == name) {
+            Source::SelfSigned
+        } else {
+            Source::Stored
+        };
         out.push(CertEntry {
             key: name.to_string(),
             names,
             chain,
+            source,
+            file_key: None,
         });
     }
     Ok(out)
 }
 
+/// Reads the certificate files passed as fds (chain, key per entry) and checks each: a chain
+/// that parses, a key that parses and is the leaf's key, names given or in the certificate.
+/// One bad entry fails the whole set.
+pub fn from_files(
+    files: &[CertificateFiles],
+    fds: Vec<OwnedFd>,
+) -> Result<Vec<CertEntry>, String> {
+    if fds.len() != 2 * files.len() {
+        return Err(format!(
+            "{} files need {} descriptors; {} came",
+            files.len(),
+            2 * files.len(),
+            fds.len()
+        ));
+    }
+    let mut fds = fds.into_iter();
+    let mut out = Vec::new();
+    for entry in files {
+        let (Some(cert_fd), Some(key_fd)) = (fds.next(), fds.next()) else {
+            return Err("descriptors missing".into());
+        };
+        let cert_path = entry.cert.display().to_string();
+        let key_path = entry.key.display().to_string();
+        let chain = CertificateDer::pem_slice_iter(&read_all(cert_fd, &cert_path)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{cert_path}: {e}"))?;
+        let Some(leaf) = chain.first() else {
+            return Err(format!("{cert_path}: no certificate in it"));
+        };
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|e| format!("{cert_path}: {e}"))?;
+        let spki = parsed.public_key().raw.to_vec();
+        let name = format!("file.{}", &fingerprint(&spki).replace(':', "")[..16]);
+        let key = crate::keys::load(&name, &read_all(key_fd, &key_path)?)
+            .map_err(|e| format!("{key_path}: {e}"))?;
+        if key.public != spki {
+            return Err(format!(
+                "{key_path} is not the key of the certificate in {cert_path}"
+            ));
+        }
+        let names = if entry.names.is_empty() {
+            dns_names(&parsed)
+        } else {
+            entry.names.clone()
+        };
+        if names.is_empty() {
+            return Err(format!(
+                "{cert_path}: no DNS names in the certificate; name them with `names`"
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if parsed.validity().not_after.timestamp() < now {
+            tracing::warn!("{cert_path} expired at {}", parsed.validity().not_after);
+        }
+        out.push(CertEntry {
+            key: name,
+            names,
+            chain,
+            source: Source::File(cert_path),
+            file_key: Some(key),
+        });
+    }
+    Ok(out)
+}
+
+fn read_all(fd: OwnedFd, path: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{path}: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!("{path}: larger than {MAX_FILE} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let mut names: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    names
+}
+
+/// What keyd serves: the file certificates and those in its directory; self-signed ones only
+/// when there is nothing else (made for `hostname` when missing).
+pub fn serving(
+    dir: &Path,
+    keys: &mut KeyStore,
+    from_files: Vec<CertEntry>,
+    hostname: &str,
+) -> Result<Vec<CertEntry>, KeyError> {
+    let mut certs = from_files;
+    certs.extend(
+        load(dir, keys)?
+            .into_iter()
+            .filter(|c| c.source != Source::SelfSigned),
+    );
+    if certs.is_empty() {
+        let mut own = load(dir, keys)?;
+        if own.is_empty() {
+            self_signed(dir, keys, &[hostname.to_string()])?;
+            own = load(dir, keys)?;
+        }
+        certs = own;
+    }
+    Ok(certs)
+}
+
 /// Makes self-signed ECDSA and RSA certificates for `names` (keys included).
 pub fn self_signed(dir: &Path, keys: &mut KeyStore, names: &[String]) -> Result<(), KeyError> {
-    for (key, alg) in [
-        ("selfsigned-ecdsa", Algorithm::EcdsaP256),
-        ("selfsigned-rsa", Algorithm::Rsa2048),
-    ] {
+    for (key, alg) in SELF_SIGNED {
         let pair = keys.generate_pair(key, alg)?;
         let mut params = rcgen::CertificateParams::new(names.to_vec())
             .map_err(|e| KeyError::Invalid(key.to_string(), e.to_string()))?;
@@ -85,18 +291,19 @@ pub fn self_signed(dir: &Path, keys: &mut KeyStore, names: &[String]) -> Result<
     Ok(())
 }
 
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .map(|suite| suite.common.hash_provider.hash(data).as_ref().to_vec())
+        .unwrap_or_default()
+}
+
 /// The SHA-256 fingerprint of a certificate, as `AB:CD:…`.
 pub fn fingerprint(der: &[u8]) -> String {
-    let hash = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
-        .tls13()
-        .map(|suite| suite.common.hash_provider.hash(der));
-    match hash {
-        Some(h) => h
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-        None => "unknown".into(),
-    }
+    sha256(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -196,7 +196,8 @@ fn check_name(name: &str) -> Result<(), KeyError> {
     }
 }
 
-fn load(name: &str, pem: &[u8]) -> Result<Key, KeyError> {
+/// A key from PEM (PKCS#8, PKCS#1 or SEC1), kept under `name`.
+pub fn load(name: &str, pem: &[u8]) -> Result<Key, KeyError> {
     let der = PrivateKeyDer::from_pem_slice(pem)
         .map_err(|e| KeyError::Invalid(name.to_string(), e.to_string()))?;
     let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)

@@ -5,12 +5,13 @@
 //! Must never: open network sockets or see message bodies; export a private key.
 //! Peers: smtpd, imapd, httpd, queued (they call keyd).
 //!
-//! Status: the key store, certificates (self-signed when none is configured) and TLS signing
-//! for the network roles work; DKIM signing, certificate files from the configuration, ACME and
-//! the moxctl commands arrive with the rest of issue 4.
+//! Status: the key store, certificates (files of the configuration, reloaded by `moxctl
+//! reload`; self-signed when there are none), TLS and DKIM signing work; ACME arrives with
+//! httpd.
 
 pub mod certs;
 pub mod dkim;
+pub mod dkim_sign;
 pub mod keys;
 pub mod service;
 pub mod shape;
@@ -36,14 +37,15 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx.dir()?;
     let hostname = ctx.config.hostname.clone();
     let open_dir = dir.clone();
+    let (files, fds) = (ctx.config.certificates.clone(), ctx.files);
+    let self_name = hostname.clone();
     let (keys, certs) = tokio::task::spawn_blocking(move || {
-        let mut keys = keys::KeyStore::open(&open_dir)?;
-        let mut certs = certs::load(&open_dir, &keys)?;
-        if certs.is_empty() {
-            certs::self_signed(&open_dir, &mut keys, &[hostname])?;
-            certs = certs::load(&open_dir, &keys)?;
-        }
-        Ok::<_, keys::KeyError>((keys, certs))
+        // Certificate files of the configuration: read once from the supervisor's fds.
+        let from_files = certs::from_files(&files, fds)?;
+        let mut keys = keys::KeyStore::open(&open_dir).map_err(|e| e.to_string())?;
+        let certs = certs::serving(&open_dir, &mut keys, from_files, &self_name)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((keys, certs))
     })
     .await??;
     tracing::info!(
@@ -51,7 +53,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         keys.names().count(),
         certs.len()
     );
-    let keyd = service::Keyd::new(dir, keys, certs);
+    let keyd = service::Keyd::new(dir, hostname, keys, certs);
     let admin_keyd = keyd.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(
         ctx.admin,

@@ -1,6 +1,7 @@
 //! keyd's requests: certificates for the network roles, and TLS signatures — only for keys
 //! that belong to a served certificate, only over inputs shaped like a TLS server handshake
-//! signature, from links that serve TLS, at a bounded rate.
+//! signature, from links that serve TLS, at a bounded rate; DKIM signatures for the roles that
+//! send mail, only over a template naming the key's own domain and selector.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,8 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ipc::Role;
-use ipc::msg::key::{Certificate, KeyService, Request, Response};
-use ipc::rpc::Incoming;
+use ipc::msg::key::{Certificate, Event, KeyService, Request, Response};
+use ipc::rpc::{EventSender, Incoming};
 use rustls::SignatureScheme;
 
 use crate::certs::CertEntry;
@@ -38,21 +39,68 @@ const SCHEMES: &[SignatureScheme] = &[
 #[derive(Debug)]
 pub struct Keyd {
     pub dir: PathBuf,
+    /// The server's host name, for self-signed certificates.
+    hostname: String,
     keys: RwLock<KeyStore>,
     certs: RwLock<Vec<CertEntry>>,
     rate: Mutex<HashMap<Role, (Instant, u32)>>,
     signers: Mutex<HashMap<Role, usize>>,
+    /// Links that fetched certificates, told when they change.
+    subscribers: Mutex<Vec<EventSender<KeyService>>>,
+}
+
+/// What each peer may ask of keyd.
+fn permitted(peer: Role, request: &Request) -> bool {
+    let tls = matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd);
+    // The roles that send mail sign it; a signing socket serves both kinds of signature.
+    let dkim = matches!(peer, Role::Smtpd | Role::Queued);
+    match request {
+        Request::Certificates | Request::SignTls { .. } => tls,
+        Request::OpenSigner => tls || dkim,
+        Request::SignDkim { .. } | Request::DkimKeys { .. } => dkim,
+    }
 }
 
 impl Keyd {
-    pub fn new(dir: PathBuf, keys: KeyStore, certs: Vec<CertEntry>) -> Arc<Keyd> {
+    pub fn new(dir: PathBuf, hostname: String, keys: KeyStore, certs: Vec<CertEntry>) -> Arc<Keyd> {
         Arc::new(Keyd {
             dir,
+            hostname,
             keys: RwLock::new(keys),
             certs: RwLock::new(certs),
             rate: Mutex::default(),
             signers: Mutex::default(),
+            subscribers: Mutex::default(),
         })
+    }
+
+    /// Serves `certs` from now on and tells every subscribed link.
+    pub async fn replace_certificates(&self, certs: Vec<CertEntry>) {
+        *self.certs.write().unwrap_or_else(|e| e.into_inner()) = certs;
+        let subscribers: Vec<EventSender<KeyService>> = std::mem::take(
+            &mut *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut alive = Vec::new();
+        for s in subscribers {
+            match s.send(&Event::CertificatesChanged).await {
+                Ok(()) => alive.push(s),
+                Err(e) => tracing::debug!("{}: {e}; unsubscribed", s.link_name()),
+            }
+        }
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(alive);
+    }
+
+    fn subscribe(&self, events: EventSender<KeyService>) {
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if !subscribers
+            .iter()
+            .any(|s| s.link_name() == events.link_name())
+        {
+            subscribers.push(events);
+        }
     }
 
     /// Answers one request from `peer`.
@@ -63,9 +111,13 @@ impl Keyd {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let (response, fds) = if matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd) {
+        let (response, fds) = if permitted(peer, &request) {
             match request {
                 Request::OpenSigner => self.open_signer(peer),
+                Request::Certificates => {
+                    self.subscribe(reply.events());
+                    (Response::Certificates(self.certificates()), Vec::new())
+                }
                 other => (self.answer(peer, other).await, Vec::new()),
             }
         } else {
@@ -122,6 +174,41 @@ impl Keyd {
         match request {
             Request::OpenSigner => Response::Refused("signers are opened on the main link".into()),
             Request::Certificates => Response::Certificates(self.certificates()),
+            Request::DkimKeys { domain } => {
+                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                Response::DkimKeys(
+                    crate::dkim::list(&read(&self.keys))
+                        .into_iter()
+                        .filter(|k| k.domain == domain)
+                        .collect(),
+                )
+            }
+            Request::SignDkim {
+                domain,
+                selector,
+                data,
+            } => {
+                if !self.within_rate(peer) {
+                    return Response::Refused("too many signatures; slow down".into());
+                }
+                let this = self.clone();
+                let (d, s) = (domain.clone(), selector.clone());
+                let signed = tokio::task::spawn_blocking(move || {
+                    crate::dkim_sign::sign(&read(&this.keys), &d, &s, &data)
+                })
+                .await
+                .map_err(|e| format!("signing task: {e}"))
+                .and_then(|r| r);
+                match signed {
+                    Ok(signature) => Response::Signature(signature),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{peer} asked for a DKIM signature for {domain} (selector {selector}): {e}; refused"
+                        );
+                        Response::Refused(e)
+                    }
+                }
+            }
             Request::SignTls {
                 key,
                 scheme,
@@ -134,9 +221,16 @@ impl Keyd {
                     );
                     return Response::Refused(e.to_string());
                 }
-                if !read(&self.certs).iter().any(|c| c.key == key) {
+                let signing_key = {
+                    let keys = read(&self.keys);
+                    read(&self.certs)
+                        .iter()
+                        .find(|c| c.key == key)
+                        .and_then(|c| c.signing_key(&keys))
+                };
+                let Some(signing_key) = signing_key else {
                     return Response::Refused(format!("no certificate key `{key}`"));
-                }
+                };
                 if !self.within_rate(peer) {
                     return Response::Refused("too many signatures; slow down".into());
                 }
@@ -153,18 +247,11 @@ impl Keyd {
                         | SignatureScheme::RSA_PKCS1_SHA512
                 );
                 let signed = if slow {
-                    let this = self.clone();
-                    tokio::task::spawn_blocking(move || {
-                        read(&this.keys)
-                            .get(&key)
-                            .and_then(|k| k.sign(scheme, &message))
-                    })
-                    .await
-                    .map_err(|e| format!("signing task: {e}"))
+                    tokio::task::spawn_blocking(move || signing_key.sign(scheme, &message))
+                        .await
+                        .map_err(|e| format!("signing task: {e}"))
                 } else {
-                    Ok(read(&self.keys)
-                        .get(&key)
-                        .and_then(|k| k.sign(scheme, &message)))
+                    Ok(signing_key.sign(scheme, &message))
                 };
                 match signed {
                     Ok(Ok(signature)) => Response::Signature(signature),
@@ -180,7 +267,7 @@ impl Keyd {
         read(&self.certs)
             .iter()
             .filter_map(|c| {
-                let key = keys.get(&c.key).ok()?;
+                let key = c.signing_key(&keys)?;
                 Some(Certificate {
                     names: c.names.clone(),
                     chain: c.chain.iter().map(|d| d.as_ref().to_vec()).collect(),
@@ -216,11 +303,17 @@ impl Keyd {
             fds,
             reply,
         } = call;
-        fds.into_iter().for_each(sandbox::fdpass::discard);
         let RoleAdmin::Key(request) = request else {
+            fds.into_iter().for_each(sandbox::fdpass::discard);
             let _ = reply.send(Err("not a keyd request".into()));
             return;
         };
+        if let Admin::LoadCertificates(files) = request {
+            let result = self.clone().load_files(files, fds).await;
+            let _ = reply.send(result.map(AdminReply::Key));
+            return;
+        }
+        fds.into_iter().for_each(sandbox::fdpass::discard);
         let this = self.clone();
         let result = tokio::task::spawn_blocking(move || match request {
             Admin::DkimGenKey {
@@ -234,6 +327,13 @@ impl Keyd {
                     .map_err(|e| e.to_string())
             }
             Admin::DkimList => Ok(KeyReply::Dkim(crate::dkim::list(&read(&this.keys)))),
+            Admin::TlsStatus => {
+                let keys = read(&this.keys);
+                Ok(KeyReply::Tls(
+                    read(&this.certs).iter().map(|c| c.status(&keys)).collect(),
+                ))
+            }
+            Admin::LoadCertificates(_) => Err("invariant: handled above".into()),
         })
         .await
         .map_err(|e| e.to_string())
@@ -243,8 +343,36 @@ impl Keyd {
     }
 }
 
+impl Keyd {
+    /// Reads the certificate files of a reloaded configuration; all or nothing.
+    async fn load_files(
+        self: Arc<Self>,
+        files: Vec<ipc::config::CertificateFiles>,
+        fds: Vec<ipc::Handle>,
+    ) -> Result<ipc::msg::key::AdminReply, String> {
+        let this = self.clone();
+        let certs = tokio::task::spawn_blocking(move || {
+            let from_files = crate::certs::from_files(&files, fds)?;
+            let mut keys = this.keys.write().unwrap_or_else(|e| e.into_inner());
+            crate::certs::serving(&this.dir, &mut keys, from_files, &this.hostname)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("loading task: {e}"))??;
+        tracing::info!("serving {} certificates", certs.len());
+        let status = {
+            let keys = read(&self.keys);
+            certs.iter().map(|c| c.status(&keys)).collect()
+        };
+        self.replace_certificates(certs).await;
+        Ok(ipc::msg::key::AdminReply::Tls(status))
+    }
+}
+
 fn kind(r: &Request) -> &'static str {
     match r {
+        Request::SignDkim { .. } => "a DKIM signature",
+        Request::DkimKeys { .. } => "DKIM keys",
         Request::Certificates => "certificates",
         Request::SignTls { .. } => "a TLS signature",
         Request::OpenSigner => "a signing socket",

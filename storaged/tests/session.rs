@@ -50,6 +50,7 @@ async fn start() -> H {
             dir: Some(dir.path().to_path_buf()),
             worker_threads: 2,
             fail_at_start: false,
+            certificates: Vec::new(),
         },
         listeners: Vec::new(),
         peers: Peers::default(),
@@ -57,6 +58,7 @@ async fn start() -> H {
         admin: admin_rx,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
+        files: Vec::new(),
     };
     tokio::spawn(storaged::run(ctx));
     let h = H {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: Server,
@@ -23,10 +23,33 @@ pub struct Config {
     #[serde(default)]
     pub sandbox: Sandbox,
     #[serde(default)]
+    pub tls: Tls,
+    #[serde(default)]
     pub debug: Debug,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Certificates from files (`[[tls.certificate]]`). Without any, keyd serves ACME or
+/// self-signed certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default)]
+    pub certificate: Vec<Spanned<CertificateEntry>>,
+}
+
+/// One certificate chain and its key, both PEM. The supervisor opens the files (they may be
+/// readable by root only) and passes them to keyd; `moxctl reload` reads them again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateEntry {
+    /// Host names to serve it for (`*.example.org` allowed); by default those in the certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// The host name of this mail server (greetings, certificates).
@@ -47,7 +70,7 @@ pub struct Server {
     pub worker_threads: u16,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Users besides root allowed on the admin socket. Role users are always refused.
@@ -57,7 +80,7 @@ pub struct Admin {
     pub group: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Users {
     /// Role users are named prefix + role, e.g. `_moxd_smtpd`.
@@ -81,7 +104,7 @@ impl Default for Users {
 }
 
 /// The listening addresses per protocol; each list may be empty.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     #[serde(default)]
@@ -122,7 +145,7 @@ impl Listen {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sandbox {
     /// `kill` (default), `log` (allow and audit-log violations, to find a missing call), `off`.
@@ -143,7 +166,7 @@ impl Default for Sandbox {
 }
 
 /// Knobs for tests of the supervisor itself.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Debug {
     /// These roles exit with an error before `Ready` (exercises the restart backoff).
@@ -251,6 +274,28 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.server.log) {
             return Err(located(None, format!("server.log: {e}")));
         }
+        for entry in &config.tls.certificate {
+            let e = entry.get_ref();
+            for (what, path) in [("cert", &e.cert), ("key", &e.key)] {
+                if !path.get_ref().is_absolute() {
+                    return Err(located(
+                        Some(path.span()),
+                        format!(
+                            "tls.certificate {what} must be an absolute path, not {}",
+                            path.get_ref().display()
+                        ),
+                    ));
+                }
+            }
+            for name in &e.names {
+                if let Err(why) = check_hostname(name.strip_prefix("*.").unwrap_or(name)) {
+                    return Err(located(
+                        Some(entry.span()),
+                        format!("tls.certificate names: {why}"),
+                    ));
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (kind, addr) in config.listen.all() {
             if addr.port() != 0 && !seen.insert(addr) {
@@ -279,6 +324,41 @@ impl Config {
             }
             _ => None,
         }
+    }
+
+    /// The sections of `self` that differ from `other`, apart from `[tls]` (which a reload
+    /// applies): those need a restart.
+    pub fn needs_restart(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        for (name, same) in [
+            ("[server]", self.server == other.server),
+            ("[admin]", self.admin == other.admin),
+            ("[users]", self.users == other.users),
+            ("[listen]", self.listen == other.listen),
+            ("[sandbox]", self.sandbox == other.sandbox),
+            ("[debug]", self.debug == other.debug),
+        ] {
+            if !same {
+                changed.push(name);
+            }
+        }
+        changed
+    }
+
+    /// The certificate files keyd is to serve, in the order their fds are passed.
+    pub fn certificate_files(&self) -> Vec<ipc::config::CertificateFiles> {
+        self.tls
+            .certificate
+            .iter()
+            .map(|c| {
+                let c = c.get_ref();
+                ipc::config::CertificateFiles {
+                    names: c.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                    cert: c.cert.get_ref().clone(),
+                    key: c.key.get_ref().clone(),
+                }
+            })
+            .collect()
     }
 
     pub fn admin_socket(&self) -> PathBuf {
@@ -448,6 +528,37 @@ mod tests {
         assert!(e.message.contains("seccomp must be"), "{e}");
         let e = Config::parse("c.toml", "").unwrap_err();
         assert!(e.message.contains("missing field `server`"), "{e}");
+    }
+
+    #[test]
+    fn reads_certificate_files_and_refuses_relative_paths() {
+        let text = format!(
+            "{MINIMAL}[[tls.certificate]]\ncert = \"/etc/ssl/a.pem\"\nkey = \"/etc/ssl/a.key\"\n\n[[tls.certificate]]\nnames = [\"Mail.Example.org\", \"*.example.org\"]\ncert = \"/b.pem\"\nkey = \"/b.key\"\n"
+        );
+        let files = Config::parse("c.toml", &text).unwrap().certificate_files();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].key, PathBuf::from("/etc/ssl/a.key"));
+        assert!(files[0].names.is_empty());
+        assert_eq!(files[1].names, ["mail.example.org", "*.example.org"]);
+        let e = Config::parse(
+            "c.toml",
+            &format!("{MINIMAL}[[tls.certificate]]\ncert = \"a.pem\"\nkey = \"/a.key\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("cert must be an absolute path"), "{e}");
+        assert_eq!(e.line, 5, "{e}");
+        let e = Config::parse(
+            "c.toml",
+            &format!("{MINIMAL}[[tls.certificate]]\nnames = [\"bad name\"]\ncert = \"/a\"\nkey = \"/b\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not a valid host name"), "{e}");
+        let e = Config::parse(
+            "c.toml",
+            &format!("{MINIMAL}[[tls.certificate]]\ncert = \"/a\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("missing field `key`"), "{e}");
     }
 
     #[test]

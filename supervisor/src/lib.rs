@@ -8,6 +8,7 @@
 //! private keys, checks passwords or touches message data. Its peers: every role, over fd 3.
 
 mod admin;
+mod certfiles;
 pub mod config;
 mod dirs;
 mod error;
@@ -87,6 +88,8 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
         None => 0,
     };
     dirs::prepare(&config, &ids, admin_gid)?;
+    // A certificate file that cannot be opened is a configuration error, found now.
+    certfiles::open_all(&config.certificate_files()).map_err(Error::Fatal)?;
     let bound = listeners::bind_all(&config.listen.all())?;
     let admin_socket = admin::bind_socket(&config.admin_socket(), as_root.then_some(admin_gid))?;
     let mut admins = config.admin.uids.clone();
@@ -110,6 +113,11 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                 dir: config.role_dir(role),
                 worker_threads: config.server.worker_threads,
                 fail_at_start: config.fails_at_start(role),
+                certificates: if role == Role::Keyd {
+                    config.certificate_files()
+                } else {
+                    Vec::new()
+                },
             },
         );
         sandboxes.insert(
@@ -145,6 +153,8 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         single_process: opts.single_process,
         localserve: opts.localserve,
+        config_path: opts.config.clone(),
+        config: config.clone(),
     };
     // Process mode runs on this thread alone: children are spawned from the thread that lives
     // as long as the process, so their parent-death signal fires only when the supervisor dies.

@@ -11,7 +11,7 @@ use ipc::config::{ListenerSpec, RoleConfig, SandboxConfig};
 use ipc::msg::admin::{self, RolePings, RoleState, RoleStatus};
 use ipc::msg::control::{self, ControlService, RoleAdmin};
 use ipc::msg::setup::Bootstrap;
-use ipc::msg::{auth, store};
+use ipc::msg::{auth, key, store};
 use ipc::{Client, Handle, Role};
 use tokio::sync::{mpsc, oneshot};
 
@@ -75,6 +75,8 @@ pub enum Event {
         reason: String,
     },
     ShutdownDeadline,
+    /// keyd took the certificates of a reloaded configuration: keep them for its next start.
+    Reloaded { config: Box<crate::Config> },
 }
 
 /// What the tree is started with.
@@ -90,6 +92,10 @@ pub struct Settings {
     pub single_process: bool,
     /// Create the localserve account once every role is ready.
     pub localserve: bool,
+    /// The configuration file, read again by `moxctl reload`.
+    pub config_path: std::path::PathBuf,
+    /// The configuration in force.
+    pub config: crate::Config,
 }
 
 #[derive(Debug)]
@@ -260,6 +266,12 @@ impl Tree {
                 reply,
             } => self.on_admin(request, fds, uid, reply),
             Event::Shutdown { reason } => self.begin_shutdown(reason),
+            Event::Reloaded { config } => {
+                if let Some(keyd) = self.settings.role_configs.get_mut(&Role::Keyd) {
+                    keyd.certificates = config.certificate_files();
+                }
+                self.settings.config.tls = config.tls.clone();
+            }
             Event::ShutdownDeadline => {
                 for slot in self.slots.values() {
                     if let (Some(pid), Some(k)) = (slot.pid, &slot.killer) {
@@ -302,6 +314,12 @@ impl Tree {
                 }
             }
         }
+        let mut config = self.settings.role_configs[&role].clone();
+        if !config.certificates.is_empty() {
+            let (kept, files) = crate::certfiles::open_available(&config.certificates);
+            config.certificates = kept;
+            fds.extend(files);
+        }
         let slot = self
             .slots
             .get_mut(&role)
@@ -309,7 +327,7 @@ impl Tree {
         let boot = Bootstrap {
             role,
             sandbox: self.settings.sandbox[&role].clone(),
-            config: self.settings.role_configs[&role].clone(),
+            config,
             listeners,
             peers,
             log_filter: slot.log_filter.clone(),
@@ -609,6 +627,9 @@ impl Tree {
                 );
                 self.set_log_level(role, filter)
             }
+            Request::Role(RoleAdmin::Key(key::Admin::LoadCertificates(_))) => Response::Error(
+                "certificates are loaded from the configuration: use `moxctl reload`".into(),
+            ),
             Request::Role(op) => {
                 let role = op.role();
                 tracing::info!("admin uid {uid}: {}", clip(&format!("{op:?}")));
@@ -637,6 +658,11 @@ impl Tree {
                     }
                     let _ = reply.send(response);
                 });
+                return;
+            }
+            Request::Reload => {
+                tracing::info!("admin uid {uid}: reload");
+                self.reload(reply);
                 return;
             }
             Request::Ping => {
@@ -716,6 +742,55 @@ impl Tree {
                 }
                 r => tracing::error!("localserve password: {r:?}"),
             }
+        });
+    }
+
+    /// `moxctl reload`: reads the configuration file again; certificate files go to keyd (all
+    /// checked there before any is served), the rest is compared and reported.
+    fn reload(&mut self, reply: oneshot::Sender<admin::Response>) {
+        use admin::Response;
+        let config = match crate::Config::load(&self.settings.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Response::Error(format!("nothing changed: {e}")));
+                return;
+            }
+        };
+        let files = config.certificate_files();
+        let fds = match crate::certfiles::open_all(&files) {
+            Ok(fds) => fds,
+            Err(e) => {
+                let _ = reply.send(Response::Error(format!("nothing changed: {e}")));
+                return;
+            }
+        };
+        let Some(keyd) = self.slots[&Role::Keyd].control.clone() else {
+            let _ = reply.send(Response::Error("nothing changed: keyd is not running".into()));
+            return;
+        };
+        let restart = config.needs_restart(&self.settings.config);
+        let events = self.events_tx.clone();
+        let count = files.len();
+        tokio::spawn(async move {
+            let op = RoleAdmin::Key(key::Admin::LoadCertificates(files));
+            let response = match role_admin(Role::Keyd, &keyd, op, fds).await {
+                Response::Role(_) => {
+                    let _ = events.send(Event::Reloaded {
+                        config: Box::new(config),
+                    });
+                    let mut line = format!("reloaded: {count} certificate file(s) served");
+                    if !restart.is_empty() {
+                        line += &format!(
+                            "; changed {} (takes effect at the next restart of moxd)",
+                            restart.join(", ")
+                        );
+                    }
+                    Response::Done(line)
+                }
+                Response::Error(e) => Response::Error(format!("nothing changed: {e}")),
+                other => other,
+            };
+            let _ = reply.send(response);
         });
     }
 

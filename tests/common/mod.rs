@@ -257,3 +257,50 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && proc_field(pid, "State").is_some_and(|s| !s.starts_with('Z'))
 }
+
+/// Connects with Python's ssl; returns "version cipher sha256(cert) first-bytes" or the error.
+pub fn python_tls(addr: std::net::SocketAddr, args: &str) -> Result<String, String> {
+    let script = r#"
+import hashlib, socket, ssl, sys
+host, port, maxver, ciphers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+if maxver == "1.2":
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+if ciphers != "-":
+    ctx.set_ciphers(ciphers)
+with socket.create_connection((host, port), timeout=15) as s:
+    with ctx.wrap_socket(s, server_hostname="mx.test.example") as t:
+        t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = t.recv(100)
+        cert = t.getpeercert(binary_form=True)
+        print(t.version(), t.cipher()[0], hashlib.sha256(cert).hexdigest(), data[:20].decode("latin1"))
+"#;
+    let mut parts = args.split(' ');
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(parts.next().unwrap_or("-"))
+        .arg(parts.next().unwrap_or("-"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+pub fn addr(tree: &Tree, kind: ipc::config::ListenerKind) -> std::net::SocketAddr {
+    let status = tree.status().expect("status");
+    status
+        .listeners
+        .iter()
+        .find(|l| l.kind == kind)
+        .expect("listener")
+        .addr
+}
+

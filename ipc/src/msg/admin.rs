@@ -47,6 +47,10 @@ pub enum Request {
     /// moxctl → supervisor → the owning role: an administrative request (fds attached where
     /// the request says so).
     Role(crate::msg::control::RoleAdmin),
+    /// moxctl → supervisor: read the configuration file again and apply what can change while
+    /// running (certificate files, which keyd then pushes to the roles); the answer names the
+    /// changes that need a restart.
+    Reload,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,18 @@ pub enum Request {
         scheme: u16,
         message: Vec<u8>,
     },
+    /// smtpd (submission), queued → keyd: a DKIM signature with key `selector` of `domain`.
+    /// `data` is what RFC 6376 §3.7 signs: the canonicalized header fields named in `h=`,
+    /// then the canonicalized DKIM-Signature field itself with an empty `b=` and no final
+    /// CRLF. The caller hashed the body; keyd checks that the field's `d=`, `s=` and `a=`
+    /// match the key and that `From` is signed.
+    SignDkim {
+        domain: String,
+        selector: String,
+        data: Vec<u8>,
+    },
+    /// smtpd (submission), queued → keyd: the DKIM keys of `domain` (public parts).
+    DkimKeys { domain: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +57,8 @@ pub enum Response {
     SignerOpened,
     /// keyd → caller: refused (wrong shape, unknown key, not permitted, rate limited).
     Refused(String),
+    /// keyd → caller: the DKIM keys asked for.
+    DkimKeys(Vec<DkimKey>),
 }
 
 /// A certificate chain and what its key can do; the private key stays in keyd.
@@ -82,12 +96,37 @@ pub enum Admin {
     },
     /// moxctl → keyd: every DKIM key with the TXT record to publish.
     DkimList,
+    /// supervisor → keyd (at `moxctl reload`): the certificate files of the configuration,
+    /// two fds per entry (chain, key). All are checked before any is served: one bad file
+    /// changes nothing. Refused when it comes from moxctl rather than the supervisor.
+    LoadCertificates(Vec<crate::config::CertificateFiles>),
+    /// moxctl → keyd: the certificates served, with names, validity and source.
+    TlsStatus,
 }
 
 /// keyd's answer to an [`Admin`] request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminReply {
     Dkim(Vec<DkimKey>),
+    Tls(Vec<CertificateStatus>),
+}
+
+/// What `moxctl tls status` shows of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// The names it is served for.
+    pub names: Vec<String>,
+    /// `ecdsa`, `ed25519` or `rsa`.
+    pub algorithm: String,
+    /// Where it came from: a file path, `self-signed` or `acme`.
+    pub source: String,
+    pub subject: String,
+    pub issuer: String,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// SHA-256 of the leaf certificate, `AB:CD:…`.
+    pub fingerprint: String,
 }
 
 /// A DKIM key's public side.

@@ -21,7 +21,7 @@ pub enum FromRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToRole {
     /// supervisor → role: everything the role may touch. Its fds, in order: one per listener in
-    /// `listeners`, then one per peer in `peers`.
+    /// `listeners`, one per peer in `peers`, then two per entry of `config.certificates`.
     Bootstrap(Box<Bootstrap>),
     /// supervisor → role: the hello was not accepted (wrong role, version or build).
     Refused { reason: String },
@@ -48,7 +48,7 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// How many fds must accompany this bootstrap.
     pub fn fd_count(&self) -> usize {
-        self.listeners.len() + self.peers.len()
+        self.listeners.len() + self.peers.len() + 2 * self.config.certificates.len()
     }
 }
 

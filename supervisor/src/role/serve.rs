@@ -41,9 +41,10 @@ pub async fn serve(
     let peers = Peers::default();
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let (admin_tx, admin) = mpsc::unbounded_channel();
-    for (peer, fd) in boot.peers.iter().zip(fds) {
+    for (peer, fd) in boot.peers.iter().zip(fds.by_ref()) {
         attach(role, *peer, fd, &peers, &incoming_tx)?;
     }
+    let files: Vec<Handle> = fds.collect();
 
     let payload = ipc::codec::encode(&FromRole::Ready(ready))?;
     link.tx.send(Kind::Message, 0, &payload, Vec::new()).await?;
@@ -61,6 +62,7 @@ pub async fn serve(
         admin,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
+        files,
     };
     let mut run = tokio::spawn((spec.run)(ctx));
 

@@ -1,0 +1,178 @@
+//! Signing through keyd from synchronous code (rustls' `Signer::sign`, mail-auth's
+//! `SigningKey::sign`): one blocking round trip on a signing socket of our own, bounded by
+//! [`SIGN_TIMEOUT`], or the shared async link when every socket is busy.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+use ipc::context::PeerSlot;
+use ipc::msg::key::{self, KeyService};
+use rustls::pki_types::SubjectPublicKeyInfoDer;
+use rustls::sign::{Signer, SigningKey};
+use rustls::{SignatureAlgorithm, SignatureScheme};
+
+use crate::SIGN_TIMEOUT;
+
+/// Signing sockets to open per keyd instance (rustls signs on the async workers, two by
+/// default; a few more cover DKIM signatures from blocking threads).
+pub(crate) const SIGNERS: usize = 4;
+
+/// keyd as seen from synchronous code: signing sockets, and the shared link as a fallback.
+#[derive(Debug, Clone)]
+pub struct KeydSigner {
+    keyd: PeerSlot<KeyService>,
+    runtime: tokio::runtime::Handle,
+    /// Sockets of the current keyd instance, one caller each at a time.
+    sockets: Arc<Mutex<Vec<OwnedFd>>>,
+}
+
+impl KeydSigner {
+    /// Must be called within the runtime that serves `keyd`'s link.
+    pub fn new(keyd: PeerSlot<KeyService>) -> KeydSigner {
+        KeydSigner {
+            keyd,
+            runtime: tokio::runtime::Handle::current(),
+            sockets: Arc::default(),
+        }
+    }
+
+    /// Opens fresh signing sockets at the current keyd and drops the old ones (after keyd
+    /// restarted they lead nowhere).
+    pub async fn reopen(&self, client: &ipc::Client<KeyService>) {
+        let mut fresh = Vec::new();
+        for _ in 0..SIGNERS {
+            match client.call(&key::Request::OpenSigner, Vec::new()).await {
+                Ok((key::Response::SignerOpened, mut fds)) if fds.len() == 1 => {
+                    fresh.push(fds.remove(0))
+                }
+                Ok((other, _)) => tracing::warn!("keyd gave no signing socket: {other:?}"),
+                Err(e) => tracing::warn!("keyd gave no signing socket: {e}"),
+            }
+        }
+        *self.sockets.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    fn take(&self) -> Option<OwnedFd> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, fd: OwnedFd) {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fd);
+    }
+
+    /// One signature, synchronously. Call from a runtime worker (rustls) or a blocking thread.
+    pub fn sign(&self, request: &key::Request) -> Result<Vec<u8>, String> {
+        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+        // `block_in_place` first hands this worker's queued tasks to another thread: keyd may
+        // be a task of this very runtime (single-process mode) and must not wait behind us.
+        let block = |f: &mut dyn FnMut() -> Result<key::Response, String>| {
+            if in_runtime {
+                tokio::task::block_in_place(f)
+            } else {
+                f()
+            }
+        };
+        let answer = match self.take() {
+            Some(fd) => {
+                use std::os::fd::AsFd;
+                let answer = block(&mut || {
+                    ipc::blocking::call::<KeyService>(fd.as_fd(), request, SIGN_TIMEOUT)
+                        .map_err(|e| format!("keyd: {e}"))
+                });
+                // After an error the socket's state is unknown (a late answer may come).
+                if answer.is_ok() {
+                    self.put(fd);
+                }
+                answer
+            }
+            // All signing sockets busy: the shared link.
+            None => {
+                let client = self.keyd.current().ok_or("keyd is not reachable")?;
+                let call = || async {
+                    tokio::time::timeout(SIGN_TIMEOUT, client.call(request, Vec::new())).await
+                };
+                block(&mut || match self.runtime.block_on(call()) {
+                    Ok(Ok((answer, _))) => Ok(answer),
+                    Ok(Err(e)) => Err(format!("keyd: {e}")),
+                    Err(_) => Err(format!("keyd did not sign within {SIGN_TIMEOUT:?}")),
+                })
+            }
+        }?;
+        match answer {
+            key::Response::Signature(sig) => Ok(sig),
+            key::Response::Refused(why) => Err(format!("keyd refused: {why}")),
+            other => Err(format!("keyd: {other:?}")),
+        }
+    }
+}
+
+/// A TLS private key that lives in keyd.
+pub(crate) struct RemoteKey {
+    pub(crate) name: String,
+    pub(crate) public: Vec<u8>,
+    pub(crate) schemes: Vec<SignatureScheme>,
+    pub(crate) algorithm: SignatureAlgorithm,
+    pub(crate) signer: KeydSigner,
+}
+
+impl std::fmt::Debug for RemoteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteKey")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl SigningKey for RemoteKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        let scheme = *self.schemes.iter().find(|s| offered.contains(s))?;
+        Some(Box::new(RemoteSigner {
+            name: self.name.clone(),
+            scheme,
+            signer: self.signer.clone(),
+        }))
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        Some(SubjectPublicKeyInfoDer::from(self.public.as_slice()))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+struct RemoteSigner {
+    name: String,
+    scheme: SignatureScheme,
+    signer: KeydSigner,
+}
+
+impl std::fmt::Debug for RemoteSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSigner")
+            .field("name", &self.name)
+            .field("scheme", &self.scheme)
+            .finish()
+    }
+}
+
+impl Signer for RemoteSigner {
+    /// rustls signs synchronously: one blocking round trip to keyd, bounded by
+    /// [`SIGN_TIMEOUT`].
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let request = key::Request::SignTls {
+            key: self.name.clone(),
+            scheme: u16::from(self.scheme),
+            message: message.to_vec(),
+        };
+        self.signer.sign(&request).map_err(rustls::Error::General)
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.scheme
+    }
+}
