@@ -425,9 +425,7 @@ fn print(command: &Command, response: Response) -> ExitCode {
                 println!("{}. IN TXT ( {} )", k.name, chunks.join(" "));
             }
         }
-        Response::Role(AdminReply::Key(ipc::msg::key::AdminReply::Tls(certs))) => {
-            print_tls(&certs)
-        }
+        Response::Role(AdminReply::Key(ipc::msg::key::AdminReply::Tls(certs))) => print_tls(&certs),
         Response::Role(AdminReply::Auth(ipc::msg::auth::AdminReply::Done(line))) => {
             println!("{line}")
         }

@@ -87,78 +87,6 @@ fn a_stopped_keyd_fails_handshakes_quickly_instead_of_hanging_them() {
     python_tls(imaps, "- -").expect("handshakes work again once keyd continues");
 }
 
-/// The EC private scalar of a PKCS#8 P-256 key (ECPrivateKey: version 1, then OCTET STRING 32).
-fn ec_scalar(pem: &str) -> Vec<u8> {
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64_decode(&b64);
-    let at = der
-        .windows(5)
-        .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
-        .expect("an ECPrivateKey");
-    der[at + 5..at + 5 + 32].to_vec()
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let clean: Vec<u8> = s
-        .bytes()
-        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::new();
-    for chunk in clean.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= u32::from(value(*c)) << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
-}
-
-/// Whether the writable memory of `pid` contains `needle` (or it reversed).
-fn memory_holds(pid: u32, needle: &[u8]) -> bool {
-    use std::os::unix::fs::FileExt;
-    let reversed: Vec<u8> = needle.iter().rev().copied().collect();
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-    let mem =
-        std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem (root reads any process)");
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        if !perms.starts_with("rw") {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (start, end) = (
-            u64::from_str_radix(a, 16).expect("addr"),
-            u64::from_str_radix(b, 16).expect("addr"),
-        );
-        let mut buf = vec![0u8; (end - start).min(512 << 20) as usize];
-        let Ok(n) = mem.read_at(&mut buf, start) else {
-            continue;
-        };
-        let region = &buf[..n];
-        if region
-            .windows(needle.len())
-            .any(|w| w == needle || w == reversed.as_slice())
-        {
-            return true;
-        }
-    }
-    false
-}
-
 #[test]
 fn private_keys_are_in_keyd_memory_and_nowhere_else_in_the_tree() {
     if common::skip_unless_root("private_keys_are_in_keyd_memory_and_nowhere_else_in_the_tree") {
@@ -175,11 +103,11 @@ fn private_keys_are_in_keyd_memory_and_nowhere_else_in_the_tree() {
     }
     let pem = std::fs::read_to_string(tree.dir.path().join("data/keyd/selfsigned-ecdsa.key.pem"))
         .expect("key file");
-    let scalar = ec_scalar(&pem);
+    let scalar = common::ec_scalar(&pem);
     let status = tree.status().expect("status");
     let mut holders = Vec::new();
     for pid in std::iter::once(tree.pid()).chain(status.roles.iter().filter_map(|r| r.pid)) {
-        if memory_holds(pid, &scalar) {
+        if common::memory_holds(pid, &scalar) {
             holders.push(pid);
         }
     }

@@ -925,10 +925,7 @@ fn key_service() {
     );
     assert_golden(&key::Response::Signature(vec![9]), &[1, 1, 9]);
     assert_golden(&key::Response::SignerOpened, &[2]);
-    assert_golden(
-        &key::Request::DkimKeys { domain: "d".into() },
-        &[4, 1, 100],
-    );
+    assert_golden(&key::Request::DkimKeys { domain: "d".into() }, &[4, 1, 100]);
     assert_golden(
         &key::Response::DkimKeys(vec![key::DkimKey {
             domain: "d".into(),

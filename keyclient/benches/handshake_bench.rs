@@ -36,8 +36,12 @@ async fn run(seconds: f64) {
         let certs = keyd::certs::load(dir.path(), &keys).unwrap();
         (keys, certs)
     };
-    let service =
-        keyd::service::Keyd::new(dir.path().to_path_buf(), "bench.example".into(), keys, certs);
+    let service = keyd::service::Keyd::new(
+        dir.path().to_path_buf(),
+        "bench.example".into(),
+        keys,
+        certs,
+    );
     let (ours, theirs) = ipc::transport::socket_pair().unwrap();
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
     incoming_tx

@@ -97,7 +97,9 @@ impl SigningKey for RemoteDkimKey {
                 selector: self.selector.clone(),
                 data,
             })
-            .map_err(|e| mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(e)))
+            .map_err(|e| {
+                mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(e))
+            })
     }
 
     fn algorithm(&self) -> Algorithm {

@@ -135,10 +135,7 @@ pub fn load(dir: &Path, keys: &KeyStore) -> Result<Vec<CertEntry>, KeyError> {
 /// Reads the certificate files passed as fds (chain, key per entry) and checks each: a chain
 /// that parses, a key that parses and is the leaf's key, names given or in the certificate.
 /// One bad entry fails the whole set.
-pub fn from_files(
-    files: &[CertificateFiles],
-    fds: Vec<OwnedFd>,
-) -> Result<Vec<CertEntry>, String> {
+pub fn from_files(files: &[CertificateFiles], fds: Vec<OwnedFd>) -> Result<Vec<CertEntry>, String> {
     if fds.len() != 2 * files.len() {
         return Err(format!(
             "{} files need {} descriptors; {} came",
@@ -306,4 +303,109 @@ pub fn fingerprint(der: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate for `names` and its key, as PEM files in `dir`; returns their paths.
+    fn make(dir: &Path, stem: &str, names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, pair.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn entry(cert: &Path, key: &Path, names: &[&str]) -> CertificateFiles {
+        CertificateFiles {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }
+    }
+
+    fn fds(paths: &[&Path]) -> Vec<OwnedFd> {
+        paths
+            .iter()
+            .map(|p| OwnedFd::from(std::fs::File::open(p).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_file_certificates_with_names_from_the_certificate_or_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1) = make(dir.path(), "a", &["mail.example.org", "MX.example.org"]);
+        let (c2, k2) = make(dir.path(), "b", &["other.example"]);
+        let certs = from_files(
+            &[entry(&c1, &k1, &[]), entry(&c2, &k2, &["imap.example.net"])],
+            fds(&[&c1, &k1, &c2, &k2]),
+        )
+        .unwrap();
+        assert_eq!(certs[0].names, ["mail.example.org", "mx.example.org"]);
+        assert_eq!(certs[1].names, ["imap.example.net"]);
+        assert!(certs[0].key.starts_with("file.") && certs[0].key != certs[1].key);
+        assert_eq!(certs[0].source, Source::File(c1.display().to_string()));
+        let keys = KeyStore::open(dir.path()).unwrap();
+        let status = certs[0].status(&keys);
+        assert_eq!(
+            (status.algorithm.as_str(), status.names.len()),
+            ("ecdsa", 2)
+        );
+        assert!(status.not_after > status.not_before, "{status:?}");
+        assert_eq!(status.fingerprint.len(), 32 * 3 - 1);
+        // The key signs, and is the certificate's.
+        let key = certs[0].signing_key(&keys).unwrap();
+        assert!(
+            key.sign(rustls::SignatureScheme::ECDSA_NISTP256_SHA256, b"m")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_a_key_of_another_certificate_garbage_and_missing_fds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1) = make(dir.path(), "a", &["a.example"]);
+        let (_, k2) = make(dir.path(), "b", &["b.example"]);
+        let e = from_files(&[entry(&c1, &k2, &[])], fds(&[&c1, &k2])).unwrap_err();
+        assert!(e.contains("is not the key of the certificate"), "{e}");
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = from_files(&[entry(&junk, &k1, &[])], fds(&[&junk, &k1])).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        let e = from_files(&[entry(&c1, &junk, &[])], fds(&[&c1, &junk])).unwrap_err();
+        assert!(e.contains("junk"), "{e}");
+        let e = from_files(&[entry(&c1, &k1, &[])], fds(&[&c1])).unwrap_err();
+        assert!(e.contains("need 2 descriptors"), "{e}");
+    }
+
+    #[test]
+    fn serves_self_signed_certificates_only_when_there_is_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = KeyStore::open(dir.path()).unwrap();
+        let own = serving(dir.path(), &mut keys, Vec::new(), "mx.example").unwrap();
+        assert_eq!(own.len(), 2);
+        assert!(own.iter().all(|c| c.source == Source::SelfSigned));
+        let files = tempfile::tempdir().unwrap();
+        let (c, k) = make(files.path(), "a", &["mx.example"]);
+        let from = from_files(&[entry(&c, &k, &[])], fds(&[&c, &k])).unwrap();
+        let served = serving(dir.path(), &mut keys, from, "mx.example").unwrap();
+        assert_eq!(served.len(), 1);
+        assert!(matches!(served[0].source, Source::File(_)));
+        // The file's key never reaches keyd's directory.
+        let stored: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(stored.iter().all(|n| !n.starts_with("file.")), "{stored:?}");
+    }
 }

@@ -60,7 +60,9 @@ pub fn check(data: &[u8], domain: &str, selector: &str, algorithm: &str) -> Resu
         return Err(format!("a= must be {algorithm} for this key"));
     }
     if !tag("d").is_some_and(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain)) {
-        return Err(format!("d= must be {domain}: a key signs for its own domain only"));
+        return Err(format!(
+            "d= must be {domain}: a key signs for its own domain only"
+        ));
     }
     if tag("s") != Some(selector) {
         return Err(format!("s= must be {selector}"));
@@ -72,7 +74,10 @@ pub fn check(data: &[u8], domain: &str, selector: &str, algorithm: &str) -> Resu
         return Err("bh= (the body hash) is missing".into());
     }
     if let Some(i) = tag("i") {
-        let host = i.rsplit_once('@').map_or(i, |(_, h)| h).to_ascii_lowercase();
+        let host = i
+            .rsplit_once('@')
+            .map_or(i, |(_, h)| h)
+            .to_ascii_lowercase();
         if host != domain && !host.ends_with(&format!(".{domain}")) {
             return Err(format!("i= must be within {domain}"));
         }
@@ -147,15 +152,39 @@ mod tests {
         let folded = "From: Alice <alice@example.org>\r\nDKIM-Signature: v=1; a=rsa-sha256; d=example.org;\r\n\ts=s1; h=from; bh=x; b=";
         check(folded.as_bytes(), "example.org", "s1", "rsa-sha256").unwrap();
         let cases: &[(&str, &str)] = &[
-            ("v=1; a=rsa-sha256; d=evil.example; s=s1; h=from; bh=x; b=", "d= must be"),
-            ("v=1; a=rsa-sha256; d=example.org; s=s2; h=from; bh=x; b=", "s= must be"),
-            ("v=1; a=ed25519-sha256; d=example.org; s=s1; h=from; bh=x; b=", "a= must be"),
-            ("v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x; b=abc", "b= must be"),
-            ("v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x", "b= must be"),
-            ("v=1; a=rsa-sha256; d=example.org; s=s1; h=subject; bh=x; b=", "h= must include From"),
+            (
+                "v=1; a=rsa-sha256; d=evil.example; s=s1; h=from; bh=x; b=",
+                "d= must be",
+            ),
+            (
+                "v=1; a=rsa-sha256; d=example.org; s=s2; h=from; bh=x; b=",
+                "s= must be",
+            ),
+            (
+                "v=1; a=ed25519-sha256; d=example.org; s=s1; h=from; bh=x; b=",
+                "a= must be",
+            ),
+            (
+                "v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x; b=abc",
+                "b= must be",
+            ),
+            (
+                "v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x",
+                "b= must be",
+            ),
+            (
+                "v=1; a=rsa-sha256; d=example.org; s=s1; h=subject; bh=x; b=",
+                "h= must include From",
+            ),
             ("v=1; a=rsa-sha256; d=example.org; s=s1; h=from; b=", "bh="),
-            ("v=1; a=rsa-sha256; d=example.org; d=evil.example; s=s1; h=from; bh=x; b=", "twice"),
-            ("v=1; a=rsa-sha256; d=example.org; s=s1; i=@evil.example; h=from; bh=x; b=", "i= must"),
+            (
+                "v=1; a=rsa-sha256; d=example.org; d=evil.example; s=s1; h=from; bh=x; b=",
+                "twice",
+            ),
+            (
+                "v=1; a=rsa-sha256; d=example.org; s=s1; i=@evil.example; h=from; bh=x; b=",
+                "i= must",
+            ),
         ];
         for (tags, why) in cases {
             let e = check(template(tags).as_bytes(), "example.org", "s1", "rsa-sha256")
@@ -170,17 +199,23 @@ mod tests {
             (b"", "no header fields"),
             (b"just some bytes to sign", "no colon"),
             (b"from:a@example.org\r\nsubject:x", "not a DKIM-Signature"),
-            (format!("{}\r\n", template(GOOD)).as_bytes().to_vec().leak(), "must come last"),
+            (
+                format!("{}\r\n", template(GOOD)).as_bytes().to_vec().leak(),
+                "must come last",
+            ),
             (b"\xff\xfe", "not UTF-8"),
         ];
         for (data, why) in arbitrary {
             let e = check(data, "example.org", "s1", "rsa-sha256").unwrap_err();
             assert!(e.contains(why), "{data:?}: {e}");
         }
-        let no_from = "subject:x\r\ndkim-signature:v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x; b=";
-        assert!(check(no_from.as_bytes(), "example.org", "s1", "rsa-sha256")
-            .unwrap_err()
-            .contains("no From"));
+        let no_from =
+            "subject:x\r\ndkim-signature:v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x; b=";
+        assert!(
+            check(no_from.as_bytes(), "example.org", "s1", "rsa-sha256")
+                .unwrap_err()
+                .contains("no From")
+        );
         let big = template(&format!("{GOOD}{}", " ".repeat(MAX_INPUT)));
         assert!(check(big.as_bytes(), "example.org", "s1", "rsa-sha256").is_err());
     }
@@ -193,8 +228,17 @@ mod tests {
         crate::dkim::generate(&mut keys, "example.org", "ed", "ed25519").unwrap();
         let rsa = sign(&keys, "Example.org", "s1", template(GOOD).as_bytes()).unwrap();
         assert_eq!(rsa.len(), 256);
-        let ed = template(&GOOD.replace("rsa-sha256", "ed25519-sha256").replace("s=s1", "s=ed"));
-        assert_eq!(sign(&keys, "example.org", "ed", ed.as_bytes()).unwrap().len(), 64);
+        let ed = template(
+            &GOOD
+                .replace("rsa-sha256", "ed25519-sha256")
+                .replace("s=s1", "s=ed"),
+        );
+        assert_eq!(
+            sign(&keys, "example.org", "ed", ed.as_bytes())
+                .unwrap()
+                .len(),
+            64
+        );
         assert!(sign(&keys, "example.net", "s1", template(GOOD).as_bytes()).is_err());
         assert!(sign(&keys, "example.org", "ed", template(GOOD).as_bytes()).is_err());
     }

@@ -77,9 +77,8 @@ impl Keyd {
     /// Serves `certs` from now on and tells every subscribed link.
     pub async fn replace_certificates(&self, certs: Vec<CertEntry>) {
         *self.certs.write().unwrap_or_else(|e| e.into_inner()) = certs;
-        let subscribers: Vec<EventSender<KeyService>> = std::mem::take(
-            &mut *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        let subscribers: Vec<EventSender<KeyService>> =
+            std::mem::take(&mut *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()));
         let mut alive = Vec::new();
         for s in subscribers {
             match s.send(&Event::CertificatesChanged).await {

@@ -76,7 +76,9 @@ pub enum Event {
     },
     ShutdownDeadline,
     /// keyd took the certificates of a reloaded configuration: keep them for its next start.
-    Reloaded { config: Box<crate::Config> },
+    Reloaded {
+        config: Box<crate::Config>,
+    },
 }
 
 /// What the tree is started with.
@@ -765,7 +767,9 @@ impl Tree {
             }
         };
         let Some(keyd) = self.slots[&Role::Keyd].control.clone() else {
-            let _ = reply.send(Response::Error("nothing changed: keyd is not running".into()));
+            let _ = reply.send(Response::Error(
+                "nothing changed: keyd is not running".into(),
+            ));
             return;
         };
         let restart = config.needs_restart(&self.settings.config);

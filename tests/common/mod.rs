@@ -304,3 +304,74 @@ pub fn addr(tree: &Tree, kind: ipc::config::ListenerKind) -> std::net::SocketAdd
         .addr
 }
 
+/// The EC private scalar of a PKCS#8 P-256 key (ECPrivateKey: version 1, then OCTET STRING 32).
+pub fn ec_scalar(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64_decode(&b64);
+    let at = der
+        .windows(5)
+        .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+        .expect("an ECPrivateKey");
+    der[at + 5..at + 5 + 32].to_vec()
+}
+
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::new();
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= u32::from(value(*c)) << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+/// Whether the writable memory of `pid` contains `needle` (or it reversed).
+pub fn memory_holds(pid: u32, needle: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let reversed: Vec<u8> = needle.iter().rev().copied().collect();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mem =
+        std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem (root reads any process)");
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (start, end) = (
+            u64::from_str_radix(a, 16).expect("addr"),
+            u64::from_str_radix(b, 16).expect("addr"),
+        );
+        let mut buf = vec![0u8; (end - start).min(512 << 20) as usize];
+        let Ok(n) = mem.read_at(&mut buf, start) else {
+            continue;
+        };
+        let region = &buf[..n];
+        if region
+            .windows(needle.len())
+            .any(|w| w == needle || w == reversed.as_slice())
+        {
+            return true;
+        }
+    }
+    false
+}
