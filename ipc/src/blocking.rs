@@ -91,21 +91,63 @@ pub fn call<S: crate::rpc::Service>(
         Ok(_) => {}
         Err(e) => return Err(ChannelError::Io(e.into())),
     }
+    BUFFER.with_borrow_mut(|buf| {
+        let got = sandbox::fdpass::recv(fd, buf)?;
+        if got.len == 0 {
+            return Err(ChannelError::Closed);
+        }
+        if got.data_truncated || !got.fds.is_empty() {
+            got.fds.into_iter().for_each(sandbox::fdpass::discard);
+            return Err(FrameError::Oversize.into());
+        }
+        let (header, payload) = Header::decode(&buf[..got.len], 0)?;
+        if header.kind != Kind::Response || header.id != 1 {
+            return Err(ChannelError::Protocol(format!(
+                "expected the answer, got {:?}",
+                header.kind
+            )));
+        }
+        Ok(codec::decode(payload)?)
+    })
+}
+
+thread_local! {
+    /// One receive buffer per thread, not a fresh 64 KiB per call (signatures are hot).
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; MAX_FRAME + 1]);
+}
+
+/// Serves service `S` on a blocking socket, one request at a time (each answered before the
+/// next is read), until the peer closes it (`Ok`) or sends something other than requests and
+/// pings, or descriptors (`Err`). For a thread that owns the socket, such as keyd's signers.
+pub fn serve<S: crate::rpc::Service>(
+    fd: OwnedFd,
+    mut handle: impl FnMut(S::Request) -> S::Response,
+) -> Result<(), ChannelError> {
     let mut buf = vec![0u8; MAX_FRAME + 1];
-    let got = sandbox::fdpass::recv(fd, &mut buf)?;
-    if got.len == 0 {
-        return Err(ChannelError::Closed);
+    loop {
+        let got = sandbox::fdpass::recv(fd.as_fd(), &mut buf)?;
+        if got.len == 0 && got.fds.is_empty() {
+            return Ok(());
+        }
+        if got.data_truncated || got.fds_truncated || !got.fds.is_empty() {
+            got.fds.into_iter().for_each(sandbox::fdpass::discard);
+            return Err(ChannelError::Protocol(
+                "descriptors or an oversize frame on a request socket".into(),
+            ));
+        }
+        let (header, payload) = Header::decode(&buf[..got.len], 0)?;
+        let answer = match header.kind {
+            Kind::Ping => Header::encode(Kind::Pong, header.id, 0, &[])?,
+            Kind::Request => {
+                let response = handle(codec::decode(payload)?);
+                Header::encode(Kind::Response, header.id, 0, &codec::encode(&response)?)?
+            }
+            other => {
+                return Err(ChannelError::Protocol(format!(
+                    "expected a request, got {other:?}"
+                )));
+            }
+        };
+        sandbox::fdpass::send(fd.as_fd(), &answer, &[])?;
     }
-    if got.data_truncated || !got.fds.is_empty() {
-        got.fds.into_iter().for_each(sandbox::fdpass::discard);
-        return Err(FrameError::Oversize.into());
-    }
-    let (header, payload) = Header::decode(&buf[..got.len], 0)?;
-    if header.kind != Kind::Response || header.id != 1 {
-        return Err(ChannelError::Protocol(format!(
-            "expected the answer, got {:?}",
-            header.kind
-        )));
-    }
-    Ok(codec::decode(payload)?)
 }

@@ -440,6 +440,44 @@ async fn received_fds_are_close_on_exec() {
     server.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_server_answers_requests_and_pings_and_refuses_fds() {
+    let (ours, theirs) = socket_pair().unwrap();
+    let server = std::thread::spawn(move || {
+        ipc::blocking::serve::<Echo>(theirs, |request| match request {
+            EchoRequest::Echo(n) => EchoResponse::Echoed(n + 1),
+            _ => EchoResponse::Failed("unexpected".into()),
+        })
+    });
+    for n in [1, 41] {
+        let answer = ipc::blocking::call::<Echo>(
+            ours.as_fd(),
+            &EchoRequest::Echo(n),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!(answer, EchoResponse::Echoed(n + 1));
+    }
+    // An async client on the same kind of socket: pings are answered too.
+    let client = Client::<Echo>::new(Link::from_fd(ours, "blocking").unwrap()).0;
+    client.ping().await.unwrap();
+    assert_eq!(
+        client
+            .call(&EchoRequest::Echo(7), Vec::new())
+            .await
+            .unwrap()
+            .0,
+        EchoResponse::Echoed(8)
+    );
+    // A descriptor on a request socket is a protocol error: the server stops.
+    let (r, _w) = nix::unistd::pipe().unwrap();
+    assert!(client.call(&EchoRequest::Probe, vec![r]).await.is_err());
+    let ended = tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(ended, Err(ChannelError::Protocol(_))), "{ended:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test service and messages.
 

@@ -63,10 +63,10 @@ async fn run(seconds: f64) {
     let slot: PeerSlot<KeyService> = peers.keyd.clone();
     let remote = keyclient::server_config(&slot).await.unwrap();
 
-    println!("TLS 1.3 full handshakes (no resumption), {seconds} s per row, 1 thread");
+    println!("TLS 1.3 full handshakes (no resumption), {seconds} s per row");
     println!(
-        "{:<12} {:>14} {:>14} {:>8}",
-        "key", "in-process/s", "via keyd/s", "ratio"
+        "{:<12} {:>8} {:>14} {:>14} {:>8}",
+        "key", "threads", "in-process/s", "via keyd/s", "ratio"
     );
     for (name, scheme_client) in [("selfsigned-ecdsa", "ECDSA"), ("selfsigned-rsa", "RSA")] {
         let pem = std::fs::read(dir.path().join(format!("{name}.key.pem"))).unwrap();
@@ -85,15 +85,20 @@ async fn run(seconds: f64) {
                 .unwrap(),
         );
         let client = client_config(scheme_client == "RSA");
-        let a = rate(&local, &client, seconds);
-        let b = rate(&remote, &client, seconds);
-        println!(
-            "{:<12} {:>14.0} {:>14.0} {:>7.2}x",
-            scheme_client,
-            a,
-            b,
-            b / a
-        );
+        // One connection at a time (latency-bound: every keyd round trip is on the critical
+        // path), then as many handshaking threads as a busy server has (throughput-bound).
+        for threads in [1, 4] {
+            let a = rate(&local, &client, seconds, threads);
+            let b = rate(&remote, &client, seconds, threads);
+            println!(
+                "{:<12} {:>8} {:>14.0} {:>14.0} {:>7.2}x",
+                scheme_client,
+                threads,
+                a,
+                b,
+                b / a
+            );
+        }
     }
     shutdown.cancel();
 }
@@ -154,15 +159,33 @@ fn client_config(rsa_only: bool) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// Handshakes per second, client and server in memory.
-fn rate(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>, seconds: f64) -> f64 {
+/// Handshakes per second over `threads` threads, each running client and server in memory.
+fn rate(
+    server: &Arc<ServerConfig>,
+    client: &Arc<ClientConfig>,
+    seconds: f64,
+    threads: usize,
+) -> f64 {
     let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < Duration::from_secs_f64(seconds) {
-        handshake(server, client);
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    let limit = Duration::from_secs_f64(seconds);
+    let total: u64 = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut n = 0u64;
+                        while start.elapsed() < limit {
+                            handshake(server, client);
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        })
+    });
+    total as f64 / start.elapsed().as_secs_f64()
 }
 
 fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) {

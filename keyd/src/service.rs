@@ -20,7 +20,7 @@ use crate::keys::KeyStore;
 const MAX_SIGNERS: usize = 16;
 
 /// Signatures one link may ask for per second.
-const MAX_SIGNATURES_PER_SECOND: u32 = 5000;
+const MAX_SIGNATURES_PER_SECOND: u32 = 20_000;
 
 /// The schemes keyd offers, strongest first within each key type.
 const SCHEMES: &[SignatureScheme] = &[
@@ -152,24 +152,60 @@ impl Keyd {
             Ok(pair) => pair,
             Err(e) => return (Response::Refused(e.to_string()), Vec::new()),
         };
-        let link = match ipc::Link::from_fd(ours, format!("{peer}→keyd (signer)")) {
-            Ok(link) => link,
-            Err(e) => return (Response::Refused(e.to_string()), Vec::new()),
-        };
-        tokio::spawn(async move {
-            let mut server = ipc::rpc::Server::<KeyService>::new(link);
-            while let Ok(Some(incoming)) = server.next().await {
-                self.clone().handle(peer, incoming).await;
-            }
+        // A thread of its own, blocking on the socket: a signature is then one wakeup of one
+        // thread, with no async scheduling between the socket and the key.
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("signer-{peer}"))
+            .spawn(move || {
+                let served = ipc::blocking::serve::<KeyService>(ours, |request| {
+                    if permitted(peer, &request) {
+                        this.answer_now(peer, request)
+                    } else {
+                        tracing::warn!("{peer} asked for {} on a signing socket", kind(&request));
+                        Response::Refused("not permitted on this link".into())
+                    }
+                });
+                if let Err(e) = served {
+                    tracing::warn!("signing socket of {peer}: {e}; closed");
+                }
+                let mut signers = this.signers.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(count) = signers.get_mut(&peer) {
+                    *count = count.saturating_sub(1);
+                }
+            });
+        if let Err(e) = spawned {
             let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(count) = signers.get_mut(&peer) {
                 *count = count.saturating_sub(1);
             }
-        });
+            return (
+                Response::Refused(format!("no signing thread: {e}")),
+                Vec::new(),
+            );
+        }
         (Response::SignerOpened, vec![theirs])
     }
 
+    /// Answers on the async link: quick requests inline, slow signatures (RSA: a millisecond
+    /// or more; DKIM) on a blocking thread so that other requests keep flowing.
     async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
+        let slow = match &request {
+            Request::SignDkim { .. } => true,
+            Request::SignTls { scheme, .. } => is_rsa(SignatureScheme::from(*scheme)),
+            _ => false,
+        };
+        if slow {
+            tokio::task::spawn_blocking(move || self.answer_now(peer, request))
+                .await
+                .unwrap_or_else(|e| Response::Refused(format!("signing task: {e}")))
+        } else {
+            self.answer_now(peer, request)
+        }
+    }
+
+    /// Answers a request of `peer` (already known to be permitted) on this thread.
+    fn answer_now(&self, peer: Role, request: Request) -> Response {
         match request {
             Request::OpenSigner => Response::Refused("signers are opened on the main link".into()),
             Request::Certificates => Response::Certificates(self.certificates()),
@@ -190,15 +226,7 @@ impl Keyd {
                 if !self.within_rate(peer) {
                     return Response::Refused("too many signatures; slow down".into());
                 }
-                let this = self.clone();
-                let (d, s) = (domain.clone(), selector.clone());
-                let signed = tokio::task::spawn_blocking(move || {
-                    crate::dkim_sign::sign(&read(&this.keys), &d, &s, &data)
-                })
-                .await
-                .map_err(|e| format!("signing task: {e}"))
-                .and_then(|r| r);
-                match signed {
+                match crate::dkim_sign::sign(&read(&self.keys), &domain, &selector, &data) {
                     Ok(signature) => Response::Signature(signature),
                     Err(e) => {
                         tracing::warn!(
@@ -233,29 +261,9 @@ impl Keyd {
                 if !self.within_rate(peer) {
                     return Response::Refused("too many signatures; slow down".into());
                 }
-                let scheme = SignatureScheme::from(scheme);
-                // ECDSA and Ed25519 sign in tens of microseconds: inline. RSA takes a
-                // millisecond or more: on a blocking thread, so other requests keep flowing.
-                let slow = matches!(
-                    scheme,
-                    SignatureScheme::RSA_PSS_SHA256
-                        | SignatureScheme::RSA_PSS_SHA384
-                        | SignatureScheme::RSA_PSS_SHA512
-                        | SignatureScheme::RSA_PKCS1_SHA256
-                        | SignatureScheme::RSA_PKCS1_SHA384
-                        | SignatureScheme::RSA_PKCS1_SHA512
-                );
-                let signed = if slow {
-                    tokio::task::spawn_blocking(move || signing_key.sign(scheme, &message))
-                        .await
-                        .map_err(|e| format!("signing task: {e}"))
-                } else {
-                    Ok(signing_key.sign(scheme, &message))
-                };
-                match signed {
-                    Ok(Ok(signature)) => Response::Signature(signature),
-                    Ok(Err(e)) => Response::Refused(e.to_string()),
-                    Err(e) => Response::Refused(e),
+                match signing_key.sign(SignatureScheme::from(scheme), &message) {
+                    Ok(signature) => Response::Signature(signature),
+                    Err(e) => Response::Refused(e.to_string()),
                 }
             }
         }
@@ -366,6 +374,18 @@ impl Keyd {
         self.replace_certificates(certs).await;
         Ok(ipc::msg::key::AdminReply::Tls(status))
     }
+}
+
+fn is_rsa(scheme: SignatureScheme) -> bool {
+    matches!(
+        scheme,
+        SignatureScheme::RSA_PSS_SHA256
+            | SignatureScheme::RSA_PSS_SHA384
+            | SignatureScheme::RSA_PSS_SHA512
+            | SignatureScheme::RSA_PKCS1_SHA256
+            | SignatureScheme::RSA_PKCS1_SHA384
+            | SignatureScheme::RSA_PKCS1_SHA512
+    )
 }
 
 fn kind(r: &Request) -> &'static str {
