@@ -10,6 +10,14 @@
 //! "service not available" reply; implicit-TLS listeners say it inside TLS, after a handshake
 //! whose signature keyd makes (the role never holds the private key).
 
+pub mod address;
+pub mod command;
+pub mod data;
+pub mod reply;
+pub mod session;
+#[cfg(test)]
+mod session_tests;
+
 use ipc::config::ListenerKind;
 use ipc::{Context, RoleError, RoleSpec};
 
