@@ -66,6 +66,7 @@ async fn start() -> Harness {
             worker_threads: 2,
             fail_at_start: false,
             certificates: Vec::new(),
+            smtp: Default::default(),
         },
         listeners: Vec::new(),
         peers,

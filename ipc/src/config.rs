@@ -22,6 +22,38 @@ pub struct RoleConfig {
     /// keyd only: the certificate files named in the configuration. The supervisor opens them
     /// and passes two fds per entry (chain, then key) after the listener and peer fds.
     pub certificates: Vec<CertificateFiles>,
+    /// smtpd's limits (the other roles ignore them).
+    pub smtp: SmtpSettings,
+}
+
+/// What smtpd accepts and how patient it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpSettings {
+    /// Largest message accepted, octets (announced with SIZE).
+    pub max_message_size: u64,
+    /// Recipients per message (announced with LIMITS RCPTMAX).
+    pub max_recipients: u32,
+    /// Errors after which a connection is closed.
+    pub max_errors: u32,
+    /// How long a client may be silent, seconds.
+    pub timeout_secs: u64,
+    /// Connections at once from one IPv4 address or IPv6 /64.
+    pub connections_per_ip: u32,
+    /// localserve: every recipient is delivered to the local account `mox@localhost`.
+    pub localserve: bool,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 1000,
+            max_errors: 10,
+            timeout_secs: 300,
+            connections_per_ip: 20,
+            localserve: false,
+        }
+    }
 }
 
 /// A certificate chain and its private key, as files named in the configuration. keyd never

@@ -361,6 +361,23 @@ impl Db {
         lookup(&format!("@{}", addr.domain))
     }
 
+    /// Whether mail for `address` is delivered here, or its domain is not ours.
+    pub fn recipient_status(&self, address: &str) -> Result<ipc::msg::store::RecipientStatus> {
+        use ipc::msg::store::RecipientStatus;
+        if self.resolve(address)?.is_some() {
+            return Ok(RecipientStatus::Local);
+        }
+        let ours = match Address::parse(address, false) {
+            Ok(addr) => self.domains.get(&addr.domain)?.is_some(),
+            Err(_) => false,
+        };
+        Ok(if ours {
+            RecipientStatus::Unknown
+        } else {
+            RecipientStatus::NotLocal
+        })
+    }
+
     /// The account a login name belongs to: an account name, or exactly one of its addresses
     /// (no tags, no catch-all: those are for delivery, not for logging in).
     pub fn login_account(&self, username: &str) -> Result<Option<String>> {

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use ipc::msg::auth::Ticket;
 use ipc::msg::control::{AdminReply as RoleReply, RoleAdmin};
 use ipc::msg::store::{
-    AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, RecipientStatus, Request,
-    Response, StoreService,
+    AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, Request, Response,
+    StoreService,
 };
 use ipc::rpc::{EventSender, Incoming};
 use ipc::{AdminCall, Handle, Role};
@@ -97,6 +97,7 @@ impl Store {
         events: EventSender<StoreService>,
     ) -> Result<(Response, Vec<Handle>), Failure> {
         let permitted = match &request {
+            Request::SenderAccount { .. } => peer == Role::Smtpd,
             Request::CheckRecipient { .. }
             | Request::OpenDelivery
             | Request::Deliver { .. }
@@ -147,13 +148,13 @@ impl Store {
             }
             Request::CheckRecipient { address } => {
                 let store = self.clone();
-                let found = blocking(move || store.db.resolve(&address)).await?;
-                let status = if found.is_some() {
-                    RecipientStatus::Local
-                } else {
-                    RecipientStatus::Unknown
-                };
+                let status = blocking(move || store.db.recipient_status(&address)).await?;
                 Ok((Response::Recipient(status), Vec::new()))
+            }
+            Request::SenderAccount { address } => {
+                let store = self.clone();
+                let account = blocking(move || store.db.resolve(&address)).await?;
+                Ok((Response::Login(account), Vec::new()))
             }
             Request::OpenDelivery => {
                 let (id, fd) = self.open_temp(peer)?;

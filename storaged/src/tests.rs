@@ -125,6 +125,12 @@ fn resolves_exact_tagged_and_catchall_addresses() {
     );
     assert_eq!(r("bob@unknown.test"), None);
     assert_eq!(r("not an address"), None);
+    use ipc::msg::store::RecipientStatus;
+    let status = |a: &str| f.db.recipient_status(a).unwrap();
+    assert_eq!(status("bob+x@example.com"), RecipientStatus::Local);
+    assert_eq!(status("alice@example.com"), RecipientStatus::Unknown);
+    assert_eq!(status("bob@unknown.test"), RecipientStatus::NotLocal);
+    assert_eq!(status("not an address"), RecipientStatus::NotLocal);
     f.check();
 }
 

@@ -51,6 +51,7 @@ async fn start() -> H {
             worker_threads: 2,
             fail_at_start: false,
             certificates: Vec::new(),
+            smtp: Default::default(),
         },
         listeners: Vec::new(),
         peers: Peers::default(),

@@ -25,7 +25,25 @@ pub struct Config {
     #[serde(default)]
     pub tls: Tls,
     #[serde(default)]
+    pub smtp: Smtp,
+    #[serde(default)]
     pub debug: Debug,
+}
+
+/// smtpd's limits; every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    /// Largest message accepted, in octets (at most 100 MiB).
+    pub max_message_size: Option<Spanned<u64>>,
+    /// Recipients per message.
+    pub max_recipients: Option<u32>,
+    /// Errors after which a connection is closed.
+    pub max_errors: Option<u32>,
+    /// How long a client may be silent, in seconds.
+    pub timeout_secs: Option<u64>,
+    /// Connections at once from one IPv4 address or IPv6 /64.
+    pub connections_per_ip: Option<u32>,
 }
 
 /// Certificates from files (`[[tls.certificate]]`). Without any, keyd serves ACME or
@@ -274,6 +292,30 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.server.log) {
             return Err(located(None, format!("server.log: {e}")));
         }
+        if let Some(size) = &config.smtp.max_message_size
+            && (*size.get_ref() == 0 || *size.get_ref() > 100 * 1024 * 1024)
+        {
+            return Err(located(
+                Some(size.span()),
+                "smtp.max_message_size must be between 1 and 104857600 (100 MiB)".into(),
+            ));
+        }
+        for (key, value) in [
+            (
+                "smtp.max_recipients",
+                config.smtp.max_recipients.map(u64::from),
+            ),
+            ("smtp.max_errors", config.smtp.max_errors.map(u64::from)),
+            ("smtp.timeout_secs", config.smtp.timeout_secs),
+            (
+                "smtp.connections_per_ip",
+                config.smtp.connections_per_ip.map(u64::from),
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(located(None, format!("{key} must be at least 1")));
+            }
+        }
         for entry in &config.tls.certificate {
             let e = entry.get_ref();
             for (what, path) in [("cert", &e.cert), ("key", &e.key)] {
@@ -336,6 +378,7 @@ impl Config {
             ("[users]", self.users == other.users),
             ("[listen]", self.listen == other.listen),
             ("[sandbox]", self.sandbox == other.sandbox),
+            ("[smtp]", self.smtp == other.smtp),
             ("[debug]", self.debug == other.debug),
         ] {
             if !same {
@@ -343,6 +386,23 @@ impl Config {
             }
         }
         changed
+    }
+
+    /// smtpd's settings: the configured values over the defaults.
+    pub fn smtp_settings(&self, localserve: bool) -> ipc::config::SmtpSettings {
+        let d = ipc::config::SmtpSettings::default();
+        ipc::config::SmtpSettings {
+            max_message_size: self
+                .smtp
+                .max_message_size
+                .as_ref()
+                .map_or(d.max_message_size, |s| *s.get_ref()),
+            max_recipients: self.smtp.max_recipients.unwrap_or(d.max_recipients),
+            max_errors: self.smtp.max_errors.unwrap_or(d.max_errors),
+            timeout_secs: self.smtp.timeout_secs.unwrap_or(d.timeout_secs),
+            connections_per_ip: self.smtp.connections_per_ip.unwrap_or(d.connections_per_ip),
+            localserve,
+        }
     }
 
     /// The certificate files keyd is to serve, in the order their fds are passed.

@@ -118,6 +118,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                 } else {
                     Vec::new()
                 },
+                smtp: config.smtp_settings(opts.localserve),
             },
         );
         sandboxes.insert(

@@ -52,6 +52,9 @@ pub enum Request {
         ticket: crate::msg::auth::Ticket,
         op: SessionOp,
     },
+    /// smtpd (submission) → storaged: the account `address` belongs to (as a recipient would
+    /// reach it), to check that a sender uses an address of its own.
+    SenderAccount { address: String },
 }
 
 /// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned;
@@ -315,7 +318,10 @@ pub enum Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecipientStatus {
     Local,
+    /// A local domain without that address.
     Unknown,
+    /// Not one of the domains of this server.
+    NotLocal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
