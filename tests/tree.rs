@@ -423,8 +423,11 @@ fn network_roles_say_their_protocol_is_not_served_yet() {
         let _ = s.read_to_string(&mut out);
         out
     };
-    let smtp = read_all(addr(ListenerKind::Smtp), b"");
-    assert!(smtp.starts_with("421 4.3.2 mx.test.example "), "{smtp}");
+    let smtp = read_all(addr(ListenerKind::Smtp), b"QUIT\r\n");
+    assert!(
+        smtp.starts_with("220 mx.test.example ESMTP moxd\r\n221 2.0.0 "),
+        "{smtp}"
+    );
     let imap = read_all(addr(ListenerKind::Imap), b"");
     assert!(imap.starts_with("* BYE [UNAVAILABLE]"), "{imap}");
     let http = read_all(addr(ListenerKind::Http), b"GET / HTTP/1.0\r\n\r\n");

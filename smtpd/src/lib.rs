@@ -5,21 +5,29 @@
 //! Must never: open any file; hold keys or passwords.
 //! Peers: keyd, authd, storaged, queued (smtpd calls them).
 //!
-//! Status: the tree, sandbox, listeners and links are in place; the protocol itself arrives with
-//! issue 5. Until then every connection is told so and closed: plain listeners get the protocol's
-//! "service not available" reply; implicit-TLS listeners say it inside TLS, after a handshake
-//! whose signature keyd makes (the role never holds the private key).
+//! Status: MX delivery to local recipients and submission with AUTH (relayed to authd) over
+//! STARTTLS or implicit TLS (keys in keyd) work; sending to other domains (queued), DKIM
+//! signing, SPF/DKIM/DMARC checks and the From: header check arrive with the rest of issue 5.
 
 pub mod address;
+mod auth;
 pub mod command;
+mod conn;
 pub mod data;
+mod io;
+mod receive;
 pub mod reply;
 pub mod session;
 #[cfg(test)]
 mod session_tests;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use ipc::config::ListenerKind;
 use ipc::{Context, RoleError, RoleSpec};
+
+use crate::session::{Config, Mode};
 
 /// How the runtime starts and confines smtpd.
 pub const SPEC: RoleSpec = RoleSpec {
@@ -34,17 +42,80 @@ pub const SPEC: RoleSpec = RoleSpec {
     run: |ctx| Box::pin(run(ctx)),
 };
 
-/// smtpd's entry point.
+/// smtpd's entry point: TLS from keyd, then one accept loop per listener.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    keyclient::serve_unavailable(ctx, unavailable).await
+    let tls = match keyclient::server_config(&ctx.peers.keyd).await {
+        Ok(config) => Some(config),
+        Err(e) => {
+            tracing::error!("no TLS (STARTTLS and port 465 unavailable): {e}");
+            None
+        }
+    };
+    let settings = ctx.config.smtp.clone();
+    let shared = Arc::new(conn::Shared {
+        settings: settings.clone(),
+        tls: tls.clone(),
+        peers: ctx.peers.clone(),
+        open: Default::default(),
+        next_id: AtomicU64::new(first_id()),
+    });
+    for listener in ctx.listeners {
+        let kind = listener.spec.kind;
+        let mode = match kind {
+            ListenerKind::Smtp => Mode::Mx,
+            ListenerKind::Submission | ListenerKind::Submissions => Mode::Submission,
+            other => {
+                tracing::error!("smtpd was given a {} listener; ignoring it", other.name());
+                continue;
+            }
+        };
+        let implicit = kind.implicit_tls();
+        let config = Arc::new(Config {
+            hostname: ctx.config.hostname.clone(),
+            mode,
+            max_size: settings.max_message_size,
+            max_recipients: settings.max_recipients as usize,
+            max_errors: settings.max_errors,
+            starttls: tls.is_some() && !implicit,
+        });
+        let std_listener = std::net::TcpListener::from(listener.fd);
+        std_listener.set_nonblocking(true)?;
+        let socket = tokio::net::TcpListener::from_std(std_listener)?;
+        let (shutdown, tasks, shared) = (ctx.shutdown.clone(), ctx.tasks.clone(), shared.clone());
+        ctx.tasks.spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = socket.accept() => match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!("accepting on {}: {e}", kind.name());
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (shared, config, shutdown) = (shared.clone(), config.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    tokio::select! {
+                        _ = conn::serve(shared, config, tcp, peer, implicit) => {}
+                        // At shutdown a connection in the middle of a message loses it, unacknowledged.
+                        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {}
+                    }
+                });
+            }
+        });
+    }
+    ctx.shutdown.cancelled().await;
+    Ok(())
 }
 
-/// The honest answer on a listener this role does not serve yet.
-fn unavailable(host: &str, kind: ListenerKind) -> Option<String> {
-    match kind {
-        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => Some(format!(
-            "421 4.3.2 {host} moxd: SMTP service not implemented yet, try again later\r\n"
-        )),
-        _ => None,
-    }
+/// How long connections may go on after shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Message ids are unique across restarts: they start from the clock.
+fn first_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

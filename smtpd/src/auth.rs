@@ -1,0 +1,110 @@
+//! AUTH (RFC 4954): the SASL exchange is relayed verbatim between the client and authd, which
+//! alone checks passwords. smtpd only base64-decodes and -encodes.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ipc::msg::auth::{self, AuthService, Failure, Ticket};
+
+use crate::io::{Conn, ConnError, Line};
+use crate::reply::Reply;
+
+/// The end of an exchange.
+pub enum Authenticated {
+    Yes { account: String, ticket: Ticket },
+    No(Reply),
+}
+
+pub async fn relay(
+    conn: &mut Conn,
+    authd: &ipc::Client<AuthService>,
+    mechanism: String,
+    initial: Option<String>,
+) -> Result<Authenticated, ConnError> {
+    let no = |code, e, text: &str| Ok(Authenticated::No(Reply::new(code, e, text)));
+    let initial_response = match initial.as_deref() {
+        None => None,
+        Some("=") => Some(Vec::new()),
+        Some(b64) => match B64.decode(b64) {
+            Ok(bytes) => Some(bytes),
+            Err(_) => return no(501, "5.5.2", "the initial response is not base64"),
+        },
+    };
+    let start = auth::Request::Start {
+        mechanism,
+        initial_response,
+        channel_binding: conn.channel_binding(),
+        remote: conn.peer.ip(),
+    };
+    let mut answer = authd.call(&start, Vec::new()).await;
+    loop {
+        let response = match answer {
+            Ok((r, _)) => r,
+            Err(e) => {
+                tracing::warn!("authd: {e}");
+                return no(454, "4.7.0", "authentication is not available right now; try again later");
+            }
+        };
+        match response {
+            auth::Response::Continue { exchange, challenge } => {
+                conn.queue(&Reply::plain(334, B64.encode(&challenge)));
+                conn.flush().await?;
+                let line = match conn.line(crate::command::MAX_LINE).await? {
+                    Line::Ok(l) => l,
+                    Line::TooLong => {
+                        abort(authd, exchange).await;
+                        return no(500, "5.5.6", "authentication line too long");
+                    }
+                };
+                if line == b"*" {
+                    abort(authd, exchange).await;
+                    return no(501, "5.0.0", "authentication canceled");
+                }
+                let Ok(response) = B64.decode(&line) else {
+                    abort(authd, exchange).await;
+                    return no(501, "5.5.2", "the response is not base64");
+                };
+                answer = authd.call(&auth::Request::Step { exchange, response }, Vec::new()).await;
+            }
+            auth::Response::Success { account, ticket, additional } => {
+                // RFC 4954 §4: additional data goes in a challenge the client answers empty.
+                if let Some(data) = additional {
+                    conn.queue(&Reply::plain(334, B64.encode(&data)));
+                    conn.flush().await?;
+                    let _ = conn.line(crate::command::MAX_LINE).await?;
+                }
+                return Ok(Authenticated::Yes { account, ticket });
+            }
+            auth::Response::Failure(f) => {
+                return Ok(Authenticated::No(match f {
+                    Failure::Credentials => Reply::new(535, "5.7.8", "authentication credentials invalid"),
+                    Failure::Throttled { retry_after_secs } => Reply::new(
+                        454,
+                        "4.7.0",
+                        format!("too many failed attempts; try again in {retry_after_secs} s"),
+                    ),
+                    Failure::Malformed(why) => Reply::new(501, "5.5.2", format!("malformed authentication: {why}")),
+                    Failure::Temporary(why) => Reply::new(454, "4.7.0", format!("temporary authentication failure: {why}")),
+                }));
+            }
+            other => {
+                tracing::warn!("authd answered {other:?}");
+                return no(454, "4.7.0", "authentication failed on the server side");
+            }
+        }
+    }
+}
+
+async fn abort(authd: &ipc::Client<AuthService>, exchange: u64) {
+    let _ = authd.call(&auth::Request::Abort { exchange }, Vec::new()).await;
+}
+
+/// The mechanisms authd offers on a connection with (or without) TLS channel binding.
+pub async fn mechanisms(authd: &ipc::Client<AuthService>, channel_binding: bool) -> Vec<String> {
+    match authd.call(&auth::Request::Mechanisms { channel_binding }, Vec::new()).await {
+        Ok((auth::Response::Mechanisms(m), _)) => m,
+        other => {
+            tracing::warn!("authd gave no mechanisms: {other:?}");
+            Vec::new()
+        }
+    }
+}

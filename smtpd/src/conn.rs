@@ -1,0 +1,309 @@
+//! One SMTP connection from greeting to QUIT: the session decides, this carries out its steps
+//! (lookups at storaged, SASL at authd, TLS with keyd's keys, the message into storaged).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipc::Peers;
+use ipc::config::SmtpSettings;
+use ipc::msg::store::{self, RecipientStatus};
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+
+use crate::address::Address;
+use crate::command::{self, MAX_LINE};
+use crate::io::{Conn, ConnError, Line};
+use crate::reply::Reply;
+use crate::session::{Config, Recipient, Session, Step};
+
+/// What every connection of the role shares.
+pub struct Shared {
+    pub settings: SmtpSettings,
+    pub tls: Option<Arc<ServerConfig>>,
+    pub peers: Peers,
+    /// Open connections per client address (IPv4, or IPv6 /64).
+    pub open: Mutex<HashMap<IpAddr, u32>>,
+    pub next_id: std::sync::atomic::AtomicU64,
+}
+
+/// The local account localserve delivers everything to.
+pub const LOCALSERVE_ACCOUNT: &str = "mox@localhost";
+
+/// Counts a connection against its address's limit for as long as it lives.
+struct Slot<'a> {
+    shared: &'a Shared,
+    key: IpAddr,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Serves one connection until QUIT, an error, a timeout or shutdown.
+pub async fn serve(
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+) {
+    let _ = tcp.set_nodelay(true);
+    let key = ip_key(peer.ip());
+    let admitted = {
+        let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        *n += 1;
+        *n <= shared.settings.connections_per_ip
+    };
+    let _slot = Slot { shared: &shared, key };
+    let mut conn = Conn::new(tcp, peer, Duration::from_secs(shared.settings.timeout_secs));
+    if implicit_tls {
+        let Some(tls) = shared.tls.clone() else {
+            tracing::warn!("{peer}: no TLS certificates; closing");
+            return;
+        };
+        if let Err(e) = conn.start_tls(tls).await {
+            tracing::info!("{peer}: {e}");
+            return;
+        }
+    }
+    if !admitted {
+        tracing::info!("{peer}: too many connections from its address; refused");
+        conn.queue(&Reply::new(421, "4.7.0", format!("{} too many connections from your address; try again later", config.hostname)));
+        conn.close().await;
+        return;
+    }
+    let mut session = Session::new(config, implicit_tls);
+    let mut ticket = None;
+    let result = run(&shared, &mut conn, &mut session, &mut ticket).await;
+    match &result {
+        Ok(()) | Err(ConnError::Closed) => tracing::debug!("{peer}: done"),
+        Err(e) => tracing::info!("{peer}: {e}"),
+    }
+    if let Err(ConnError::Timeout(_)) = result {
+        conn.queue(&Reply::new(421, "4.4.2", format!("{} timeout; closing", session.config.hostname)));
+    }
+    if let (Some(ticket), Some(authd)) = (ticket, shared.peers.authd.current()) {
+        let _ = authd.call(&ipc::msg::auth::Request::Logout { ticket }, Vec::new()).await;
+    }
+    conn.close().await;
+}
+
+async fn run(
+    shared: &Shared,
+    conn: &mut Conn,
+    session: &mut Session,
+    ticket: &mut Option<ipc::msg::auth::Ticket>,
+) -> Result<(), ConnError> {
+    if session.tls {
+        session.mechanisms = mechanisms(shared, conn).await;
+    }
+    conn.queue(&session.greeting());
+    loop {
+        // Replies wait while pipelined commands are buffered; flush before waiting for more.
+        if !conn.has_line() {
+            conn.flush().await?;
+        }
+        let step = match conn.line(MAX_LINE).await? {
+            Line::Ok(line) => match command::parse(&line) {
+                Ok(cmd) => session.command(cmd),
+                Err(reply) => session.bad_command(reply),
+            },
+            Line::TooLong => session.bad_command(Reply::new(500, "5.5.2", "line too long")),
+        };
+        let reply = match step {
+            Step::Reply(reply) => reply,
+            Step::StartTls(reply) => {
+                let Some(tls) = shared.tls.clone() else {
+                    conn.queue(&Reply::new(454, "4.7.0", "TLS not available"));
+                    continue;
+                };
+                conn.queue(&reply);
+                conn.flush().await?;
+                // Anything pipelined after STARTTLS is dropped unread (RFC 3207 §4.2).
+                conn.start_tls(tls).await?;
+                session.tls_started();
+                session.mechanisms = mechanisms(shared, conn).await;
+                continue;
+            }
+            Step::CheckRecipient(to) => match recipient(shared, &to).await {
+                Ok(found) => session.recipient(to, found),
+                Err(reply) => reply,
+            },
+            Step::CheckSender(from) => {
+                let owner = match &from {
+                    Some(addr) => sender_account(shared, session, addr).await,
+                    None => Ok(None),
+                };
+                match owner {
+                    Ok(owner) => session.sender(owner.as_deref()),
+                    Err(reply) => {
+                        session.transaction_done();
+                        reply
+                    }
+                }
+            }
+            Step::Auth { mechanism, initial } => {
+                let Some(authd) = shared.peers.authd.current() else {
+                    conn.queue(&Reply::new(454, "4.7.0", "authentication is not available right now"));
+                    continue;
+                };
+                match crate::auth::relay(conn, &authd, mechanism, initial).await? {
+                    crate::auth::Authenticated::Yes { account, ticket: t } => {
+                        tracing::info!("{}: authenticated as {account}", conn.peer);
+                        session.authenticated(account);
+                        *ticket = Some(t);
+                        Reply::new(235, "2.7.0", "authentication successful")
+                    }
+                    crate::auth::Authenticated::No(reply) => session.error(reply),
+                }
+            }
+            Step::Data(_) => data(shared, conn, session).await?,
+        };
+        if reply.is_error() {
+            let delay = session.delay();
+            if !delay.is_zero() {
+                conn.flush().await?;
+                tokio::time::sleep(delay).await;
+            }
+        }
+        conn.queue(&reply);
+        if reply.closes() {
+            return Ok(());
+        }
+    }
+}
+
+async fn mechanisms(shared: &Shared, conn: &Conn) -> Vec<String> {
+    match shared.peers.authd.current() {
+        Some(authd) => crate::auth::mechanisms(&authd, conn.channel_binding().is_some()).await,
+        None => Vec::new(),
+    }
+}
+
+/// Where mail for `to` goes.
+async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
+    if shared.settings.localserve {
+        return localserve_recipient(to);
+    }
+    let storaged = shared
+        .peers
+        .storaged
+        .current()
+        .ok_or_else(|| Reply::new(451, "4.3.0", "the message store is not available; try again later"))?;
+    let request = store::Request::CheckRecipient { address: to.to_string() };
+    match storaged.call(&request, Vec::new()).await {
+        Ok((store::Response::Recipient(status), _)) => Ok(match status {
+            RecipientStatus::Local => Recipient::Local,
+            RecipientStatus::Unknown => Recipient::Unknown,
+            RecipientStatus::NotLocal => Recipient::Remote,
+        }),
+        other => {
+            tracing::warn!("checking a recipient at storaged: {other:?}");
+            Err(Reply::new(451, "4.3.0", "cannot check the recipient now; try again later"))
+        }
+    }
+}
+
+/// localserve takes mail for any address, except a few local parts that make errors on
+/// purpose, so that client developers can see how their program handles them.
+fn localserve_recipient(to: &Address) -> Result<Recipient, Reply> {
+    let local = to.local.to_ascii_lowercase();
+    match local.as_str() {
+        "tempfail" => Err(Reply::new(451, "4.0.0", "localserve: temporary failure, as asked by the address")),
+        "permfail" => Err(Reply::new(550, "5.0.0", "localserve: permanent failure, as asked by the address")),
+        "unknown" => Ok(Recipient::Unknown),
+        _ => Ok(Recipient::Local),
+    }
+}
+
+/// The account `from` belongs to; in localserve, any sender is the user's own.
+async fn sender_account(
+    shared: &Shared,
+    session: &Session,
+    from: &Address,
+) -> Result<Option<String>, Reply> {
+    if shared.settings.localserve {
+        return Ok(session.account.clone());
+    }
+    let storaged = shared
+        .peers
+        .storaged
+        .current()
+        .ok_or_else(|| Reply::new(451, "4.3.0", "the message store is not available; try again later"))?;
+    let request = store::Request::SenderAccount { address: from.to_string() };
+    match storaged.call(&request, Vec::new()).await {
+        Ok((store::Response::Login(account), _)) => Ok(account),
+        other => {
+            tracing::warn!("checking a sender at storaged: {other:?}");
+            Err(Reply::new(451, "4.3.0", "cannot check the sender now; try again later"))
+        }
+    }
+}
+
+/// DATA: the message into storaged, then the one reply for it.
+async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result<Reply, ConnError> {
+    let Some(tx) = session.tx.clone() else {
+        return Ok(Reply::new(503, "5.5.1", "MAIL and RCPT first"));
+    };
+    if !tx.remote.is_empty() {
+        session.transaction_done();
+        return Ok(Reply::new(
+            554,
+            "5.3.3",
+            "sending to other domains is not implemented yet (it arrives with queued); nothing was sent",
+        ));
+    }
+    let Some(storaged) = shared.peers.storaged.current() else {
+        session.transaction_done();
+        return Ok(Reply::new(451, "4.3.0", "the message store is not available; try again later"));
+    };
+    let deliver_to: Vec<String> = if shared.settings.localserve {
+        vec![LOCALSERVE_ACCOUNT.to_string()]
+    } else {
+        tx.local.iter().map(|a| a.to_string()).collect()
+    };
+    let id = format!(
+        "{:x}",
+        shared.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let outcome = crate::receive::receive(conn, session, &tx, deliver_to, &storaged, &id).await;
+    session.transaction_done();
+    let outcome = outcome?;
+    tracing::info!(
+        "{}: message {id} from <{}> to {} recipient(s), {} octets: {}",
+        conn.peer,
+        tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+        tx.local.len(),
+        outcome.size,
+        outcome.reply
+    );
+    Ok(if outcome.reply.is_error() {
+        session.error(outcome.reply)
+    } else {
+        outcome.reply
+    })
+}
