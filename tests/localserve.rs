@@ -134,7 +134,10 @@ fn localserve_runs_the_tree_without_root_and_stops_on_ctrl_c() {
     smtp.write_all(b"QUIT\r\n").expect("quit");
     let mut greeting = String::new();
     let _ = smtp.read_to_string(&mut greeting);
-    assert!(greeting.starts_with("220 localhost ESMTP moxd\r\n221 "), "{greeting}");
+    assert!(
+        greeting.starts_with("220 localhost ESMTP moxd\r\n221 "),
+        "{greeting}"
+    );
 
     // Ctrl-C.
     nix::sys::signal::kill(

@@ -41,11 +41,18 @@ pub async fn relay(
             Ok((r, _)) => r,
             Err(e) => {
                 tracing::warn!("authd: {e}");
-                return no(454, "4.7.0", "authentication is not available right now; try again later");
+                return no(
+                    454,
+                    "4.7.0",
+                    "authentication is not available right now; try again later",
+                );
             }
         };
         match response {
-            auth::Response::Continue { exchange, challenge } => {
+            auth::Response::Continue {
+                exchange,
+                challenge,
+            } => {
                 conn.queue(&Reply::plain(334, B64.encode(&challenge)));
                 conn.flush().await?;
                 let line = match conn.line(crate::command::MAX_LINE).await? {
@@ -63,9 +70,15 @@ pub async fn relay(
                     abort(authd, exchange).await;
                     return no(501, "5.5.2", "the response is not base64");
                 };
-                answer = authd.call(&auth::Request::Step { exchange, response }, Vec::new()).await;
+                answer = authd
+                    .call(&auth::Request::Step { exchange, response }, Vec::new())
+                    .await;
             }
-            auth::Response::Success { account, ticket, additional } => {
+            auth::Response::Success {
+                account,
+                ticket,
+                additional,
+            } => {
                 // RFC 4954 §4: additional data goes in a challenge the client answers empty.
                 if let Some(data) = additional {
                     conn.queue(&Reply::plain(334, B64.encode(&data)));
@@ -76,14 +89,22 @@ pub async fn relay(
             }
             auth::Response::Failure(f) => {
                 return Ok(Authenticated::No(match f {
-                    Failure::Credentials => Reply::new(535, "5.7.8", "authentication credentials invalid"),
+                    Failure::Credentials => {
+                        Reply::new(535, "5.7.8", "authentication credentials invalid")
+                    }
                     Failure::Throttled { retry_after_secs } => Reply::new(
                         454,
                         "4.7.0",
                         format!("too many failed attempts; try again in {retry_after_secs} s"),
                     ),
-                    Failure::Malformed(why) => Reply::new(501, "5.5.2", format!("malformed authentication: {why}")),
-                    Failure::Temporary(why) => Reply::new(454, "4.7.0", format!("temporary authentication failure: {why}")),
+                    Failure::Malformed(why) => {
+                        Reply::new(501, "5.5.2", format!("malformed authentication: {why}"))
+                    }
+                    Failure::Temporary(why) => Reply::new(
+                        454,
+                        "4.7.0",
+                        format!("temporary authentication failure: {why}"),
+                    ),
                 }));
             }
             other => {
@@ -95,12 +116,17 @@ pub async fn relay(
 }
 
 async fn abort(authd: &ipc::Client<AuthService>, exchange: u64) {
-    let _ = authd.call(&auth::Request::Abort { exchange }, Vec::new()).await;
+    let _ = authd
+        .call(&auth::Request::Abort { exchange }, Vec::new())
+        .await;
 }
 
 /// The mechanisms authd offers on a connection with (or without) TLS channel binding.
 pub async fn mechanisms(authd: &ipc::Client<AuthService>, channel_binding: bool) -> Vec<String> {
-    match authd.call(&auth::Request::Mechanisms { channel_binding }, Vec::new()).await {
+    match authd
+        .call(&auth::Request::Mechanisms { channel_binding }, Vec::new())
+        .await
+    {
         Ok((auth::Response::Mechanisms(m), _)) => m,
         other => {
             tracing::warn!("authd gave no mechanisms: {other:?}");

@@ -78,7 +78,10 @@ pub async fn serve(
         *n += 1;
         *n <= shared.settings.connections_per_ip
     };
-    let _slot = Slot { shared: &shared, key };
+    let _slot = Slot {
+        shared: &shared,
+        key,
+    };
     let mut conn = Conn::new(tcp, peer, Duration::from_secs(shared.settings.timeout_secs));
     if implicit_tls {
         let Some(tls) = shared.tls.clone() else {
@@ -92,7 +95,14 @@ pub async fn serve(
     }
     if !admitted {
         tracing::info!("{peer}: too many connections from its address; refused");
-        conn.queue(&Reply::new(421, "4.7.0", format!("{} too many connections from your address; try again later", config.hostname)));
+        conn.queue(&Reply::new(
+            421,
+            "4.7.0",
+            format!(
+                "{} too many connections from your address; try again later",
+                config.hostname
+            ),
+        ));
         conn.close().await;
         return;
     }
@@ -104,10 +114,16 @@ pub async fn serve(
         Err(e) => tracing::info!("{peer}: {e}"),
     }
     if let Err(ConnError::Timeout(_)) = result {
-        conn.queue(&Reply::new(421, "4.4.2", format!("{} timeout; closing", session.config.hostname)));
+        conn.queue(&Reply::new(
+            421,
+            "4.4.2",
+            format!("{} timeout; closing", session.config.hostname),
+        ));
     }
     if let (Some(ticket), Some(authd)) = (ticket, shared.peers.authd.current()) {
-        let _ = authd.call(&ipc::msg::auth::Request::Logout { ticket }, Vec::new()).await;
+        let _ = authd
+            .call(&ipc::msg::auth::Request::Logout { ticket }, Vec::new())
+            .await;
     }
     conn.close().await;
 }
@@ -168,7 +184,11 @@ async fn run(
             }
             Step::Auth { mechanism, initial } => {
                 let Some(authd) = shared.peers.authd.current() else {
-                    conn.queue(&Reply::new(454, "4.7.0", "authentication is not available right now"));
+                    conn.queue(&Reply::new(
+                        454,
+                        "4.7.0",
+                        "authentication is not available right now",
+                    ));
                     continue;
                 };
                 match crate::auth::relay(conn, &authd, mechanism, initial).await? {
@@ -209,12 +229,16 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
     if shared.settings.localserve {
         return localserve_recipient(to);
     }
-    let storaged = shared
-        .peers
-        .storaged
-        .current()
-        .ok_or_else(|| Reply::new(451, "4.3.0", "the message store is not available; try again later"))?;
-    let request = store::Request::CheckRecipient { address: to.to_string() };
+    let storaged = shared.peers.storaged.current().ok_or_else(|| {
+        Reply::new(
+            451,
+            "4.3.0",
+            "the message store is not available; try again later",
+        )
+    })?;
+    let request = store::Request::CheckRecipient {
+        address: to.to_string(),
+    };
     match storaged.call(&request, Vec::new()).await {
         Ok((store::Response::Recipient(status), _)) => Ok(match status {
             RecipientStatus::Local => Recipient::Local,
@@ -223,7 +247,11 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
         }),
         other => {
             tracing::warn!("checking a recipient at storaged: {other:?}");
-            Err(Reply::new(451, "4.3.0", "cannot check the recipient now; try again later"))
+            Err(Reply::new(
+                451,
+                "4.3.0",
+                "cannot check the recipient now; try again later",
+            ))
         }
     }
 }
@@ -233,8 +261,16 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
 fn localserve_recipient(to: &Address) -> Result<Recipient, Reply> {
     let local = to.local.to_ascii_lowercase();
     match local.as_str() {
-        "tempfail" => Err(Reply::new(451, "4.0.0", "localserve: temporary failure, as asked by the address")),
-        "permfail" => Err(Reply::new(550, "5.0.0", "localserve: permanent failure, as asked by the address")),
+        "tempfail" => Err(Reply::new(
+            451,
+            "4.0.0",
+            "localserve: temporary failure, as asked by the address",
+        )),
+        "permfail" => Err(Reply::new(
+            550,
+            "5.0.0",
+            "localserve: permanent failure, as asked by the address",
+        )),
         "unknown" => Ok(Recipient::Unknown),
         _ => Ok(Recipient::Local),
     }
@@ -249,17 +285,25 @@ async fn sender_account(
     if shared.settings.localserve {
         return Ok(session.account.clone());
     }
-    let storaged = shared
-        .peers
-        .storaged
-        .current()
-        .ok_or_else(|| Reply::new(451, "4.3.0", "the message store is not available; try again later"))?;
-    let request = store::Request::SenderAccount { address: from.to_string() };
+    let storaged = shared.peers.storaged.current().ok_or_else(|| {
+        Reply::new(
+            451,
+            "4.3.0",
+            "the message store is not available; try again later",
+        )
+    })?;
+    let request = store::Request::SenderAccount {
+        address: from.to_string(),
+    };
     match storaged.call(&request, Vec::new()).await {
         Ok((store::Response::Login(account), _)) => Ok(account),
         other => {
             tracing::warn!("checking a sender at storaged: {other:?}");
-            Err(Reply::new(451, "4.3.0", "cannot check the sender now; try again later"))
+            Err(Reply::new(
+                451,
+                "4.3.0",
+                "cannot check the sender now; try again later",
+            ))
         }
     }
 }
@@ -279,7 +323,11 @@ async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result
     }
     let Some(storaged) = shared.peers.storaged.current() else {
         session.transaction_done();
-        return Ok(Reply::new(451, "4.3.0", "the message store is not available; try again later"));
+        return Ok(Reply::new(
+            451,
+            "4.3.0",
+            "the message store is not available; try again later",
+        ));
     };
     let deliver_to: Vec<String> = if shared.settings.localserve {
         vec![LOCALSERVE_ACCOUNT.to_string()]
@@ -288,7 +336,9 @@ async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result
     };
     let id = format!(
         "{:x}",
-        shared.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        shared
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let outcome = crate::receive::receive(conn, session, &tx, deliver_to, &storaged, &id).await;
     session.transaction_done();

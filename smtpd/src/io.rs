@@ -88,8 +88,12 @@ impl Conn {
             return None;
         };
         let c = tls.get_ref().1;
-        let version = c.protocol_version().map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."));
-        let suite = c.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+        let version = c
+            .protocol_version()
+            .map(|v| format!("{v:?}").replace("TLSv1_", "TLSv1."));
+        let suite = c
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()));
         Some(format!(
             "{} with cipher {}",
             version.unwrap_or_default(),

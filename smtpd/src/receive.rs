@@ -33,18 +33,29 @@ pub async fn receive(
 ) -> Result<Outcome, ConnError> {
     let max = session.config.max_size;
     // The file first: if storaged cannot take the message, say so before the client sends it.
-    let opened = storaged.call(&store::Request::OpenDelivery, Vec::new()).await;
+    let opened = storaged
+        .call(&store::Request::OpenDelivery, Vec::new())
+        .await;
     let (delivery, fd) = match opened {
-        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => (id, fds.remove(0)),
+        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => {
+            (id, fds.remove(0))
+        }
         other => {
             tracing::warn!("storaged gave no delivery file: {other:?}");
             return Ok(Outcome {
-                reply: Reply::new(451, "4.3.0", "the message store is not available; try again later"),
+                reply: Reply::new(
+                    451,
+                    "4.3.0",
+                    "the message store is not available; try again later",
+                ),
                 size: 0,
             });
         }
     };
-    conn.queue(&Reply::plain(354, "start mail input; end with <CRLF>.<CRLF>"));
+    conn.queue(&Reply::plain(
+        354,
+        "start mail input; end with <CRLF>.<CRLF>",
+    ));
     conn.flush().await?;
     let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
     let mut write_failed = None;
@@ -69,7 +80,9 @@ pub async fn receive(
             break;
         }
         if let Err(e) = conn.fill().await {
-            let _ = storaged.call(&store::Request::AbortDelivery { id: delivery }, Vec::new()).await;
+            let _ = storaged
+                .call(&store::Request::AbortDelivery { id: delivery }, Vec::new())
+                .await;
             return Err(e);
         }
     }
@@ -82,31 +95,59 @@ pub async fn receive(
     let size = reader.size();
     let refuse = |reply: Reply| Outcome { reply, size };
     if let Some(e) = reader.error() {
-        let _ = storaged.call(&store::Request::AbortDelivery { id: delivery }, Vec::new()).await;
+        let _ = storaged
+            .call(&store::Request::AbortDelivery { id: delivery }, Vec::new())
+            .await;
         return Ok(refuse(match e {
             DataError::BareLf | DataError::BareCr => Reply::new(
                 554,
                 "5.6.0",
                 "message refused: a bare CR or LF in it; lines must end with CRLF",
             ),
-            DataError::LineTooLong => Reply::new(554, "5.6.0", "message refused: a line longer than 998 octets"),
-            DataError::TooLarge => Reply::new(552, "5.3.4", format!("the message is larger than the limit of {max} octets")),
+            DataError::LineTooLong => Reply::new(
+                554,
+                "5.6.0",
+                "message refused: a line longer than 998 octets",
+            ),
+            DataError::TooLarge => Reply::new(
+                552,
+                "5.3.4",
+                format!("the message is larger than the limit of {max} octets"),
+            ),
         }));
     }
     if let Some(e) = write_failed {
         tracing::error!("writing a message to storaged's file: {e}");
-        let _ = storaged.call(&store::Request::AbortDelivery { id: delivery }, Vec::new()).await;
-        return Ok(refuse(Reply::new(451, "4.3.0", "local error writing the message; try again later")));
+        let _ = storaged
+            .call(&store::Request::AbortDelivery { id: delivery }, Vec::new())
+            .await;
+        return Ok(refuse(Reply::new(
+            451,
+            "4.3.0",
+            "local error writing the message; try again later",
+        )));
     }
     let count = deliver_to.len();
     let answer = storaged
-        .call(&store::Request::Deliver { id: delivery, recipients: deliver_to }, Vec::new())
+        .call(
+            &store::Request::Deliver {
+                id: delivery,
+                recipients: deliver_to,
+            },
+            Vec::new(),
+        )
         .await;
     Ok(refuse(match answer {
         Ok((store::Response::Delivered(results), _)) => {
-            let delivered = results.iter().filter(|r| **r == RecipientResult::Delivered).count();
+            let delivered = results
+                .iter()
+                .filter(|r| **r == RecipientResult::Delivered)
+                .count();
             if delivered < count {
-                tracing::warn!("{id}: {} of {count} recipients vanished since RCPT", count - delivered);
+                tracing::warn!(
+                    "{id}: {} of {count} recipients vanished since RCPT",
+                    count - delivered
+                );
             }
             if delivered == 0 {
                 Reply::new(550, "5.1.1", "no recipient exists any more")
@@ -114,19 +155,35 @@ pub async fn receive(
                 Reply::new(250, "2.0.0", format!("{id} delivered"))
             }
         }
-        Ok((store::Response::Failed(f), _)) if f.temporary => {
-            Reply::new(451, "4.3.0", format!("not delivered: {}; try again later", f.message))
+        Ok((store::Response::Failed(f), _)) if f.temporary => Reply::new(
+            451,
+            "4.3.0",
+            format!("not delivered: {}; try again later", f.message),
+        ),
+        Ok((store::Response::Failed(f), _)) => {
+            Reply::new(554, "5.3.0", format!("not delivered: {}", f.message))
         }
-        Ok((store::Response::Failed(f), _)) => Reply::new(554, "5.3.0", format!("not delivered: {}", f.message)),
-        Ok((other, _)) => Reply::new(451, "4.3.0", format!("unexpected answer from the store: {other:?}")),
-        Err(e) => Reply::new(451, "4.3.0", format!("the message store failed: {e}; try again later")),
+        Ok((other, _)) => Reply::new(
+            451,
+            "4.3.0",
+            format!("unexpected answer from the store: {other:?}"),
+        ),
+        Err(e) => Reply::new(
+            451,
+            "4.3.0",
+            format!("the message store failed: {e}; try again later"),
+        ),
     }))
 }
 
 /// The trace field for this hop (RFC 5321 §4.4; protocol names per RFC 3848 and RFC 6531).
 fn received_line(conn: &Conn, session: &Session, tx: &Transaction, id: &str) -> String {
     let (helo, ehlo) = session.helo.clone().unwrap_or_default();
-    let helo: String = helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
+    let helo: String = helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
     let mut proto = String::from(match (tx.params.smtputf8, ehlo) {
         (true, _) => "UTF8SMTP",
         (false, true) => "ESMTP",
@@ -156,7 +213,9 @@ fn received_line(conn: &Conn, session: &Session, tx: &Transaction, id: &str) -> 
 
 /// `Sun, 22 Nov 2026 15:29:20 +0000`.
 pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
@@ -170,7 +229,9 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let name = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
+    let name = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
     format!(
         "{weekday}, {day} {name} {year} {:02}:{:02}:{:02} +0000",
         rem / 3600,
@@ -185,7 +246,10 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(super::rfc5322_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            super::rfc5322_date(UNIX_EPOCH),
+            "Thu, 1 Jan 1970 00:00:00 +0000"
+        );
         assert_eq!(
             super::rfc5322_date(UNIX_EPOCH + Duration::from_secs(1_795_360_160)),
             "Sun, 22 Nov 2026 15:09:20 +0000"

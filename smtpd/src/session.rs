@@ -240,7 +240,7 @@ impl Session {
                 "AUTH is not allowed during a mail transaction",
             );
         }
-        if !self.mechanisms.iter().any(|m| *m == mechanism) {
+        if !self.mechanisms.contains(&mechanism) {
             return reply(504, "5.5.4", "unrecognized authentication mechanism");
         }
         Step::Auth { mechanism, initial }

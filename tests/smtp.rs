@@ -1,0 +1,419 @@
+//! smtpd through the real tree, with real clients (Python's smtplib, swaks, raw sockets): MX
+//! delivery byte for byte behind a Received line, pipelining, 8BITMIME and SMTPUTF8, the size
+//! limit, relay refusal, smuggling attempts, malformed commands, STARTTLS + AUTH for every
+//! mechanism, wrong passwords, a slow client, and kill -9 during a load run.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Options, Tree, addr};
+use ipc::config::ListenerKind;
+
+/// A tree with example.org (`+` separator), account bob (bob@, jøran@) and its password.
+fn tree_with_bob(extra: &str) -> Tree {
+    let tree = Tree::start(Options {
+        extra: extra.into(),
+        ..Options::default()
+    });
+    for args in [
+        &["domain", "add", "example.org", "--separator", "+"][..],
+        &["account", "add", "bob", "bob@example.org"],
+        &["address", "add", "jøran@example.org", "bob"],
+    ] {
+        let out = tree.moxctl(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut child = Command::new(common::MOXCTL)
+        .arg("--socket")
+        .arg(&tree.socket)
+        .args(["password", "set", "bob", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("moxctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse\n")
+        .expect("write");
+    assert!(child.wait().expect("moxctl").success());
+    tree
+}
+
+/// Every stored message file whose text contains `marker`.
+fn stored_with(tree: &Tree, marker: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let Ok(shards) = std::fs::read_dir(tree.dir.path().join("data/storaged/msg")) else {
+        return out;
+    };
+    for shard in shards.flatten() {
+        for file in std::fs::read_dir(shard.path()).expect("shard").flatten() {
+            let bytes = std::fs::read(file.path()).expect("read");
+            if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                out.push(bytes);
+            }
+        }
+    }
+    out
+}
+
+/// A minimal SMTP client for exact byte-level conversations.
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut c = Client {
+            r: BufReader::new(s.try_clone().expect("clone")),
+            w: s,
+        };
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        c
+    }
+
+    /// One whole reply (all its lines).
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                return all + "<closed>";
+            }
+            all += &line;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).expect("send");
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+fn python(script: &str, args: &[String]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn mx_delivers_byte_for_byte_behind_a_received_line_with_smtplib() {
+    let tree = tree_with_bob("");
+    let smtp = addr(&tree, ListenerKind::Smtp);
+    let message = "From: Sender <sender@example.net>\r\nTo: bob@example.org\r\nSubject: marker-8bit-1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln.\r\n.a line that starts with a dot\r\n..and one with two\r\n";
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), message).expect("write");
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+s.ehlo("client.test")
+for ext in ["pipelining", "8bitmime", "smtputf8", "enhancedstatuscodes", "size", "starttls", "limits"]:
+    assert s.has_extn(ext), ext
+assert not s.has_extn("auth")
+msg = open(sys.argv[3], "rb").read()
+refused = s.sendmail("sender@example.net", ["bob@example.org", "bob+lists@example.org", "Bob@Example.ORG"], msg, mail_options=["BODY=8BITMIME"])
+assert refused == {}, refused
+utf8 = "From: jøran@example.net\r\nSubject: marker-utf8-2\r\n\r\nhei\r\n".encode()
+refused = s.sendmail("jøran@example.net", ["jøran@example.org"], utf8, mail_options=["SMTPUTF8"])
+assert refused == {}, refused
+print(s.quit())
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            smtp.ip().to_string(),
+            smtp.port().to_string(),
+            file.path().display().to_string(),
+        ],
+    );
+    assert!(ok, "{out}\n{}", tree.log_text());
+    let stored = stored_with(&tree, "marker-8bit-1");
+    assert_eq!(stored.len(), 1, "three addresses of one account: one copy");
+    for bytes in &stored {
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test.example (moxd) with ESMTP id "), "{text}");
+        assert!(
+            text.ends_with(message),
+            "the message follows byte for byte, dots unstuffed:\n{text}"
+        );
+    }
+    let utf8 = stored_with(&tree, "marker-utf8-2");
+    assert_eq!(utf8.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&utf8[0]).contains("with UTF8SMTP id"),
+        "{}",
+        String::from_utf8_lossy(&utf8[0])
+    );
+}
+
+#[test]
+fn pipelined_commands_errors_relay_size_and_smuggling_over_a_raw_socket() {
+    let tree = tree_with_bob("\n[smtp]\nmax_message_size = 2000\n");
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    let ehlo = c.cmd("EHLO raw.test");
+    assert!(
+        ehlo.contains("250-SIZE 2000\r\n") && ehlo.contains("250-PIPELINING\r\n"),
+        "{ehlo}"
+    );
+    // Malformed commands: answered, the connection stays.
+    assert!(c.cmd("HELLO there").starts_with("500 5.5.1 "));
+    assert!(
+        c.cmd("MAIL FROM:no-brackets@example.net")
+            .starts_with("553 5.1.7 ")
+    );
+    assert!(
+        c.cmd("MAIL FROM:<a@example.net> FOO=BAR")
+            .starts_with("555 5.5.4 ")
+    );
+    assert!(
+        c.cmd("MAIL FROM:<a@example.net> SIZE=2001")
+            .starts_with("552 5.3.4 ")
+    );
+    // Pipelined: one write, the replies in order.
+    c.send(b"MAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<nobody@example.org>\r\nRCPT TO:<someone@elsewhere.example>\r\nDATA\r\n");
+    let replies: Vec<String> = (0..5).map(|_| c.reply()).collect();
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..9]).collect();
+    assert_eq!(
+        codes,
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "550 5.1.1",
+            "554 5.7.1",
+            "354 start"
+        ],
+        "{replies:?}"
+    );
+    c.send(b"Subject: marker-pipelined\r\n\r\nhello\r\n.\r\nNOOP\r\n");
+    let done = c.reply();
+    assert!(done.starts_with("250 2.0.0 "), "{done}");
+    assert!(c.reply().starts_with("250 2.0.0 ok"));
+    // Too large once sent (no SIZE given): refused, nothing stored.
+    c.cmd("MAIL FROM:<a@example.net>");
+    c.cmd("RCPT TO:<bob@example.org>");
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(
+        format!(
+            "Subject: marker-large\r\n\r\n{}\r\n.\r\n",
+            "x".repeat(900)
+                .repeat(3)
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(900)
+                .map(|c| c.iter().collect::<String>())
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        )
+        .as_bytes(),
+    );
+    assert!(c.reply().starts_with("552 5.3.4 "));
+    // Smuggling: a bare-LF "end" and a command behind it are message text; the message is
+    // refused at its real end and nothing of it is stored.
+    c.cmd("MAIL FROM:<a@example.net>");
+    c.cmd("RCPT TO:<bob@example.org>");
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: marker-outer\r\n\r\nbody\n.\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: marker-smuggled\r\n\r\n.\r\n");
+    let smuggle = c.reply();
+    assert!(smuggle.starts_with("554 5.6.0 "), "{smuggle}");
+    assert!(c.cmd("QUIT").starts_with("221 2.0.0 "));
+    assert_eq!(stored_with(&tree, "marker-pipelined").len(), 1);
+    assert!(stored_with(&tree, "marker-large").is_empty());
+    assert!(
+        stored_with(&tree, "marker-smuggled").is_empty()
+            && stored_with(&tree, "marker-outer").is_empty()
+    );
+}
+
+#[test]
+fn a_silent_client_is_timed_out_and_too_many_errors_close_the_connection() {
+    let tree = tree_with_bob("\n[smtp]\ntimeout_secs = 1\nmax_errors = 3\n");
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    std::thread::sleep(Duration::from_millis(1500));
+    let bye = c.reply();
+    assert!(bye.starts_with("421 4.4.2 "), "{bye}");
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    assert!(c.cmd("BOGUS").starts_with("500 "));
+    assert!(c.cmd("BOGUS").starts_with("500 "));
+    let last = c.cmd("BOGUS");
+    assert!(last.starts_with("421 4.7.0 "), "{last}");
+    assert_eq!(c.reply(), "<closed>");
+}
+
+/// Authenticates on submission (STARTTLS on 587, implicit TLS on 465) with every mechanism
+/// smtplib has, and SCRAM-SHA-256 with Python's scramp; sends a message to a local recipient.
+#[test]
+fn submission_requires_tls_then_auth_with_every_mechanism_and_own_sender() {
+    let tree = tree_with_bob("");
+    let sub = addr(&tree, ListenerKind::Submission);
+    let subs = addr(&tree, ListenerKind::Submissions);
+    let script = r#"
+import base64, smtplib, ssl, sys
+host, port, tls_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, port, timeout=20)
+s.ehlo("client.test")
+assert not s.has_extn("auth"), "no AUTH before TLS"
+code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0bob\0correct horse").decode())
+assert code == 538, (code, text)
+code, _ = s.docmd("MAIL", "FROM:<bob@example.org>")
+assert code == 530, code
+s.starttls(context=ctx)
+s.ehlo("client.test")
+mechs = s.esmtp_features["auth"].split()
+print("mechanisms", mechs)
+for m in ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "SCRAM-SHA-1"]:
+    assert m in mechs, m
+try:
+    s.login("bob", "wrong password")
+    raise SystemExit("a wrong password was accepted")
+except smtplib.SMTPAuthenticationError as e:
+    assert e.smtp_code == 535 and b"5.7.8" in e.smtp_error, e
+s.quit()
+for mech in ["PLAIN", "LOGIN", "CRAM-MD5"]:
+    s = smtplib.SMTP(host, port, timeout=20)
+    s.starttls(context=ctx)
+    s.ehlo("client.test")
+    s.user, s.password = "bob@example.org", "correct horse"
+    code, text = s.auth(mech, getattr(s, "auth_" + mech.lower().replace("-", "_")), initial_response_ok=(mech != "CRAM-MD5"))
+    assert code == 235, (mech, code, text)
+    code, text = s.docmd("MAIL", "FROM:<someone@elsewhere.example>")
+    assert code == 550, ("not bob's address", code, text)
+    refused = s.sendmail("bob+out@example.org", ["bob@example.org"], ("Subject: marker-sub-" + mech + "\r\n\r\nhi\r\n").encode())
+    assert refused == {}, refused
+    s.quit()
+# SCRAM-SHA-256 with an independent client (scramp), on the implicit-TLS port.
+import scramp
+s = smtplib.SMTP_SSL(host, tls_port, timeout=20, context=ctx)
+s.ehlo("client.test")
+c = scramp.ScramClient(["SCRAM-SHA-256"], "bob", "correct horse")
+first = c.get_client_first()
+code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(first.encode()).decode())
+assert code == 334, (code, text)
+c.set_server_first(base64.b64decode(text).decode())
+code, text = s.docmd(base64.b64encode(c.get_client_final().encode()).decode())
+assert code == 334, ("server-final as a challenge", code, text)
+c.set_server_final(base64.b64decode(text).decode())
+code, text = s.docmd("")
+assert code == 235, (code, text)
+refused = s.sendmail("bob@example.org", ["bob@example.org"], b"Subject: marker-sub-SCRAM\r\n\r\nhi\r\n")
+assert refused == {}, refused
+code, text = s.docmd("RCPT", "TO:<x@elsewhere.example>")
+print("remote", code, text)
+s.quit()
+print("ok")
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            sub.ip().to_string(),
+            sub.port().to_string(),
+            subs.port().to_string(),
+        ],
+    );
+    assert!(ok && out.contains("ok"), "{out}\n{}", tree.log_text());
+    for m in ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM"] {
+        let stored = stored_with(&tree, &format!("marker-sub-{m}"));
+        assert_eq!(stored.len(), 1, "{m}");
+        let text = String::from_utf8_lossy(&stored[0]).into_owned();
+        assert!(
+            text.contains(" with ESMTPSA id ") && text.contains("(using TLSv1.3 with cipher "),
+            "{text}"
+        );
+    }
+}
+
+/// swaks, the admin's SMTP tool, as a second independent client: STARTTLS and AUTH PLAIN on
+/// submission, plain MX delivery.
+#[test]
+fn swaks_delivers_over_mx_and_submission() {
+    if Command::new("swaks").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("MOXD_REQUIRE_PEERS").is_none(),
+            "swaks is required (apt-get install swaks)"
+        );
+        eprintln!("SKIPPED: swaks not installed");
+        return;
+    }
+    let tree = tree_with_bob("");
+    let run = |args: &[&str]| {
+        let out = Command::new("swaks").args(args).output().expect("swaks");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let mx = addr(&tree, ListenerKind::Smtp).to_string();
+    let (ok, out) = run(&[
+        "--server",
+        &mx,
+        "--from",
+        "a@example.net",
+        "--to",
+        "bob@example.org",
+        "--header",
+        "Subject: marker-swaks-mx",
+        "--helo",
+        "swaks.test",
+    ]);
+    assert!(ok, "{out}");
+    let sub = addr(&tree, ListenerKind::Submission).to_string();
+    let (ok, out) = run(&[
+        "--server",
+        &sub,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "bob",
+        "--auth-password",
+        "correct horse",
+        "--from",
+        "bob@example.org",
+        "--to",
+        "bob@example.org",
+        "--header",
+        "Subject: marker-swaks-sub",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&[
+        "--server",
+        &mx,
+        "--from",
+        "a@example.net",
+        "--to",
+        "x@elsewhere.example",
+    ]);
+    assert!(!ok && out.contains("554 5.7.1"), "{out}");
+    assert_eq!(stored_with(&tree, "marker-swaks-mx").len(), 1);
+    assert_eq!(stored_with(&tree, "marker-swaks-sub").len(), 1);
+}
