@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         op: MailboxOp,
     },
+    /// The outbound queue.
+    Queue {
+        #[command(subcommand)]
+        op: QueueOp,
+    },
     /// Read the configuration again: certificate files are reloaded and served at once.
     Reload,
     /// TLS certificates being served.
@@ -90,6 +95,12 @@ enum Command {
         #[command(subcommand)]
         op: TlsOp,
     },
+}
+
+#[derive(Subcommand)]
+enum QueueOp {
+    /// Every queued message: id, age, size, sender, recipients, attempts, last error.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -281,6 +292,9 @@ fn request_for(command: &Command) -> Result<Request, String> {
         })),
         Command::Backup { .. } => store(StoreAdmin::Backup),
         Command::Reload => Request::Reload,
+        Command::Queue { op: QueueOp::List } => {
+            Request::Role(RoleAdmin::Queue(ipc::msg::queue::Admin::List))
+        }
         Command::Tls { op: TlsOp::Status } => {
             Request::Role(RoleAdmin::Key(ipc::msg::key::Admin::TlsStatus))
         }
@@ -426,6 +440,9 @@ fn print(command: &Command, response: Response) -> ExitCode {
             }
         }
         Response::Role(AdminReply::Key(ipc::msg::key::AdminReply::Tls(certs))) => print_tls(&certs),
+        Response::Role(AdminReply::Queue(ipc::msg::queue::AdminReply::List(list))) => {
+            print_queue(&list)
+        }
         Response::Role(AdminReply::Auth(ipc::msg::auth::AdminReply::Done(line))) => {
             println!("{line}")
         }
@@ -558,6 +575,31 @@ fn duration(ms: u64) -> String {
         ms if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
         ms if ms < 3_600_000 => format!("{}m{}s", ms / 60_000, ms / 1000 % 60),
         ms => format!("{}h{}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+fn print_queue(list: &[ipc::msg::queue::QueueEntry]) {
+    if list.is_empty() {
+        println!("the queue is empty");
+        return;
+    }
+    println!(
+        "{:<8} {:<23} {:>9} {:>8}  from → to",
+        "id", "queued", "octets", "attempts"
+    );
+    for e in list {
+        println!(
+            "{:<8} {:<23} {:>9} {:>8}  <{}> → {}",
+            e.id,
+            utc(e.queued_at),
+            e.size,
+            e.attempts,
+            e.envelope.from,
+            e.envelope.recipients.join(", ")
+        );
+        if let Some(err) = &e.last_error {
+            println!("         last error: {err}");
+        }
     }
 }
 

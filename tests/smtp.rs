@@ -308,7 +308,7 @@ for mech in ["PLAIN", "LOGIN", "CRAM-MD5"]:
     assert code == 235, (mech, code, text)
     code, text = s.docmd("MAIL", "FROM:<someone@elsewhere.example>")
     assert code == 550, ("not bob's address", code, text)
-    refused = s.sendmail("bob+out@example.org", ["bob@example.org"], ("Subject: marker-sub-" + mech + "\r\n\r\nhi\r\n").encode())
+    refused = s.sendmail("bob+out@example.org", ["bob@example.org"], ("From: bob@example.org\r\nSubject: marker-sub-" + mech + "\r\n\r\nhi\r\n").encode())
     assert refused == {}, refused
     s.quit()
 # SCRAM-SHA-256 with an independent client (scramp), on the implicit-TLS port.
@@ -325,7 +325,7 @@ assert code == 334, ("server-final as a challenge", code, text)
 c.set_server_final(base64.b64decode(text).decode())
 code, text = s.docmd("")
 assert code == 235, (code, text)
-refused = s.sendmail("bob@example.org", ["bob@example.org"], b"Subject: marker-sub-SCRAM\r\n\r\nhi\r\n")
+refused = s.sendmail("bob@example.org", ["bob@example.org"], b"From: <bob+x@example.org>\r\nSubject: marker-sub-SCRAM\r\n\r\nhi\r\n")
 assert refused == {}, refused
 code, text = s.docmd("RCPT", "TO:<x@elsewhere.example>")
 print("remote", code, text)
@@ -416,4 +416,259 @@ fn swaks_delivers_over_mx_and_submission() {
     assert!(!ok && out.contains("554 5.7.1"), "{out}");
     assert_eq!(stored_with(&tree, "marker-swaks-mx").len(), 1);
     assert_eq!(stored_with(&tree, "marker-swaks-sub").len(), 1);
+}
+
+/// Sends messages in a loop on one connection after another; records each one smtpd
+/// acknowledged with 250.
+fn load_sender(
+    mx: SocketAddr,
+    id: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    acked: &std::sync::Mutex<Vec<String>>,
+) -> usize {
+    use std::sync::atomic::Ordering;
+    let mut attempts = 0;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(s) = TcpStream::connect(mx) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let Ok(w) = s.try_clone() else { continue };
+        let mut c = Client {
+            r: BufReader::new(s),
+            w,
+        };
+        if !c.reply().starts_with("220") || !c.cmd("EHLO load.test").starts_with("250") {
+            continue;
+        }
+        for _ in 0..20 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            n += 1;
+            attempts += 1;
+            let marker = format!("load-{id}-{n}");
+            c.send(b"MAIL FROM:<l@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+            let (m, r, d) = (c.reply(), c.reply(), c.reply());
+            if !(m.starts_with("250") && r.starts_with("250") && d.starts_with("354")) {
+                break;
+            }
+            c.send(
+                format!(
+                    "Subject: {marker}\r\n\r\n{}\r\n.\r\n",
+                    "load line\r\n".repeat(50)
+                )
+                .as_bytes(),
+            );
+            let done = c.reply();
+            if done.starts_with("250") {
+                acked.lock().expect("lock").push(marker);
+            } else {
+                break;
+            }
+        }
+    }
+    attempts
+}
+
+#[test]
+fn killing_smtpd_during_a_load_run_loses_no_acknowledged_message() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tree = tree_with_bob("\n[smtp]\nconnections_per_ip = 100\n");
+    let mx = addr(&tree, ListenerKind::Smtp);
+    let stop = AtomicBool::new(false);
+    let acked = std::sync::Mutex::new(Vec::new());
+    let attempts: usize = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..4)
+            .map(|id| {
+                let (stop, acked) = (&stop, &acked);
+                scope.spawn(move || load_sender(mx, id, stop, acked))
+            })
+            .collect();
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(400));
+            let status = tree.status().expect("status");
+            let smtpd = status
+                .roles
+                .iter()
+                .find(|r| r.role == ipc::Role::Smtpd)
+                .and_then(|r| r.pid);
+            if let Some(pid) = smtpd {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            tree.wait_ready(Duration::from_secs(20));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        stop.store(true, Ordering::Relaxed);
+        senders.into_iter().map(|s| s.join().expect("sender")).sum()
+    });
+    let acked = acked.into_inner().expect("lock");
+    let mut stored = std::collections::BTreeSet::new();
+    for shard in std::fs::read_dir(tree.dir.path().join("data/storaged/msg"))
+        .expect("msg")
+        .flatten()
+    {
+        for file in std::fs::read_dir(shard.path()).expect("shard").flatten() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(file.path()).expect("read")).into_owned();
+            if let Some(subject) = text.lines().find_map(|l| l.strip_prefix("Subject: ")) {
+                stored.insert(subject.to_string());
+            }
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|m| !stored.contains(*m)).collect();
+    eprintln!(
+        "{attempts} messages tried, {} acknowledged, {} stored, smtpd killed 4 times",
+        acked.len(),
+        stored.len()
+    );
+    assert!(
+        acked.len() > 20,
+        "the load ran: {} acknowledged",
+        acked.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    let out = tree.moxctl(&["verifydata"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The TXT records `moxctl dkim list` prints, by record name (zone-file chunks joined).
+fn dkim_records(tree: &Tree) -> Vec<(String, String)> {
+    let out = tree.moxctl(&["dkim", "list"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(". IN TXT ( ")?;
+            let value: String = rest
+                .trim_end_matches(" )")
+                .split("\" \"")
+                .map(|c| c.trim_matches('"'))
+                .collect();
+            Some((name.to_string(), value))
+        })
+        .collect()
+}
+
+#[test]
+fn submitted_mail_for_other_domains_is_dkim_signed_in_keyd_and_queued_durably() {
+    let tree = tree_with_bob("");
+    for args in [
+        &[
+            "dkim",
+            "genkey",
+            "example.org",
+            "--selector",
+            "rsa1",
+            "--alg",
+            "rsa",
+        ][..],
+        &[
+            "dkim",
+            "genkey",
+            "example.org",
+            "--selector",
+            "ed1",
+            "--alg",
+            "ed25519",
+        ],
+    ] {
+        assert!(tree.moxctl(args).status.success());
+    }
+    let records = dkim_records(&tree);
+    assert_eq!(records.len(), 2, "{records:?}");
+    let sub = addr(&tree, ListenerKind::Submission);
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+s.starttls(context=ctx)
+s.login("bob", "correct horse")
+msg = b"From: Bob <bob@example.org>\r\nTo: carol@elsewhere.example, bob@example.org\r\nSubject: marker-queued\r\nMessage-ID: <q1@example.org>\r\nDate: Sun, 22 Nov 2026 16:00:00 +0000\r\n\r\nHello Carol.\r\n"
+s.mail("bob@example.org")
+s.rcpt("carol@elsewhere.example")
+s.rcpt("bob@example.org")
+code, text = s.data(msg)
+print("data", code, text.decode())
+assert code == 250 and b"queued as" in text, (code, text)
+forged = b"From: Mallory <mallory@elsewhere.example>\r\nSubject: forged\r\n\r\nx\r\n"
+try:
+    s.sendmail("bob@example.org", ["carol@elsewhere.example"], forged)
+    raise SystemExit("a forged From: was accepted")
+except smtplib.SMTPDataError as e:
+    assert e.smtp_code == 550 and b"5.7.1" in e.smtp_error, e
+s.quit()
+"#;
+    let (ok, out) = python(script, &[sub.ip().to_string(), sub.port().to_string()]);
+    assert!(ok, "{out}\n{}", tree.log_text());
+    // The local recipient has it; the remote one is in the queue.
+    assert_eq!(stored_with(&tree, "marker-queued").len(), 1);
+    let list = tree.moxctl(&["queue", "list"]);
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        listing.contains("<bob@example.org> → carol@elsewhere.example"),
+        "{listing}"
+    );
+    assert_eq!(
+        listing.lines().count(),
+        2,
+        "one message queued (the forged one is not): {listing}"
+    );
+    let id: String = listing
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("id")
+        .into();
+    // Rebuild what queued will send: the DKIM-Signature fields, then the queued file.
+    let env =
+        std::fs::read(tree.dir.path().join(format!("data/queued/env/{id}"))).expect("envelope");
+    let record: queued::store::Record = ipc::codec::decode_unbounded(&env).expect("record");
+    assert_eq!(record.envelope.recipients, ["carol@elsewhere.example"]);
+    let body =
+        std::fs::read(tree.dir.path().join(format!("data/queued/msg/{id}"))).expect("message");
+    let mut full = record.prepend.clone();
+    full.extend_from_slice(&body);
+    let text = String::from_utf8_lossy(&full).into_owned();
+    assert_eq!(text.matches("DKIM-Signature:").count(), 2, "{text}");
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), &full).expect("write");
+    let verify = r#"
+import sys
+try:
+    import dkim
+except ImportError:
+    print("MISSING"); sys.exit(0)
+records = dict(a.split("=", 1) for a in sys.argv[2:])
+def dns(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    return records.get(name.rstrip("."), "").encode()
+msg = open(sys.argv[1], "rb").read()
+d = dkim.DKIM(msg)
+print(" ".join("PASS" if d.verify(idx=i, dnsfunc=dns) else "FAIL" for i in range(2)))
+"#;
+    let mut args = vec![file.path().display().to_string()];
+    args.extend(records.iter().map(|(n, r)| format!("{n}={r}")));
+    let (ok, out) = python(verify, &args);
+    assert!(ok, "{out}");
+    if out.trim() == "MISSING" {
+        assert!(
+            std::env::var_os("MOXD_REQUIRE_PEERS").is_none(),
+            "dkimpy is required"
+        );
+        return;
+    }
+    assert_eq!(
+        out.trim(),
+        "PASS PASS",
+        "both signatures verify with dkimpy:\n{text}"
+    );
 }

@@ -41,6 +41,32 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// The largest record a role keeps on disk in this encoding.
+pub const MAX_RECORD: usize = 16 * 1024 * 1024;
+
+fn record_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_RECORD>()
+}
+
+/// Like [`encode`], for records on disk: up to [`MAX_RECORD`] bytes instead of one frame.
+pub fn encode_unbounded<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, record_config())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Like [`decode`], for records on disk.
+pub fn decode_unbounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, record_config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,24 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
+/// A signer (for DKIM) whose signing sockets are reopened whenever keyd's link changes.
+pub async fn keyd_signer(keyd: &PeerSlot<KeyService>) -> KeydSigner {
+    let signer = KeydSigner::new(keyd.clone());
+    if let Some(client) = keyd.current() {
+        signer.reopen(&client).await;
+    }
+    let (fresh, mut links) = (signer.clone(), keyd.links());
+    tokio::spawn(async move {
+        while links.changed().await.is_ok() {
+            let client = links.borrow_and_update().clone();
+            if let Some(client) = client.filter(|c| !c.is_closed()) {
+                fresh.reopen(&client).await;
+            }
+        }
+    });
+    signer
+}
+
 /// Fetches the certificates again when keyd says they changed, and after keyd restarted
 /// (with fresh signing sockets), until the configuration is dropped.
 async fn keep_current(

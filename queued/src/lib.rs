@@ -5,8 +5,11 @@
 //! Must never: hold keys or passwords; open the mailbox store.
 //! Peers: smtpd, httpd (they call queued); keyd, storaged (queued calls them).
 //!
-//! Status: the tree, sandbox and links are in place; queued defines no requests yet (issue 5), so it
-//! answers pings on its links and nothing else.
+//! Status: messages submitted for other domains are queued durably (and listed by `moxctl
+//! queue list`); sending them out (MX lookup, TLS policy, retries, DSNs) is not implemented yet.
+
+pub mod service;
+pub mod store;
 
 use ipc::msg::queue::QueueService;
 use ipc::{Context, RoleError, RoleSpec};
@@ -26,16 +29,23 @@ pub const SPEC: RoleSpec = RoleSpec {
 
 /// queued's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    tracing::info!("ready: links from peers carry pings only until issue 5");
+    let dir = ctx.dir()?;
+    let queue = tokio::task::spawn_blocking(move || store::Queue::open(&dir)).await??;
+    let queued = service::Queued::new(queue);
+    tracing::info!("queue open; sending out is not implemented yet");
+    let admin = queued.clone();
+    ctx.tasks.spawn(ipc::serve::serve_admin(
+        ctx.admin,
+        ctx.shutdown.clone(),
+        move |call| admin.clone().admin(call),
+    ));
+    let closing = queued.clone();
     ipc::serve::accept_links::<QueueService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks,
-        |_, incoming| async move {
-            // No request of this service exists yet, so none can arrive.
-            match incoming.request {}
-        },
-        |_| {},
+        move |peer, incoming| queued.clone().handle(peer, incoming),
+        move |peer| closing.link_closed(peer),
     )
     .await;
     Ok(())

@@ -26,6 +26,8 @@ pub struct Shared {
     /// Open connections per client address (IPv4, or IPv6 /64).
     pub open: Mutex<HashMap<IpAddr, u32>>,
     pub next_id: std::sync::atomic::AtomicU64,
+    /// DKIM signatures for submitted mail, made in keyd.
+    pub signer: keyclient::KeydSigner,
 }
 
 /// The local account localserve delivers everything to.
@@ -308,31 +310,25 @@ async fn sender_account(
     }
 }
 
-/// DATA: the message into storaged, then the one reply for it.
+/// DATA: the message into storaged and/or queued, then the one reply for it.
 async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result<Reply, ConnError> {
     let Some(tx) = session.tx.clone() else {
         return Ok(Reply::new(503, "5.5.1", "MAIL and RCPT first"));
     };
-    if !tx.remote.is_empty() {
-        session.transaction_done();
-        return Ok(Reply::new(
-            554,
-            "5.3.3",
-            "sending to other domains is not implemented yet (it arrives with queued); nothing was sent",
-        ));
-    }
-    let Some(storaged) = shared.peers.storaged.current() else {
-        session.transaction_done();
-        return Ok(Reply::new(
-            451,
-            "4.3.0",
-            "the message store is not available; try again later",
-        ));
+    let plan = crate::receive::Plan {
+        local: if shared.settings.localserve && !tx.local.is_empty() {
+            vec![LOCALSERVE_ACCOUNT.to_string()]
+        } else {
+            tx.local.iter().map(|a| a.to_string()).collect()
+        },
+        remote: tx.remote.iter().map(|a| a.to_string()).collect(),
     };
-    let deliver_to: Vec<String> = if shared.settings.localserve {
-        vec![LOCALSERVE_ACCOUNT.to_string()]
-    } else {
-        tx.local.iter().map(|a| a.to_string()).collect()
+    let peers = crate::receive::Peers {
+        storaged: shared.peers.storaged.current(),
+        queued: shared.peers.queued.current(),
+        keyd: shared.peers.keyd.current(),
+        signer: &shared.signer,
+        localserve: shared.settings.localserve,
     };
     let id = format!(
         "{:x}",
@@ -340,14 +336,15 @@ async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let outcome = crate::receive::receive(conn, session, &tx, deliver_to, &storaged, &id).await;
+    let outcome = crate::receive::receive(conn, session, &tx, plan, peers, &id).await;
     session.transaction_done();
     let outcome = outcome?;
     tracing::info!(
-        "{}: message {id} from <{}> to {} recipient(s), {} octets: {}",
+        "{}: message {id} from <{}> to {} local and {} remote recipient(s), {} octets: {}",
         conn.peer,
         tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
         tx.local.len(),
+        tx.remote.len(),
         outcome.size,
         outcome.reply
     );

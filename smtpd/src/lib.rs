@@ -5,9 +5,10 @@
 //! Must never: open any file; hold keys or passwords.
 //! Peers: keyd, authd, storaged, queued (smtpd calls them).
 //!
-//! Status: MX delivery to local recipients and submission with AUTH (relayed to authd) over
-//! STARTTLS or implicit TLS (keys in keyd) work; sending to other domains (queued), DKIM
-//! signing, SPF/DKIM/DMARC checks and the From: header check arrive with the rest of issue 5.
+//! Status: MX delivery to local recipients; submission with AUTH (relayed to authd) over
+//! STARTTLS or implicit TLS (keys in keyd), the sender's and From: addresses checked, mail for
+//! other domains DKIM-signed through keyd and queued durably in queued. SPF/DKIM/DMARC checks
+//! of inbound mail arrive with the rest of issue 5.
 
 pub mod address;
 mod auth;
@@ -20,6 +21,7 @@ pub mod reply;
 pub mod session;
 #[cfg(test)]
 mod session_tests;
+mod submission;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -60,6 +62,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         peers: ctx.peers.clone(),
         open: Default::default(),
         next_id: AtomicU64::new(first_id()),
+        signer: keyclient::keyd_signer(&ctx.peers.keyd).await,
     });
     for listener in ctx.listeners {
         let kind = listener.spec.kind;

@@ -4,6 +4,8 @@
 
 use std::time::SystemTime;
 
+use ipc::msg::key::KeyService;
+use ipc::msg::queue::{self, QueueService};
 use ipc::msg::store::{self, RecipientResult, StoreService};
 use tokio::io::AsyncWriteExt;
 
@@ -21,58 +23,126 @@ pub struct Outcome {
     pub size: u64,
 }
 
-/// Reads the message and delivers it to the transaction's local recipients (addresses as
-/// storaged knows them: `deliver_to`). The 354 is already queued.
+/// Where the message goes: local recipients (as storaged knows them) through storaged, the
+/// others into queued's queue, DKIM-signed for the sender's domain.
+pub struct Plan {
+    pub local: Vec<String>,
+    pub remote: Vec<String>,
+}
+
+/// The roles a message passes through.
+pub struct Peers<'a> {
+    pub storaged: Option<ipc::Client<StoreService>>,
+    pub queued: Option<ipc::Client<QueueService>>,
+    pub keyd: Option<ipc::Client<KeyService>>,
+    pub signer: &'a keyclient::KeydSigner,
+    pub localserve: bool,
+}
+
+/// An open destination of the message bytes.
+enum Sink {
+    Store { id: u64, file: tokio::fs::File },
+    Queue { id: u64, file: tokio::fs::File },
+}
+
+impl Sink {
+    fn file(&mut self) -> &mut tokio::fs::File {
+        match self {
+            Sink::Store { file, .. } | Sink::Queue { file, .. } => file,
+        }
+    }
+}
+
+/// The header block is kept (up to this much) to check From: on submission.
+const HEAD: usize = 64 * 1024;
+
+/// Opens the destinations, reads the message into them, and commits it: the 354 goes out once
+/// they are open; the reply only once every destination has it durably.
 pub async fn receive(
     conn: &mut Conn,
     session: &Session,
     tx: &Transaction,
-    deliver_to: Vec<String>,
-    storaged: &ipc::Client<StoreService>,
+    plan: Plan,
+    peers: Peers<'_>,
     id: &str,
 ) -> Result<Outcome, ConnError> {
     let max = session.config.max_size;
-    // The file first: if storaged cannot take the message, say so before the client sends it.
-    let opened = storaged
-        .call(&store::Request::OpenDelivery, Vec::new())
-        .await;
-    let (delivery, fd) = match opened {
-        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => {
-            (id, fds.remove(0))
-        }
-        other => {
-            tracing::warn!("storaged gave no delivery file: {other:?}");
-            return Ok(Outcome {
-                reply: Reply::new(
-                    451,
-                    "4.3.0",
-                    "the message store is not available; try again later",
-                ),
-                size: 0,
-            });
-        }
+    let unavailable = |what: &str| Outcome {
+        reply: Reply::new(
+            451,
+            "4.3.0",
+            format!("the {what} is not available; try again later"),
+        ),
+        size: 0,
     };
+    let mut sinks = Vec::new();
+    if !plan.local.is_empty() {
+        let opened = match &peers.storaged {
+            Some(s) => s.call(&store::Request::OpenDelivery, Vec::new()).await.ok(),
+            None => None,
+        };
+        match opened {
+            Some((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => sinks
+                .push(Sink::Store {
+                    id,
+                    file: file_of(fds.remove(0)),
+                }),
+            other => {
+                tracing::warn!("storaged gave no delivery file: {other:?}");
+                return Ok(unavailable("message store"));
+            }
+        }
+    }
+    if !plan.remote.is_empty() {
+        let opened = match &peers.queued {
+            Some(q) => q.call(&queue::Request::OpenMessage, Vec::new()).await.ok(),
+            None => None,
+        };
+        match opened {
+            Some((queue::Response::Opened { file }, mut fds)) if fds.len() == 1 => {
+                sinks.push(Sink::Queue {
+                    id: file,
+                    file: file_of(fds.remove(0)),
+                })
+            }
+            other => {
+                tracing::warn!("queued gave no message file: {other:?}");
+                abort(&peers, sinks).await;
+                return Ok(unavailable("queue"));
+            }
+        }
+    }
     conn.queue(&Reply::plain(
         354,
         "start mail input; end with <CRLF>.<CRLF>",
     ));
     conn.flush().await?;
-    let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
-    let mut write_failed = None;
+    let mut write_failed: Option<std::io::Error> = None;
     let received = received_line(conn, session, tx, id);
-    if let Err(e) = file.write_all(received.as_bytes()).await {
-        write_failed = Some(e);
-    }
     let mut reader = DataReader::new(max);
     let mut chunk = Vec::with_capacity(CHUNK + 4096);
+    let mut head: Vec<u8> = Vec::new();
+    chunk.extend_from_slice(received.as_bytes());
+    let mut first = true;
     loop {
         let (used, done) = reader.feed(&conn.input, &mut chunk);
         conn.input.drain(..used);
         if chunk.len() >= CHUNK || done {
-            if write_failed.is_none()
-                && let Err(e) = file.write_all(&chunk).await
-            {
-                write_failed = Some(e);
+            let body = if first {
+                &chunk[received.len()..]
+            } else {
+                &chunk[..]
+            };
+            if head.len() < HEAD {
+                head.extend_from_slice(&body[..body.len().min(HEAD - head.len())]);
+            }
+            first = false;
+            for sink in &mut sinks {
+                if write_failed.is_none()
+                    && let Err(e) = sink.file().write_all(&chunk).await
+                {
+                    write_failed = Some(e);
+                }
             }
             chunk.clear();
         }
@@ -80,24 +150,21 @@ pub async fn receive(
             break;
         }
         if let Err(e) = conn.fill().await {
-            let _ = storaged
-                .call(&store::Request::AbortDelivery { id: delivery }, Vec::new())
-                .await;
+            abort(&peers, sinks).await;
             return Err(e);
         }
     }
-    if write_failed.is_none()
-        && let Err(e) = file.flush().await
-    {
-        write_failed = Some(e);
+    for sink in &mut sinks {
+        if write_failed.is_none()
+            && let Err(e) = sink.file().flush().await
+        {
+            write_failed = Some(e);
+        }
     }
-    drop(file);
     let size = reader.size();
     let refuse = |reply: Reply| Outcome { reply, size };
     if let Some(e) = reader.error() {
-        let _ = storaged
-            .call(&store::Request::AbortDelivery { id: delivery }, Vec::new())
-            .await;
+        abort(&peers, sinks).await;
         return Ok(refuse(match e {
             DataError::BareLf | DataError::BareCr => Reply::new(
                 554,
@@ -117,27 +184,159 @@ pub async fn receive(
         }));
     }
     if let Some(e) = write_failed {
-        tracing::error!("writing a message to storaged's file: {e}");
-        let _ = storaged
-            .call(&store::Request::AbortDelivery { id: delivery }, Vec::new())
-            .await;
+        tracing::error!("writing a message into a delivery file: {e}");
+        abort(&peers, sinks).await;
         return Ok(refuse(Reply::new(
             451,
             "4.3.0",
             "local error writing the message; try again later",
         )));
     }
-    let count = deliver_to.len();
+    if let Some(account) = &session.account
+        && let Err(reply) =
+            crate::submission::check_from(&head, account, peers.storaged.as_ref(), peers.localserve)
+                .await
+    {
+        abort(&peers, sinks).await;
+        return Ok(refuse(reply));
+    }
+    // The queue first: if it fails nothing was delivered, and the client may simply retry.
+    let mut queued = None;
+    let mut store_id = None;
+    for sink in sinks {
+        match sink {
+            Sink::Store { id, .. } => store_id = Some(id),
+            Sink::Queue { id: file_id, file } => {
+                let envelope = queue::Envelope {
+                    from: tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                    recipients: plan.remote.clone(),
+                    account: session.account.clone().unwrap_or_default(),
+                    smtputf8: tx.params.smtputf8,
+                    eight_bit: tx.params.eight_bit,
+                    requiretls: tx.params.requiretls,
+                };
+                let prepend = match crate::submission::dkim_sign(
+                    file,
+                    &head,
+                    peers.keyd.as_ref(),
+                    peers.signer,
+                )
+                .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!("{id}: DKIM signing failed: {e}");
+                        abort_queue(&peers, file_id).await;
+                        if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {
+                            let _ = s
+                                .call(&store::Request::AbortDelivery { id: sid }, Vec::new())
+                                .await;
+                        }
+                        return Ok(refuse(Reply::new(
+                            451,
+                            "4.7.0",
+                            "the message could not be signed; try again later",
+                        )));
+                    }
+                };
+                let request = queue::Request::Enqueue {
+                    file: file_id,
+                    envelope,
+                    prepend: prepend.into_bytes(),
+                };
+                let answer = match &peers.queued {
+                    Some(q) => q
+                        .call(&request, Vec::new())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Err("queued is not running".into()),
+                };
+                match answer {
+                    Ok((queue::Response::Queued { id }, _)) => queued = Some(id),
+                    other => {
+                        tracing::warn!("queueing {id}: {other:?}");
+                        if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {
+                            let _ = s
+                                .call(&store::Request::AbortDelivery { id: sid }, Vec::new())
+                                .await;
+                        }
+                        return Ok(refuse(Reply::new(
+                            451,
+                            "4.3.0",
+                            "the message could not be queued; try again later",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(delivery) = store_id {
+        let reply = deliver(peers.storaged.as_ref(), delivery, plan.local, id).await;
+        if reply.is_error() && queued.is_some() {
+            tracing::error!("{id}: queued for other domains but not delivered locally: {reply}");
+        }
+        if reply.is_error() || queued.is_none() {
+            return Ok(refuse(reply));
+        }
+    }
+    Ok(refuse(match queued {
+        Some(q) => Reply::new(250, "2.0.0", format!("{id} queued as {q}")),
+        None => Reply::new(250, "2.0.0", format!("{id} delivered")),
+    }))
+}
+
+async fn abort_queue(peers: &Peers<'_>, file: u64) {
+    if let Some(q) = &peers.queued {
+        let _ = q.call(&queue::Request::Abort { file }, Vec::new()).await;
+    }
+}
+
+fn file_of(fd: std::os::fd::OwnedFd) -> tokio::fs::File {
+    tokio::fs::File::from_std(std::fs::File::from(fd))
+}
+
+async fn abort(peers: &Peers<'_>, sinks: Vec<Sink>) {
+    for sink in sinks {
+        match sink {
+            Sink::Store { id, .. } => {
+                if let Some(s) = &peers.storaged {
+                    let _ = s
+                        .call(&store::Request::AbortDelivery { id }, Vec::new())
+                        .await;
+                }
+            }
+            Sink::Queue { id, .. } => {
+                if let Some(q) = &peers.queued {
+                    let _ = q
+                        .call(&queue::Request::Abort { file: id }, Vec::new())
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Commits delivery `delivery` to `recipients` at storaged.
+async fn deliver(
+    storaged: Option<&ipc::Client<StoreService>>,
+    delivery: u64,
+    recipients: Vec<String>,
+    id: &str,
+) -> Reply {
+    let Some(storaged) = storaged else {
+        return Reply::new(451, "4.3.0", "the message store went away; try again later");
+    };
+    let count = recipients.len();
     let answer = storaged
         .call(
             &store::Request::Deliver {
                 id: delivery,
-                recipients: deliver_to,
+                recipients,
             },
             Vec::new(),
         )
         .await;
-    Ok(refuse(match answer {
+    match answer {
         Ok((store::Response::Delivered(results), _)) => {
             let delivered = results
                 .iter()
@@ -173,7 +372,7 @@ pub async fn receive(
             "4.3.0",
             format!("the message store failed: {e}; try again later"),
         ),
-    }))
+    }
 }
 
 /// The trace field for this hop (RFC 5321 §4.4; protocol names per RFC 3848 and RFC 6531).

@@ -39,6 +39,7 @@ pub enum RoleAdmin {
     Store(crate::msg::store::Admin),
     Auth(crate::msg::auth::Admin),
     Key(crate::msg::key::Admin),
+    Queue(crate::msg::queue::Admin),
 }
 
 impl RoleAdmin {
@@ -48,6 +49,7 @@ impl RoleAdmin {
             RoleAdmin::Store(_) => Role::Storaged,
             RoleAdmin::Auth(_) => Role::Authd,
             RoleAdmin::Key(_) => Role::Keyd,
+            RoleAdmin::Queue(_) => Role::Queued,
         }
     }
 }
@@ -58,6 +60,7 @@ pub enum AdminReply {
     Store(crate::msg::store::AdminReply),
     Auth(crate::msg::auth::AdminReply),
     Key(crate::msg::key::AdminReply),
+    Queue(crate::msg::queue::AdminReply),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

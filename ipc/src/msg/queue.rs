@@ -1,7 +1,7 @@
-//! The queue service offered by queued: the outbound queue (issue 5).
-//!
-//! No request is defined yet: until the issue named above adds them, a link to queued carries only
-//! pings, and queued answers nothing it does not implement.
+//! The queue service offered by queued: the outbound queue. smtpd's submission side writes a
+//! message into a temporary file queued hands out, then enqueues it with its envelope; queued
+//! copies it into its own queue directory and answers only once message and envelope are
+//! durable. Sending it out (MX lookup, TLS policy, retries, DSNs) is the queued issue's work.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +19,72 @@ impl Service for QueueService {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {}
+pub enum Request {
+    /// smtpd → queued: an empty temporary file (read-write fd attached to the answer).
+    OpenMessage,
+    /// smtpd → queued: queue what was written into `file` for `envelope`'s recipients, with
+    /// `prepend` (DKIM-Signature fields made after the body was known) before it.
+    Enqueue {
+        file: u64,
+        envelope: Envelope,
+        prepend: Vec<u8>,
+    },
+    /// smtpd → queued: forget temporary file `file`.
+    Abort { file: u64 },
+}
+
+/// Who a queued message is from and for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The reverse path; empty for `<>`.
+    pub from: String,
+    pub recipients: Vec<String>,
+    /// The account that submitted it (for per-account limits and DSNs).
+    pub account: String,
+    /// SMTPUTF8 was given (the next hop must support it).
+    pub smtputf8: bool,
+    /// BODY=8BITMIME was given.
+    pub eight_bit: bool,
+    /// REQUIRETLS (RFC 8689): only over verified TLS.
+    pub requiretls: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {}
+pub enum Response {
+    /// queued → smtpd: the temporary file `file` (fd attached).
+    Opened { file: u64 },
+    /// queued → smtpd: durable in the queue as message `id`.
+    Queued { id: u64 },
+    /// queued → smtpd: done (Abort).
+    Done,
+    /// queued → caller: refused; `temporary` says whether trying later may work.
+    Failed { temporary: bool, message: String },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {}
+
+/// Administration of queued, forwarded by the supervisor from moxctl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    /// moxctl → queued: every queued message.
+    List,
+}
+
+/// queued's answer to an [`Admin`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    List(Vec<QueueEntry>),
+}
+
+/// One queued message as `moxctl queue list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: u64,
+    pub envelope: Envelope,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub queued_at: i64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}

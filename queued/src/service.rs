@@ -1,0 +1,166 @@
+//! queued's requests: temporary files for smtpd to write messages into, and enqueueing them
+//! durably; the administrative listing.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ipc::Role;
+use ipc::msg::queue::{Admin, AdminReply, QueueService, Request, Response};
+use ipc::rpc::Incoming;
+
+use crate::store::{Queue, Record};
+
+/// Temporary files one role may hold open.
+const MAX_OPEN: usize = 1024;
+
+#[derive(Debug)]
+pub struct Queued {
+    queue: Queue,
+    open: Mutex<HashMap<(Role, u64), File>>,
+    next_file: AtomicU64,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn failed(temporary: bool, message: impl Into<String>) -> Response {
+    Response::Failed {
+        temporary,
+        message: message.into(),
+    }
+}
+
+impl Queued {
+    pub fn new(queue: Queue) -> Arc<Queued> {
+        let next_id = queue.max_id() + 1;
+        Arc::new(Queued {
+            queue,
+            open: Mutex::default(),
+            next_file: AtomicU64::new(1),
+            next_id: AtomicU64::new(next_id),
+        })
+    }
+
+    pub async fn handle(self: Arc<Self>, peer: Role, incoming: Incoming<QueueService>) {
+        let Incoming {
+            request,
+            reply,
+            fds,
+        } = incoming;
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        let (response, fds) = if peer != Role::Smtpd {
+            tracing::warn!("{peer} asked queued for something its link does not permit");
+            (failed(false, "not permitted on this link"), Vec::new())
+        } else {
+            self.answer(peer, request).await
+        };
+        if let Err(e) = reply.send(&response, fds).await {
+            tracing::warn!("answering {peer}: {e}");
+        }
+    }
+
+    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> (Response, Vec<ipc::Handle>) {
+        match request {
+            Request::OpenMessage => {
+                if lock(&self.open).keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN {
+                    return (failed(true, "too many open messages"), Vec::new());
+                }
+                let file = match self.queue.temp_file() {
+                    Ok(f) => f,
+                    Err(e) => return (failed(true, e), Vec::new()),
+                };
+                let theirs = match file.try_clone() {
+                    Ok(f) => std::os::fd::OwnedFd::from(f),
+                    Err(e) => return (failed(true, e.to_string()), Vec::new()),
+                };
+                let id = self.next_file.fetch_add(1, Ordering::Relaxed);
+                lock(&self.open).insert((peer, id), file);
+                (Response::Opened { file: id }, vec![theirs])
+            }
+            Request::Abort { file } => {
+                lock(&self.open).remove(&(peer, file));
+                (Response::Done, Vec::new())
+            }
+            Request::Enqueue {
+                file,
+                envelope,
+                prepend,
+            } => {
+                let Some(mut src) = lock(&self.open).remove(&(peer, file)) else {
+                    return (failed(false, format!("no open message {file}")), Vec::new());
+                };
+                if envelope.recipients.is_empty() {
+                    return (failed(false, "no recipients"), Vec::new());
+                }
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let this = self.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let mut record = Record {
+                        envelope,
+                        prepend,
+                        size: 0,
+                        queued_at: now(),
+                        attempts: 0,
+                        last_error: None,
+                    };
+                    this.queue
+                        .enqueue(id, &mut src, &mut record)
+                        .map(|()| record)
+                })
+                .await;
+                match done {
+                    Ok(Ok(record)) => {
+                        tracing::info!(
+                            "queued {id}: {} octets from <{}> for {} recipient(s)",
+                            record.size,
+                            record.envelope.from,
+                            record.envelope.recipients.len()
+                        );
+                        (Response::Queued { id }, Vec::new())
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!("queueing: {e}");
+                        (failed(true, e), Vec::new())
+                    }
+                    Err(e) => (failed(true, format!("queueing task: {e}")), Vec::new()),
+                }
+            }
+        }
+    }
+
+    /// A link from `peer` closed: its temporary files are gone with it.
+    pub fn link_closed(&self, peer: Role) {
+        lock(&self.open).retain(|(p, _), _| *p != peer);
+    }
+
+    pub async fn admin(self: Arc<Self>, call: ipc::AdminCall) {
+        use ipc::msg::control::{AdminReply as Reply, RoleAdmin};
+        let ipc::AdminCall {
+            request,
+            fds,
+            reply,
+        } = call;
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        let RoleAdmin::Queue(Admin::List) = request else {
+            let _ = reply.send(Err("not a queued request".into()));
+            return;
+        };
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || this.queue.list())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map(|list| Reply::Queue(AdminReply::List(list)));
+        let _ = reply.send(result);
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,231 @@
+//! The queue directory, opened only by queued (0700, its own user):
+//! - `tmp/`: anonymous files (`O_TMPFILE`) handed to smtpd to write a message into;
+//! - `msg/ID`: a queued message, copied out of its temporary file (so that the writer's
+//!   descriptor can no longer change it), fsync'd, renamed into place;
+//! - `env/ID`: its envelope and queue state, written atomically after the message.
+//!
+//! A message is queued once its envelope exists; at start, messages without an envelope
+//! (a crash between the two steps) are removed.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ipc::msg::queue::{Envelope, QueueEntry};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+
+/// The largest message queued (matches storaged's limit).
+pub const MAX_MESSAGE: u64 = 100 * 1024 * 1024;
+
+/// What `env/ID` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub envelope: Envelope,
+    /// Written before the message file's bytes when it is sent.
+    pub prepend: Vec<u8>,
+    pub size: u64,
+    pub queued_at: i64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    dir: PathBuf,
+}
+
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+impl Queue {
+    /// Opens (creating) the queue in `dir` and removes leftovers of interrupted work.
+    pub fn open(dir: &Path) -> Result<Queue, String> {
+        for sub in ["tmp", "msg", "env"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| err("creating", &p, e))?;
+        }
+        let q = Queue {
+            dir: dir.to_path_buf(),
+        };
+        let msg = dir.join("msg");
+        for entry in std::fs::read_dir(&msg)
+            .map_err(|e| err("reading", &msg, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !dir.join("env").join(&name).exists() {
+                tracing::warn!("removing {name}: its queueing was interrupted");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(q)
+    }
+
+    /// An anonymous read-write file for one message.
+    pub fn temp_file(&self) -> Result<File, String> {
+        let tmp = self.dir.join("tmp");
+        let fd = nix::fcntl::open(
+            &tmp,
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| err("temporary file in", &tmp, e))?;
+        Ok(File::from(fd))
+    }
+
+    /// Copies `src` into the queue as message `id` with `record`; durable on return.
+    pub fn enqueue(&self, id: u64, src: &mut File, record: &mut Record) -> Result<(), String> {
+        let size = src.metadata().map_err(|e| e.to_string())?.len();
+        if size > MAX_MESSAGE {
+            return Err(format!(
+                "a message of {size} octets is larger than {MAX_MESSAGE}"
+            ));
+        }
+        record.size = size + record.prepend.len() as u64;
+        let msg_dir = self.dir.join("msg");
+        let tmp = msg_dir.join(format!(".{id}"));
+        let result = (|| {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| err("creating", &tmp, e))?;
+            src.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+            let copied = std::io::copy(&mut src.take(size), &mut out)
+                .map_err(|e| err("copying into", &tmp, e))?;
+            if copied != size {
+                return Err(format!(
+                    "the message shrank while being copied ({copied} of {size})"
+                ));
+            }
+            out.sync_all().map_err(|e| err("syncing", &tmp, e))?;
+            std::fs::rename(&tmp, msg_dir.join(id.to_string()))
+                .map_err(|e| err("renaming", &tmp, e))?;
+            sync_dir(&msg_dir)?;
+            self.write_record(id, record)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(msg_dir.join(id.to_string()));
+        }
+        result
+    }
+
+    fn write_record(&self, id: u64, record: &Record) -> Result<(), String> {
+        let env_dir = self.dir.join("env");
+        let tmp = env_dir.join(format!(".{id}"));
+        let bytes = ipc::codec::encode_unbounded(record).map_err(|e| e.to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| err("creating", &tmp, e))?;
+        f.write_all(&bytes).map_err(|e| err("writing", &tmp, e))?;
+        f.sync_all().map_err(|e| err("syncing", &tmp, e))?;
+        std::fs::rename(&tmp, env_dir.join(id.to_string()))
+            .map_err(|e| err("renaming", &tmp, e))?;
+        sync_dir(&env_dir)
+    }
+
+    /// Every queued message, oldest first.
+    pub fn list(&self) -> Result<Vec<QueueEntry>, String> {
+        let env_dir = self.dir.join("env");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&env_dir)
+            .map_err(|e| err("reading", &env_dir, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(id) = name.parse::<u64>() else {
+                continue;
+            };
+            let bytes =
+                std::fs::read(entry.path()).map_err(|e| err("reading", &entry.path(), e))?;
+            let record: Record = ipc::codec::decode_unbounded(&bytes)
+                .map_err(|e| err("decoding", &entry.path(), e))?;
+            out.push(QueueEntry {
+                id,
+                envelope: record.envelope,
+                size: record.size,
+                queued_at: record.queued_at,
+                attempts: record.attempts,
+                last_error: record.last_error,
+            });
+        }
+        out.sort_by_key(|e| (e.queued_at, e.id));
+        Ok(out)
+    }
+
+    /// The largest message id in use (ids continue after it).
+    pub fn max_id(&self) -> u64 {
+        std::fs::read_dir(self.dir.join("env"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_string_lossy().parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| err("syncing", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            from: "alice@example.org".into(),
+            recipients: vec!["bob@example.net".into()],
+            account: "alice".into(),
+            smtputf8: false,
+            eight_bit: true,
+            requiretls: false,
+        }
+    }
+
+    #[test]
+    fn enqueues_durably_lists_and_sweeps_interrupted_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        let mut tmp = q.temp_file().unwrap();
+        tmp.write_all(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let mut record = Record {
+            envelope: envelope(),
+            prepend: b"DKIM-Signature: x\r\n".to_vec(),
+            size: 0,
+            queued_at: 5,
+            attempts: 0,
+            last_error: None,
+        };
+        q.enqueue(7, &mut tmp, &mut record).unwrap();
+        // The writer's descriptor no longer reaches the queued copy.
+        tmp.write_all(b"tampered").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("msg/7")).unwrap(),
+            b"Subject: hi\r\n\r\nbody\r\n"
+        );
+        let list = q.list().unwrap();
+        assert_eq!((list.len(), list[0].id, list[0].size), (1, 7, 21 + 19));
+        assert_eq!(q.max_id(), 7);
+        // A message without its envelope (crash in between) is swept at the next open.
+        std::fs::write(dir.path().join("msg/9"), b"x").unwrap();
+        std::fs::write(dir.path().join("msg/.10"), b"x").unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        assert!(!dir.path().join("msg/9").exists() && !dir.path().join("msg/.10").exists());
+        assert_eq!(q.list().unwrap().len(), 1);
+    }
+}
