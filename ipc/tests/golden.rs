@@ -500,8 +500,10 @@ fn store_request_deliver() {
         &store::Request::Deliver {
             id: 300,
             recipients: vec!["a@b".into()],
+            prepend: b"X".to_vec(),
+            junk: true,
         },
-        &[2, 251, 44, 1, 1, 3, 97, 64, 98],
+        &[2, 251, 44, 1, 1, 3, 97, 64, 98, 1, 88, 1],
     );
 }
 

@@ -271,7 +271,14 @@ pub async fn receive(
         }
     }
     if let Some(delivery) = store_id {
-        let reply = deliver(peers.storaged.as_ref(), delivery, plan.local, id).await;
+        let reply = deliver(
+            peers.storaged.as_ref(),
+            delivery,
+            plan.local,
+            (Vec::new(), false),
+            id,
+        )
+        .await;
         if reply.is_error() && queued.is_some() {
             tracing::error!("{id}: queued for other domains but not delivered locally: {reply}");
         }
@@ -321,6 +328,7 @@ async fn deliver(
     storaged: Option<&ipc::Client<StoreService>>,
     delivery: u64,
     recipients: Vec<String>,
+    (prepend, junk): (Vec<u8>, bool),
     id: &str,
 ) -> Reply {
     let Some(storaged) = storaged else {
@@ -332,6 +340,8 @@ async fn deliver(
             &store::Request::Deliver {
                 id: delivery,
                 recipients,
+                prepend,
+                junk,
             },
             Vec::new(),
         )

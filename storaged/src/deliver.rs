@@ -30,6 +30,15 @@ pub enum Outcome {
 
 /// Delivers the first `size` bytes of `src` to `recipients`; everything but the final flush.
 /// Several recipients of one account get one copy.
+/// How a delivery is filed beyond its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// Header fields written before the message (smtpd's Authentication-Results).
+    pub prepend: Vec<u8>,
+    /// Into the Junk mailbox instead of the Inbox (a DMARC quarantine policy).
+    pub junk: bool,
+}
+
 pub fn deliver(
     db: &Db,
     files: &Files,
@@ -37,6 +46,19 @@ pub fn deliver(
     size: u64,
     recipients: &[String],
 ) -> Result<Vec<Outcome>> {
+    deliver_with(db, files, src, size, recipients, &Placement::default())
+}
+
+/// Like [`deliver`], with `placement`.
+pub fn deliver_with(
+    db: &Db,
+    files: &Files,
+    src: &File,
+    size: u64,
+    recipients: &[String],
+    placement: &Placement,
+) -> Result<Vec<Outcome>> {
+    let mailbox_name = if placement.junk { "Junk" } else { "Inbox" };
     let mut outcomes = Vec::with_capacity(recipients.len());
     let mut targets: Vec<(String, u64)> = Vec::new();
     for rcpt in recipients {
@@ -46,8 +68,12 @@ pub fn deliver(
                 let index = match targets.iter().position(|(a, _)| *a == account) {
                     Some(i) => i,
                     None => {
-                        let (inbox, _) = db
-                            .mailbox_by_name(&account, "Inbox")?
+                        let found = match db.mailbox_by_name(&account, mailbox_name)? {
+                            Some(m) => Some(m),
+                            // An account without Junk gets quarantined mail in its Inbox.
+                            None => db.mailbox_by_name(&account, "Inbox")?,
+                        };
+                        let (inbox, _) = found
                             .ok_or_else(|| StoreError::NoMailbox(format!("{account}/Inbox")))?;
                         targets.push((account, inbox));
                         targets.len() - 1
@@ -67,7 +93,8 @@ pub fn deliver(
         .iter()
         .map(|_| db.new_id())
         .collect::<Result<Vec<u64>>>()?;
-    let head = files.store(src, size, &ids)?;
+    let head = files.store_with(src, size, &ids, &placement.prepend)?;
+    let size = size + placement.prepend.len() as u64;
     let (envelope, structure) = crate::structure::analyze(files, ids[0], &head)?;
     let date = now();
     let entries: Vec<(u64, Message)> = targets

@@ -70,7 +70,18 @@ impl Files {
     /// Copies the first `size` bytes of `src` into file `ids[0]`, links `ids[1..]` to it, and
     /// makes all of it durable. Returns the first [`HEAD_LIMIT`] bytes for parsing.
     pub fn store(&self, src: &File, size: u64, ids: &[u64]) -> Result<Vec<u8>> {
-        let result = self.store_inner(src, size, ids);
+        self.store_with(src, size, ids, &[])
+    }
+
+    /// Like [`Files::store`], with `prepend` written before the source's bytes.
+    pub fn store_with(
+        &self,
+        src: &File,
+        size: u64,
+        ids: &[u64],
+        prepend: &[u8],
+    ) -> Result<Vec<u8>> {
+        let result = self.store_inner(src, size, ids, prepend);
         if result.is_err() {
             // Nothing refers to them yet: leave no partial file behind.
             for id in ids {
@@ -80,7 +91,7 @@ impl Files {
         result
     }
 
-    fn store_inner(&self, src: &File, size: u64, ids: &[u64]) -> Result<Vec<u8>> {
+    fn store_inner(&self, src: &File, size: u64, ids: &[u64], prepend: &[u8]) -> Result<Vec<u8>> {
         let Some((&first, rest)) = ids.split_first() else {
             return Ok(Vec::new());
         };
@@ -93,7 +104,10 @@ impl Files {
             .mode(0o600)
             .open(&path)
             .map_err(|e| file_err(&path, e))?;
-        let head = copy_range(src, &mut dst, size).map_err(|e| file_err(&path, e))?;
+        dst.write_all(prepend).map_err(|e| file_err(&path, e))?;
+        let copied = copy_range(src, &mut dst, size).map_err(|e| file_err(&path, e))?;
+        let mut head = prepend[..prepend.len().min(HEAD_LIMIT)].to_vec();
+        head.extend_from_slice(&copied[..copied.len().min(HEAD_LIMIT - head.len())]);
         dst.sync_all().map_err(|e| file_err(&path, e))?;
         for id in rest {
             let link = self.path(*id);

@@ -164,11 +164,17 @@ impl Store {
                 lock(&self.open).remove(&(peer, id));
                 Ok((Response::Done, Vec::new()))
             }
-            Request::Deliver { id, recipients } => {
+            Request::Deliver {
+                id,
+                recipients,
+                prepend,
+                junk,
+            } => {
                 let file = lock(&self.open)
                     .remove(&(peer, id))
                     .ok_or_else(|| permanent(format!("no open delivery {id}")))?;
-                let results = self.deliver(file, recipients).await?;
+                let placement = deliver::Placement { prepend, junk };
+                let results = self.deliver(file, recipients, placement).await?;
                 Ok((
                     Response::Delivered(results.into_iter().map(|(_, r)| r).collect()),
                     Vec::new(),
@@ -203,18 +209,19 @@ impl Store {
         self: Arc<Self>,
         file: File,
         recipients: Vec<String>,
+        placement: deliver::Placement,
     ) -> Result<Vec<(String, RecipientResult)>, Failure> {
         let size = file.metadata().map_err(|e| temporary(e.to_string()))?.len();
-        if size > MAX_MESSAGE_SIZE {
+        if size > MAX_MESSAGE_SIZE || placement.prepend.len() > 64 * 1024 {
             return Err(permanent(format!(
-                "message of {size} bytes exceeds {MAX_MESSAGE_SIZE}"
+                "message of {size} bytes exceeds {MAX_MESSAGE_SIZE}, or its prepended fields 64 KiB"
             )));
         }
         let store = self.clone();
         let rcpts = recipients.clone();
         let outcomes = blocking(move || {
             let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
-            deliver::deliver(&store.db, &store.files, &file, size, &rcpts)
+            deliver::deliver_with(&store.db, &store.files, &file, size, &rcpts, &placement)
         })
         .await?;
         if outcomes
@@ -331,7 +338,7 @@ impl Store {
                     .await
                     .map_err(|f| f.message)?;
                 let results = self
-                    .deliver(file, recipients)
+                    .deliver(file, recipients, deliver::Placement::default())
                     .await
                     .map_err(|f| f.message)?;
                 Ok(AdminReply::Delivered(results))

@@ -135,6 +135,47 @@ fn resolves_exact_tagged_and_catchall_addresses() {
 }
 
 #[test]
+fn prepends_trace_fields_and_files_quarantined_mail_in_junk() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    let mut src = f.files.temp_file().unwrap();
+    src.write_all(MSG).unwrap();
+    let placement = crate::deliver::Placement {
+        prepend: b"Authentication-Results: mx; dmarc=fail\r\n".to_vec(),
+        junk: true,
+    };
+    let rcpts = vec!["bob@example.com".to_string()];
+    let out =
+        crate::deliver::deliver_with(&f.db, &f.files, &src, MSG.len() as u64, &rcpts, &placement)
+            .unwrap();
+    f.db.flush().unwrap();
+    f.check();
+    let Outcome::Delivered { mailbox, uid, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    let (junk, info) = f.db.mailbox_by_name("bob", "Junk").unwrap().unwrap();
+    assert_eq!((*mailbox, info.counts.total), (junk, 1));
+    let msg: crate::db::record::Message = crate::db::record::decode(
+        "messages",
+        &f.db
+            .messages
+            .get(crate::db::keys::message(*mailbox, *uid))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let stored = std::fs::read(f.files.path(msg.file)).unwrap();
+    assert_eq!(stored, [placement.prepend.as_slice(), MSG].concat());
+    assert_eq!(msg.size, stored.len() as u64);
+    assert_eq!(
+        msg.envelope.subject.as_deref(),
+        Some("hi"),
+        "parsed after the prepended field"
+    );
+}
+
+#[test]
 fn delivers_to_every_local_recipient_and_reports_unknown_ones() {
     let f = fixture();
     f.db.add_domain("example.com", Some('+')).unwrap();

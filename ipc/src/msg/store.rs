@@ -28,9 +28,15 @@ pub enum Request {
     /// smtpd, queued → storaged: a new empty temporary file to write one message into; the
     /// writable fd comes with the response.
     OpenDelivery,
-    /// smtpd, queued → storaged: deliver the bytes written into delivery `id` to `recipients`;
+    /// smtpd, queued → storaged: deliver the bytes written into delivery `id` to `recipients`,
+    /// after the header fields in `prepend` (Authentication-Results), into Junk when `junk`;
     /// answered only once the message is durable.
-    Deliver { id: u64, recipients: Vec<String> },
+    Deliver {
+        id: u64,
+        recipients: Vec<String>,
+        prepend: Vec<u8>,
+        junk: bool,
+    },
     /// smtpd, queued → storaged: forget delivery `id`.
     AbortDelivery { id: u64 },
     /// authd → storaged: the account a login name (an account name or one of its addresses)
