@@ -67,6 +67,7 @@ async fn start() -> Harness {
             fail_at_start: false,
             certificates: Vec::new(),
             smtp: Default::default(),
+            dns: Vec::new(),
         },
         listeners: Vec::new(),
         peers,

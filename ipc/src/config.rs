@@ -24,6 +24,9 @@ pub struct RoleConfig {
     pub certificates: Vec<CertificateFiles>,
     /// smtpd's limits (the other roles ignore them).
     pub smtp: SmtpSettings,
+    /// DNS resolvers for the roles that look names up (smtpd, queued): from the
+    /// configuration, or the supervisor's /etc/resolv.conf.
+    pub dns: Vec<SocketAddr>,
 }
 
 /// What smtpd accepts and how patient it is.

@@ -27,7 +27,18 @@ pub struct Config {
     #[serde(default)]
     pub smtp: Smtp,
     #[serde(default)]
+    pub dns: Dns,
+    #[serde(default)]
     pub debug: Debug,
+}
+
+/// Where names are looked up.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Resolver addresses (`"127.0.0.1:53"`); by default the nameservers of /etc/resolv.conf.
+    #[serde(default)]
+    pub resolvers: Vec<SocketAddr>,
 }
 
 /// smtpd's limits; every key is optional.
@@ -379,6 +390,7 @@ impl Config {
             ("[listen]", self.listen == other.listen),
             ("[sandbox]", self.sandbox == other.sandbox),
             ("[smtp]", self.smtp == other.smtp),
+            ("[dns]", self.dns == other.dns),
             ("[debug]", self.debug == other.debug),
         ] {
             if !same {
@@ -386,6 +398,21 @@ impl Config {
             }
         }
         changed
+    }
+
+    /// The DNS resolvers: configured, else /etc/resolv.conf's nameservers, else 127.0.0.1:53.
+    pub fn dns_resolvers(&self) -> Vec<SocketAddr> {
+        if !self.dns.resolvers.is_empty() {
+            return self.dns.resolvers.clone();
+        }
+        let from_file = std::fs::read_to_string("/etc/resolv.conf")
+            .map(|text| resolv_conf_nameservers(&text))
+            .unwrap_or_default();
+        if from_file.is_empty() {
+            vec![SocketAddr::from(([127, 0, 0, 1], 53))]
+        } else {
+            from_file
+        }
     }
 
     /// smtpd's settings: the configured values over the defaults.
@@ -424,6 +451,19 @@ impl Config {
     pub fn admin_socket(&self) -> PathBuf {
         self.server.run_dir.join("admin.sock")
     }
+}
+
+/// The `nameserver` lines of a resolv.conf, as addresses on port 53.
+pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| {
+            // A scoped IPv6 address (fe80::1%eth0) keeps only its address.
+            let ip = rest.trim().split('%').next()?;
+            ip.parse::<std::net::IpAddr>().ok()
+        })
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
 }
 
 fn check_hostname(name: &str) -> Result<(), String> {
@@ -619,6 +659,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("missing field `key`"), "{e}");
+    }
+
+    #[test]
+    fn reads_nameservers_from_resolv_conf() {
+        let text = "# comment\nnameserver 192.0.2.53\nsearch example.org\nnameserver fe80::1%eth0\nnameserver bogus\n";
+        assert_eq!(
+            resolv_conf_nameservers(text),
+            [
+                "192.0.2.53:53".parse::<SocketAddr>().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
+        let c = Config::parse(
+            "c.toml",
+            &format!("{MINIMAL}[dns]\nresolvers = [\"127.0.0.1:5353\"]\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns_resolvers(),
+            ["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]

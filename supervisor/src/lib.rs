@@ -103,6 +103,14 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
         roles: ids.iter().map(|(_, i)| i.uid).collect(),
     };
 
+    let dns = config.dns_resolvers();
+    tracing::info!(
+        "DNS resolvers: {}",
+        dns.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut role_configs = BTreeMap::new();
     let mut sandboxes = BTreeMap::new();
     for role in Role::ALL {
@@ -119,6 +127,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                     Vec::new()
                 },
                 smtp: config.smtp_settings(opts.localserve),
+                dns: dns.clone(),
             },
         );
         sandboxes.insert(

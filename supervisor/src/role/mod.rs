@@ -147,7 +147,16 @@ fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
             })
             .collect(),
         tcp_bind: Vec::new(),
-        tcp_connect: spec.tcp_connect.to_vec(),
+        // The configured DNS resolvers' ports too (TCP is DNS's fallback for long answers).
+        tcp_connect: {
+            let mut ports = spec.tcp_connect.to_vec();
+            if spec.syscalls.net_client {
+                ports.extend(boot.config.dns.iter().map(|a| a.port()));
+                ports.sort_unstable();
+                ports.dedup();
+            }
+            ports
+        },
         syscalls: spec.syscalls,
         max_threads: MAX_THREADS_PER_USER,
         writes_files: spec.writes_files,
