@@ -28,6 +28,8 @@ pub struct Shared {
     pub next_id: std::sync::atomic::AtomicU64,
     /// DKIM signatures for submitted mail, made in keyd.
     pub signer: keyclient::KeydSigner,
+    /// SPF/DKIM/DMARC/iprev for mail on port 25.
+    pub checker: Option<crate::inbound::Checker>,
 }
 
 /// The local account localserve delivers everything to.
@@ -329,6 +331,7 @@ async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result
         keyd: shared.peers.keyd.current(),
         signer: &shared.signer,
         localserve: shared.settings.localserve,
+        checker: shared.checker.as_ref(),
     };
     let id = format!(
         "{:x}",

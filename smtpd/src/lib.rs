@@ -15,6 +15,7 @@ mod auth;
 pub mod command;
 mod conn;
 pub mod data;
+mod inbound;
 mod io;
 mod receive;
 pub mod reply;
@@ -63,6 +64,17 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         open: Default::default(),
         next_id: AtomicU64::new(first_id()),
         signer: keyclient::keyd_signer(&ctx.peers.keyd).await,
+        checker: if settings.localserve {
+            None
+        } else {
+            match inbound::Checker::new(&ctx.config.dns, &ctx.config.hostname) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!("no SPF/DKIM/DMARC checks: {e}");
+                    None
+                }
+            }
+        },
     });
     for listener in ctx.listeners {
         let kind = listener.spec.kind;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use ipc::msg::key::KeyService;
 use ipc::msg::queue::{self, QueueService};
 use ipc::msg::store::{self, RecipientResult, StoreService};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::data::{DataError, DataReader};
 use crate::io::{Conn, ConnError};
@@ -37,6 +37,8 @@ pub struct Peers<'a> {
     pub keyd: Option<ipc::Client<KeyService>>,
     pub signer: &'a keyclient::KeydSigner,
     pub localserve: bool,
+    /// Inbound checks (MX only).
+    pub checker: Option<&'a crate::inbound::Checker>,
 }
 
 /// An open destination of the message bytes.
@@ -200,6 +202,41 @@ pub async fn receive(
         abort(&peers, sinks).await;
         return Ok(refuse(reply));
     }
+    // Port 25: SPF, DKIM, DMARC, iprev over the stored bytes.
+    let mut placement = (Vec::new(), false);
+    if session.account.is_none()
+        && let Some(checker) = peers.checker
+        && let Some(Sink::Store { file, .. }) =
+            sinks.iter_mut().find(|s| matches!(s, Sink::Store { .. }))
+    {
+        let _permit = checker.reserve(size).await;
+        let mut bytes = Vec::new();
+        let read = async {
+            file.seek(std::io::SeekFrom::Start(0)).await?;
+            file.read_to_end(&mut bytes).await
+        };
+        if let Err(e) = read.await {
+            tracing::error!("reading a message back for its checks: {e}");
+            abort(&peers, sinks).await;
+            return Ok(refuse(Reply::new(
+                451,
+                "4.3.0",
+                "local error; try again later",
+            )));
+        }
+        let (helo, _) = session.helo.clone().unwrap_or_default();
+        let mail_from = tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let verdict = checker
+            .check(&bytes, conn.peer.ip(), &helo, &mail_from)
+            .await;
+        drop(bytes);
+        if let Some(reply) = verdict.reject {
+            tracing::info!("{id}: {reply}");
+            abort(&peers, sinks).await;
+            return Ok(refuse(reply));
+        }
+        placement = (verdict.header.into_bytes(), verdict.junk);
+    }
     // The queue first: if it fails nothing was delivered, and the client may simply retry.
     let mut queued = None;
     let mut store_id = None;
@@ -271,14 +308,7 @@ pub async fn receive(
         }
     }
     if let Some(delivery) = store_id {
-        let reply = deliver(
-            peers.storaged.as_ref(),
-            delivery,
-            plan.local,
-            (Vec::new(), false),
-            id,
-        )
-        .await;
+        let reply = deliver(peers.storaged.as_ref(), delivery, plan.local, placement, id).await;
         if reply.is_error() && queued.is_some() {
             tracing::error!("{id}: queued for other domains but not delivered locally: {reply}");
         }

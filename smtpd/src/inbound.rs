@@ -1,0 +1,168 @@
+//! Checks of mail arriving on port 25 (mail-auth): SPF for the MAIL FROM (and HELO) identity,
+//! DKIM signatures, DMARC with its policy, and iprev, summed up in an Authentication-Results
+//! field (RFC 8601) placed above the message. A DMARC `reject` policy refuses the message;
+//! `quarantine` files it in Junk.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dmarc::Policy;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::hickory_resolver::TokioResolver;
+use mail_auth::hickory_resolver::config::{
+    NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator};
+use tokio::sync::Semaphore;
+
+use crate::reply::Reply;
+
+/// Message bytes (MiB) under verification at once, across all connections.
+const MEMORY_MIB: u32 = 256;
+
+/// How long all checks of one message may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Checker {
+    auth: MessageAuthenticator,
+    hostname: String,
+    memory: Arc<Semaphore>,
+}
+
+/// What to do with a checked message.
+pub struct Verdict {
+    /// The Authentication-Results field, with its CRLF.
+    pub header: String,
+    pub junk: bool,
+    pub reject: Option<Reply>,
+}
+
+impl Checker {
+    /// A checker asking `resolvers` (UDP, TCP for long answers).
+    pub fn new(resolvers: &[SocketAddr], hostname: &str) -> Result<Checker, String> {
+        let servers = resolvers
+            .iter()
+            .map(|a| {
+                let mut ns = NameServerConfig::udp_and_tcp(a.ip());
+                for c in &mut ns.connections {
+                    c.port = a.port();
+                }
+                ns
+            })
+            .collect();
+        let config = ResolverConfig::from_parts(None, Vec::new(), servers);
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_secs(5);
+        opts.attempts = 2;
+        // The sandbox has no files: no /etc/hosts.
+        opts.use_hosts_file = ResolveHosts::Never;
+        // hickory builds a TLS client for DNS-over-TLS from the system's CA files, which the
+        // sandbox cannot open; plain DNS is all that is used, so it gets one with no roots.
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .with_tls_config(tls)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let auth = MessageAuthenticator(resolver);
+        Ok(Checker {
+            auth,
+            hostname: hostname.to_string(),
+            memory: Arc::new(Semaphore::new(MEMORY_MIB as usize)),
+        })
+    }
+
+    /// Permits for holding a message of `size` octets in memory.
+    pub async fn reserve(&self, size: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let mib = u32::try_from(size.div_ceil(1 << 20))
+            .unwrap_or(MEMORY_MIB)
+            .clamp(1, MEMORY_MIB);
+        self.memory.clone().acquire_many_owned(mib).await.ok()
+    }
+
+    /// Checks `message` from `ip` (which said HELO `helo` and MAIL FROM `mail_from`, empty
+    /// for `<>`).
+    pub async fn check(&self, message: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verdict {
+        match tokio::time::timeout(
+            CHECK_TIMEOUT,
+            self.check_inner(message, ip, helo, mail_from),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(_) => Verdict {
+                header: format!(
+                    "Authentication-Results: {}; none (checks timed out)\r\n",
+                    self.hostname
+                ),
+                junk: false,
+                reject: None,
+            },
+        }
+    }
+
+    async fn check_inner(
+        &self,
+        message: &[u8],
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> Verdict {
+        let spf = self
+            .auth
+            .verify_spf(SpfParameters::verify(ip, helo, &self.hostname, mail_from))
+            .await;
+        let iprev = self.auth.verify_iprev(ip).await;
+        let Some(msg) = AuthenticatedMessage::parse(message) else {
+            let header = AuthenticationResults::new(&self.hostname)
+                .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
+                .with_iprev_result(&iprev, ip)
+                .to_header();
+            return Verdict {
+                header,
+                junk: false,
+                reject: None,
+            };
+        };
+        let dkim = self.auth.verify_dkim(&msg).await;
+        let mail_from_domain = mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
+        let dmarc = self
+            .auth
+            .verify_dmarc(DmarcParameters::new(&msg, &dkim, mail_from_domain, &spf))
+            .await;
+        let header = AuthenticationResults::new(&self.hostname)
+            .with_dkim_results(&dkim, msg.from())
+            .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
+            .with_dmarc_result(&dmarc)
+            .with_iprev_result(&iprev, ip)
+            .to_header();
+        let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
+        let (junk, reject) = match (failed, dmarc.policy()) {
+            (true, Policy::Reject) => (
+                false,
+                Some(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("rejected by the DMARC policy of {}", dmarc.domain()),
+                )),
+            ),
+            (true, Policy::Quarantine) => (true, None),
+            _ => (false, None),
+        };
+        Verdict {
+            header,
+            junk,
+            reject,
+        }
+    }
+}
