@@ -20,6 +20,7 @@ pub fn role_specs() -> Arc<[RoleSpec]> {
         authd::SPEC,
         queued::SPEC,
         smtpd::SPEC,
+        smtpd::SUBMISSION_SPEC,
         imapd::SPEC,
         httpd::SPEC,
     ];

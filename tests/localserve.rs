@@ -98,7 +98,7 @@ fn localserve_runs_the_tree_without_root_and_stops_on_ctrl_c() {
             .output()
             .expect("moxctl");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if out.status.success() && text.lines().filter(|l| l.contains(" ready ")).count() == 7 {
+        if out.status.success() && text.lines().filter(|l| l.contains(" ready ")).count() == 8 {
             break text;
         }
         assert!(
@@ -138,6 +138,52 @@ fn localserve_runs_the_tree_without_root_and_stops_on_ctrl_c() {
         greeting.starts_with("220 localhost ESMTP moxd\r\n221 "),
         "{greeting}"
     );
+    // Mail for any address reaches the local account; the documented local parts fail on
+    // purpose; submission takes the printed credentials.
+    let script = r#"
+import smtplib, ssl, time
+def send(rcpt):
+    s = smtplib.SMTP("127.0.0.1", 1025, timeout=20)
+    try:
+        s.sendmail("someone@example.net", [rcpt], b"Subject: localserve\r\n\r\nhi\r\n")
+        return "250"
+    except smtplib.SMTPRecipientsRefused as e:
+        return str(list(e.recipients.values())[0][0])
+    finally:
+        s.close()
+deadline = time.time() + 15
+while True:
+    r = send("anyone@anywhere.example")
+    if r == "250" or time.time() > deadline:
+        break
+    time.sleep(0.2)  # the account is created once every role is ready
+print("any", r)
+print("tempfail", send("tempfail@x.example"))
+print("permfail", send("permfail@x.example"))
+print("unknown", send("unknown@x.example"))
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", 1587, timeout=20)
+s.starttls(context=ctx)
+s.login("mox@localhost", "moxmoxmox")
+s.sendmail("mox@localhost", ["friend@example.com"], b"From: mox@localhost\r\nSubject: sub\r\n\r\nhi\r\n")
+s.quit()
+print("submission ok")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "any 250",
+        "tempfail 451",
+        "permfail 550",
+        "unknown 550",
+        "submission ok",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
 
     // Ctrl-C.
     nix::sys::signal::kill(

@@ -159,7 +159,12 @@ print(s.quit())
     assert_eq!(stored.len(), 1, "three addresses of one account: one copy");
     for bytes in &stored {
         let text = String::from_utf8(bytes.clone()).expect("utf-8");
-        assert!(text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mx.test.example (moxd) with ESMTP id "), "{text}");
+        // Authentication-Results (the checks, here without DNS), then our Received line.
+        assert!(
+            text.starts_with("Authentication-Results: mx.test.example;"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nReceived: from client.test ([127.0.0.1])\r\n\tby mx.test.example (moxd) with ESMTP id "), "{text}");
         assert!(
             text.ends_with(message),
             "the message follows byte for byte, dots unstuffed:\n{text}"

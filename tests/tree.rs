@@ -15,7 +15,7 @@ use ipc::config::ListenerKind;
 use ipc::msg::admin::{Request, Response, RoleState};
 
 #[test]
-fn tree_starts_and_moxctl_lists_all_eight_processes() {
+fn tree_starts_and_moxctl_lists_all_nine_processes() {
     let tree = Tree::spawn(Options::default());
     let took = tree.wait_ready(Duration::from_secs(20));
     eprintln!("tree ready after {took:?}");
@@ -35,7 +35,7 @@ fn tree_starts_and_moxctl_lists_all_eight_processes() {
     }
     let status = tree.status().expect("status");
     let pids: HashSet<u32> = status.roles.iter().filter_map(|r| r.pid).collect();
-    assert_eq!(pids.len(), 7, "seven role processes: {status:#?}");
+    assert_eq!(pids.len(), 8, "eight role processes: {status:#?}");
     assert!(!pids.contains(&tree.pid()));
     for pid in &pids {
         assert!(alive(*pid));
@@ -119,7 +119,7 @@ fn roles_run_sandboxed_under_their_own_uids() {
         );
     }
     if common::is_root() {
-        assert_eq!(uids.len(), 7, "every role has its own uid");
+        assert_eq!(uids.len(), 8, "every role has its own uid");
     } else {
         eprintln!("not root: uid separation not checked (CI runs as root)");
     }

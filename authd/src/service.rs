@@ -86,7 +86,7 @@ impl Auth {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let response = if matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd) {
+        let response = if matches!(peer, Role::Submission | Role::Imapd | Role::Httpd) {
             self.answer(peer, request).await
         } else {
             tracing::warn!("{peer} asked for authentication, which its link does not permit");

@@ -56,7 +56,7 @@ async fn start() -> Harness {
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let (admin_tx, admin) = mpsc::unbounded_channel();
     let (smtpd_side, authd_side) = Link::memory_pair("smtpd→authd", "authd←smtpd");
-    incoming_tx.send((Role::Smtpd, authd_side)).unwrap();
+    incoming_tx.send((Role::Submission, authd_side)).unwrap();
     let shutdown = CancellationToken::new();
     let ctx = Context {
         role: Role::Authd,
@@ -123,8 +123,8 @@ async fn plain_login_by_account_and_by_address_issues_registered_tickets() {
     assert_eq!(
         *h.tickets.lock().unwrap(),
         [
-            ("bob".to_string(), Role::Smtpd),
-            ("bob".to_string(), Role::Smtpd)
+            ("bob".to_string(), Role::Submission),
+            ("bob".to_string(), Role::Submission)
         ],
         "each ticket is registered at storaged for the role that asked"
     );

@@ -116,9 +116,8 @@ impl ListenerKind {
     /// The role that serves this listener.
     pub fn role(self) -> Role {
         match self {
-            ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
-                Role::Smtpd
-            }
+            ListenerKind::Smtp => Role::Smtpd,
+            ListenerKind::Submission | ListenerKind::Submissions => Role::Submission,
             ListenerKind::Imap | ListenerKind::Imaps => Role::Imapd,
             ListenerKind::Http | ListenerKind::Https => Role::Httpd,
         }

@@ -13,7 +13,11 @@ pub enum Role {
     Storaged,
     Authd,
     Queued,
+    /// SMTP on port 25 (MX): delivers to local recipients, never signs, never relays.
     Smtpd,
+    /// SMTP submission (465, 587): the same code as smtpd with the rights of authenticated
+    /// senders (AUTH through authd, DKIM through keyd, the queue).
+    Submission,
     Imapd,
     Httpd,
 }
@@ -37,9 +41,11 @@ pub enum Side {
 /// Every edge of the tree (DESIGN.md §1).
 pub const EDGES: &[Edge] = &[
     edge(Role::Smtpd, Role::Keyd),
-    edge(Role::Smtpd, Role::Authd),
     edge(Role::Smtpd, Role::Storaged),
-    edge(Role::Smtpd, Role::Queued),
+    edge(Role::Submission, Role::Keyd),
+    edge(Role::Submission, Role::Authd),
+    edge(Role::Submission, Role::Storaged),
+    edge(Role::Submission, Role::Queued),
     edge(Role::Imapd, Role::Keyd),
     edge(Role::Imapd, Role::Authd),
     edge(Role::Imapd, Role::Storaged),
@@ -57,12 +63,13 @@ const fn edge(client: Role, server: Role) -> Edge {
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Keyd,
         Role::Storaged,
         Role::Authd,
         Role::Queued,
         Role::Smtpd,
+        Role::Submission,
         Role::Imapd,
         Role::Httpd,
     ];
@@ -74,6 +81,7 @@ impl Role {
             Role::Storaged => "storaged",
             Role::Queued => "queued",
             Role::Smtpd => "smtpd",
+            Role::Submission => "submission",
             Role::Imapd => "imapd",
             Role::Httpd => "httpd",
         }
@@ -151,15 +159,29 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(peers(Role::Keyd), ["httpd", "imapd", "queued", "smtpd"]);
-        assert_eq!(peers(Role::Authd), ["httpd", "imapd", "smtpd", "storaged"]);
+        assert_eq!(
+            peers(Role::Keyd),
+            ["httpd", "imapd", "queued", "smtpd", "submission"]
+        );
+        assert_eq!(
+            peers(Role::Authd),
+            ["httpd", "imapd", "storaged", "submission"]
+        );
         assert_eq!(
             peers(Role::Storaged),
-            ["authd", "httpd", "imapd", "queued", "smtpd"]
+            ["authd", "httpd", "imapd", "queued", "smtpd", "submission"]
         );
-        assert_eq!(peers(Role::Smtpd), ["authd", "keyd", "queued", "storaged"]);
+        // The MX instance reaches no password checker, no queue and no DKIM key.
+        assert_eq!(peers(Role::Smtpd), ["keyd", "storaged"]);
+        assert_eq!(
+            peers(Role::Submission),
+            ["authd", "keyd", "queued", "storaged"]
+        );
         assert_eq!(peers(Role::Imapd), ["authd", "keyd", "storaged"]);
-        assert_eq!(peers(Role::Queued), ["httpd", "keyd", "smtpd", "storaged"]);
+        assert_eq!(
+            peers(Role::Queued),
+            ["httpd", "keyd", "storaged", "submission"]
+        );
         assert_eq!(peers(Role::Httpd), ["authd", "keyd", "queued", "storaged"]);
     }
 }

@@ -284,7 +284,7 @@ fn admin_request_stop() {
 #[test]
 fn admin_request_restart() {
     let msg = admin::Request::Restart { role: Role::Imapd };
-    assert_golden(&msg, &[2, 5]);
+    assert_golden(&msg, &[2, 6]);
 }
 
 #[test]
@@ -391,7 +391,7 @@ fn admin_response_pings() {
     assert_golden(
         &msg,
         &[
-            2, 2, 4, 0, 15, 1, 0, 0, 20, 6, 1, 11, 110, 111, 116, 32, 114, 117, 110, 110, 105, 110,
+            2, 2, 4, 0, 15, 1, 0, 0, 20, 7, 1, 11, 110, 111, 116, 32, 114, 117, 110, 110, 105, 110,
             103, 0,
         ],
     );
@@ -412,14 +412,15 @@ fn admin_response_error() {
 
 #[test]
 fn every_role() {
-    let expected: [(Role, &[u8]); 7] = [
+    let expected: [(Role, &[u8]); 8] = [
         (Role::Keyd, &[0]),
         (Role::Storaged, &[1]),
         (Role::Authd, &[2]),
         (Role::Queued, &[3]),
         (Role::Smtpd, &[4]),
-        (Role::Imapd, &[5]),
-        (Role::Httpd, &[6]),
+        (Role::Submission, &[5]),
+        (Role::Imapd, &[6]),
+        (Role::Httpd, &[7]),
     ];
     assert_eq!(expected.len(), Role::ALL.len());
     for (value, bytes) in expected {
@@ -782,7 +783,7 @@ fn store_login_and_tickets() {
             expires: 1_800_000_000,
         },
         &[
-            5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 98, 111, 98, 5, 252, 0, 164, 147,
+            5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 98, 111, 98, 6, 252, 0, 164, 147,
             214,
         ],
     );

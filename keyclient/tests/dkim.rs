@@ -15,8 +15,11 @@ const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.net\r\
 
 struct Keyd {
     _dir: tempfile::TempDir,
+    /// The submission process's link (it signs mail).
     smtpd: Peers,
     imapd: Client<KeyService>,
+    /// The MX process's link: TLS only.
+    mx: Client<KeyService>,
 }
 
 /// A keyd service with an RSA and an Ed25519 DKIM key for example.org, and links from smtpd
@@ -36,7 +39,7 @@ async fn keyd() -> Keyd {
     );
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
     let mut ours = Vec::new();
-    for role in [Role::Smtpd, Role::Imapd] {
+    for role in [Role::Submission, Role::Smtpd, Role::Imapd] {
         let (a, b) = ipc::transport::socket_pair().unwrap();
         incoming_tx
             .send((role, Link::from_fd(b, format!("{role}→keyd")).unwrap()))
@@ -52,12 +55,14 @@ async fn keyd() -> Keyd {
     ));
     std::mem::forget(incoming_tx);
     let imapd_link = ours.pop().unwrap();
+    let mx_link = ours.pop().unwrap();
     let smtpd = Peers::default();
     smtpd.connect(Role::Keyd, ours.pop().unwrap()).unwrap();
     Keyd {
         _dir: dir,
         smtpd,
         imapd: Client::new(imapd_link).0,
+        mx: Client::new(mx_link).0,
     }
 }
 
@@ -211,6 +216,9 @@ async fn keyd_refuses_arbitrary_bytes_other_domains_and_links_that_may_not_sign_
         smtpd.call(&ask(good), Vec::new()).await.unwrap().0,
         key::Response::Signature(_)
     ));
+    // The MX process takes mail from the internet: it may never sign any.
+    let why = refused(keyd.mx.call(&ask(good), Vec::new()).await.unwrap());
+    assert!(why.contains("not permitted"), "{why}");
     // imapd serves TLS but never sends mail: no DKIM signatures, no DKIM keys.
     let why = refused(keyd.imapd.call(&ask(good), Vec::new()).await.unwrap());
     assert!(why.contains("not permitted"), "{why}");

@@ -51,9 +51,13 @@ pub struct Keyd {
 
 /// What each peer may ask of keyd.
 fn permitted(peer: Role, request: &Request) -> bool {
-    let tls = matches!(peer, Role::Smtpd | Role::Imapd | Role::Httpd);
+    let tls = matches!(
+        peer,
+        Role::Smtpd | Role::Submission | Role::Imapd | Role::Httpd
+    );
     // The roles that send mail sign it; a signing socket serves both kinds of signature.
-    let dkim = matches!(peer, Role::Smtpd | Role::Queued);
+    // Never the MX instance: mail from the internet is not ours to sign.
+    let dkim = matches!(peer, Role::Submission | Role::Queued);
     match request {
         Request::Certificates | Request::SignTls { .. } => tls,
         Request::OpenSigner => tls || dkim,

@@ -52,7 +52,7 @@ impl Queued {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let (response, fds) = if peer != Role::Smtpd {
+        let (response, fds) = if peer != Role::Submission {
             tracing::warn!("{peer} asked queued for something its link does not permit");
             (failed(false, "not permitted on this link"), Vec::new())
         } else {

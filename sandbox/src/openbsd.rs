@@ -17,6 +17,7 @@ const PROMISES: &[(&str, &str)] = &[
         "stdio rpath wpath cpath flock fattr sendfd recvfd",
     ),
     ("smtpd", "stdio inet dns sendfd recvfd"),
+    ("submission", "stdio inet dns sendfd recvfd"),
     ("imapd", "stdio inet sendfd recvfd"),
     (
         "queued",

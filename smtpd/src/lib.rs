@@ -47,6 +47,12 @@ pub const SPEC: RoleSpec = RoleSpec {
     run: |ctx| Box::pin(run(ctx)),
 };
 
+/// The submission instance: the same code, its own process, user and rights (DESIGN.md §8).
+pub const SUBMISSION_SPEC: RoleSpec = RoleSpec {
+    role: ipc::Role::Submission,
+    ..SPEC
+};
+
 /// smtpd's entry point: TLS from keyd, then one accept loop per listener.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let tls = match keyclient::server_config(&ctx.peers.keyd).await {

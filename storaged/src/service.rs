@@ -97,11 +97,13 @@ impl Store {
         events: EventSender<StoreService>,
     ) -> Result<(Response, Vec<Handle>), Failure> {
         let permitted = match &request {
-            Request::SenderAccount { .. } => peer == Role::Smtpd,
+            Request::SenderAccount { .. } => peer == Role::Submission,
             Request::CheckRecipient { .. }
             | Request::OpenDelivery
             | Request::Deliver { .. }
-            | Request::AbortDelivery { .. } => matches!(peer, Role::Smtpd | Role::Queued),
+            | Request::AbortDelivery { .. } => {
+                matches!(peer, Role::Smtpd | Role::Submission | Role::Queued)
+            }
             Request::ResolveLogin { .. }
             | Request::RegisterTicket { .. }
             | Request::RevokeTicket { .. } => peer == Role::Authd,

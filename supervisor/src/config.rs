@@ -254,7 +254,7 @@ impl Config {
         {
             return Err(located(
                 Some(base.span()),
-                "uid_base must leave room for 7 non-zero uids".into(),
+                "uid_base must leave room for 8 non-zero uids".into(),
             ));
         }
         for (key, path) in [

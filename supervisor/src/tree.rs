@@ -32,7 +32,7 @@ const CORE_START_FAILURES: u32 = 5;
 /// Shutdown order: the network roles first, so that their in-flight work can still reach the
 /// roles behind them.
 const SHUTDOWN_PHASES: &[&[Role]] = &[
-    &[Role::Httpd, Role::Imapd, Role::Smtpd],
+    &[Role::Httpd, Role::Imapd, Role::Smtpd, Role::Submission],
     &[Role::Queued],
     &[Role::Authd],
     &[Role::Storaged],

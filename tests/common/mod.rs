@@ -232,6 +232,11 @@ fn write_config(dir: &Path, opts: &Options) -> PathBuf {
             .collect();
         writeln!(f, "[debug]\nfail_at_start = [{}]", names.join(", ")).expect("write");
     }
+    if !opts.extra.contains("[dns]") {
+        // Tests talk to loopback only: a resolver that says NXDOMAIN to everything, instead
+        // of the machine's resolvers.
+        writeln!(f, "\n[dns]\nresolvers = [\"{}\"]", nxdomain_resolver()).expect("write");
+    }
     f.write_all(opts.extra.as_bytes()).expect("write");
     path
 }
@@ -374,4 +379,35 @@ pub fn memory_holds(pid: u32, needle: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// A DNS server on a loopback port that answers every query with NXDOMAIN (one per test
+/// process, shared by its trees).
+pub fn nxdomain_resolver() -> std::net::SocketAddr {
+    static ADDR: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let addr = socket.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                // Header, then the question (name labels up to the root, type, class).
+                let q = &buf[..n];
+                let mut at = 12;
+                while at < q.len() && q[at] != 0 {
+                    at += 1 + usize::from(q[at]);
+                }
+                let end = at + 5;
+                if n < 12 || end > n {
+                    continue;
+                }
+                let mut reply = q[..end].to_vec();
+                reply[2] = 0x80 | (q[2] & 0x01); // response, recursion desired as asked
+                reply[3] = 0x83; // recursion available, NXDOMAIN
+                reply[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        addr
+    })
 }
