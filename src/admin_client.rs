@@ -406,18 +406,18 @@ fn print(command: &Command, response: Response) -> ExitCode {
             let mut failed = false;
             for r in roles {
                 match r.control {
-                    Ok(us) => println!("{:<9} control {us} µs", r.role.name()),
+                    Ok(us) => println!("{:<10} control {us} µs", r.role.name()),
                     Err(e) => {
                         failed = true;
-                        println!("{:<9} control FAILED: {e}", r.role.name());
+                        println!("{:<10} control FAILED: {e}", r.role.name());
                     }
                 }
                 for p in r.peers {
                     match p.result {
-                        Ok(us) => println!("  → {:<9} {us} µs", p.peer.name()),
+                        Ok(us) => println!("  → {:<10} {us} µs", p.peer.name()),
                         Err(e) => {
                             failed = true;
-                            println!("  → {:<9} FAILED: {e}", p.peer.name());
+                            println!("  → {:<10} FAILED: {e}", p.peer.name());
                         }
                     }
                 }
@@ -530,7 +530,7 @@ fn print_status(s: &Status, verbose: bool) {
         }
     );
     println!(
-        "{:<9} {:<8} {:>7} {:>6} {:>8} {:>9}  note",
+        "{:<10} {:<8} {:>7} {:>6} {:>8} {:>9}  note",
         "ROLE", "STATE", "PID", "UID", "RESTARTS", "UPTIME"
     );
     for r in &s.roles {
@@ -548,7 +548,7 @@ fn print_status(s: &Status, verbose: bool) {
             _ => String::new(),
         };
         println!(
-            "{:<9} {:<8} {:>7} {:>6} {:>8} {:>9}  {note}",
+            "{:<10} {:<8} {:>7} {:>6} {:>8} {:>9}  {note}",
             r.role.name(),
             state,
             r.pid.map_or("-".into(), |p| p.to_string()),

@@ -111,19 +111,22 @@ impl Checker {
         }
     }
 
-    async fn check_inner(
-        &self,
-        message: &[u8],
-        ip: IpAddr,
-        helo: &str,
-        mail_from: &str,
-    ) -> Verdict {
-        let spf = self
-            .auth
-            .verify_spf(SpfParameters::verify(ip, helo, &self.hostname, mail_from))
-            .await;
-        let iprev = self.auth.verify_iprev(ip).await;
-        let Some(msg) = AuthenticatedMessage::parse(message) else {
+    async fn check_inner(&self, message: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verdict {
+        let parsed = AuthenticatedMessage::parse(message);
+        // SPF, iprev and the DKIM signatures need nothing from each other: look them up at once.
+        let dkim_of = async {
+            match &parsed {
+                Some(msg) => self.auth.verify_dkim(msg).await,
+                None => Vec::new(),
+            }
+        };
+        let (spf, iprev, dkim) = tokio::join!(
+            self.auth
+                .verify_spf(SpfParameters::verify(ip, helo, &self.hostname, mail_from)),
+            self.auth.verify_iprev(ip),
+            dkim_of
+        );
+        let Some(msg) = &parsed else {
             let header = AuthenticationResults::new(&self.hostname)
                 .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
                 .with_iprev_result(&iprev, ip)
@@ -134,11 +137,10 @@ impl Checker {
                 reject: None,
             };
         };
-        let dkim = self.auth.verify_dkim(&msg).await;
         let mail_from_domain = mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
         let dmarc = self
             .auth
-            .verify_dmarc(DmarcParameters::new(&msg, &dkim, mail_from_domain, &spf))
+            .verify_dmarc(DmarcParameters::new(msg, &dkim, mail_from_domain, &spf))
             .await;
         let header = AuthenticationResults::new(&self.hostname)
             .with_dkim_results(&dkim, msg.from())

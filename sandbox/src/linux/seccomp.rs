@@ -1,9 +1,12 @@
 //! seccomp: a per-role allow-list of system calls; anything else kills the process.
 //!
-//! Two filters are stacked. The first allows the role's calls and kills on anything else. The
+//! Filters are stacked. The first allows the role's calls and kills on anything else. The
 //! second turns `clone3` into ENOSYS (its flags live in memory a filter cannot read), so glibc
-//! falls back to `clone`, whose flags the first filter checks: threads yes, processes no. The
-//! kernel applies the most restrictive verdict of all filters.
+//! falls back to `clone`, whose flags the first filter checks: threads yes, processes no. For
+//! roles that open no file, a third makes `open`/`openat` fail with EACCES instead of killing:
+//! libraries probe files such as /sys/devices/system/cpu/online (glibc's `get_nprocs`, asked by
+//! thread pools) and cope with a refusal; they could open nothing anyway. The kernel applies
+//! the most restrictive verdict of all filters.
 
 use std::collections::BTreeMap;
 
@@ -39,9 +42,21 @@ pub(super) fn apply(policy: &Policy, report: &mut Report) -> Result<(), Error> {
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
     )?;
-    // The permissive filter first: installing a filter takes prctl and seccomp, which the
+    let mut no_open = Rules::new();
+    if !policy.syscalls.files {
+        no_open.insert(libc::SYS_openat, vec![]);
+        #[cfg(target_arch = "x86_64")]
+        no_open.insert(libc::SYS_open, vec![]);
+    }
+    let no_open = compile(
+        no_open,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )?;
+    // The permissive filters first: installing a filter takes prctl and seccomp, which the
     // allow-list forbids once it is in place.
-    for prog in [&no_clone3, &allow] {
+    for prog in [&no_clone3, &no_open, &allow] {
         seccompiler::apply_filter_all_threads(prog).map_err(|e| Error::Seccomp(e.to_string()))?;
     }
     report.applied(
@@ -81,6 +96,12 @@ fn allow_list(policy: &Policy) -> Result<Rules, Error> {
     allow_all(&mut rules, BASE);
     #[cfg(target_arch = "x86_64")]
     allow_all(&mut rules, BASE_X86_64);
+    if !policy.syscalls.files {
+        // Passed on to the filter that answers EACCES.
+        allow_all(&mut rules, &[libc::SYS_openat]);
+        #[cfg(target_arch = "x86_64")]
+        allow_all(&mut rules, &[libc::SYS_open]);
+    }
     if policy.syscalls.files {
         allow_all(&mut rules, FILES);
         #[cfg(target_arch = "x86_64")]
