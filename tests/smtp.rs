@@ -677,3 +677,50 @@ print(" ".join("PASS" if d.verify(idx=i, dnsfunc=dns) else "FAIL" for i in range
         "both signatures verify with dkimpy:\n{text}"
     );
 }
+
+#[test]
+fn per_account_sending_limits_refuse_with_the_setting_named() {
+    let tree = tree_with_bob(
+        "\n[smtp]\nmax_messages_per_day = 3\nmax_first_time_recipients_per_day = 2\n",
+    );
+    let sub = addr(&tree, ListenerKind::Submission);
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+s.starttls(context=ctx)
+s.login("bob", "correct horse")
+def send(rcpts):
+    try:
+        s.sendmail("bob@example.org", rcpts, b"From: bob@example.org\r\nSubject: limits\r\n\r\nhi\r\n")
+        return "250"
+    except smtplib.SMTPDataError as e:
+        return "%d %s" % (e.smtp_code, e.smtp_error.decode())
+print("1:", send(["a@elsewhere.example"]))
+print("2:", send(["b@elsewhere.example", "c@elsewhere.example"]))
+print("3:", send(["a@elsewhere.example", "b@elsewhere.example"]))
+print("4:", send(["A@elsewhere.example"]))
+print("5:", send(["a@elsewhere.example"]))
+s.quit()
+"#;
+    let (ok, out) = python(script, &[sub.ip().to_string(), sub.port().to_string()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1: 250"), "{out}");
+    assert!(
+        out.contains(
+            "2: 451 4.7.0 sending limit reached: smtp.max_first_time_recipients_per_day = 2"
+        ),
+        "two new recipients after one: {out}"
+    );
+    assert!(out.contains("3: 250") && out.contains("4: 250"), "{out}");
+    assert!(
+        out.contains("5: 451 4.7.0 sending limit reached: smtp.max_messages_per_day = 3"),
+        "{out}"
+    );
+    let list = tree.moxctl(&["queue", "list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).lines().count(),
+        4,
+        "three queued"
+    );
+}

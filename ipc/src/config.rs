@@ -44,6 +44,10 @@ pub struct SmtpSettings {
     pub connections_per_ip: u32,
     /// localserve: every recipient is delivered to the local account `mox@localhost`.
     pub localserve: bool,
+    /// Messages to other domains one account may send in 24 hours (queued enforces it).
+    pub max_messages_per_day: u32,
+    /// Recipients an account never sent to before, per 24 hours (queued enforces it).
+    pub max_first_time_recipients_per_day: u32,
 }
 
 impl Default for SmtpSettings {
@@ -55,6 +59,9 @@ impl Default for SmtpSettings {
             timeout_secs: 300,
             connections_per_ip: 20,
             localserve: false,
+            // mox's defaults.
+            max_messages_per_day: 1000,
+            max_first_time_recipients_per_day: 200,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! Status: messages submitted for other domains are queued durably (and listed by `moxctl
 //! queue list`); sending them out (MX lookup, TLS policy, retries, DSNs) is not implemented yet.
 
+pub mod limits;
 pub mod service;
 pub mod store;
 
@@ -30,8 +31,18 @@ pub const SPEC: RoleSpec = RoleSpec {
 /// queued's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx.dir()?;
-    let queue = tokio::task::spawn_blocking(move || store::Queue::open(&dir)).await??;
-    let queued = service::Queued::new(queue);
+    let smtp = ctx.config.smtp.clone();
+    let (queue, limits) = tokio::task::spawn_blocking(move || {
+        let queue = store::Queue::open(&dir)?;
+        let limits = limits::Limits::open(
+            &dir,
+            smtp.max_messages_per_day,
+            smtp.max_first_time_recipients_per_day,
+        )?;
+        Ok::<_, String>((queue, limits))
+    })
+    .await??;
+    let queued = service::Queued::new(queue, limits);
     tracing::info!("queue open; sending out is not implemented yet");
     let admin = queued.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(

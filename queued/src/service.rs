@@ -18,6 +18,7 @@ const MAX_OPEN: usize = 1024;
 #[derive(Debug)]
 pub struct Queued {
     queue: Queue,
+    limits: crate::limits::Limits,
     open: Mutex<HashMap<(Role, u64), File>>,
     next_file: AtomicU64,
     next_id: AtomicU64,
@@ -35,10 +36,11 @@ fn failed(temporary: bool, message: impl Into<String>) -> Response {
 }
 
 impl Queued {
-    pub fn new(queue: Queue) -> Arc<Queued> {
+    pub fn new(queue: Queue, limits: crate::limits::Limits) -> Arc<Queued> {
         let next_id = queue.max_id() + 1;
         Arc::new(Queued {
             queue,
+            limits,
             open: Mutex::default(),
             next_file: AtomicU64::new(1),
             next_id: AtomicU64::new(next_id),
@@ -96,6 +98,27 @@ impl Queued {
                 if envelope.recipients.is_empty() {
                     return (failed(false, "no recipients"), Vec::new());
                 }
+                let admitted =
+                    match self
+                        .limits
+                        .admit(&envelope.account, &envelope.recipients, now())
+                    {
+                        Ok(a) => a,
+                        Err(over) => {
+                            tracing::warn!(
+                                "{} reached {} = {}: message refused",
+                                envelope.account,
+                                over.setting,
+                                over.limit
+                            );
+                            let response = Response::OverLimit {
+                                setting: over.setting.to_string(),
+                                limit: over.limit,
+                                retry_after_secs: over.retry_after_secs,
+                            };
+                            return (response, Vec::new());
+                        }
+                    };
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let this = self.clone();
                 let done = tokio::task::spawn_blocking(move || {
@@ -107,9 +130,11 @@ impl Queued {
                         attempts: 0,
                         last_error: None,
                     };
-                    this.queue
-                        .enqueue(id, &mut src, &mut record)
-                        .map(|()| record)
+                    this.queue.enqueue(id, &mut src, &mut record)?;
+                    if let Err(e) = this.limits.record(admitted, record.queued_at) {
+                        tracing::error!("saving the sending ledger: {e}");
+                    }
+                    Ok::<_, String>(record)
                 })
                 .await;
                 match done {

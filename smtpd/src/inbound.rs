@@ -111,7 +111,13 @@ impl Checker {
         }
     }
 
-    async fn check_inner(&self, message: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verdict {
+    async fn check_inner(
+        &self,
+        message: &[u8],
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> Verdict {
         let parsed = AuthenticatedMessage::parse(message);
         // SPF, iprev and the DKIM signatures need nothing from each other: look them up at once.
         let dkim_of = async {

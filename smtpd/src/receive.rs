@@ -290,6 +290,28 @@ pub async fn receive(
                 };
                 match answer {
                     Ok((queue::Response::Queued { id }, _)) => queued = Some(id),
+                    Ok((
+                        queue::Response::OverLimit {
+                            setting,
+                            limit,
+                            retry_after_secs,
+                        },
+                        _,
+                    )) => {
+                        if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {
+                            let _ = s
+                                .call(&store::Request::AbortDelivery { id: sid }, Vec::new())
+                                .await;
+                        }
+                        return Ok(refuse(Reply::new(
+                            451,
+                            "4.7.0",
+                            format!(
+                                "sending limit reached: {setting} = {limit}; try again in {} minutes",
+                                retry_after_secs.div_ceil(60)
+                            ),
+                        )));
+                    }
                     other => {
                         tracing::warn!("queueing {id}: {other:?}");
                         if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {

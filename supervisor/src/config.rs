@@ -55,6 +55,10 @@ pub struct Smtp {
     pub timeout_secs: Option<u64>,
     /// Connections at once from one IPv4 address or IPv6 /64.
     pub connections_per_ip: Option<u32>,
+    /// Messages to other domains one account may send in 24 hours.
+    pub max_messages_per_day: Option<u32>,
+    /// Recipients an account never sent to before, per 24 hours.
+    pub max_first_time_recipients_per_day: Option<u32>,
 }
 
 /// Certificates from files (`[[tls.certificate]]`). Without any, keyd serves ACME or
@@ -322,6 +326,14 @@ impl Config {
                 "smtp.connections_per_ip",
                 config.smtp.connections_per_ip.map(u64::from),
             ),
+            (
+                "smtp.max_messages_per_day",
+                config.smtp.max_messages_per_day.map(u64::from),
+            ),
+            (
+                "smtp.max_first_time_recipients_per_day",
+                config.smtp.max_first_time_recipients_per_day.map(u64::from),
+            ),
         ] {
             if value == Some(0) {
                 return Err(located(None, format!("{key} must be at least 1")));
@@ -429,6 +441,14 @@ impl Config {
             timeout_secs: self.smtp.timeout_secs.unwrap_or(d.timeout_secs),
             connections_per_ip: self.smtp.connections_per_ip.unwrap_or(d.connections_per_ip),
             localserve,
+            max_messages_per_day: self
+                .smtp
+                .max_messages_per_day
+                .unwrap_or(d.max_messages_per_day),
+            max_first_time_recipients_per_day: self
+                .smtp
+                .max_first_time_recipients_per_day
+                .unwrap_or(d.max_first_time_recipients_per_day),
         }
     }
 

@@ -59,6 +59,12 @@ pub enum Response {
     Done,
     /// queued → caller: refused; `temporary` says whether trying later may work.
     Failed { temporary: bool, message: String },
+    /// queued → smtpd: the account reached a sending limit; `setting` names it.
+    OverLimit {
+        setting: String,
+        limit: u32,
+        retry_after_secs: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
