@@ -316,8 +316,20 @@ for mech in ["PLAIN", "LOGIN", "CRAM-MD5"]:
     refused = s.sendmail("bob+out@example.org", ["bob@example.org"], ("From: bob@example.org\r\nSubject: marker-sub-" + mech + "\r\n\r\nhi\r\n").encode())
     assert refused == {}, refused
     s.quit()
-# SCRAM-SHA-256 with an independent client (scramp), on the implicit-TLS port.
+# SCRAM-SHA-1 and SCRAM-SHA-256 with an independent client (scramp), on the implicit-TLS port.
 import scramp
+s = smtplib.SMTP_SSL(host, tls_port, timeout=20, context=ctx)
+s.ehlo("client.test")
+c = scramp.ScramClient(["SCRAM-SHA-1"], "bob", "correct horse")
+code, text = s.docmd("AUTH", "SCRAM-SHA-1 " + base64.b64encode(c.get_client_first().encode()).decode())
+assert code == 334, (code, text)
+c.set_server_first(base64.b64decode(text).decode())
+code, text = s.docmd(base64.b64encode(c.get_client_final().encode()).decode())
+assert code == 334, ("server-final as a challenge", code, text)
+c.set_server_final(base64.b64decode(text).decode())
+code, text = s.docmd("")
+assert code == 235, ("SCRAM-SHA-1", code, text)
+s.quit()
 s = smtplib.SMTP_SSL(host, tls_port, timeout=20, context=ctx)
 s.ehlo("client.test")
 c = scramp.ScramClient(["SCRAM-SHA-256"], "bob", "correct horse")
