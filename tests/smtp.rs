@@ -736,3 +736,41 @@ s.quit()
         "three queued"
     );
 }
+
+/// RFC 3207 §4.2 (CVE-2011-0411): commands pipelined after STARTTLS, before the handshake,
+/// must be dropped, not executed inside the TLS session; the session starts over.
+#[test]
+fn commands_pipelined_behind_starttls_are_dropped() {
+    let tree = tree_with_bob("");
+    let sub = addr(&tree, ListenerKind::Submission);
+    let script = r#"
+import socket, ssl, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+f = s.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        l = f.readline().decode()
+        lines.append(l.strip())
+        if len(l) < 4 or l[3] != "-":
+            return lines
+reply()
+s.sendall(b"EHLO client.test\r\n")
+reply()
+s.sendall(b"STARTTLS\r\nMAIL FROM:<bob@example.org>\r\n")
+r = reply()
+assert r[-1].startswith("220"), r
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname="mx.test.example")
+f = t.makefile("rb")
+t.sendall(b"RCPT TO:<bob@example.org>\r\n")
+print("rcpt:", reply()[-1])
+t.sendall(b"MAIL FROM:<bob@example.org>\r\n")
+print("mail:", reply()[-1])
+"#;
+    let (ok, out) = python(script, &[sub.ip().to_string(), sub.port().to_string()]);
+    assert!(ok, "{out}");
+    // The injected MAIL was not carried into TLS, and EHLO is needed again.
+    assert!(out.contains("rcpt: 503 5.5.1"), "{out}");
+    assert!(out.contains("mail: 503 5.5.1 send EHLO first"), "{out}");
+}

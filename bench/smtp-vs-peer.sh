@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# SMTP throughput of moxd next to Postfix + Dovecot on this machine, in one run (issue 5).
+# Needs root, ../shared/bench (smtp_load.py, peer-setup.sh already run), dnsmasq, and a release
+# build (cargo build --release). moxd listens on 127.0.0.1:2525 with its SPF/DKIM/DMARC/iprev
+# checks on, answered by a local dnsmasq that says NXDOMAIN to everything; Postfix on :25.
+# Postfix's 250 means "queued"; its end-to-end rate into Dovecot's Maildir is the one with
+# moxd's durability (250 = in the mailbox, fsync'd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH:-../shared/bench}
+N=${N:-1000}
+DIR=$(mktemp -d /tmp/moxbench.XXXXXX)
+OUT=${OUT:-$DIR/results}
+mkdir -p "$OUT"
+cat > "$DIR/moxd.toml" <<TOML
+[server]
+hostname = "mx.bench.test"
+data_dir = "$DIR/data"
+run_dir = "$DIR/run"
+log = "warn"
+[listen]
+smtp = ["127.0.0.1:2525"]
+[smtp]
+connections_per_ip = 500
+max_errors = 100
+[dns]
+resolvers = ["127.0.0.1:5354"]
+TOML
+dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null --bind-interfaces \
+  --listen-address=127.0.0.1 --pid-file= --port=5354 --user=root '--local=/#/' &
+DNS=$!
+target/release/moxd serve -c "$DIR/moxd.toml" > "$DIR/moxd.log" 2>&1 &
+MOXD=$!
+trap 'kill $MOXD $DNS 2>/dev/null; wait 2>/dev/null' EXIT
+sleep 3
+CTL="target/release/moxctl --socket $DIR/run/admin.sock"
+$CTL domain add bench.test >/dev/null
+$CTL account add bench bench@bench.test >/dev/null
+printf '%-6s %-5s %10s %10s %10s %7s\n' size conns "pf accept" "pf stored" moxd ratio
+for size in 2k 100k; do
+  for c in 1 10 50; do
+    BENCH_OWN_PROCS='^(master|smtpd|cleanup|qmgr|lmtp|dovecot|trivial-rewrite)$' python3 "$BENCH/smtp_load.py" \
+      --port 25 -c "$c" -n "$N" -s "$size" --to bench@bench.test \
+      --verify-maildir /var/vmail/bench.test/bench/Maildir --json "$OUT/postfix-$size-c$c.json" > "$OUT/postfix-$size-c$c.txt" 2>&1 || true
+    BENCH_OWN_PROCS='^(moxd.*|exe)$' python3 "$BENCH/smtp_load.py" \
+      --port 2525 -c "$c" -n "$N" -s "$size" --to bench@bench.test --json "$OUT/moxd-$size-c$c.json" > "$OUT/moxd-$size-c$c.txt" 2>&1 || true
+    pa=$(grep -o '[0-9.]* msg/s' "$OUT/postfix-$size-c$c.txt" | head -1 | cut -d' ' -f1)
+    pe=$(grep -io 'end-to-end [0-9.]*' "$OUT/postfix-$size-c$c.txt" | head -1 | awk '{print $2}')
+    m=$(grep -o '[0-9.]* msg/s' "$OUT/moxd-$size-c$c.txt" | head -1 | cut -d' ' -f1)
+    printf '%-6s %-5s %10s %10s %10s %6sx\n' "$size" "$c" "$pa" "$pe" "$m" \
+      "$(python3 -c "print(round(${m:-0}/${pe:-1}, 2))")"
+  done
+done
+echo "raw results: $OUT"
