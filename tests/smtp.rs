@@ -774,3 +774,56 @@ print("mail:", reply()[-1])
     assert!(out.contains("rcpt: 503 5.5.1"), "{out}");
     assert!(out.contains("mail: 503 5.5.1 send EHLO first"), "{out}");
 }
+
+/// From the review: a second From field must not slip past the sender check, and an
+/// Authentication-Results field claiming our host name is renamed (RFC 8601 §5).
+#[test]
+fn a_second_from_is_refused_and_forged_results_are_renamed() {
+    let tree = tree_with_bob("");
+    let sub = addr(&tree, ListenerKind::Submission);
+    let mx = addr(&tree, ListenerKind::Smtp);
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+s.starttls(context=ctx)
+s.login("bob", "correct horse")
+try:
+    s.sendmail("bob@example.org", ["bob@example.org"], b"From: ceo@bank.example\r\nFrom: bob@example.org\r\nSubject: two\r\n\r\nx\r\n")
+    print("two-from: 250")
+except smtplib.SMTPDataError as e:
+    print("two-from:", e.smtp_code, e.smtp_error.decode())
+s.quit()
+m = smtplib.SMTP(sys.argv[1], int(sys.argv[3]), timeout=20)
+m.sendmail("a@example.net", ["bob@example.org"], b"Authentication-Results: mx.test.example; dmarc=pass header.from=bank.example\r\nSubject: marker-forged-ar\r\n\r\nx\r\n")
+m.quit()
+print("mx ok")
+"#;
+    let (ok, out) = python(
+        script,
+        &[
+            sub.ip().to_string(),
+            sub.port().to_string(),
+            mx.port().to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("two-from: 550 5.6.0 a message needs exactly one From: field, not 2"),
+        "{out}"
+    );
+    let stored = stored_with(&tree, "marker-forged-ar");
+    assert_eq!(stored.len(), 1);
+    let text = String::from_utf8_lossy(&stored[0]).into_owned();
+    assert!(
+        text.contains("\r\nX-Forged-Authentication-Results: mx.test.example; dmarc=pass"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("\nAuthentication-Results: mx.test.example;")
+            .count()
+            + usize::from(text.starts_with("Authentication-Results: mx.test.example;")),
+        1,
+        "only ours: {text}"
+    );
+}

@@ -354,6 +354,7 @@ async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result
     Ok(if outcome.reply.is_error() {
         session.error(outcome.reply)
     } else {
+        session.delivered();
         outcome.reply
     })
 }

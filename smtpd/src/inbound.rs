@@ -21,8 +21,12 @@ use tokio::sync::Semaphore;
 
 use crate::reply::Reply;
 
-/// Message bytes (MiB) under verification at once, across all connections.
-const MEMORY_MIB: u32 = 256;
+/// Message bytes under verification at once, across all connections: 256 MiB in 64 KiB units.
+const UNIT: u64 = 64 * 1024;
+const MEMORY_UNITS: u32 = 4096;
+
+/// How long a message waits for room in that budget before the client is told to retry.
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long all checks of one message may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,16 +82,23 @@ impl Checker {
         Ok(Checker {
             auth,
             hostname: hostname.to_string(),
-            memory: Arc::new(Semaphore::new(MEMORY_MIB as usize)),
+            memory: Arc::new(Semaphore::new(MEMORY_UNITS as usize)),
         })
     }
 
-    /// Permits for holding a message of `size` octets in memory.
+    /// Permits for holding a message of `size` octets in memory (in 64 KiB units), waiting at
+    /// most [`RESERVE_TIMEOUT`]; `None` when the budget stayed exhausted.
     pub async fn reserve(&self, size: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let mib = u32::try_from(size.div_ceil(1 << 20))
-            .unwrap_or(MEMORY_MIB)
-            .clamp(1, MEMORY_MIB);
-        self.memory.clone().acquire_many_owned(mib).await.ok()
+        let units = u32::try_from(size.div_ceil(UNIT))
+            .unwrap_or(u32::MAX)
+            .clamp(1, MEMORY_UNITS);
+        tokio::time::timeout(
+            RESERVE_TIMEOUT,
+            self.memory.clone().acquire_many_owned(units),
+        )
+        .await
+        .ok()?
+        .ok()
     }
 
     /// Checks `message` from `ip` (which said HELO `helo` and MAIL FROM `mail_from`, empty

@@ -13,6 +13,9 @@ use tokio::net::TcpStream;
 
 use crate::reply::Reply;
 
+/// How long closing may take (the last reply, TLS close_notify).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -188,17 +191,21 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends what is queued and closes the connection.
+    /// Sends what is queued and closes the connection, waiting at most a few seconds for a
+    /// client that does not read.
     pub async fn close(mut self) {
-        let _ = self.flush().await;
-        match &mut self.stream {
-            Stream::Plain(s) => {
-                let _ = s.shutdown().await;
+        let close = async {
+            let _ = self.flush().await;
+            match &mut self.stream {
+                Stream::Plain(s) => {
+                    let _ = s.shutdown().await;
+                }
+                Stream::Tls(s) => {
+                    let _ = s.shutdown().await;
+                }
+                Stream::Gone => {}
             }
-            Stream::Tls(s) => {
-                let _ = s.shutdown().await;
-            }
-            Stream::Gone => {}
-        }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     }
 }

@@ -15,6 +15,7 @@ mod auth;
 pub mod command;
 mod conn;
 pub mod data;
+mod header;
 mod inbound;
 mod io;
 mod receive;

@@ -55,8 +55,19 @@ impl Sink {
     }
 }
 
-/// The header block is kept (up to this much) to check From: on submission.
+/// The largest header block accepted (it is held in memory, checked and cleaned).
 const HEAD: usize = 64 * 1024;
+
+/// How long one message's DATA may take in all (RFC 5321 §4.5.3.2.6 suggests 10 minutes for
+/// the server's wait for the terminating dot).
+const DATA_LIMIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    Collecting,
+    Written,
+    TooLarge,
+}
 
 /// Opens the destinations, reads the message into them, and commits it: the 354 goes out once
 /// they are open; the reply only once every destination has it durably.
@@ -118,40 +129,63 @@ pub async fn receive(
         354,
         "start mail input; end with <CRLF>.<CRLF>",
     ));
-    conn.flush().await?;
+    if let Err(e) = conn.flush().await {
+        abort(&peers, sinks).await;
+        return Err(e);
+    }
     let mut write_failed: Option<std::io::Error> = None;
     let received = received_line(conn, session, tx, id);
     let mut reader = DataReader::new(max);
     let mut chunk = Vec::with_capacity(CHUNK + 4096);
+    // The header block is held back (up to HEAD) until it is complete: it is checked and
+    // cleaned of forged Authentication-Results before anything is written.
     let mut head: Vec<u8> = Vec::new();
-    chunk.extend_from_slice(received.as_bytes());
-    let mut first = true;
+    let mut head_state = Head::Collecting;
+    let deadline = tokio::time::Instant::now() + DATA_LIMIT;
     loop {
         let (used, done) = reader.feed(&conn.input, &mut chunk);
         conn.input.drain(..used);
-        if chunk.len() >= CHUNK || done {
-            let body = if first {
-                &chunk[received.len()..]
-            } else {
-                &chunk[..]
-            };
-            if head.len() < HEAD {
-                head.extend_from_slice(&body[..body.len().min(HEAD - head.len())]);
+        let mut out: Vec<u8> = Vec::new();
+        if head_state == Head::Collecting {
+            head.extend_from_slice(&chunk);
+            chunk.clear();
+            let found = crate::header::block_end(&head);
+            if found.is_some() || head.len() >= HEAD || done {
+                head_state = match found {
+                    Some(end) if end <= HEAD => Head::Written,
+                    // A message of header fields only.
+                    None if done && head.len() <= HEAD => Head::Written,
+                    _ => Head::TooLarge,
+                };
+                let end = found.unwrap_or(head.len());
+                let rest = head.split_off(end.min(head.len()));
+                head = crate::header::sanitize(&head, &session.config.hostname);
+                out.extend_from_slice(received.as_bytes());
+                out.extend_from_slice(&head);
+                out.extend_from_slice(&rest);
             }
-            first = false;
+        } else if chunk.len() >= CHUNK || done {
+            out = std::mem::take(&mut chunk);
+        }
+        if !out.is_empty() {
             for sink in &mut sinks {
                 if write_failed.is_none()
-                    && let Err(e) = sink.file().write_all(&chunk).await
+                    && let Err(e) = sink.file().write_all(&out).await
                 {
                     write_failed = Some(e);
                 }
             }
-            chunk.clear();
         }
         if done {
             break;
         }
-        if let Err(e) = conn.fill().await {
+        let more = tokio::time::timeout_at(deadline, conn.fill()).await;
+        let failed = match more {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(ConnError::Timeout(DATA_LIMIT)),
+        };
+        if let Some(e) = failed {
             abort(&peers, sinks).await;
             return Err(e);
         }
@@ -185,6 +219,14 @@ pub async fn receive(
             ),
         }));
     }
+    if head_state == Head::TooLarge {
+        abort(&peers, sinks).await;
+        return Ok(refuse(Reply::new(
+            552,
+            "5.3.4",
+            format!("message refused: its header block is larger than {HEAD} octets"),
+        )));
+    }
     if let Some(e) = write_failed {
         tracing::error!("writing a message into a delivery file: {e}");
         abort(&peers, sinks).await;
@@ -209,7 +251,14 @@ pub async fn receive(
         && let Some(Sink::Store { file, .. }) =
             sinks.iter_mut().find(|s| matches!(s, Sink::Store { .. }))
     {
-        let _permit = checker.reserve(size).await;
+        let Some(_permit) = checker.reserve(size).await else {
+            abort(&peers, sinks).await;
+            return Ok(refuse(Reply::new(
+                451,
+                "4.3.2",
+                "too busy checking messages; try again later",
+            )));
+        };
         let mut bytes = Vec::new();
         let read = async {
             file.seek(std::io::SeekFrom::Start(0)).await?;

@@ -129,7 +129,10 @@ impl Session {
     /// Handles one command.
     pub fn command(&mut self, cmd: Command) -> Step {
         match self.dispatch(cmd) {
-            Step::Reply(r) if r.is_error() && r.code != 421 => Step::Reply(self.error(r)),
+            // 452 (too many recipients) is a normal answer a client is told to expect.
+            Step::Reply(r) if r.is_error() && r.code != 421 && r.code != 452 => {
+                Step::Reply(self.error(r))
+            }
             other => other,
         }
     }
@@ -395,5 +398,10 @@ impl Session {
     /// The transaction ended (delivered or refused).
     pub fn transaction_done(&mut self) -> Option<Transaction> {
         self.tx.take()
+    }
+
+    /// A message was accepted: earlier mistakes on this connection are forgiven.
+    pub fn delivered(&mut self) {
+        self.errors = 0;
     }
 }

@@ -30,6 +30,19 @@ pub async fn check_from(
     storaged: Option<&ipc::Client<StoreService>>,
     localserve: bool,
 ) -> Result<(), Reply> {
+    // RFC 5322 §3.6: exactly one From field. mail-parser reports only one of several, so a
+    // second, forged one must not slip past the check.
+    let count = crate::header::fields(head)
+        .iter()
+        .filter(|f| crate::header::is(f, "From"))
+        .count();
+    if count != 1 {
+        return Err(Reply::new(
+            550,
+            "5.6.0",
+            format!("a message needs exactly one From: field, not {count}"),
+        ));
+    }
     let from = from_addresses(head);
     if from.is_empty() {
         return Err(Reply::new(550, "5.6.0", "the message has no From: address"));
