@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 BENCH=${BENCH:-../shared/bench}
 N=${N:-1000}
 DIR=$(mktemp -d /tmp/moxbench.XXXXXX)
+chmod 755 "$DIR"   # the role users must reach their directories below it
 OUT=${OUT:-$DIR/results}
 mkdir -p "$OUT"
 cat > "$DIR/moxd.toml" <<TOML
@@ -32,7 +33,8 @@ DNS=$!
 target/release/moxd serve -c "$DIR/moxd.toml" > "$DIR/moxd.log" 2>&1 &
 MOXD=$!
 trap 'kill $MOXD $DNS 2>/dev/null; wait 2>/dev/null' EXIT
-sleep 3
+for _ in $(seq 100); do [ -S "$DIR/run/admin.sock" ] && break; sleep 0.2; done
+sleep 1
 CTL="target/release/moxctl --socket $DIR/run/admin.sock"
 $CTL domain add bench.test >/dev/null
 $CTL account add bench bench@bench.test >/dev/null
