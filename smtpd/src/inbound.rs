@@ -16,7 +16,10 @@ use mail_auth::hickory_resolver::config::{
 };
 use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator};
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DmarcResult, IprevOutput, MessageAuthenticator,
+    SpfOutput,
+};
 use tokio::sync::Semaphore;
 
 use crate::reply::Reply;
@@ -35,6 +38,21 @@ pub struct Checker {
     auth: MessageAuthenticator,
     hostname: String,
     memory: Arc<Semaphore>,
+}
+
+/// SPF and iprev, which need only the connection and the envelope: started when the message
+/// begins, so that their lookups overlap its transfer. Cancelled when dropped unused.
+pub struct EnvelopeChecks {
+    task: tokio::task::JoinHandle<(SpfOutput, IprevOutput)>,
+    ip: IpAddr,
+    helo: String,
+    mail_from: String,
+}
+
+impl Drop for EnvelopeChecks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What to do with a checked message.
@@ -101,15 +119,28 @@ impl Checker {
         .ok()
     }
 
-    /// Checks `message` from `ip` (which said HELO `helo` and MAIL FROM `mail_from`, empty
-    /// for `<>`).
-    pub async fn check(&self, message: &[u8], ip: IpAddr, helo: &str, mail_from: &str) -> Verdict {
-        match tokio::time::timeout(
-            CHECK_TIMEOUT,
-            self.check_inner(message, ip, helo, mail_from),
-        )
-        .await
-        {
+    /// Starts the envelope checks for a client at `ip` that said HELO `helo` and MAIL FROM
+    /// `mail_from` (empty for `<>`).
+    pub fn start(&self, ip: IpAddr, helo: String, mail_from: String) -> EnvelopeChecks {
+        let (auth, host) = (self.auth.clone(), self.hostname.clone());
+        let (h, m) = (helo.clone(), mail_from.clone());
+        let task = tokio::spawn(async move {
+            tokio::join!(
+                auth.verify_spf(SpfParameters::verify(ip, &h, &host, &m)),
+                auth.verify_iprev(ip)
+            )
+        });
+        EnvelopeChecks {
+            task,
+            ip,
+            helo,
+            mail_from,
+        }
+    }
+
+    /// Checks `message`, finishing `envelope`'s checks.
+    pub async fn check(&self, message: &[u8], mut envelope: EnvelopeChecks) -> Verdict {
+        match tokio::time::timeout(CHECK_TIMEOUT, self.check_inner(message, &mut envelope)).await {
             Ok(v) => v,
             Err(_) => Verdict {
                 header: format!(
@@ -122,27 +153,33 @@ impl Checker {
         }
     }
 
-    async fn check_inner(
-        &self,
-        message: &[u8],
-        ip: IpAddr,
-        helo: &str,
-        mail_from: &str,
-    ) -> Verdict {
+    async fn check_inner(&self, message: &[u8], envelope: &mut EnvelopeChecks) -> Verdict {
+        let (ip, helo, mail_from) = (
+            envelope.ip,
+            envelope.helo.as_str(),
+            envelope.mail_from.as_str(),
+        );
         let parsed = AuthenticatedMessage::parse(message);
-        // SPF, iprev and the DKIM signatures need nothing from each other: look them up at once.
         let dkim_of = async {
             match &parsed {
                 Some(msg) => self.auth.verify_dkim(msg).await,
                 None => Vec::new(),
             }
         };
-        let (spf, iprev, dkim) = tokio::join!(
-            self.auth
-                .verify_spf(SpfParameters::verify(ip, helo, &self.hostname, mail_from)),
-            self.auth.verify_iprev(ip),
-            dkim_of
-        );
+        let (started, dkim) = tokio::join!(&mut envelope.task, dkim_of);
+        let (spf, iprev) = match started {
+            Ok(outputs) => outputs,
+            Err(_) => {
+                return Verdict {
+                    header: format!(
+                        "Authentication-Results: {}; none (checks failed)\r\n",
+                        self.hostname
+                    ),
+                    junk: false,
+                    reject: None,
+                };
+            }
+        };
         let Some(msg) = &parsed else {
             let header = AuthenticationResults::new(&self.hostname)
                 .with_spf_mailfrom_result(&spf, ip, mail_from, helo)

@@ -80,6 +80,17 @@ pub async fn receive(
     id: &str,
 ) -> Result<Outcome, ConnError> {
     let max = session.config.max_size;
+    // Port 25: SPF and iprev start now and run while the message arrives.
+    let envelope_checks = match peers.checker {
+        Some(checker) if session.account.is_none() && !plan.local.is_empty() => {
+            Some(checker.start(
+                conn.peer.ip(),
+                session.helo.clone().unwrap_or_default().0,
+                tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            ))
+        }
+        _ => None,
+    };
     let unavailable = |what: &str| Outcome {
         reply: Reply::new(
             451,
@@ -246,8 +257,8 @@ pub async fn receive(
     }
     // Port 25: SPF, DKIM, DMARC, iprev over the stored bytes.
     let mut placement = (Vec::new(), false);
-    if session.account.is_none()
-        && let Some(checker) = peers.checker
+    if let Some(checker) = peers.checker
+        && let Some(envelope_checks) = envelope_checks
         && let Some(Sink::Store { file, .. }) =
             sinks.iter_mut().find(|s| matches!(s, Sink::Store { .. }))
     {
@@ -273,11 +284,7 @@ pub async fn receive(
                 "local error; try again later",
             )));
         }
-        let (helo, _) = session.helo.clone().unwrap_or_default();
-        let mail_from = tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default();
-        let verdict = checker
-            .check(&bytes, conn.peer.ip(), &helo, &mail_from)
-            .await;
+        let verdict = checker.check(&bytes, envelope_checks).await;
         drop(bytes);
         if let Some(reply) = verdict.reject {
             tracing::info!("{id}: {reply}");
