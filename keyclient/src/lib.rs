@@ -58,10 +58,12 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
 /// A signer (for DKIM) whose signing sockets are reopened whenever keyd's link changes.
 pub async fn keyd_signer(keyd: &PeerSlot<KeyService>) -> KeydSigner {
     let signer = KeydSigner::new(keyd.clone());
+    // Subscribe first: a link change between the two steps is then seen.
+    let mut links = keyd.links();
     if let Some(client) = keyd.current() {
         signer.reopen(&client).await;
     }
-    let (fresh, mut links) = (signer.clone(), keyd.links());
+    let fresh = signer.clone();
     tokio::spawn(async move {
         while links.changed().await.is_ok() {
             let client = links.borrow_and_update().clone();

@@ -196,6 +196,30 @@ pub fn from_files(files: &[CertificateFiles], fds: Vec<OwnedFd>) -> Result<Vec<C
     Ok(out)
 }
 
+/// Like [`from_files`], keeping the good entries and logging the bad ones.
+pub fn from_files_skipping_bad(files: &[CertificateFiles], fds: Vec<OwnedFd>) -> Vec<CertEntry> {
+    if fds.len() != 2 * files.len() {
+        tracing::error!(
+            "{} certificate files came with {} descriptors; none used",
+            files.len(),
+            fds.len()
+        );
+        return Vec::new();
+    }
+    let mut fds = fds.into_iter();
+    let mut out = Vec::new();
+    for entry in files {
+        let (Some(c), Some(k)) = (fds.next(), fds.next()) else {
+            break;
+        };
+        match from_files(std::slice::from_ref(entry), vec![c, k]) {
+            Ok(mut certs) => out.append(&mut certs),
+            Err(e) => tracing::error!("certificate {} not served: {e}", entry.cert.display()),
+        }
+    }
+    out
+}
+
 fn read_all(fd: OwnedFd, path: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     std::fs::File::from(fd)
@@ -260,6 +284,10 @@ pub fn serving(
 /// Makes self-signed ECDSA and RSA certificates for `names` (keys included).
 pub fn self_signed(dir: &Path, keys: &mut KeyStore, names: &[String]) -> Result<(), KeyError> {
     for (key, alg) in SELF_SIGNED {
+        // A key left without its certificate by a crash is replaced.
+        if keys.get(key).is_ok() {
+            keys.remove(key)?;
+        }
         let pair = keys.generate_pair(key, alg)?;
         let mut params = rcgen::CertificateParams::new(names.to_vec())
             .map_err(|e| KeyError::Invalid(key.to_string(), e.to_string()))?;
@@ -386,6 +414,19 @@ mod tests {
         assert!(e.contains("junk"), "{e}");
         let e = from_files(&[entry(&c1, &k1, &[])], fds(&[&c1])).unwrap_err();
         assert!(e.contains("need 2 descriptors"), "{e}");
+    }
+
+    #[test]
+    fn at_start_a_bad_file_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c1, k1) = make(dir.path(), "a", &["a.example"]);
+        let (c2, _) = make(dir.path(), "b", &["b.example"]);
+        let certs = from_files_skipping_bad(
+            &[entry(&c2, &k1, &[]), entry(&c1, &k1, &[])],
+            fds(&[&c2, &k1, &c1, &k1]),
+        );
+        assert_eq!(certs.len(), 1);
+        assert_eq!(certs[0].names, ["a.example"]);
     }
 
     #[test]

@@ -13,6 +13,12 @@ pub const MAX_INPUT: usize = 60 * 1024;
 /// Checks `data` against the key `selector._domainkey.domain` and signs it.
 pub fn sign(keys: &KeyStore, domain: &str, selector: &str, data: &[u8]) -> Result<Vec<u8>, String> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let label = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !label(selector) || !domain.split('.').all(label) {
+        return Err(format!("`{selector}` of `{domain}` is not a DKIM key name"));
+    }
     let name = format!("dkim.{domain}.{selector}");
     let key = keys
         .get(&name)

@@ -142,6 +142,17 @@ impl KeyStore {
         self.keys.keys().map(String::as_str)
     }
 
+    /// Forgets key `name` and deletes its file.
+    pub fn remove(&mut self, name: &str) -> Result<(), KeyError> {
+        check_name(name)?;
+        self.keys.remove(name);
+        match std::fs::remove_file(self.dir.join(format!("{name}.key.pem"))) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(KeyError::Io(name.to_string(), e)),
+        }
+    }
+
     /// Generates a key, writes it durably (0600, atomically), and keeps it.
     pub fn generate(&mut self, name: &str, alg: Algorithm) -> Result<&Key, KeyError> {
         self.generate_pair(name, alg)?;

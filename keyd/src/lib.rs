@@ -41,7 +41,9 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let self_name = hostname.clone();
     let (keys, certs) = tokio::task::spawn_blocking(move || {
         // Certificate files of the configuration: read once from the supervisor's fds.
-        let from_files = certs::from_files(&files, fds)?;
+        // At start a bad file is skipped (and logged), so keyd never crash-loops on it; a
+        // reload, by contrast, changes nothing unless every file is good.
+        let from_files = certs::from_files_skipping_bad(&files, fds);
         let mut keys = keys::KeyStore::open(&open_dir).map_err(|e| e.to_string())?;
         let certs = certs::serving(&open_dir, &mut keys, from_files, &self_name)
             .map_err(|e| e.to_string())?;

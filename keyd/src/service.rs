@@ -43,6 +43,8 @@ pub struct Keyd {
     hostname: String,
     keys: RwLock<KeyStore>,
     certs: RwLock<Vec<CertEntry>>,
+    /// The set served before the last reload.
+    retired: RwLock<Vec<CertEntry>>,
     rate: Mutex<HashMap<Role, (Instant, u32)>>,
     signers: Mutex<HashMap<Role, usize>>,
     /// Links that fetched certificates, told when they change.
@@ -72,6 +74,7 @@ impl Keyd {
             hostname,
             keys: RwLock::new(keys),
             certs: RwLock::new(certs),
+            retired: RwLock::default(),
             rate: Mutex::default(),
             signers: Mutex::default(),
             subscribers: Mutex::default(),
@@ -80,7 +83,13 @@ impl Keyd {
 
     /// Serves `certs` from now on and tells every subscribed link.
     pub async fn replace_certificates(&self, certs: Vec<CertEntry>) {
-        *self.certs.write().unwrap_or_else(|e| e.into_inner()) = certs;
+        let old = std::mem::replace(
+            &mut *self.certs.write().unwrap_or_else(|e| e.into_inner()),
+            certs,
+        );
+        // Handshakes of roles that have not fetched the new set yet still sign with the old
+        // keys until the next reload.
+        *self.retired.write().unwrap_or_else(|e| e.into_inner()) = old;
         let subscribers: Vec<EventSender<KeyService>> =
             std::mem::take(&mut *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()));
         let mut alive = Vec::new();
@@ -96,14 +105,12 @@ impl Keyd {
             .extend(alive);
     }
 
+    /// Remembers the link that asked for certificates; a link of the same name (the role
+    /// restarted) replaces the old one.
     fn subscribe(&self, events: EventSender<KeyService>) {
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        if !subscribers
-            .iter()
-            .any(|s| s.link_name() == events.link_name())
-        {
-            subscribers.push(events);
-        }
+        subscribers.retain(|s| s.link_name() != events.link_name());
+        subscribers.push(events);
     }
 
     /// Answers one request from `peer`.
@@ -254,8 +261,10 @@ impl Keyd {
                 }
                 let signing_key = {
                     let keys = read(&self.keys);
-                    read(&self.certs)
+                    let (current, retired) = (read(&self.certs), read(&self.retired));
+                    current
                         .iter()
+                        .chain(retired.iter())
                         .find(|c| c.key == key)
                         .and_then(|c| c.signing_key(&keys))
                 };

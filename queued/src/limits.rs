@@ -36,13 +36,16 @@ pub struct Limits {
     max_messages: u32,
     max_first_time: u32,
     ledgers: Mutex<HashMap<String, Ledger>>,
+    writing: Mutex<()>,
 }
 
-/// A message admitted under the limits, to be recorded once it is queued.
+/// A message admitted under the limits: already counted (so that concurrent messages see it);
+/// [`Limits::save`] once it is queued, [`Limits::rollback`] if it is not.
 #[derive(Debug)]
 pub struct Admitted {
     account: String,
     first_time: Vec<String>,
+    at: i64,
 }
 
 impl Limits {
@@ -58,6 +61,7 @@ impl Limits {
             max_messages,
             max_first_time,
             ledgers: Mutex::default(),
+            writing: Mutex::default(),
         })
     }
 
@@ -69,10 +73,17 @@ impl Limits {
     fn with_ledger<T>(&self, account: &str, f: impl FnOnce(&mut Ledger) -> T) -> T {
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
         let ledger = ledgers.entry(account.to_string()).or_insert_with(|| {
-            std::fs::read(self.path(account))
-                .ok()
-                .and_then(|b| ipc::codec::decode_unbounded(&b).ok())
-                .unwrap_or_default()
+            let path = self.path(account);
+            match std::fs::read(&path) {
+                Ok(bytes) => ipc::codec::decode_unbounded(&bytes).unwrap_or_else(|e| {
+                    tracing::error!(
+                        "sending ledger {} is unreadable ({e}); {account}'s limits start over",
+                        path.display()
+                    );
+                    Ledger::default()
+                }),
+                Err(_) => Ledger::default(),
+            }
         });
         f(ledger)
     }
@@ -116,25 +127,38 @@ impl Limits {
                     retry_after_secs: retry(ledger),
                 });
             }
+            ledger.sent.push((now, first_time.len() as u32));
+            ledger.known.extend(first_time.iter().cloned());
             Ok(Admitted {
                 account: account.to_string(),
                 first_time,
+                at: now,
             })
         })
     }
 
-    /// Records an admitted message as sent at `now` and saves the account's ledger.
-    pub fn record(&self, admitted: Admitted, now: i64) -> Result<(), String> {
-        let Admitted {
-            account,
-            first_time,
-        } = admitted;
-        let bytes = self.with_ledger(&account, |ledger| {
-            ledger.sent.push((now, first_time.len() as u32));
-            ledger.known.extend(first_time);
+    /// Takes back an admitted message that was not queued.
+    pub fn rollback(&self, admitted: Admitted) {
+        self.with_ledger(&admitted.account, |ledger| {
+            let n = admitted.first_time.len() as u32;
+            if let Some(i) = ledger.sent.iter().rposition(|e| *e == (admitted.at, n)) {
+                ledger.sent.remove(i);
+            }
+            for r in &admitted.first_time {
+                ledger.known.remove(r);
+            }
+        });
+    }
+
+    /// Saves the ledger of an admitted message's account (it is queued now). Writes are
+    /// serialized, so concurrent saves never interleave in the temporary file.
+    pub fn save(&self, admitted: &Admitted) -> Result<(), String> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let account = &admitted.account;
+        let bytes = self.with_ledger(account, |ledger| {
             ipc::codec::encode_unbounded(&*ledger).map_err(|e| e.to_string())
         })?;
-        let path = self.path(&account);
+        let path = self.path(account);
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -166,12 +190,12 @@ mod tests {
         let a = limits
             .admit("alice", &rcpts(&["x@a.example", "X@A.example"]), t)
             .unwrap();
-        limits.record(a, t).unwrap();
+        limits.save(&a).unwrap();
         // Known recipients are free; new ones count.
         let a = limits
             .admit("alice", &rcpts(&["x@a.example"]), t + 1)
             .unwrap();
-        limits.record(a, t + 1).unwrap();
+        limits.save(&a).unwrap();
         let over = limits
             .admit("alice", &rcpts(&["y@b.example", "z@c.example"]), t + 2)
             .unwrap_err();
@@ -179,10 +203,15 @@ mod tests {
             (over.setting, over.limit),
             ("smtp.max_first_time_recipients_per_day", 2)
         );
+        // A message that was not queued after all is taken back.
         let a = limits
             .admit("alice", &rcpts(&["y@b.example"]), t + 2)
             .unwrap();
-        limits.record(a, t + 2).unwrap();
+        limits.rollback(a);
+        let a = limits
+            .admit("alice", &rcpts(&["y@b.example"]), t + 2)
+            .unwrap();
+        limits.save(&a).unwrap();
         let over = limits
             .admit("alice", &rcpts(&["x@a.example"]), t + 3)
             .unwrap_err();

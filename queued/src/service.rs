@@ -130,8 +130,11 @@ impl Queued {
                         attempts: 0,
                         last_error: None,
                     };
-                    this.queue.enqueue(id, &mut src, &mut record)?;
-                    if let Err(e) = this.limits.record(admitted, record.queued_at) {
+                    if let Err(e) = this.queue.enqueue(id, &mut src, &mut record) {
+                        this.limits.rollback(admitted);
+                        return Err(e);
+                    }
+                    if let Err(e) = this.limits.save(&admitted) {
                         tracing::error!("saving the sending ledger: {e}");
                     }
                     Ok::<_, String>(record)

@@ -51,6 +51,18 @@ impl Queue {
         let q = Queue {
             dir: dir.to_path_buf(),
         };
+        // Envelopes half written, or left without their message by a failure in between.
+        let env = dir.join("env");
+        for entry in std::fs::read_dir(&env)
+            .map_err(|e| err("reading", &env, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !dir.join("msg").join(&name).exists() {
+                tracing::warn!("removing envelope {name}: its queueing was interrupted");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let msg = dir.join("msg");
         for entry in std::fs::read_dir(&msg)
             .map_err(|e| err("reading", &msg, e))?
@@ -112,6 +124,9 @@ impl Queue {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
             let _ = std::fs::remove_file(msg_dir.join(id.to_string()));
+            let env = self.dir.join("env");
+            let _ = std::fs::remove_file(env.join(format!(".{id}")));
+            let _ = std::fs::remove_file(env.join(id.to_string()));
         }
         result
     }
@@ -224,8 +239,11 @@ mod tests {
         // A message without its envelope (crash in between) is swept at the next open.
         std::fs::write(dir.path().join("msg/9"), b"x").unwrap();
         std::fs::write(dir.path().join("msg/.10"), b"x").unwrap();
+        std::fs::write(dir.path().join("env/11"), b"x").unwrap();
+        std::fs::write(dir.path().join("env/.12"), b"x").unwrap();
         let q = Queue::open(dir.path()).unwrap();
         assert!(!dir.path().join("msg/9").exists() && !dir.path().join("msg/.10").exists());
+        assert!(!dir.path().join("env/11").exists() && !dir.path().join("env/.12").exists());
         assert_eq!(q.list().unwrap().len(), 1);
     }
 }

@@ -2,7 +2,6 @@
 //! fds. keyd's sandbox cannot reach them, and the supervisor never reads them: what is inside
 //! is keyd's business.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 
@@ -37,8 +36,14 @@ pub fn open_available(entries: &[CertificateFiles]) -> (Vec<CertificateFiles>, V
 }
 
 fn open(path: &std::path::Path, private: bool) -> Result<OwnedFd, String> {
-    // Symbolic links are followed: certbot's `live/` directory is made of them.
-    let file = File::open(path).map_err(|e| format!("certificate file {}: {e}", path.display()))?;
+    // Symbolic links are followed: certbot's `live/` directory is made of them. O_NONBLOCK: a
+    // FIFO put at the path must not hang the supervisor (it is refused just below).
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(|e| format!("certificate file {}: {e}", path.display()))?;
     let meta = file
         .metadata()
         .map_err(|e| format!("certificate file {}: {e}", path.display()))?;
