@@ -52,6 +52,25 @@ impl KeydSigner {
         *self.sockets.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
+    /// Opens one signing socket in place of one that failed.
+    fn replace_one(&self) {
+        let (keyd, sockets) = (self.keyd.clone(), self.sockets.clone());
+        self.runtime.spawn(async move {
+            let Some(client) = keyd.current() else {
+                return;
+            };
+            if let Ok((key::Response::SignerOpened, mut fds)) =
+                client.call(&key::Request::OpenSigner, Vec::new()).await
+                && fds.len() == 1
+            {
+                sockets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(fds.remove(0));
+            }
+        });
+    }
+
     fn take(&self) -> Option<OwnedFd> {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
@@ -82,9 +101,13 @@ impl KeydSigner {
                     ipc::blocking::call::<KeyService>(fd.as_fd(), request, SIGN_TIMEOUT)
                         .map_err(|e| format!("keyd: {e}"))
                 });
-                // After an error the socket's state is unknown (a late answer may come).
+                // After an error the socket's state is unknown (a late answer may come): it is
+                // dropped, and a fresh one asked for in the background.
                 if answer.is_ok() {
                     self.put(fd);
+                } else {
+                    drop(fd);
+                    self.replace_one();
                 }
                 answer
             }

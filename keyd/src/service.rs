@@ -45,6 +45,7 @@ pub struct Keyd {
     certs: RwLock<Vec<CertEntry>>,
     /// The set served before the last reload.
     retired: RwLock<Vec<CertEntry>>,
+    reloading: tokio::sync::Mutex<()>,
     rate: Mutex<HashMap<Role, (Instant, u32)>>,
     signers: Mutex<HashMap<Role, usize>>,
     /// Links that fetched certificates, told when they change.
@@ -75,6 +76,7 @@ impl Keyd {
             keys: RwLock::new(keys),
             certs: RwLock::new(certs),
             retired: RwLock::default(),
+            reloading: tokio::sync::Mutex::default(),
             rate: Mutex::default(),
             signers: Mutex::default(),
             subscribers: Mutex::default(),
@@ -370,6 +372,8 @@ impl Keyd {
         files: Vec<ipc::config::CertificateFiles>,
         fds: Vec<ipc::Handle>,
     ) -> Result<ipc::msg::key::AdminReply, String> {
+        // One reload at a time: load, swap and notify belong together.
+        let _one = self.reloading.lock().await;
         let this = self.clone();
         let certs = tokio::task::spawn_blocking(move || {
             let from_files = crate::certs::from_files(&files, fds)?;
