@@ -320,10 +320,8 @@ pub async fn receive(
                     Err(e) => {
                         tracing::warn!("{id}: DKIM signing failed: {e}");
                         abort_queue(&peers, file_id).await;
-                        if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {
-                            let _ = s
-                                .call(&store::Request::AbortDelivery { id: sid }, Vec::new())
-                                .await;
+                        if let Some(sid) = store_id {
+                            abort_store(&peers, sid).await;
                         }
                         return Ok(refuse(Reply::new(
                             451,
@@ -354,10 +352,8 @@ pub async fn receive(
                         },
                         _,
                     )) => {
-                        if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {
-                            let _ = s
-                                .call(&store::Request::AbortDelivery { id: sid }, Vec::new())
-                                .await;
+                        if let Some(sid) = store_id {
+                            abort_store(&peers, sid).await;
                         }
                         return Ok(refuse(Reply::new(
                             451,
@@ -370,10 +366,8 @@ pub async fn receive(
                     }
                     other => {
                         tracing::warn!("queueing {id}: {other:?}");
-                        if let (Some(s), Some(sid)) = (&peers.storaged, store_id) {
-                            let _ = s
-                                .call(&store::Request::AbortDelivery { id: sid }, Vec::new())
-                                .await;
+                        if let Some(sid) = store_id {
+                            abort_store(&peers, sid).await;
                         }
                         return Ok(refuse(Reply::new(
                             451,
@@ -410,24 +404,21 @@ fn file_of(fd: std::os::fd::OwnedFd) -> tokio::fs::File {
     tokio::fs::File::from_std(std::fs::File::from(fd))
 }
 
+/// Gives back every destination opened for a message that will not be committed.
 async fn abort(peers: &Peers<'_>, sinks: Vec<Sink>) {
     for sink in sinks {
         match sink {
-            Sink::Store { id, .. } => {
-                if let Some(s) = &peers.storaged {
-                    let _ = s
-                        .call(&store::Request::AbortDelivery { id }, Vec::new())
-                        .await;
-                }
-            }
-            Sink::Queue { id, .. } => {
-                if let Some(q) = &peers.queued {
-                    let _ = q
-                        .call(&queue::Request::Abort { file: id }, Vec::new())
-                        .await;
-                }
-            }
+            Sink::Store { id, .. } => abort_store(peers, id).await,
+            Sink::Queue { id, .. } => abort_queue(peers, id).await,
         }
+    }
+}
+
+async fn abort_store(peers: &Peers<'_>, id: u64) {
+    if let Some(s) = &peers.storaged {
+        let _ = s
+            .call(&store::Request::AbortDelivery { id }, Vec::new())
+            .await;
     }
 }
 
