@@ -166,6 +166,14 @@ def send(mail_from, msg):
 good = b"From: Alice <alice@example.net>\r\nTo: bob@example.org\r\nSubject: marker-good\r\nDate: Sun, 22 Nov 2026 16:00:00 +0000\r\nMessage-ID: <g1@example.net>\r\n\r\nSigned by dkimpy.\r\n"
 sig = dkim.sign(good, b"sel", b"example.net", open(keyfile, "rb").read(), include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
 print("good", send("alice@example.net", sig + good))
+# A body of many 64 KiB chunks, hashed as it streams past (relaxed canonicalization, with
+# trailing whitespace and empty lines it must fold away), and a copy changed after signing.
+body = b"".join(b"line %d \t with  spaces \t\r\n%s" % (i, b"\r\n" if i % 9 == 0 else b"") for i in range(12000)) + b"\r\n\r\n"
+big = b"From: Alice <alice@example.net>\r\nTo: bob@example.org\r\nSubject: marker-big\r\nDate: Sun, 22 Nov 2026 16:00:00 +0000\r\nMessage-ID: <g2@example.net>\r\n\r\n" + body
+sig = dkim.sign(big, b"sel", b"example.net", open(keyfile, "rb").read(), canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+print("big", send("alice@example.net", sig + big))
+changed = (sig + big).replace(b"Subject: marker-big", b"Subject: marker-changed").replace(b"line 11000 ", b"line 11000 (changed) ")
+print("changed", send("alice@example.net", changed))
 forged = b"From: CEO <ceo@bank.test>\r\nTo: bob@example.org\r\nSubject: marker-forged\r\n\r\nPay now.\r\n"
 print("forged", send("ceo@bank.test", forged))
 shady = b"From: <x@shady.test>\r\nTo: bob@example.org\r\nSubject: marker-shady\r\n\r\nHm.\r\n"
@@ -194,6 +202,8 @@ print("shady", send("x@shady.test", shady))
         .join("\n----\n");
     let text = format!("{text}\nstored:\n{dump}");
     assert!(text.contains("good 250"), "{text}");
+    assert!(text.contains("big 250"), "{text}");
+    assert!(text.contains("changed 250"), "{text}");
     assert!(
         text.contains("forged 550 5.7.1 rejected by the DMARC policy of bank.test"),
         "{text}"
@@ -233,6 +243,18 @@ print("shady", send("x@shady.test", shady))
     ] {
         assert!(head.contains(want), "{want} in:\n{head}");
     }
+    let big = stored("marker-big");
+    assert_eq!(big.len(), 1);
+    assert!(big[0].len() > 300_000);
+    let head = big[0].split("\r\n\r\n").next().unwrap_or_default();
+    assert!(head.contains("dkim=pass"), "{head}");
+    let changed = stored("marker-changed");
+    assert_eq!(changed.len(), 1);
+    let head = changed[0].split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        head.contains("dkim=") && !head.contains("dkim=pass"),
+        "{head}"
+    );
     assert!(stored("marker-forged").is_empty(), "refused, not stored");
     let shady = stored("marker-shady");
     assert_eq!(shady.len(), 1);

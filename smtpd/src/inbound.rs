@@ -2,12 +2,19 @@
 //! DKIM signatures, DMARC with its policy, and iprev, summed up in an Authentication-Results
 //! field (RFC 8601) placed above the message. A DMARC `reject` policy refuses the message;
 //! `quarantine` files it in Junk.
+//!
+//! Nothing here holds a whole message: DKIM body hashes are computed as the body streams past
+//! on its way to the store, and the verifier gets the header block (at most 64 KiB, held back
+//! anyway) with those hashes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mail_auth::common::crypto::{HashAlgorithm, HashContext, HashImpl, Sha1, Sha256};
 use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::Canonicalization;
+use mail_auth::dkim::canonicalize::BodyHasher;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::TokioResolver;
@@ -20,16 +27,8 @@ use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DmarcResult, IprevOutput, MessageAuthenticator,
     SpfOutput,
 };
-use tokio::sync::Semaphore;
 
 use crate::reply::Reply;
-
-/// Message bytes under verification at once, across all connections: 256 MiB in 64 KiB units.
-const UNIT: u64 = 64 * 1024;
-const MEMORY_UNITS: u32 = 4096;
-
-/// How long a message waits for room in that budget before the client is told to retry.
-const RESERVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long all checks of one message may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,21 +36,117 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Checker {
     auth: MessageAuthenticator,
     hostname: String,
-    memory: Arc<Semaphore>,
 }
 
-/// SPF and iprev, which need only the connection and the envelope: started when the message
-/// begins, so that their lookups overlap its transfer. Cancelled when dropped unused.
-pub struct EnvelopeChecks {
+/// The checks of one message while it arrives: SPF and iprev, which need only the connection
+/// and the envelope, run from the start so that their lookups overlap the transfer; the header
+/// block is kept once complete and the body hashed for the DKIM signatures it carries.
+/// Cancelled when dropped unused.
+pub struct MessageChecks {
     task: tokio::task::JoinHandle<(SpfOutput, IprevOutput)>,
     ip: IpAddr,
     helo: String,
     mail_from: String,
+    head: Vec<u8>,
+    hashes: BodyHashes,
 }
 
-impl Drop for EnvelopeChecks {
+/// The body hashes a header block's DKIM signatures ask for, fed the body as it streams by.
+#[derive(Default)]
+pub struct BodyHashes(Vec<BodyHash>);
+
+/// A finished body hash: canonicalization, hash, length limit, digest (mail-auth's shape).
+type Finished = (Canonicalization, HashAlgorithm, u64, Vec<u8>);
+
+type HashCtx = <Sha256 as HashImpl>::Context;
+
+/// One body hash the message's DKIM signatures ask for.
+struct BodyHash {
+    canonicalization: Canonicalization,
+    algorithm: HashAlgorithm,
+    length: u64,
+    hasher: BodyHasher<HashCtx>,
+}
+
+impl Drop for MessageChecks {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl BodyHashes {
+    /// One hasher per distinct (canonicalization, hash, length) the DKIM signatures of `head`
+    /// name — mail-auth's own list, in its order.
+    pub fn new(head: &[u8]) -> BodyHashes {
+        let Some(m) = AuthenticatedMessage::parse(head) else {
+            return BodyHashes::default();
+        };
+        BodyHashes(
+            m.body_hashes
+                .iter()
+                .map(|&(canonicalization, algorithm, length, _)| BodyHash {
+                    canonicalization,
+                    algorithm,
+                    length,
+                    hasher: BodyHasher::new(
+                        match algorithm {
+                            HashAlgorithm::Sha1 => Sha1::hasher(),
+                            HashAlgorithm::Sha256 => Sha256::hasher(),
+                        },
+                        canonicalization,
+                        length,
+                    ),
+                })
+                .collect(),
+        )
+    }
+
+    /// More of the body, in order.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for h in &mut self.0 {
+            h.hasher.write(bytes);
+        }
+    }
+
+    pub fn finish(self) -> Vec<Finished> {
+        self.0
+            .into_iter()
+            .map(|h| {
+                let (ctx, _) = h.hasher.finish();
+                (
+                    h.canonicalization,
+                    h.algorithm,
+                    h.length,
+                    ctx.complete().as_ref().to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `head` parsed for the verifier, the body's hashes filled in from `hashes` (computed for
+/// the same header block, so the lists match entry for entry).
+fn with_body_hashes<'a>(head: &'a [u8], hashes: &[Finished]) -> Option<AuthenticatedMessage<'a>> {
+    AuthenticatedMessage::parse(head).map(|mut m| {
+        for (want, got) in m.body_hashes.iter_mut().zip(hashes) {
+            if (want.0, want.1, want.2) == (got.0, got.1, got.2) {
+                want.3.clone_from(&got.3);
+            }
+        }
+        m
+    })
+}
+
+impl MessageChecks {
+    /// The header block as the client sent it, up to and including the empty line.
+    pub fn header_block(&mut self, head: &[u8]) {
+        self.head = head.to_vec();
+        self.hashes = BodyHashes::new(head);
+    }
+
+    /// More of the body, in order.
+    pub fn body(&mut self, bytes: &[u8]) {
+        self.hashes.write(bytes);
     }
 }
 
@@ -100,28 +195,12 @@ impl Checker {
         Ok(Checker {
             auth,
             hostname: hostname.to_string(),
-            memory: Arc::new(Semaphore::new(MEMORY_UNITS as usize)),
         })
     }
 
-    /// Permits for holding a message of `size` octets in memory (in 64 KiB units), waiting at
-    /// most [`RESERVE_TIMEOUT`]; `None` when the budget stayed exhausted.
-    pub async fn reserve(&self, size: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let units = u32::try_from(size.div_ceil(UNIT))
-            .unwrap_or(u32::MAX)
-            .clamp(1, MEMORY_UNITS);
-        tokio::time::timeout(
-            RESERVE_TIMEOUT,
-            self.memory.clone().acquire_many_owned(units),
-        )
-        .await
-        .ok()?
-        .ok()
-    }
-
-    /// Starts the envelope checks for a client at `ip` that said HELO `helo` and MAIL FROM
-    /// `mail_from` (empty for `<>`).
-    pub fn start(&self, ip: IpAddr, helo: String, mail_from: String) -> EnvelopeChecks {
+    /// Starts the checks of a message from a client at `ip` that said HELO `helo` and MAIL
+    /// FROM `mail_from` (empty for `<>`).
+    pub fn start(&self, ip: IpAddr, helo: String, mail_from: String) -> MessageChecks {
         let (auth, host) = (self.auth.clone(), self.hostname.clone());
         let (h, m) = (helo.clone(), mail_from.clone());
         let task = tokio::spawn(async move {
@@ -130,17 +209,26 @@ impl Checker {
                 auth.verify_iprev(ip)
             )
         });
-        EnvelopeChecks {
+        MessageChecks {
             task,
             ip,
             helo,
             mail_from,
+            head: Vec::new(),
+            hashes: BodyHashes::default(),
         }
     }
 
-    /// Checks `message`, finishing `envelope`'s checks.
-    pub async fn check(&self, message: &[u8], mut envelope: EnvelopeChecks) -> Verdict {
-        match tokio::time::timeout(CHECK_TIMEOUT, self.check_inner(message, &mut envelope)).await {
+    /// Finishes `checks` once the whole message went past.
+    pub async fn check(&self, mut checks: MessageChecks) -> Verdict {
+        let body_hashes = std::mem::take(&mut checks.hashes).finish();
+        let head = std::mem::take(&mut checks.head);
+        match tokio::time::timeout(
+            CHECK_TIMEOUT,
+            self.check_inner(&head, body_hashes, &mut checks),
+        )
+        .await
+        {
             Ok(v) => v,
             Err(_) => Verdict {
                 header: format!(
@@ -153,13 +241,18 @@ impl Checker {
         }
     }
 
-    async fn check_inner(&self, message: &[u8], envelope: &mut EnvelopeChecks) -> Verdict {
+    async fn check_inner(
+        &self,
+        head: &[u8],
+        body_hashes: Vec<Finished>,
+        envelope: &mut MessageChecks,
+    ) -> Verdict {
         let (ip, helo, mail_from) = (
             envelope.ip,
             envelope.helo.as_str(),
             envelope.mail_from.as_str(),
         );
-        let parsed = AuthenticatedMessage::parse(message);
+        let parsed = with_body_hashes(head, &body_hashes);
         let dkim_of = async {
             match &parsed {
                 Some(msg) => self.auth.verify_dkim(msg).await,
@@ -219,6 +312,64 @@ impl Checker {
             header,
             junk,
             reject,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mail_auth::AuthenticatedMessage;
+
+    use super::{BodyHashes, with_body_hashes};
+
+    /// A header block with signatures asking for four different body hashes, the last one
+    /// the same as the first's (the b= and bh= values need only parse).
+    const HEAD: &[u8] = b"DKIM-Signature: v=1; a=rsa-sha256; d=a.test; s=s; c=relaxed/relaxed;\r\n\
+        \th=from; bh=AAAA; b=AAAA\r\n\
+        DKIM-Signature: v=1; a=rsa-sha256; d=a.test; s=t; c=simple/simple; h=from; bh=AAAA; b=AAAA\r\n\
+        DKIM-Signature: v=1; a=rsa-sha1; d=a.test; s=u; c=simple/relaxed; h=from; bh=AAAA; b=AAAA\r\n\
+        DKIM-Signature: v=1; a=rsa-sha1; d=a.test; s=w; c=relaxed/simple; h=from; bh=AAAA; b=AAAA\r\n\
+        DKIM-Signature: v=1; a=ed25519-sha256; d=a.test; s=v; c=simple/relaxed; h=from; bh=AAAA;\r\n\
+        \tb=AAAA\r\n\
+        From: x@a.test\r\n\
+        \r\n";
+
+    fn bodies() -> Vec<Vec<u8>> {
+        let mut long = Vec::new();
+        for i in 0..5000 {
+            long.extend_from_slice(format!("line {i}  with \t spaces \t \r\n").as_bytes());
+            if i % 7 == 0 {
+                long.extend_from_slice(b"\r\n\r\n");
+            }
+        }
+        long.extend_from_slice(b"\r\n\r\n\r\n");
+        vec![
+            Vec::new(),
+            b"\r\n".to_vec(),
+            b"\r\n\r\n\r\n".to_vec(),
+            b"no final line break".to_vec(),
+            b" a  b \t\r\n\r\n c\r\n \r\n\t\r\n".to_vec(),
+            long,
+        ]
+    }
+
+    /// Hashes computed over the body in chunks of any size equal mail-auth's over the whole
+    /// message.
+    #[test]
+    fn streamed_body_hashes_match_whole_message() {
+        for body in bodies() {
+            let mut whole = HEAD.to_vec();
+            whole.extend_from_slice(&body);
+            let expected = AuthenticatedMessage::parse(&whole).unwrap().body_hashes;
+            assert_eq!(expected.len(), 4);
+            for size in [1, 2, 3, 17, 4096, 65536, usize::MAX] {
+                let mut hashes = BodyHashes::new(HEAD);
+                for chunk in body.chunks(size.min(body.len().max(1))) {
+                    hashes.write(chunk);
+                }
+                let got = with_body_hashes(HEAD, &hashes.finish()).unwrap();
+                assert_eq!(got.body_hashes, expected, "chunks of {size}");
+            }
         }
     }
 }

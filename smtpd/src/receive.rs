@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use ipc::msg::key::KeyService;
 use ipc::msg::queue::{self, QueueService};
 use ipc::msg::store::{self, RecipientResult, StoreService};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::data::{DataError, DataReader};
 use crate::io::{Conn, ConnError};
@@ -81,7 +81,7 @@ pub async fn receive(
 ) -> Result<Outcome, ConnError> {
     let max = session.config.max_size;
     // Port 25: SPF and iprev start now and run while the message arrives.
-    let envelope_checks = match peers.checker {
+    let mut checks = match peers.checker {
         Some(checker) if session.account.is_none() && !plan.local.is_empty() => {
             Some(checker.start(
                 conn.peer.ip(),
@@ -170,6 +170,10 @@ pub async fn receive(
                 };
                 let end = found.unwrap_or(head.len());
                 let rest = head.split_off(end.min(head.len()));
+                if let Some(c) = &mut checks {
+                    c.header_block(&head);
+                    c.body(&rest);
+                }
                 head = crate::header::sanitize(&head, &session.config.hostname);
                 out.extend_from_slice(received.as_bytes());
                 out.extend_from_slice(&head);
@@ -177,6 +181,9 @@ pub async fn receive(
             }
         } else if chunk.len() >= CHUNK || done {
             out = std::mem::take(&mut chunk);
+            if let Some(c) = &mut checks {
+                c.body(&out);
+            }
         }
         if !out.is_empty() {
             for sink in &mut sinks {
@@ -255,37 +262,12 @@ pub async fn receive(
         abort(&peers, sinks).await;
         return Ok(refuse(reply));
     }
-    // Port 25: SPF, DKIM, DMARC, iprev over the stored bytes.
+    // Port 25: SPF, DKIM, DMARC, iprev, finished now the whole message went past.
     let mut placement = (Vec::new(), false);
     if let Some(checker) = peers.checker
-        && let Some(envelope_checks) = envelope_checks
-        && let Some(Sink::Store { file, .. }) =
-            sinks.iter_mut().find(|s| matches!(s, Sink::Store { .. }))
+        && let Some(checks) = checks
     {
-        let Some(_permit) = checker.reserve(size).await else {
-            abort(&peers, sinks).await;
-            return Ok(refuse(Reply::new(
-                451,
-                "4.3.2",
-                "too busy checking messages; try again later",
-            )));
-        };
-        let mut bytes = Vec::new();
-        let read = async {
-            file.seek(std::io::SeekFrom::Start(0)).await?;
-            file.read_to_end(&mut bytes).await
-        };
-        if let Err(e) = read.await {
-            tracing::error!("reading a message back for its checks: {e}");
-            abort(&peers, sinks).await;
-            return Ok(refuse(Reply::new(
-                451,
-                "4.3.0",
-                "local error; try again later",
-            )));
-        }
-        let verdict = checker.check(&bytes, envelope_checks).await;
-        drop(bytes);
+        let verdict = checker.check(checks).await;
         if let Some(reply) = verdict.reject {
             tracing::info!("{id}: {reply}");
             abort(&peers, sinks).await;
