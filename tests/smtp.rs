@@ -827,3 +827,43 @@ print("mx ok")
         "only ours: {text}"
     );
 }
+
+#[test]
+fn a_recipient_removed_after_rcpt_fails_the_whole_message_until_the_retry() {
+    let tree = tree_with_bob("");
+    assert!(
+        tree.moxctl(&["address", "add", "extra@example.org", "bob"])
+            .status
+            .success()
+    );
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    c.cmd("EHLO raw.test");
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<extra@example.org>").starts_with("250 "));
+    let out = tree.moxctl(&["address", "remove", "extra@example.org"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: marker-vanished\r\n\r\nhello\r\n.\r\n");
+    let reply = c.reply();
+    assert!(
+        reply.starts_with("451 4.3.0 ") && reply.contains("extra@example.org"),
+        "{reply}"
+    );
+    assert!(
+        stored_with(&tree, "marker-vanished").is_empty(),
+        "nothing delivered, not even to bob"
+    );
+    // The client's retry: the gone address refused at RCPT, the rest delivered once.
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(
+        c.cmd("RCPT TO:<extra@example.org>")
+            .starts_with("550 5.1.1 ")
+    );
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: marker-vanished\r\n\r\nhello\r\n.\r\n");
+    let reply = c.reply();
+    assert!(reply.starts_with("250 2.0.0 "), "{reply}");
+    assert_eq!(stored_with(&tree, "marker-vanished").len(), 1);
+}

@@ -428,22 +428,13 @@ async fn deliver(
         )
         .await;
     match answer {
-        Ok((store::Response::Delivered(results), _)) => {
-            let delivered = results
-                .iter()
-                .filter(|r| **r == RecipientResult::Delivered)
-                .count();
-            if delivered < count {
-                tracing::warn!(
-                    "{id}: {} of {count} recipients vanished since RCPT",
-                    count - delivered
-                );
-            }
-            if delivered == 0 {
-                Reply::new(550, "5.1.1", "no recipient exists any more")
-            } else {
-                Reply::new(250, "2.0.0", format!("{id} delivered"))
-            }
+        // All or nothing: a recipient removed since RCPT fails the whole delivery (451), and
+        // the client's retry hears 550 for it at RCPT.
+        Ok((store::Response::Delivered(results), _))
+            if results.len() == count
+                && results.iter().all(|r| *r == RecipientResult::Delivered) =>
+        {
+            Reply::new(250, "2.0.0", format!("{id} delivered"))
         }
         Ok((store::Response::Failed(f), _)) if f.temporary => Reply::new(
             451,

@@ -37,6 +37,10 @@ pub struct Placement {
     pub prepend: Vec<u8>,
     /// Into the Junk mailbox instead of the Inbox (a DMARC quarantine policy).
     pub junk: bool,
+    /// To every recipient or to none: an SMTP client was told at RCPT that each was accepted,
+    /// and one reply covers them all, so an address removed since then fails the whole
+    /// delivery (temporarily: the client's retry hears 550 for it at RCPT).
+    pub all_or_nothing: bool,
 }
 
 pub fn deliver(
@@ -82,6 +86,11 @@ pub fn deliver_with(
                 outcomes.push(Some(index));
             }
         }
+    }
+    if placement.all_or_nothing
+        && let Some(i) = outcomes.iter().position(Option::is_none)
+    {
+        return Err(StoreError::RecipientGone(recipients[i].clone()));
     }
     if targets.is_empty() {
         return Ok(outcomes

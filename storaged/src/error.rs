@@ -34,6 +34,10 @@ pub enum StoreError {
     Invalid { what: &'static str, why: String },
     #[error("no such mailbox `{0}`")]
     NoMailbox(String),
+    /// A delivery for which every recipient must exist (SMTP told the client each was
+    /// accepted) found one gone: nothing was delivered.
+    #[error("recipient <{0}> no longer exists; nothing delivered")]
+    RecipientGone(String),
     /// Something changed between a scan and the transaction based on it; try again.
     #[error("concurrent change; try again")]
     Conflict,

@@ -175,7 +175,11 @@ impl Store {
                 let file = lock(&self.open)
                     .remove(&(peer, id))
                     .ok_or_else(|| permanent(format!("no open delivery {id}")))?;
-                let placement = deliver::Placement { prepend, junk };
+                let placement = deliver::Placement {
+                    prepend,
+                    junk,
+                    all_or_nothing: true,
+                };
                 let results = self.deliver(file, recipients, placement).await?;
                 Ok((
                     Response::Delivered(results.into_iter().map(|(_, r)| r).collect()),
@@ -444,7 +448,10 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
-            tracing::error!("{e}");
+            match e {
+                StoreError::RecipientGone(_) => tracing::info!("{e}"),
+                _ => tracing::error!("{e}"),
+            }
             Err(temporary(e.to_string()))
         }
         Err(e) => Err(temporary(format!("store task: {e}"))),

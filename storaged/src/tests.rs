@@ -135,6 +135,54 @@ fn resolves_exact_tagged_and_catchall_addresses() {
 }
 
 #[test]
+fn all_or_nothing_delivers_nothing_when_a_recipient_is_gone() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_account("carol", "carol@example.com").unwrap();
+    let mut src = f.files.temp_file().unwrap();
+    src.write_all(MSG).unwrap();
+    let rcpts = vec![
+        "bob@example.com".to_string(),
+        "gone@example.com".to_string(),
+    ];
+    let strict = crate::deliver::Placement {
+        all_or_nothing: true,
+        ..Default::default()
+    };
+    let len = MSG.len() as u64;
+    let err = crate::deliver::deliver_with(&f.db, &f.files, &src, len, &rcpts, &strict);
+    assert!(
+        matches!(&err, Err(StoreError::RecipientGone(r)) if r == "gone@example.com"),
+        "{err:?}"
+    );
+    let inbox = |a: &str| {
+        f.db.mailbox_by_name(a, "Inbox")
+            .unwrap()
+            .unwrap()
+            .1
+            .counts
+            .total
+    };
+    assert_eq!(inbox("bob"), 0, "nothing delivered");
+    f.check();
+    // Without the flag, the ones that exist get it (an admin's `deliver`).
+    let out = crate::deliver::deliver_with(
+        &f.db,
+        &f.files,
+        &src,
+        len,
+        &rcpts,
+        &crate::deliver::Placement::default(),
+    )
+    .unwrap();
+    assert!(matches!(out[0], Outcome::Delivered { .. }));
+    assert_eq!(out[1], Outcome::UnknownAddress);
+    assert_eq!(inbox("bob"), 1);
+    f.check();
+}
+
+#[test]
 fn prepends_trace_fields_and_files_quarantined_mail_in_junk() {
     let f = fixture();
     f.db.add_domain("example.com", None).unwrap();
@@ -144,6 +192,7 @@ fn prepends_trace_fields_and_files_quarantined_mail_in_junk() {
     let placement = crate::deliver::Placement {
         prepend: b"Authentication-Results: mx; dmarc=fail\r\n".to_vec(),
         junk: true,
+        ..Default::default()
     };
     let rcpts = vec!["bob@example.com".to_string()];
     let out =
