@@ -867,3 +867,45 @@ fn a_recipient_removed_after_rcpt_fails_the_whole_message_until_the_retry() {
     assert!(reply.starts_with("250 2.0.0 "), "{reply}");
     assert_eq!(stored_with(&tree, "marker-vanished").len(), 1);
 }
+
+#[test]
+fn repeated_wrong_passwords_are_throttled_even_for_the_right_one() {
+    // Three failures a minute from one address (the default is 10, with growing delays that
+    // would make this test take a minute).
+    let tree = tree_with_bob("\n[auth]\nhost_failures_per_minute = 3\n");
+    let subs = addr(&tree, ListenerKind::Submissions);
+    let script = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL(host, port, timeout=20, context=ctx)
+s.ehlo("client.test")
+def plain(s, password):
+    s.user, s.password = "bob", password
+    return s.auth("PLAIN", s.auth_plain)
+for i in range(3):
+    try:
+        plain(s, "guess %d" % i)
+        raise SystemExit("a wrong password was accepted")
+    except smtplib.SMTPAuthenticationError as e:
+        assert e.smtp_code == 535, e
+s.quit()
+# A new connection, the right password: refused without being checked.
+s = smtplib.SMTP_SSL(host, port, timeout=20, context=ctx)
+s.ehlo("client.test")
+try:
+    plain(s, "correct horse")
+    raise SystemExit("logged in while throttled")
+except smtplib.SMTPAuthenticationError as e:
+    print("throttled", e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+    let (ok, out) = python(script, &[subs.ip().to_string(), subs.port().to_string()]);
+    assert!(ok, "{out}\n{}", tree.log_text());
+    assert!(
+        out.contains("throttled 454 4.7.0 too many failed attempts; try again in"),
+        "{out}"
+    );
+}

@@ -41,10 +41,11 @@ pub const SPEC: RoleSpec = RoleSpec {
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx.dir()?;
     let open_dir = dir.clone();
+    let limits = ctx.config.auth.clone();
     let (creds, throttle) = tokio::task::spawn_blocking(move || {
         Ok::<_, error::StoreError>((
             store::CredentialStore::open(&open_dir)?,
-            throttle::Throttle::load(&open_dir)?,
+            throttle::Throttle::load(&open_dir)?.with_limits(limits),
         ))
     })
     .await??;

@@ -24,18 +24,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::persist;
 
-/// Failures per minute from one IPv4 address or IPv6 /64.
-pub const HOST_PER_MINUTE: u32 = 10;
-/// Failures per day from one IPv4 address or IPv6 /64.
-pub const HOST_PER_DAY: u32 = 50;
-/// Failures per minute from one IPv4 /24 or IPv6 /48.
-pub const NETWORK_PER_MINUTE: u32 = 30;
-/// Failures per day from one IPv4 /24 or IPv6 /48.
-pub const NETWORK_PER_DAY: u32 = 150;
-/// Failures per minute for one account, from anywhere.
-pub const ACCOUNT_PER_MINUTE: u32 = 20;
-/// Failures per day for one account, from anywhere.
-pub const ACCOUNT_PER_DAY: u32 = 100;
+/// The limits, by default 10 per minute and 50 per day from one IPv4 address or IPv6 /64,
+/// three times that from one IPv4 /24 or IPv6 /48, 20 and 100 for one account from anywhere
+/// (`[auth]` in the configuration).
+pub use ipc::config::AuthSettings as Limits;
 /// Recent failures that cost no delay.
 pub const FREE_FAILURES: u32 = 3;
 /// The delay after the first failure beyond [`FREE_FAILURES`]; it doubles with each one more.
@@ -123,6 +115,7 @@ impl fmt::Display for RefuseReason {
 #[derive(Debug, Default)]
 pub struct Throttle {
     counters: HashMap<Key, Counter>,
+    limits: Limits,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,9 +138,14 @@ struct Counter {
 }
 
 impl Throttle {
-    /// No failures recorded.
+    /// No failures recorded; the default limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same counters under `limits`.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Throttle { limits, ..self }
     }
 
     /// Decides whether an attempt from `ip` (for `account`, if known yet) may proceed.
@@ -159,7 +157,7 @@ impl Throttle {
             let Some(counter) = self.counters.get(&key) else {
                 continue;
             };
-            let (per_minute, per_day) = key.limits();
+            let (per_minute, per_day) = key.limits(&self.limits);
             let windows = [
                 (
                     Window::Minute,
@@ -250,6 +248,7 @@ impl Throttle {
             persist::decode(MAGIC, VERSION, "throttle state", &path, &bytes)?;
         Ok(Throttle {
             counters: entries.into_iter().collect(),
+            limits: Limits::default(),
         })
     }
 
@@ -283,11 +282,16 @@ impl Key {
     }
 
     /// (per minute, per day).
-    fn limits(&self) -> (u32, u32) {
+    fn limits(&self, l: &Limits) -> (u32, u32) {
         match self.scope() {
-            Scope::Ipv4Host | Scope::Ipv6Host => (HOST_PER_MINUTE, HOST_PER_DAY),
-            Scope::Ipv4Network | Scope::Ipv6Network => (NETWORK_PER_MINUTE, NETWORK_PER_DAY),
-            Scope::Account => (ACCOUNT_PER_MINUTE, ACCOUNT_PER_DAY),
+            Scope::Ipv4Host | Scope::Ipv6Host => {
+                (l.host_failures_per_minute, l.host_failures_per_day)
+            }
+            Scope::Ipv4Network | Scope::Ipv6Network => (
+                l.host_failures_per_minute.saturating_mul(3),
+                l.host_failures_per_day.saturating_mul(3),
+            ),
+            Scope::Account => (l.account_failures_per_minute, l.account_failures_per_day),
         }
     }
 }

@@ -67,6 +67,7 @@ async fn start() -> Harness {
             fail_at_start: false,
             certificates: Vec::new(),
             smtp: Default::default(),
+            auth: Default::default(),
             dns: Vec::new(),
         },
         listeners: Vec::new(),
@@ -260,7 +261,7 @@ async fn guessing_one_account_from_many_addresses_throttles_the_account() {
         channel_binding: None,
         remote: IpAddr::from([10, (i % 250) as u8, (i / 250) as u8, 1]),
     };
-    for i in 0..authd::throttle::ACCOUNT_PER_MINUTE {
+    for i in 0..authd::throttle::Limits::default().account_failures_per_minute {
         assert_eq!(
             call(&h, from(i)).await,
             Response::Failure(Failure::Credentials),

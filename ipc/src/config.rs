@@ -24,6 +24,8 @@ pub struct RoleConfig {
     pub certificates: Vec<CertificateFiles>,
     /// smtpd's limits (the other roles ignore them).
     pub smtp: SmtpSettings,
+    /// authd's limits on failed logins (the other roles ignore them).
+    pub auth: AuthSettings,
     /// DNS resolvers for the roles that look names up (smtpd, queued): from the
     /// configuration, or the supervisor's /etc/resolv.conf.
     pub dns: Vec<SocketAddr>,
@@ -62,6 +64,31 @@ impl Default for SmtpSettings {
             // mox's defaults.
             max_messages_per_day: 1000,
             max_first_time_recipients_per_day: 200,
+        }
+    }
+}
+
+/// How many failed logins authd allows before it refuses attempts until the window ends.
+/// Networks (IPv4 /24, IPv6 /48) get three times a host's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSettings {
+    /// Failures per minute from one IPv4 address or IPv6 /64.
+    pub host_failures_per_minute: u32,
+    /// Failures per day from one IPv4 address or IPv6 /64.
+    pub host_failures_per_day: u32,
+    /// Failures per minute for one account, from anywhere.
+    pub account_failures_per_minute: u32,
+    /// Failures per day for one account, from anywhere.
+    pub account_failures_per_day: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            host_failures_per_minute: 10,
+            host_failures_per_day: 50,
+            account_failures_per_minute: 20,
+            account_failures_per_day: 100,
         }
     }
 }

@@ -52,6 +52,7 @@ async fn start() -> H {
             fail_at_start: false,
             certificates: Vec::new(),
             smtp: Default::default(),
+            auth: Default::default(),
             dns: Vec::new(),
         },
         listeners: Vec::new(),

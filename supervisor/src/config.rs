@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub smtp: Smtp,
     #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
     pub dns: Dns,
     #[serde(default)]
     pub debug: Debug,
@@ -59,6 +61,16 @@ pub struct Smtp {
     pub max_messages_per_day: Option<u32>,
     /// Recipients an account never sent to before, per 24 hours.
     pub max_first_time_recipients_per_day: Option<u32>,
+}
+
+/// authd's limits on failed logins; every key is optional (see `ipc::config::AuthSettings`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub host_failures_per_minute: Option<u32>,
+    pub host_failures_per_day: Option<u32>,
+    pub account_failures_per_minute: Option<u32>,
+    pub account_failures_per_day: Option<u32>,
 }
 
 /// Certificates from files (`[[tls.certificate]]`). Without any, keyd serves ACME or
@@ -334,6 +346,22 @@ impl Config {
                 "smtp.max_first_time_recipients_per_day",
                 config.smtp.max_first_time_recipients_per_day.map(u64::from),
             ),
+            (
+                "auth.host_failures_per_minute",
+                config.auth.host_failures_per_minute.map(u64::from),
+            ),
+            (
+                "auth.host_failures_per_day",
+                config.auth.host_failures_per_day.map(u64::from),
+            ),
+            (
+                "auth.account_failures_per_minute",
+                config.auth.account_failures_per_minute.map(u64::from),
+            ),
+            (
+                "auth.account_failures_per_day",
+                config.auth.account_failures_per_day.map(u64::from),
+            ),
         ] {
             if value == Some(0) {
                 return Err(located(None, format!("{key} must be at least 1")));
@@ -402,6 +430,7 @@ impl Config {
             ("[listen]", self.listen == other.listen),
             ("[sandbox]", self.sandbox == other.sandbox),
             ("[smtp]", self.smtp == other.smtp),
+            ("[auth]", self.auth == other.auth),
             ("[dns]", self.dns == other.dns),
             ("[debug]", self.debug == other.debug),
         ] {
@@ -449,6 +478,24 @@ impl Config {
                 .smtp
                 .max_first_time_recipients_per_day
                 .unwrap_or(d.max_first_time_recipients_per_day),
+        }
+    }
+
+    /// authd's limits: the configured values over the defaults.
+    pub fn auth_settings(&self) -> ipc::config::AuthSettings {
+        let d = ipc::config::AuthSettings::default();
+        let a = &self.auth;
+        ipc::config::AuthSettings {
+            host_failures_per_minute: a
+                .host_failures_per_minute
+                .unwrap_or(d.host_failures_per_minute),
+            host_failures_per_day: a.host_failures_per_day.unwrap_or(d.host_failures_per_day),
+            account_failures_per_minute: a
+                .account_failures_per_minute
+                .unwrap_or(d.account_failures_per_minute),
+            account_failures_per_day: a
+                .account_failures_per_day
+                .unwrap_or(d.account_failures_per_day),
         }
     }
 
@@ -679,6 +726,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("missing field `key`"), "{e}");
+    }
+
+    #[test]
+    fn auth_limits_default_and_refuse_zero() {
+        let c = Config::parse("c.toml", MINIMAL).unwrap();
+        assert_eq!(c.auth_settings(), ipc::config::AuthSettings::default());
+        let text = format!("{MINIMAL}[auth]\nhost_failures_per_minute = 3\n");
+        let c = Config::parse("c.toml", &text).unwrap();
+        assert_eq!(c.auth_settings().host_failures_per_minute, 3);
+        assert_eq!(c.auth_settings().host_failures_per_day, 50);
+        let text = format!("{MINIMAL}[auth]\naccount_failures_per_day = 0\n");
+        let e = Config::parse("c.toml", &text).unwrap_err().to_string();
+        assert!(
+            e.contains("auth.account_failures_per_day must be at least 1"),
+            "{e}"
+        );
+        let text = format!("{MINIMAL}[auth]\nfailures = 3\n");
+        assert!(Config::parse("c.toml", &text).is_err(), "unknown key");
     }
 
     #[test]

@@ -127,6 +127,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                     Vec::new()
                 },
                 smtp: config.smtp_settings(opts.localserve),
+                auth: config.auth_settings(),
                 dns: dns.clone(),
             },
         );
