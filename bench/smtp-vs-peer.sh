@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SMTP throughput of moxd next to Postfix + Dovecot on this machine, in one run (issue 5).
 # Needs root, ../shared/bench (smtp_load.py, peer-setup.sh already run), dnsmasq, and a release
-# build (cargo build --release). moxd listens on 127.0.0.1:2525 with its SPF/DKIM/DMARC/iprev
+# build (cargo build --release). N, SIZES ("2k 100k") and CONNS ("1 10 50") choose the runs. moxd listens on 127.0.0.1:2525 with its SPF/DKIM/DMARC/iprev
 # checks on, answered by a local dnsmasq that says NXDOMAIN to everything; Postfix on :25.
 # Postfix's 250 means "queued"; its end-to-end rate into Dovecot's Maildir is the one with
 # moxd's durability (250 = in the mailbox, fsync'd).
@@ -39,8 +39,8 @@ CTL="target/release/moxctl --socket $DIR/run/admin.sock"
 $CTL domain add bench.test >/dev/null
 $CTL account add bench bench@bench.test >/dev/null
 printf '%-6s %-5s %10s %10s %10s %7s\n' size conns "pf accept" "pf stored" moxd ratio
-for size in 2k 100k; do
-  for c in 1 10 50; do
+for size in ${SIZES:-2k 100k}; do
+  for c in ${CONNS:-1 10 50}; do
     BENCH_OWN_PROCS='^(master|smtpd|cleanup|qmgr|lmtp|dovecot|trivial-rewrite)$' python3 "$BENCH/smtp_load.py" \
       --port 25 -c "$c" -n "$N" -s "$size" --to bench@bench.test \
       --verify-maildir /var/vmail/bench.test/bench/Maildir --json "$OUT/postfix-$size-c$c.json" > "$OUT/postfix-$size-c$c.txt" 2>&1 || true

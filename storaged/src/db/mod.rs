@@ -30,6 +30,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone)]
 pub struct Db {
     db: sled::Db,
+    /// sled's log file, opened a second time: sled's `flush` ends with `sync_file_range` on
+    /// Linux, which neither flushes the device's write cache nor the file's size, so a flush
+    /// is followed by an `fdatasync` of this (fsync works per inode, not per descriptor).
+    log: std::sync::Arc<std::fs::File>,
     pub(crate) meta: sled::Tree,
     pub(crate) domains: sled::Tree,
     pub(crate) accounts: sled::Tree,
@@ -74,6 +78,12 @@ impl Db {
             messages: tree("messages")?,
             tombstones: tree("tombstones")?,
             feed: tree("feed")?,
+            log: std::sync::Arc::new(std::fs::File::open(dir.join("db")).map_err(|e| {
+                StoreError::File {
+                    path: dir.join("db").display().to_string(),
+                    source: e,
+                }
+            })?),
             db,
         };
         match this.meta.get("schema")? {
@@ -98,6 +108,10 @@ impl Db {
     /// Makes every committed change durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
+        self.log.sync_data().map_err(|e| StoreError::File {
+            path: "database log".into(),
+            source: e,
+        })?;
         Ok(())
     }
 
