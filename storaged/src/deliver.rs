@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError as TxError;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::db::record::{self, Flags, Message};
 use crate::db::{Db, keys, now, tx};
@@ -102,9 +101,28 @@ pub fn deliver_with(
         .iter()
         .map(|_| db.new_id())
         .collect::<Result<Vec<u64>>>()?;
-    let head = files.store_with(src, size, &ids, &placement.prepend)?;
+    let (head, unsynced) = files.store_unsynced(src, size, &ids, &placement.prepend)?;
     let size = size + placement.prepend.len() as u64;
-    let (envelope, structure) = crate::structure::analyze(files, ids[0], &head)?;
+    // The message is parsed (from the page cache) while its file is synced; the database
+    // refers to it only once both are done.
+    let (synced, analyzed) = std::thread::scope(|s| {
+        let sync = s.spawn(|| unsynced.sync());
+        let analyzed = crate::structure::analyze(files, ids[0], &head);
+        let synced = sync.join().unwrap_or_else(|_| {
+            Err(StoreError::File {
+                path: "message file".into(),
+                source: std::io::Error::other("sync thread panicked"),
+            })
+        });
+        (synced, analyzed)
+    });
+    let (envelope, structure) = match synced.and(analyzed) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            files.remove_new(&ids);
+            return Err(e);
+        }
+    };
     let date = now();
     let entries: Vec<(u64, Message)> = targets
         .iter()
@@ -197,54 +215,128 @@ impl Db {
 }
 
 /// Group commit: every caller waits for a flush that started after its change was committed;
-/// callers arriving during a flush share the next one.
-#[derive(Debug, Clone)]
-pub struct Flusher {
-    tx: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+/// callers arriving during a flush share the next one. The first caller to find no flush
+/// running does it itself, on its own (blocking) thread, so a lone delivery pays no thread
+/// hand-off; the others sleep until a flush that covers them has ended.
+#[derive(Clone)]
+pub struct Flusher(Arc<FlushShared>);
+
+impl std::fmt::Debug for Flusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Flusher")
+    }
+}
+
+struct FlushShared {
+    db: Db,
+    feed: Arc<crate::feed::Feed>,
+    state: std::sync::Mutex<FlushState>,
+    done: std::sync::Condvar,
+}
+
+struct FlushState {
+    /// Tickets handed out: each caller takes the next.
+    requested: u64,
+    /// Every ticket up to this one is covered by a finished flush.
+    covered: u64,
+    flushing: bool,
+    /// The outcome of the last finished flush (a later successful flush covers earlier
+    /// changes as well, so its success is every waiter's).
+    last: Result<(), String>,
 }
 
 impl Flusher {
-    /// Starts the flushing task (inside a tokio runtime); after each flush it publishes the
-    /// changes that flush made durable to `feed`'s watchers.
+    /// A flusher that after each flush publishes the changes it made durable to `feed`'s
+    /// watchers.
     pub fn start(db: Db, feed: Arc<crate::feed::Feed>) -> Flusher {
-        let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<Result<(), String>>>();
-        let db = Arc::new(db);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut waiters = vec![first];
-                while let Ok(w) = rx.try_recv() {
-                    waiters.push(w);
-                }
-                let (db, feed) = (db.clone(), feed.clone());
-                let result = tokio::task::spawn_blocking(move || {
-                    let mark = crate::feed::Feed::watermark(&db)?;
-                    db.flush()?;
-                    if let Err(e) = feed.publish(&db, &mark) {
-                        tracing::error!("publishing changes: {e}");
-                    }
-                    Ok::<_, StoreError>(())
-                })
-                .await;
-                let outcome = match result {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("flush task: {e}")),
-                };
-                for w in waiters {
-                    let _ = w.send(outcome.clone());
-                }
-            }
-        });
-        Flusher { tx }
+        Flusher(Arc::new(FlushShared {
+            db,
+            feed,
+            state: std::sync::Mutex::new(FlushState {
+                requested: 0,
+                covered: 0,
+                flushing: false,
+                last: Ok(()),
+            }),
+            done: std::sync::Condvar::new(),
+        }))
     }
 
     /// Returns once everything committed before this call is durable.
     pub async fn flush(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(tx)
-            .map_err(|_| StoreError::Db("flusher stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Db("flusher stopped".into()))?
-            .map_err(StoreError::Db)
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.flush_blocking())
+            .await
+            .map_err(|e| StoreError::Db(format!("flush task: {e}")))?
+    }
+
+    /// [`Flusher::flush`] for a thread that may block.
+    pub fn flush_blocking(&self) -> Result<()> {
+        let shared = &self.0;
+        let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock();
+        state.requested += 1;
+        let ticket = state.requested;
+        loop {
+            if state.covered >= ticket {
+                return state.last.clone().map_err(StoreError::Db);
+            }
+            if state.flushing {
+                state = shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Lead: this flush covers every ticket handed out so far (their changes were
+            // committed before they asked).
+            state.flushing = true;
+            let upto = state.requested;
+            drop(state);
+            let outcome = (|| {
+                let mark = crate::feed::Feed::watermark(&shared.db)?;
+                shared.db.flush()?;
+                if let Err(e) = shared.feed.publish(&shared.db, &mark) {
+                    tracing::error!("publishing changes: {e}");
+                }
+                Ok::<_, StoreError>(())
+            })();
+            state = lock();
+            state.flushing = false;
+            state.covered = upto;
+            state.last = outcome.map_err(|e| e.to_string());
+            shared.done.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod flusher_tests {
+    use std::sync::Arc;
+
+    use super::Flusher;
+
+    /// Many threads at once: every one returns, and a change each made before asking is in
+    /// the flushed database (checked by reopening a copy of what is on disk is beyond a unit
+    /// test; what is checked here is that no caller is lost or left waiting).
+    #[test]
+    fn concurrent_callers_all_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(dir.path()).unwrap();
+        let feed = Arc::new(crate::feed::Feed::default());
+        let flusher = Flusher::start(db.clone(), feed);
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (flusher, db) = (flusher.clone(), db.clone());
+                s.spawn(move || {
+                    for i in 0..50u64 {
+                        db.meta
+                            .insert(format!("t{t}-{i}"), &i.to_be_bytes())
+                            .unwrap();
+                        flusher.flush_blocking().unwrap();
+                    }
+                });
+            }
+        });
+        let state = flusher.0.state.lock().unwrap();
+        assert_eq!((state.requested, state.covered), (400, 400));
+        assert!(!state.flushing);
     }
 }

@@ -81,19 +81,44 @@ impl Files {
         ids: &[u64],
         prepend: &[u8],
     ) -> Result<Vec<u8>> {
+        let (head, unsynced) = self.store_unsynced(src, size, ids, prepend)?;
+        unsynced.sync()?;
+        Ok(head)
+    }
+
+    /// Like [`Files::store_with`], returning before anything is synced: the caller does other
+    /// work while [`Unsynced::sync`] runs, and must not let anything refer to the files before
+    /// it returned. On error nothing is left behind.
+    pub fn store_unsynced(
+        &self,
+        src: &File,
+        size: u64,
+        ids: &[u64],
+        prepend: &[u8],
+    ) -> Result<(Vec<u8>, Unsynced)> {
         let result = self.store_inner(src, size, ids, prepend);
         if result.is_err() {
-            // Nothing refers to them yet: leave no partial file behind.
-            for id in ids {
-                let _ = std::fs::remove_file(self.path(*id));
-            }
+            self.remove_new(ids);
         }
         result
     }
 
-    fn store_inner(&self, src: &File, size: u64, ids: &[u64], prepend: &[u8]) -> Result<Vec<u8>> {
+    /// Removes files just made for `ids` (nothing refers to them yet).
+    pub fn remove_new(&self, ids: &[u64]) {
+        for id in ids {
+            let _ = std::fs::remove_file(self.path(*id));
+        }
+    }
+
+    fn store_inner(
+        &self,
+        src: &File,
+        size: u64,
+        ids: &[u64],
+        prepend: &[u8],
+    ) -> Result<(Vec<u8>, Unsynced)> {
         let Some((&first, rest)) = ids.split_first() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Unsynced::default()));
         };
         let path = self.path(first);
         let mut dirs = BTreeSet::new();
@@ -108,16 +133,18 @@ impl Files {
         let copied = copy_range(src, &mut dst, size).map_err(|e| file_err(&path, e))?;
         let mut head = prepend[..prepend.len().min(HEAD_LIMIT)].to_vec();
         head.extend_from_slice(&copied[..copied.len().min(HEAD_LIMIT - head.len())]);
-        dst.sync_all().map_err(|e| file_err(&path, e))?;
         for id in rest {
             let link = self.path(*id);
             self.ensure_shard(&link, &mut dirs)?;
             std::fs::hard_link(&path, &link).map_err(|e| file_err(&link, e))?;
         }
-        for dir in dirs {
-            sync_dir(&dir)?;
-        }
-        Ok(head)
+        Ok((
+            head,
+            Unsynced {
+                file: Some((path, dst)),
+                dirs,
+            },
+        ))
     }
 
     /// Links existing message file `from` as new file `to` (a copy to another mailbox) and
@@ -242,6 +269,31 @@ fn copy_range(src: &File, dst: &mut File, size: u64) -> std::io::Result<Vec<u8>>
 }
 
 /// fsyncs a directory, making the entries created in it durable.
+/// Message files written, not yet durable.
+#[derive(Debug, Default)]
+pub struct Unsynced {
+    file: Option<(PathBuf, File)>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Unsynced {
+    /// Makes the file's bytes and its directory entries durable: the file and the directories
+    /// are synced at once (on a journaling file system their commits can coincide).
+    pub fn sync(self) -> Result<()> {
+        let Some((path, file)) = self.file else {
+            return Ok(());
+        };
+        std::thread::scope(|s| {
+            let dirs = s.spawn(|| self.dirs.iter().try_for_each(|d| sync_dir(d)));
+            let synced = file.sync_all().map_err(|e| file_err(&path, e));
+            let dirs = dirs
+                .join()
+                .unwrap_or_else(|_| Err(file_err(&path, std::io::Error::other("sync thread"))));
+            synced.and(dirs)
+        })
+    }
+}
+
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -225,20 +225,22 @@ impl Store {
         }
         let store = self.clone();
         let rcpts = recipients.clone();
+        // Delivery and its flush on one blocking thread: a lone delivery leads its own group
+        // commit with no hand-off between threads.
         let outcomes = blocking(move || {
-            let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
-            deliver::deliver_with(&store.db, &store.files, &file, size, &rcpts, &placement)
+            let outcomes = {
+                let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
+                deliver::deliver_with(&store.db, &store.files, &file, size, &rcpts, &placement)?
+            };
+            if outcomes
+                .iter()
+                .any(|o| matches!(o, Outcome::Delivered { .. }))
+            {
+                store.flusher.flush_blocking()?;
+            }
+            Ok(outcomes)
         })
         .await?;
-        if outcomes
-            .iter()
-            .any(|o| matches!(o, Outcome::Delivered { .. }))
-        {
-            self.flusher
-                .flush()
-                .await
-                .map_err(|e| temporary(e.to_string()))?;
-        }
         Ok(recipients
             .into_iter()
             .zip(outcomes)
