@@ -112,7 +112,19 @@ pub async fn serve(
     }
     let mut session = Session::new(config, implicit_tls);
     let mut ticket = None;
-    let result = run(&shared, &mut conn, &mut session, &mut ticket).await;
+    // Port 25: the reverse-DNS lookup of the client starts now.
+    let checks = match (&shared.checker, &session.config.mode) {
+        (Some(checker), crate::Mode::Mx) => Some(checker.connected(peer.ip())),
+        _ => None,
+    };
+    let result = run(
+        &shared,
+        &mut conn,
+        &mut session,
+        &mut ticket,
+        checks.as_ref(),
+    )
+    .await;
     match &result {
         Ok(()) | Err(ConnError::Closed) => tracing::debug!("{peer}: done"),
         Err(e) => tracing::info!("{peer}: {e}"),
@@ -137,12 +149,28 @@ async fn run(
     conn: &mut Conn,
     session: &mut Session,
     ticket: &mut Option<ipc::msg::auth::Ticket>,
+    connection_checks: Option<&crate::inbound::ConnectionChecks>,
 ) -> Result<(), ConnError> {
     if session.tls {
         session.mechanisms = mechanisms(shared, conn).await;
     }
     conn.queue(&session.greeting());
+    // The checks of the current transaction (port 25), from its MAIL FROM on.
+    let mut message_checks: Option<crate::inbound::MessageChecks> = None;
     loop {
+        match (&session.tx, &shared.checker, connection_checks) {
+            (None, _, _) => message_checks = None,
+            (Some(tx), Some(checker), Some(c))
+                if message_checks.is_none() && session.account.is_none() =>
+            {
+                message_checks = Some(checker.start(
+                    c,
+                    session.helo.clone().unwrap_or_default().0,
+                    tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                ));
+            }
+            _ => {}
+        }
         // Replies wait while pipelined commands are buffered; flush before waiting for more.
         if !conn.has_line() {
             conn.flush().await?;
@@ -205,7 +233,7 @@ async fn run(
                     crate::auth::Authenticated::No(reply) => session.error(reply),
                 }
             }
-            Step::Data(_) => data(shared, conn, session).await?,
+            Step::Data(_) => data(shared, conn, session, message_checks.take()).await?,
         };
         if reply.is_error() {
             let delay = session.delay();
@@ -313,7 +341,12 @@ async fn sender_account(
 }
 
 /// DATA: the message into storaged and/or queued, then the one reply for it.
-async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result<Reply, ConnError> {
+async fn data(
+    shared: &Shared,
+    conn: &mut Conn,
+    session: &mut Session,
+    checks: Option<crate::inbound::MessageChecks>,
+) -> Result<Reply, ConnError> {
     let Some(tx) = session.tx.clone() else {
         return Ok(Reply::new(503, "5.5.1", "MAIL and RCPT first"));
     };
@@ -332,6 +365,7 @@ async fn data(shared: &Shared, conn: &mut Conn, session: &mut Session) -> Result
         signer: &shared.signer,
         localserve: shared.settings.localserve,
         checker: shared.checker.as_ref(),
+        checks,
     };
     let id = format!(
         "{:x}",

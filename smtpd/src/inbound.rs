@@ -38,12 +38,26 @@ pub struct Checker {
     hostname: String,
 }
 
-/// The checks of one message while it arrives: SPF and iprev, which need only the connection
-/// and the envelope, run from the start so that their lookups overlap the transfer; the header
-/// block is kept once complete and the body hashed for the DKIM signatures it carries.
-/// Cancelled when dropped unused.
+/// The reverse-DNS check of a connection's address, started when it connects and shared by
+/// all its messages. Cancelled when dropped.
+pub struct ConnectionChecks {
+    ip: IpAddr,
+    iprev: tokio::sync::watch::Receiver<Option<IprevOutput>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConnectionChecks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The checks of one message: SPF, started at MAIL FROM so that its lookups overlap the rest of
+/// the transaction; the header block is kept once complete and the body hashed, as it streams
+/// past, for the DKIM signatures the header carries. Cancelled when dropped unused.
 pub struct MessageChecks {
-    task: tokio::task::JoinHandle<(SpfOutput, IprevOutput)>,
+    task: tokio::task::JoinHandle<SpfOutput>,
+    iprev: tokio::sync::watch::Receiver<Option<IprevOutput>>,
     ip: IpAddr,
     helo: String,
     mail_from: String,
@@ -198,19 +212,34 @@ impl Checker {
         })
     }
 
-    /// Starts the checks of a message from a client at `ip` that said HELO `helo` and MAIL
+    /// Starts the reverse-DNS check of a client at `ip`.
+    pub fn connected(&self, ip: IpAddr) -> ConnectionChecks {
+        let auth = self.auth.clone();
+        let (tx, iprev) = tokio::sync::watch::channel(None);
+        let task = tokio::spawn(async move {
+            let _ = tx.send(Some(auth.verify_iprev(ip).await));
+        });
+        ConnectionChecks { ip, iprev, task }
+    }
+
+    /// Starts the checks of a message on `connection`, whose client said HELO `helo` and MAIL
     /// FROM `mail_from` (empty for `<>`).
-    pub fn start(&self, ip: IpAddr, helo: String, mail_from: String) -> MessageChecks {
+    pub fn start(
+        &self,
+        connection: &ConnectionChecks,
+        helo: String,
+        mail_from: String,
+    ) -> MessageChecks {
         let (auth, host) = (self.auth.clone(), self.hostname.clone());
         let (h, m) = (helo.clone(), mail_from.clone());
+        let ip = connection.ip;
         let task = tokio::spawn(async move {
-            tokio::join!(
-                auth.verify_spf(SpfParameters::verify(ip, &h, &host, &m)),
-                auth.verify_iprev(ip)
-            )
+            auth.verify_spf(SpfParameters::verify(ip, &h, &host, &m))
+                .await
         });
         MessageChecks {
             task,
+            iprev: connection.iprev.clone(),
             ip,
             helo,
             mail_from,
@@ -259,10 +288,16 @@ impl Checker {
                 None => Vec::new(),
             }
         };
-        let (started, dkim) = tokio::join!(&mut envelope.task, dkim_of);
-        let (spf, iprev) = match started {
-            Ok(outputs) => outputs,
-            Err(_) => {
+        let iprev_of = async {
+            match envelope.iprev.wait_for(Option::is_some).await {
+                Ok(v) => v.clone(),
+                Err(_) => None,
+            }
+        };
+        let (spf, iprev, dkim) = tokio::join!(&mut envelope.task, iprev_of, dkim_of);
+        let (spf, iprev) = match (spf, iprev) {
+            (Ok(spf), Some(iprev)) => (spf, iprev),
+            _ => {
                 return Verdict {
                     header: format!(
                         "Authentication-Results: {}; none (checks failed)\r\n",

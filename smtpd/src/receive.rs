@@ -39,6 +39,8 @@ pub struct Peers<'a> {
     pub localserve: bool,
     /// Inbound checks (MX only).
     pub checker: Option<&'a crate::inbound::Checker>,
+    /// This message's checks, started at MAIL FROM (MX only).
+    pub checks: Option<crate::inbound::MessageChecks>,
 }
 
 /// An open destination of the message bytes.
@@ -80,15 +82,10 @@ pub async fn receive(
     id: &str,
 ) -> Result<Outcome, ConnError> {
     let max = session.config.max_size;
-    // Port 25: SPF and iprev start now and run while the message arrives.
-    let mut checks = match peers.checker {
-        Some(checker) if session.account.is_none() && !plan.local.is_empty() => {
-            Some(checker.start(
-                conn.peer.ip(),
-                session.helo.clone().unwrap_or_default().0,
-                tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
-            ))
-        }
+    let mut peers = peers;
+    // Port 25: the checks begun at MAIL FROM go on while the message arrives.
+    let mut checks = match peers.checks.take() {
+        Some(c) if session.account.is_none() && !plan.local.is_empty() => Some(c),
         _ => None,
     };
     let unavailable = |what: &str| Outcome {
