@@ -2,7 +2,8 @@
 # SMTP throughput of moxd next to Postfix + Dovecot on this machine, in one run (issue 5).
 # Needs root, ../shared/bench (smtp_load.py, peer-setup.sh already run), dnsmasq, and a release
 # build (cargo build --release). N, SIZES ("2k 100k") and CONNS ("1 10 50") choose the runs. moxd listens on 127.0.0.1:2525 with its SPF/DKIM/DMARC/iprev
-# checks on, answered by a local dnsmasq that says NXDOMAIN to everything; Postfix on :25.
+# checks on, answered by a local dnsmasq that says NXDOMAIN (with an SOA) to everything; Postfix
+# on :25.
 # Postfix's 250 means "queued"; its end-to-end rate into Dovecot's Maildir is the one with
 # moxd's durability (250 = in the mailbox, fsync'd).
 set -euo pipefail
@@ -27,8 +28,13 @@ max_errors = 100
 [dns]
 resolvers = ["127.0.0.1:5354"]
 TOML
+# Authoritative for test. and 127.in-addr.arpa, so that its NXDOMAIN answers carry an SOA
+# (cacheable for 300 s, RFC 2308) as a recursive resolver's do; `--local=/#/` answers had none,
+# and every message paid four uncached lookups no real resolver would make it pay.
 dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null --bind-interfaces \
-  --listen-address=127.0.0.1 --pid-file= --port=5354 --user=root '--local=/#/' &
+  --listen-address=127.0.0.1 --pid-file= --port=5354 --user=root \
+  --auth-server=ns.test,127.0.0.1 --auth-zone=test,127.0.0.0/8 \
+  --auth-soa=1,hostmaster.test,1200,120,1209600,300 &
 DNS=$!
 target/release/moxd serve -c "$DIR/moxd.toml" > "$DIR/moxd.log" 2>&1 &
 MOXD=$!

@@ -3,6 +3,7 @@
 //! Everything here is a small safe function around a system call, each `unsafe` block with a
 //! `// SAFETY:` line (enforced by `clippy::undocumented_unsafe_blocks`):
 //!
+//! - [`dirflags`]: `chattr +T` on a directory (storaged's, for ext4's allocator);
 //! - [`fdpass`]: `sendmsg`/`recvmsg` with `SCM_RIGHTS`, receiving fds close-on-exec and never
 //!   leaking the ones that arrived when the control buffer was truncated;
 //! - [`fds`]: taking fd 3 at role start, closing every inherited fd above it, keeping 0–2 open;
@@ -15,6 +16,7 @@
 //! warning naming the step and continues; where a step that is supported fails, [`apply`] fails
 //! and the role does not start.
 
+pub mod dirflags;
 pub mod fdpass;
 pub mod fds;
 mod policy;

@@ -52,7 +52,7 @@ pub fn deliver(
     deliver_with(db, files, src, size, recipients, &Placement::default())
 }
 
-/// Like [`deliver`], with `placement`.
+/// Like [`deliver`], with `placement`; durable when it returns (a plain database flush).
 pub fn deliver_with(
     db: &Db,
     files: &Files,
@@ -60,6 +60,26 @@ pub fn deliver_with(
     size: u64,
     recipients: &[String],
     placement: &Placement,
+) -> Result<Vec<Outcome>> {
+    deliver_durably(db, files, src, size, recipients, placement, &|| db.flush())
+}
+
+/// Delivers and returns once the message files and the database records are durable,
+/// `flush` making the records durable (storaged's group commit).
+///
+/// The files are synced while the database flushes, not before: the records are written
+/// marked as pending (the `pending` tree, in the same transaction), and the marks are taken
+/// away once both are durable. A crash in between can leave a durable record whose file is
+/// not: [`crate::verify::settle_pending`] checks every marked file at start and takes back the
+/// records of those that did not survive — deliveries no client was told had succeeded.
+pub fn deliver_durably(
+    db: &Db,
+    files: &Files,
+    src: &File,
+    size: u64,
+    recipients: &[String],
+    placement: &Placement,
+    flush: &(dyn Fn() -> Result<()> + Sync),
 ) -> Result<Vec<Outcome>> {
     let mailbox_name = if placement.junk { "Junk" } else { "Inbox" };
     let mut outcomes = Vec::with_capacity(recipients.len());
@@ -103,55 +123,42 @@ pub fn deliver_with(
         .collect::<Result<Vec<u64>>>()?;
     let (head, unsynced) = files.store_unsynced(src, size, &ids, &placement.prepend)?;
     let size = size + placement.prepend.len() as u64;
-    // The message is parsed (from the page cache) while its file is synced; the database
-    // refers to it only once both are done.
-    let (synced, analyzed) = std::thread::scope(|s| {
+    // The files sync from now on, while the message is parsed, its records written (marked
+    // pending) and flushed; both are durable once both are done.
+    let outcome = std::thread::scope(|s| {
         let sync = s.spawn(|| unsynced.sync());
-        let analyzed = crate::structure::analyze(files, ids[0], &head);
+        let recorded = record(db, files, &targets, &ids, size, &head);
+        let flushed = match &recorded {
+            Ok(_) => flush(),
+            Err(_) => Ok(()),
+        };
         let synced = sync.join().unwrap_or_else(|_| {
             Err(StoreError::File {
                 path: "message file".into(),
                 source: std::io::Error::other("sync thread panicked"),
             })
         });
-        (synced, analyzed)
+        (recorded, flushed.and(synced))
     });
-    let (envelope, structure) = match synced.and(analyzed) {
-        Ok(parsed) => parsed,
-        Err(e) => {
+    let uids = match outcome {
+        (Ok(uids), Ok(())) => uids,
+        (Err(e), _) => {
             files.remove_new(&ids);
             return Err(e);
         }
-    };
-    let date = now();
-    let entries: Vec<(u64, Message)> = targets
-        .iter()
-        .zip(&ids)
-        .map(|((_, mailbox), file)| {
-            (
-                *mailbox,
-                Message {
-                    file: *file,
-                    size,
-                    modseq: 0,
-                    flags: Flags::default(),
-                    keywords: Vec::new(),
-                    internal_date: date,
-                    envelope: envelope.clone(),
-                    structure: structure.clone(),
-                },
-            )
-        })
-        .collect();
-    let uids = match db.append_messages(&entries) {
-        Ok(uids) => uids,
-        Err(e) => {
-            for id in &ids {
-                let _ = files.remove(*id);
+        (Ok(uids), Err(e)) => {
+            // Not durable, so not delivered: take the records and the files back.
+            for ((_, mailbox), uid) in targets.iter().zip(&uids) {
+                if let Err(undo) = db.remove_uid(*mailbox, *uid) {
+                    tracing::error!("taking back message {uid} of mailbox {mailbox}: {undo}");
+                }
             }
+            files.remove_new(&ids);
+            db.settle(&ids);
             return Err(e);
         }
     };
+    db.settle(&ids);
     Ok(outcomes
         .into_iter()
         .map(|o| match o {
@@ -169,48 +176,137 @@ impl Db {
     /// Appends messages to mailboxes in one transaction: assigns UIDs and modseqs, updates
     /// UIDNEXT, HIGHESTMODSEQ and the counts. Returns the UIDs in order.
     pub fn append_messages(&self, entries: &[(u64, Message)]) -> Result<Vec<u32>> {
-        let uids = (&self.accounts, &self.mailboxes, &self.messages, &self.feed).transaction(
-            |(accounts, mailboxes, messages, feed)| {
-                let mut uids = Vec::with_capacity(entries.len());
-                for (mailbox_id, message) in entries {
-                    let key = keys::mailbox(*mailbox_id);
-                    let mut mailbox = tx::mailbox(mailboxes, *mailbox_id)?;
-                    let mut account = tx::account(accounts, &mailbox.account)?;
-                    account.modseq += 1;
-                    let mut message = message.clone();
-                    message.modseq = account.modseq;
-                    let uid = mailbox.uidnext;
-                    mailbox.uidnext = uid.checked_add(1).ok_or_else(|| {
-                        TxError::Abort(StoreError::Invalid {
-                            what: "mailbox",
-                            why: format!("{} has used up its UIDs", mailbox.name),
-                        })
-                    })?;
-                    mailbox.highest_modseq = account.modseq;
-                    mailbox.counts.add(&message);
-                    messages.insert(
-                        &keys::message(*mailbox_id, uid),
-                        record::encode(&message).map_err(TxError::Abort)?,
-                    )?;
-                    mailboxes.insert(&key, record::encode(&mailbox).map_err(TxError::Abort)?)?;
-                    accounts.insert(
-                        mailbox.account.as_bytes(),
-                        record::encode(&account).map_err(TxError::Abort)?,
-                    )?;
-                    let change = record::FeedRecord::New {
+        self.append_messages_pending(entries, false)
+    }
+
+    /// Like [`Db::append_messages`]; with `pending`, each message's file is marked as not yet
+    /// known to be durable (see [`deliver_durably`]).
+    pub fn append_messages_pending(
+        &self,
+        entries: &[(u64, Message)],
+        pending: bool,
+    ) -> Result<Vec<u32>> {
+        let trees = (
+            &self.accounts,
+            &self.mailboxes,
+            &self.messages,
+            &self.feed,
+            &self.pending,
+        );
+        let uids = trees.transaction(|(accounts, mailboxes, messages, feed, pending_files)| {
+            let mut uids = Vec::with_capacity(entries.len());
+            for (mailbox_id, message) in entries {
+                let key = keys::mailbox(*mailbox_id);
+                let mut mailbox = tx::mailbox(mailboxes, *mailbox_id)?;
+                let mut account = tx::account(accounts, &mailbox.account)?;
+                account.modseq += 1;
+                let mut message = message.clone();
+                message.modseq = account.modseq;
+                let uid = mailbox.uidnext;
+                mailbox.uidnext = uid.checked_add(1).ok_or_else(|| {
+                    TxError::Abort(StoreError::Invalid {
+                        what: "mailbox",
+                        why: format!("{} has used up its UIDs", mailbox.name),
+                    })
+                })?;
+                mailbox.highest_modseq = account.modseq;
+                mailbox.counts.add(&message);
+                messages.insert(
+                    &keys::message(*mailbox_id, uid),
+                    record::encode(&message).map_err(TxError::Abort)?,
+                )?;
+                mailboxes.insert(&key, record::encode(&mailbox).map_err(TxError::Abort)?)?;
+                accounts.insert(
+                    mailbox.account.as_bytes(),
+                    record::encode(&account).map_err(TxError::Abort)?,
+                )?;
+                let change = record::FeedRecord::New {
+                    mailbox: *mailbox_id,
+                    uid,
+                };
+                feed.insert(
+                    keys::feed(&mailbox.account, account.modseq),
+                    record::encode(&change).map_err(TxError::Abort)?,
+                )?;
+                if pending {
+                    let mark = PendingFile {
                         mailbox: *mailbox_id,
                         uid,
+                        size: message.size,
                     };
-                    feed.insert(
-                        keys::feed(&mailbox.account, account.modseq),
-                        record::encode(&change).map_err(TxError::Abort)?,
+                    pending_files.insert(
+                        &message.file.to_be_bytes(),
+                        record::encode(&mark).map_err(TxError::Abort)?,
                     )?;
-                    uids.push(uid);
                 }
-                Ok(uids)
-            },
-        )?;
+                uids.push(uid);
+            }
+            Ok(uids)
+        })?;
         Ok(uids)
+    }
+}
+
+/// Parses the message (from its first file) and writes one record per target, marked pending.
+fn record(
+    db: &Db,
+    files: &Files,
+    targets: &[(String, u64)],
+    ids: &[u64],
+    size: u64,
+    head: &[u8],
+) -> Result<Vec<u32>> {
+    let (envelope, structure) = crate::structure::analyze(files, ids[0], head)?;
+    let date = now();
+    let entries: Vec<(u64, Message)> = targets
+        .iter()
+        .zip(ids)
+        .map(|((_, mailbox), file)| {
+            (
+                *mailbox,
+                Message {
+                    file: *file,
+                    size,
+                    modseq: 0,
+                    flags: Flags::default(),
+                    keywords: Vec::new(),
+                    internal_date: date,
+                    envelope: envelope.clone(),
+                    structure: structure.clone(),
+                },
+            )
+        })
+        .collect();
+    db.append_messages_pending(&entries, true)
+}
+
+/// A message file whose record was written before the file was known to be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingFile {
+    pub mailbox: u64,
+    pub uid: u32,
+    pub size: u64,
+}
+
+impl Db {
+    /// Takes away the pending marks of files `ids`, now durable (persisted by a later flush; a
+    /// crash before that only makes the start check them once more).
+    pub fn settle(&self, ids: &[u64]) {
+        for id in ids {
+            if let Err(e) = self.pending.remove(id.to_be_bytes()) {
+                tracing::error!("settling message file {id}: {e}");
+            }
+        }
+    }
+
+    /// Every pending mark: (file id, mark).
+    pub fn pending_files(&self) -> Result<Vec<(u64, PendingFile)>> {
+        let mut out = Vec::new();
+        for e in self.pending.iter() {
+            let (k, v) = e?;
+            out.push((keys::u64_of("pending", &k)?, record::decode("pending", &v)?));
+        }
+        Ok(out)
     }
 }
 

@@ -60,6 +60,10 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
                 }
             }
         }
+        let taken_back = verify::settle_pending(&db, &files)?;
+        if taken_back > 0 {
+            tracing::warn!("took back {taken_back} deliveries a crash interrupted");
+        }
         // After a crash or a restore the id counter may lag: move it past every id in use.
         db.ensure_ids_above(verify::max_used_id(&db, &files)?)?;
         let removed = verify::sweep_orphans(&db, &files, db.new_id()?)?;

@@ -247,6 +247,12 @@ impl Db {
         Ok(out)
     }
 
+    /// Removes message `uid` of `mailbox` (as an expunge would), returning its file ids for
+    /// the caller to remove.
+    pub fn remove_uid(&self, mailbox: u64, uid: u32) -> Result<Vec<u64>> {
+        Ok(self.remove_messages(mailbox, |u, _| u == uid)?.1)
+    }
+
     fn remove_messages(
         &self,
         mailbox: u64,

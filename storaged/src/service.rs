@@ -230,14 +230,17 @@ impl Store {
         let outcomes = blocking(move || {
             let outcomes = {
                 let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
-                deliver::deliver_with(&store.db, &store.files, &file, size, &rcpts, &placement)?
+                let flusher = store.flusher.clone();
+                deliver::deliver_durably(
+                    &store.db,
+                    &store.files,
+                    &file,
+                    size,
+                    &rcpts,
+                    &placement,
+                    &move || flusher.flush_blocking(),
+                )?
             };
-            if outcomes
-                .iter()
-                .any(|o| matches!(o, Outcome::Delivered { .. }))
-            {
-                store.flusher.flush_blocking()?;
-            }
             Ok(outcomes)
         })
         .await?;

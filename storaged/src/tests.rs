@@ -433,3 +433,105 @@ fn ids_stay_unique_after_a_restore_of_a_backup() {
     );
     assert!(f.db.new_id().unwrap() > used);
 }
+
+#[test]
+fn deliveries_leave_no_pending_marks() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_account("carol", "carol@example.com").unwrap();
+    f.deliver(MSG, &["bob@example.com", "carol@example.com"]);
+    assert!(f.db.pending_files().unwrap().is_empty());
+}
+
+/// A crash between a delivery's durable records and its durable files (they are synced at the
+/// same time): at start, a record whose file is missing or short is taken back, one whose file
+/// is whole is kept, and no mark is left.
+#[test]
+fn start_takes_back_deliveries_whose_files_did_not_survive() {
+    use crate::db::record::{Flags, Message};
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    let (inbox, _) = f.db.mailbox_by_name("bob", "Inbox").unwrap().unwrap();
+    // Three files as a crash could leave them: whole, short, gone.
+    let ids: Vec<u64> = (0..3).map(|_| f.db.new_id().unwrap()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut src = f.files.temp_file().unwrap();
+        src.write_all(MSG).unwrap();
+        f.files.store(&src, MSG.len() as u64, &[*id]).unwrap();
+        match i {
+            1 => std::fs::OpenOptions::new()
+                .write(true)
+                .open(f.files.path(*id))
+                .unwrap()
+                .set_len(10)
+                .unwrap(),
+            2 => std::fs::remove_file(f.files.path(*id)).unwrap(),
+            _ => {}
+        }
+    }
+    let entries: Vec<(u64, Message)> = ids
+        .iter()
+        .map(|id| {
+            (
+                inbox,
+                Message {
+                    file: *id,
+                    size: MSG.len() as u64,
+                    modseq: 0,
+                    flags: Flags::default(),
+                    keywords: Vec::new(),
+                    internal_date: 0,
+                    envelope: Default::default(),
+                    structure: Default::default(),
+                },
+            )
+        })
+        .collect();
+    let uids = f.db.append_messages_pending(&entries, true).unwrap();
+    f.db.flush().unwrap();
+    assert_eq!(f.db.pending_files().unwrap().len(), 3);
+    assert_eq!(crate::verify::settle_pending(&f.db, &f.files).unwrap(), 2);
+    assert!(f.db.pending_files().unwrap().is_empty());
+    let kept: Vec<u32> =
+        f.db.message_records(inbox)
+            .unwrap()
+            .into_iter()
+            .map(|(uid, _)| uid)
+            .collect();
+    assert_eq!(kept, [uids[0]]);
+    assert!(!f.files.path(ids[1]).exists(), "the short file is removed");
+    f.check();
+}
+
+/// A flush that fails: the delivery is taken back, records and files, and says so.
+#[test]
+fn a_delivery_that_cannot_be_made_durable_is_taken_back() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    let mut src = f.files.temp_file().unwrap();
+    src.write_all(MSG).unwrap();
+    let rcpts = vec!["bob@example.com".to_string()];
+    let failing = || Err(StoreError::Db("disk on fire".into()));
+    let err = crate::deliver::deliver_durably(
+        &f.db,
+        &f.files,
+        &src,
+        MSG.len() as u64,
+        &rcpts,
+        &Default::default(),
+        &failing,
+    );
+    assert!(
+        matches!(&err, Err(StoreError::Db(m)) if m == "disk on fire"),
+        "{err:?}"
+    );
+    let (inbox, info) = f.db.mailbox_by_name("bob", "Inbox").unwrap().unwrap();
+    assert_eq!(info.counts.total, 0);
+    assert!(f.db.message_records(inbox).unwrap().is_empty());
+    assert!(f.db.pending_files().unwrap().is_empty());
+    f.db.flush().unwrap();
+    f.check();
+}

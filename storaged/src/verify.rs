@@ -159,6 +159,34 @@ pub fn sweep_orphans(db: &Db, files: &Files, watermark: u64) -> Result<usize> {
     Ok(removed)
 }
 
+/// Checks the files of deliveries a crash interrupted between writing their records and
+/// knowing their files durable (`deliver::deliver_durably`): a file that is there with its
+/// full size is kept; otherwise its record is taken back (no client was told the message was
+/// delivered; it will send it again). Returns how many were taken back.
+pub fn settle_pending(db: &Db, files: &Files) -> Result<usize> {
+    let mut taken_back = 0;
+    let pending = db.pending_files()?;
+    for (id, mark) in &pending {
+        let intact = std::fs::metadata(files.path(*id)).is_ok_and(|m| m.len() == mark.size);
+        if !intact {
+            tracing::warn!(
+                "message {} of mailbox {}: its file did not survive a crash before the \
+                 delivery was acknowledged; taking the message back",
+                mark.uid,
+                mark.mailbox
+            );
+            db.remove_uid(mark.mailbox, mark.uid)?;
+            let _ = files.remove(*id);
+            taken_back += 1;
+        }
+    }
+    db.settle(&pending.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+    if !pending.is_empty() {
+        db.flush()?;
+    }
+    Ok(taken_back)
+}
+
 /// The largest id in use: mailbox ids, the files messages refer to, and files on disk.
 pub fn max_used_id(db: &Db, files: &Files) -> Result<u64> {
     let mut max = files.list()?.last().map_or(0, |(id, _)| *id);

@@ -43,6 +43,9 @@ pub struct Db {
     pub(crate) messages: sled::Tree,
     pub(crate) tombstones: sled::Tree,
     pub(crate) feed: sled::Tree,
+    /// Message files whose records were written while the files were being synced (see
+    /// `deliver::deliver_durably`): file id → `deliver::PendingFile`.
+    pub(crate) pending: sled::Tree,
 }
 
 impl Db {
@@ -78,6 +81,7 @@ impl Db {
             messages: tree("messages")?,
             tombstones: tree("tombstones")?,
             feed: tree("feed")?,
+            pending: tree("pending")?,
             log: std::sync::Arc::new(std::fs::File::open(dir.join("db")).map_err(|e| {
                 StoreError::File {
                     path: dir.join("db").display().to_string(),
