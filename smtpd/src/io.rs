@@ -117,11 +117,18 @@ impl Conn {
 
     /// Reads more input, waiting at most the timeout.
     pub async fn fill(&mut self) -> Result<(), ConnError> {
-        let mut chunk = [0u8; 16 * 1024];
+        self.fill_up_to(16 * 1024).await
+    }
+
+    /// Like [`Conn::fill`], reading up to `room` bytes at once, straight into the input buffer
+    /// (a message body arrives in few reads with 64 KiB).
+    pub async fn fill_up_to(&mut self, room: usize) -> Result<(), ConnError> {
+        self.input.reserve(room);
+        let input = &mut self.input;
         let read = async {
             match &mut self.stream {
-                Stream::Plain(s) => s.read(&mut chunk).await,
-                Stream::Tls(s) => s.read(&mut chunk).await,
+                Stream::Plain(s) => s.read_buf(input).await,
+                Stream::Tls(s) => s.read_buf(input).await,
                 Stream::Gone => Ok(0),
             }
         };
@@ -131,7 +138,6 @@ impl Conn {
         if n == 0 {
             return Err(ConnError::Closed);
         }
-        self.input.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 

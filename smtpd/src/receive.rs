@@ -194,7 +194,7 @@ pub async fn receive(
         if done {
             break;
         }
-        let more = tokio::time::timeout_at(deadline, conn.fill()).await;
+        let more = tokio::time::timeout_at(deadline, conn.fill_up_to(CHUNK)).await;
         let failed = match more {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
@@ -205,6 +205,8 @@ pub async fn receive(
             return Err(e);
         }
     }
+    // An idle connection keeps no 64 KiB buffer.
+    conn.input.shrink_to(16 * 1024);
     for sink in &mut sinks {
         if write_failed.is_none()
             && let Err(e) = sink.file().flush().await
