@@ -2,7 +2,9 @@
 //! SOCK_SEQPACKET socketpair as in the tree) against the same rustls server holding the key in
 //! process. ECDSA P-256 and RSA-2048, TLS 1.3, no resumption (every handshake signs).
 //!
-//! `cargo bench -p keyclient --bench handshake_bench` (`-- --quick` for a short run).
+//! `cargo bench -p keyclient --bench handshake_bench` (`-- --quick` for a short run). Each row
+//! alternates ten slices of each side, so that load drifting on a shared machine does not
+//! favour one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -88,8 +90,14 @@ async fn run(seconds: f64) {
         // One connection at a time (latency-bound: every keyd round trip is on the critical
         // path), then as many handshaking threads as a busy server has (throughput-bound).
         for threads in [1, 4] {
-            let a = rate(&local, &client, seconds, threads);
-            let b = rate(&remote, &client, seconds, threads);
+            // Alternating slices, so that drifting load on a shared machine weighs on both
+            // sides alike.
+            let (mut a, mut b) = (0.0, 0.0);
+            for _ in 0..SLICES {
+                a += rate(&local, &client, seconds / SLICES as f64, threads);
+                b += rate(&remote, &client, seconds / SLICES as f64, threads);
+            }
+            let (a, b) = (a / SLICES as f64, b / SLICES as f64);
             println!(
                 "{:<12} {:>8} {:>14.0} {:>14.0} {:>7.2}x",
                 scheme_client,
@@ -102,6 +110,9 @@ async fn run(seconds: f64) {
     }
     shutdown.cancel();
 }
+
+/// Slices per row and side.
+const SLICES: usize = 10;
 
 /// A client that accepts any certificate; for RSA, one that offers only RSA signatures.
 fn client_config(rsa_only: bool) -> Arc<ClientConfig> {
