@@ -649,6 +649,7 @@ s.quit()
     let env =
         std::fs::read(tree.dir.path().join(format!("data/queued/env/{id}"))).expect("envelope");
     let record: queued::store::Record = ipc::codec::decode_unbounded(&env).expect("record");
+    assert!(!record.held, "released once the local copy was delivered");
     assert_eq!(record.envelope.recipients, ["carol@elsewhere.example"]);
     let body =
         std::fs::read(tree.dir.path().join(format!("data/queued/msg/{id}"))).expect("message");
@@ -908,4 +909,67 @@ s.quit()
         out.contains("throttled 454 4.7.0 too many failed attempts; try again in"),
         "{out}"
     );
+}
+
+/// A submission to another domain and a local recipient whose local delivery fails after the
+/// queue took its copy: the queued copy is discarded, so the client's retry sends one copy out.
+#[test]
+fn a_failed_local_delivery_discards_the_held_queued_copy() {
+    let tree = tree_with_bob("");
+    assert!(
+        tree.moxctl(&["address", "add", "extra@example.org", "bob"])
+            .status
+            .success()
+    );
+    let sub = addr(&tree, ListenerKind::Submission);
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+s.starttls(context=ctx)
+s.login("bob", "correct horse")
+s.mail("bob@example.org")
+s.rcpt("carol@elsewhere.example")
+s.rcpt("extra@example.org")
+print("ready", flush=True)
+sys.stdin.readline()
+code, text = s.data(b"From: bob@example.org\r\nSubject: marker-held\r\n\r\nhi\r\n")
+print("data", code, text.decode(), flush=True)
+s.quit()
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([sub.ip().to_string(), sub.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "ready", "{}", tree.log_text());
+    // The local address goes away between RCPT and DATA: storaged refuses the delivery.
+    assert!(
+        tree.moxctl(&["address", "remove", "extra@example.org"])
+            .status
+            .success()
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("write");
+    let reply = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(child.wait().expect("python3").success());
+    assert!(reply.starts_with("data 451 4.3.0"), "{reply}");
+    let list = tree.moxctl(&["queue", "list"]);
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        !listing.contains("carol@elsewhere.example"),
+        "the held copy is discarded: {listing}\n{}",
+        tree.log_text()
+    );
+    assert!(stored_with(&tree, "marker-held").is_empty());
 }

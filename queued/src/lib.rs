@@ -56,7 +56,10 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         ctx.shutdown,
         ctx.tasks,
         move |peer, incoming| queued.clone().handle(peer, incoming),
-        move |peer| closing.link_closed(peer),
+        // A restarted role links anew only after this ran (its old process is gone first).
+        move |peer| {
+            tokio::spawn(closing.clone().link_closed(peer));
+        },
     )
     .await;
     Ok(())

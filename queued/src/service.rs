@@ -20,6 +20,8 @@ pub struct Queued {
     queue: Queue,
     limits: crate::limits::Limits,
     open: Mutex<HashMap<(Role, u64), File>>,
+    /// Held messages by submitter, with what they took from the sending limits.
+    held: Mutex<HashMap<(Role, u64), crate::limits::Admitted>>,
     next_file: AtomicU64,
     next_id: AtomicU64,
 }
@@ -42,6 +44,7 @@ impl Queued {
             queue,
             limits,
             open: Mutex::default(),
+            held: Mutex::default(),
             next_file: AtomicU64::new(1),
             next_id: AtomicU64::new(next_id),
         })
@@ -87,10 +90,37 @@ impl Queued {
                 lock(&self.open).remove(&(peer, file));
                 (Response::Done, Vec::new())
             }
+            Request::Release { id } => {
+                let Some(admitted) = lock(&self.held).remove(&(peer, id)) else {
+                    return (failed(false, format!("no held message {id}")), Vec::new());
+                };
+                let this = self.clone();
+                match tokio::task::spawn_blocking(move || this.queue.release(id)).await {
+                    Ok(Ok(())) => {
+                        drop(admitted);
+                        tracing::info!("released {id}");
+                        (Response::Done, Vec::new())
+                    }
+                    Ok(Err(e)) => {
+                        // Its state on disk is unknown: it stays held, and goes at start.
+                        tracing::error!("releasing {id}: {e}");
+                        (failed(true, e), Vec::new())
+                    }
+                    Err(e) => (failed(true, format!("release task: {e}")), Vec::new()),
+                }
+            }
+            Request::Discard { id } => {
+                let Some(admitted) = lock(&self.held).remove(&(peer, id)) else {
+                    return (failed(false, format!("no held message {id}")), Vec::new());
+                };
+                self.discard(id, admitted).await;
+                (Response::Done, Vec::new())
+            }
             Request::Enqueue {
                 file,
                 envelope,
                 prepend,
+                held,
             } => {
                 let Some(mut src) = lock(&self.open).remove(&(peer, file)) else {
                     return (failed(false, format!("no open message {file}")), Vec::new());
@@ -129,6 +159,7 @@ impl Queued {
                         queued_at: now(),
                         attempts: 0,
                         last_error: None,
+                        held,
                     };
                     if let Err(e) = this.queue.enqueue(id, &mut src, &mut record) {
                         this.limits.rollback(admitted);
@@ -137,11 +168,14 @@ impl Queued {
                     if let Err(e) = this.limits.save(&admitted) {
                         tracing::error!("saving the sending ledger: {e}");
                     }
-                    Ok::<_, String>(record)
+                    Ok::<_, String>((record, admitted))
                 })
                 .await;
                 match done {
-                    Ok(Ok(record)) => {
+                    Ok(Ok((record, admitted))) => {
+                        if record.held {
+                            lock(&self.held).insert((peer, id), admitted);
+                        }
                         tracing::info!(
                             "queued {id}: {} octets from <{}> for {} recipient(s)",
                             record.size,
@@ -160,9 +194,39 @@ impl Queued {
         }
     }
 
-    /// A link from `peer` closed: its temporary files are gone with it.
-    pub fn link_closed(&self, peer: Role) {
+    /// A link from `peer` closed: its temporary files are gone with it, and the messages it
+    /// held (their clients were not told they were accepted).
+    pub async fn link_closed(self: Arc<Self>, peer: Role) {
         lock(&self.open).retain(|(p, _), _| *p != peer);
+        let held: Vec<(u64, crate::limits::Admitted)> = {
+            let mut map = lock(&self.held);
+            let ids: Vec<(Role, u64)> = map.keys().filter(|(p, _)| *p == peer).copied().collect();
+            ids.into_iter()
+                .filter_map(|k| map.remove(&k).map(|a| (k.1, a)))
+                .collect()
+        };
+        for (id, admitted) in held {
+            tracing::warn!("discarding held message {id}: {peer} went away before releasing it");
+            self.discard(id, admitted).await;
+        }
+    }
+
+    /// Removes held message `id` and gives its recipients back to the sending limits.
+    async fn discard(self: &Arc<Self>, id: u64, admitted: crate::limits::Admitted) {
+        let this = self.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            let removed = this.queue.remove(id);
+            if removed.is_ok() {
+                this.limits.rollback(admitted);
+            }
+            removed
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => tracing::info!("discarded held message {id}"),
+            Ok(Err(e)) => tracing::error!("discarding {id}: {e} (removed at the next start)"),
+            Err(e) => tracing::error!("discarding {id}: {e}"),
+        }
     }
 
     pub async fn admin(self: Arc<Self>, call: ipc::AdminCall) {

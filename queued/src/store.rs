@@ -30,6 +30,8 @@ pub struct Record {
     pub queued_at: i64,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Not to be sent until its submitter releases it (see `queue::Request::Enqueue`).
+    pub held: bool,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,18 @@ impl Queue {
             if name.starts_with('.') || !dir.join("msg").join(&name).exists() {
                 tracing::warn!("removing envelope {name}: its queueing was interrupted");
                 let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        // Held messages whose submitter can no longer release them (its link is gone with the
+        // previous instance): their clients were not told they were accepted.
+        for id in q.ids()? {
+            match q.record(id) {
+                Ok(record) if record.held => {
+                    tracing::warn!("removing held message {id}: it was never released");
+                    q.remove(id)?;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("{e}"),
             }
         }
         let msg = dir.join("msg");
@@ -149,22 +163,46 @@ impl Queue {
         sync_dir(&env_dir)
     }
 
-    /// Every queued message, oldest first.
-    pub fn list(&self) -> Result<Vec<QueueEntry>, String> {
+    /// The record of message `id`.
+    pub fn record(&self, id: u64) -> Result<Record, String> {
+        let path = self.dir.join("env").join(id.to_string());
+        let bytes = std::fs::read(&path).map_err(|e| err("reading", &path, e))?;
+        ipc::codec::decode_unbounded(&bytes).map_err(|e| err("decoding", &path, e))
+    }
+
+    /// Releases held message `id`; durable on return.
+    pub fn release(&self, id: u64) -> Result<(), String> {
+        let mut record = self.record(id)?;
+        record.held = false;
+        self.write_record(id, &record)
+    }
+
+    /// Removes message `id`: its envelope first (from then on it is not queued), then its
+    /// bytes.
+    pub fn remove(&self, id: u64) -> Result<(), String> {
         let env_dir = self.dir.join("env");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&env_dir)
+        let env = env_dir.join(id.to_string());
+        std::fs::remove_file(&env).map_err(|e| err("removing", &env, e))?;
+        sync_dir(&env_dir)?;
+        let msg = self.dir.join("msg").join(id.to_string());
+        std::fs::remove_file(&msg).map_err(|e| err("removing", &msg, e))
+    }
+
+    /// The ids of every queued message.
+    fn ids(&self) -> Result<Vec<u64>, String> {
+        let env_dir = self.dir.join("env");
+        Ok(std::fs::read_dir(&env_dir)
             .map_err(|e| err("reading", &env_dir, e))?
             .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(id) = name.parse::<u64>() else {
-                continue;
-            };
-            let bytes =
-                std::fs::read(entry.path()).map_err(|e| err("reading", &entry.path(), e))?;
-            let record: Record = ipc::codec::decode_unbounded(&bytes)
-                .map_err(|e| err("decoding", &entry.path(), e))?;
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<u64>().ok())
+            .collect())
+    }
+
+    /// Every queued message, oldest first.
+    pub fn list(&self) -> Result<Vec<QueueEntry>, String> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            let record = self.record(id)?;
             out.push(QueueEntry {
                 id,
                 envelope: record.envelope,
@@ -225,6 +263,7 @@ mod tests {
             queued_at: 5,
             attempts: 0,
             last_error: None,
+            held: false,
         };
         q.enqueue(7, &mut tmp, &mut record).unwrap();
         // The writer's descriptor no longer reaches the queued copy.
@@ -245,5 +284,35 @@ mod tests {
         assert!(!dir.path().join("msg/9").exists() && !dir.path().join("msg/.10").exists());
         assert!(!dir.path().join("env/11").exists() && !dir.path().join("env/.12").exists());
         assert_eq!(q.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn held_messages_are_released_or_removed_and_never_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        for id in [1, 2, 3] {
+            let mut tmp = q.temp_file().unwrap();
+            tmp.write_all(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+            let mut record = Record {
+                envelope: envelope(),
+                prepend: Vec::new(),
+                size: 0,
+                queued_at: id as i64,
+                attempts: 0,
+                last_error: None,
+                held: true,
+            };
+            q.enqueue(id, &mut tmp, &mut record).unwrap();
+        }
+        q.release(1).unwrap();
+        assert!(!q.record(1).unwrap().held);
+        q.remove(2).unwrap();
+        assert!(!dir.path().join("msg/2").exists() && !dir.path().join("env/2").exists());
+        assert!(q.record(3).unwrap().held);
+        // 3 was never released: gone at the next start; 1 stays.
+        let q = Queue::open(dir.path()).unwrap();
+        let ids: Vec<u64> = q.list().unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1]);
+        assert!(!dir.path().join("msg/3").exists());
     }
 }

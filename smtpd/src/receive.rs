@@ -311,10 +311,14 @@ pub async fn receive(
                         )));
                     }
                 };
+                // With local recipients too, the queued copy is held until they have theirs:
+                // if that fails, it is discarded, and the client's retry sends no second copy
+                // out.
                 let request = queue::Request::Enqueue {
                     file: file_id,
                     envelope,
                     prepend: prepend.into_bytes(),
+                    held: store_id.is_some(),
                 };
                 let answer = match &peers.queued {
                     Some(q) => q
@@ -362,8 +366,34 @@ pub async fn receive(
     }
     if let Some(delivery) = store_id {
         let reply = deliver(peers.storaged.as_ref(), delivery, plan.local, placement, id).await;
-        if reply.is_error() && queued.is_some() {
-            tracing::error!("{id}: queued for other domains but not delivered locally: {reply}");
+        if let Some(q) = queued {
+            let (request, what) = if reply.is_error() {
+                (queue::Request::Discard { id: q }, "discarding")
+            } else {
+                (queue::Request::Release { id: q }, "releasing")
+            };
+            let answer = match &peers.queued {
+                Some(queue) => queue
+                    .call(&request, Vec::new())
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("queued went away".into()),
+            };
+            match answer {
+                Ok((queue::Response::Done, _)) => {}
+                other => {
+                    tracing::error!("{id}: {what} queued message {q}: {other:?}");
+                    if !reply.is_error() {
+                        // Delivered here, but the copy for other domains is stuck held (and
+                        // discarded later): the client must send again.
+                        return Ok(refuse(Reply::new(
+                            451,
+                            "4.3.0",
+                            "the message could not be queued for its other recipients; try again later",
+                        )));
+                    }
+                }
+            }
         }
         if reply.is_error() || queued.is_none() {
             return Ok(refuse(reply));

@@ -28,9 +28,18 @@ pub enum Request {
         file: u64,
         envelope: Envelope,
         prepend: Vec<u8>,
+        /// Queued but held, not to be sent, until the same link says [`Request::Release`]
+        /// (or [`Request::Discard`]): the submission also delivers to local recipients and
+        /// answers its client only once both are done. A held message whose link closes, or
+        /// that queued finds at start, is discarded: its client was not told it was accepted.
+        held: bool,
     },
     /// smtpd → queued: forget temporary file `file`.
     Abort { file: u64 },
+    /// smtpd → queued: held message `id` may be sent (durable when answered).
+    Release { id: u64 },
+    /// smtpd → queued: remove held message `id` (its submission failed elsewhere).
+    Discard { id: u64 },
 }
 
 /// Who a queued message is from and for.
