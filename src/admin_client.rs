@@ -597,6 +597,9 @@ fn print_queue(list: &[ipc::msg::queue::QueueEntry]) {
             e.envelope.from,
             e.envelope.recipients.join(", ")
         );
+        if e.held {
+            println!("         held: its submission is still delivering locally");
+        }
         if let Some(err) = &e.last_error {
             println!("         last error: {err}");
         }

@@ -210,6 +210,7 @@ impl Queue {
                 queued_at: record.queued_at,
                 attempts: record.attempts,
                 last_error: record.last_error,
+                held: record.held,
             });
         }
         out.sort_by_key(|e| (e.queued_at, e.id));

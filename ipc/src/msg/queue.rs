@@ -102,4 +102,6 @@ pub struct QueueEntry {
     pub queued_at: i64,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Held until its submission's local delivery is done (see [`Request::Enqueue`]).
+    pub held: bool,
 }
