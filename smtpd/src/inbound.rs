@@ -90,12 +90,15 @@ impl Drop for MessageChecks {
 
 impl BodyHashes {
     /// One hasher per distinct (canonicalization, hash, length) the DKIM signatures of `head`
-    /// name — mail-auth's own list, in its order.
+    /// name — mail-auth's own list, in its order. Where mail-auth sees the header block end
+    /// before the empty line (a line without a colon ends it), the rest of `head` is body to
+    /// it, and is hashed first: no byte is left out of both the header and the body hash.
     pub fn new(head: &[u8]) -> BodyHashes {
         let Some(m) = AuthenticatedMessage::parse(head) else {
             return BodyHashes::default();
         };
-        BodyHashes(
+        let body_start = (m.body_offset as usize).min(head.len());
+        let mut hashes = BodyHashes(
             m.body_hashes
                 .iter()
                 .map(|&(canonicalization, algorithm, length, _)| BodyHash {
@@ -112,7 +115,9 @@ impl BodyHashes {
                     ),
                 })
                 .collect(),
-        )
+        );
+        hashes.write(&head[body_start..]);
+        hashes
     }
 
     /// More of the body, in order.
@@ -389,21 +394,26 @@ mod tests {
     }
 
     /// Hashes computed over the body in chunks of any size equal mail-auth's over the whole
-    /// message.
+    /// message — also when a line without a colon ends mail-auth's header block before the
+    /// empty line (what follows it is body to mail-auth, and must be hashed as such).
     #[test]
     fn streamed_body_hashes_match_whole_message() {
-        for body in bodies() {
-            let mut whole = HEAD.to_vec();
-            whole.extend_from_slice(&body);
-            let expected = AuthenticatedMessage::parse(&whole).unwrap().body_hashes;
-            assert_eq!(expected.len(), 4);
-            for size in [1, 2, 3, 17, 4096, 65536, usize::MAX] {
-                let mut hashes = BodyHashes::new(HEAD);
-                for chunk in body.chunks(size.min(body.len().max(1))) {
-                    hashes.write(chunk);
+        let mut tricky = HEAD[..HEAD.len() - 2].to_vec();
+        tricky.extend_from_slice(b"NOCOLON\r\nWire the money to X.\r\n\r\n");
+        for head in [HEAD, tricky.as_slice()] {
+            for body in bodies() {
+                let mut whole = head.to_vec();
+                whole.extend_from_slice(&body);
+                let expected = AuthenticatedMessage::parse(&whole).unwrap().body_hashes;
+                assert_eq!(expected.len(), 4);
+                for size in [1, 2, 3, 17, 4096, 65536, usize::MAX] {
+                    let mut hashes = BodyHashes::new(head);
+                    for chunk in body.chunks(size.min(body.len().max(1))) {
+                        hashes.write(chunk);
+                    }
+                    let got = with_body_hashes(head, &hashes.finish()).unwrap();
+                    assert_eq!(got.body_hashes, expected, "chunks of {size}");
                 }
-                let got = with_body_hashes(HEAD, &hashes.finish()).unwrap();
-                assert_eq!(got.body_hashes, expected, "chunks of {size}");
             }
         }
     }
