@@ -147,14 +147,21 @@ pub fn deliver_durably(
             return Err(e);
         }
         (Ok(uids), Err(e)) => {
-            // Not durable, so not delivered: take the records and the files back.
+            // Not durable, so not delivered: take the records back, then the files. If a
+            // record cannot be taken back, files and marks stay: the check at start finishes
+            // the job.
+            let mut undone = true;
             for ((_, mailbox), uid) in targets.iter().zip(&uids) {
                 if let Err(undo) = db.remove_uid(*mailbox, *uid) {
                     tracing::error!("taking back message {uid} of mailbox {mailbox}: {undo}");
+                    undone = false;
                 }
             }
-            files.remove_new(&ids);
-            db.settle(&ids);
+            if undone {
+                files.remove_new(&ids);
+                db.settle(&ids);
+                let _ = flush();
+            }
             return Err(e);
         }
     };
@@ -336,9 +343,12 @@ struct FlushState {
     /// Every ticket up to this one is covered by a finished flush.
     covered: u64,
     flushing: bool,
-    /// The outcome of the last finished flush (a later successful flush covers earlier
-    /// changes as well, so its success is every waiter's).
-    last: Result<(), String>,
+    /// The first flush that failed, for good: after a failed fdatasync the kernel may have
+    /// dropped the pages it could not write and a later sync succeeds without them, so no
+    /// later flush proves anything. storaged refuses what needs durability until restarted
+    /// (as PostgreSQL does after an fsync error). A panic (the build aborts on panic) cannot
+    /// leave `flushing` set.
+    failed: Option<String>,
 }
 
 impl Flusher {
@@ -352,7 +362,7 @@ impl Flusher {
                 requested: 0,
                 covered: 0,
                 flushing: false,
-                last: Ok(()),
+                failed: None,
             }),
             done: std::sync::Condvar::new(),
         }))
@@ -374,8 +384,13 @@ impl Flusher {
         state.requested += 1;
         let ticket = state.requested;
         loop {
+            if let Some(failed) = &state.failed {
+                return Err(StoreError::Db(format!(
+                    "an earlier flush failed ({failed}); restart storaged"
+                )));
+            }
             if state.covered >= ticket {
-                return state.last.clone().map_err(StoreError::Db);
+                return Ok(());
             }
             if state.flushing {
                 state = shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -397,7 +412,12 @@ impl Flusher {
             state = lock();
             state.flushing = false;
             state.covered = upto;
-            state.last = outcome.map_err(|e| e.to_string());
+            if let Err(e) = outcome {
+                tracing::error!(
+                    "flushing the database failed: {e}; nothing more is made durable until storaged restarts"
+                );
+                state.failed = Some(e.to_string());
+            }
             shared.done.notify_all();
         }
     }

@@ -535,3 +535,18 @@ fn a_delivery_that_cannot_be_made_durable_is_taken_back() {
     f.db.flush().unwrap();
     f.check();
 }
+
+/// sled writes a large item as a file of its own (`blobs/`) and does not sync it; the flush
+/// does, once.
+#[test]
+fn a_flush_syncs_new_blob_files() {
+    let f = fixture();
+    f.db.meta.insert("big", vec![7u8; 600 * 1024]).unwrap();
+    f.db.flush().unwrap();
+    let blobs = f._dir.path().join("db/blobs");
+    let on_disk = std::fs::read_dir(&blobs).unwrap().count();
+    assert!(on_disk > 0, "sled made no blob file");
+    let synced = f.db.synced_blobs.lock().unwrap().1.len();
+    assert_eq!(synced, on_disk, "every new blob file synced");
+    f.db.flush().unwrap();
+}

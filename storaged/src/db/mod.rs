@@ -23,6 +23,11 @@ use std::path::Path;
 
 use crate::error::{Result, StoreError};
 
+pub(crate) type BlobSyncs = (
+    std::time::SystemTime,
+    std::collections::HashMap<std::ffi::OsString, std::time::SystemTime>,
+);
+
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -34,6 +39,12 @@ pub struct Db {
     /// Linux, which neither flushes the device's write cache nor the file's size, so a flush
     /// is followed by an `fdatasync` of this (fsync works per inode, not per descriptor).
     log: std::sync::Arc<std::fs::File>,
+    /// sled's directory of items too large for its log (over about 128 KiB), which it writes
+    /// as files of their own and never syncs: synced by [`Db::flush`] when new ones appeared.
+    blobs: std::path::PathBuf,
+    /// When the previous blob sync started, and the blob files synced since shortly before
+    /// it, with the modification time they had then.
+    pub(crate) synced_blobs: std::sync::Arc<std::sync::Mutex<BlobSyncs>>,
     pub(crate) meta: sled::Tree,
     pub(crate) domains: sled::Tree,
     pub(crate) accounts: sled::Tree,
@@ -82,6 +93,11 @@ impl Db {
             tombstones: tree("tombstones")?,
             feed: tree("feed")?,
             pending: tree("pending")?,
+            blobs: dir.join("blobs"),
+            synced_blobs: std::sync::Arc::new(std::sync::Mutex::new((
+                std::time::UNIX_EPOCH,
+                Default::default(),
+            ))),
             log: std::sync::Arc::new(std::fs::File::open(dir.join("db")).map_err(|e| {
                 StoreError::File {
                     path: dir.join("db").display().to_string(),
@@ -109,6 +125,56 @@ impl Db {
         Ok(this)
     }
 
+    /// Syncs sled's blob files changed since shortly before the previous flush, and their
+    /// directory, if the directory itself changed in that time (one `stat` when there is
+    /// nothing to do).
+    fn sync_recent_blobs(&self) -> Result<()> {
+        let err = |path: &Path, e: std::io::Error| StoreError::File {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let mut state = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let (since, synced) = &mut *state;
+        let started = std::time::SystemTime::now();
+        // A margin for coarse timestamps and clock steps.
+        let cutoff = since
+            .checked_sub(std::time::Duration::from_secs(5))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let changed = |m: &std::fs::Metadata| m.modified().map_or(true, |t| t >= cutoff);
+        match std::fs::metadata(&self.blobs) {
+            Ok(m) if changed(&m) => {}
+            _ => {
+                *since = started;
+                return Ok(());
+            }
+        }
+        let mut any = false;
+        let entries = std::fs::read_dir(&self.blobs).map_err(|e| err(&self.blobs, e))?;
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let mtime = meta.modified().unwrap_or(started);
+            if !changed(&meta) || synced.get(&entry.file_name()) == Some(&mtime) {
+                continue;
+            }
+            let path = entry.path();
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| err(&path, e))?;
+            synced.insert(entry.file_name(), mtime);
+            any = true;
+        }
+        synced.retain(|_, t| *t >= cutoff);
+        if any {
+            std::fs::File::open(&self.blobs)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| err(&self.blobs, e))?;
+        }
+        *since = started;
+        Ok(())
+    }
+
     /// Makes every committed change durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
@@ -116,6 +182,7 @@ impl Db {
             path: "database log".into(),
             source: e,
         })?;
+        self.sync_recent_blobs()?;
         Ok(())
     }
 
