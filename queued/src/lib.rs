@@ -50,16 +50,23 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         ctx.shutdown.clone(),
         move |call| admin.clone().admin(call),
     ));
+    let (expiring, shutdown) = (queued.clone(), ctx.shutdown.clone());
+    ctx.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => expiring.expire_held(),
+            }
+        }
+    });
     let closing = queued.clone();
     ipc::serve::accept_links::<QueueService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks,
         move |peer, incoming| queued.clone().handle(peer, incoming),
-        // A restarted role links anew only after this ran (its old process is gone first).
-        move |peer| {
-            tokio::spawn(closing.clone().link_closed(peer));
-        },
+        move |peer| closing.link_closed(peer),
     )
     .await;
     Ok(())

@@ -137,8 +137,9 @@ impl Limits {
         })
     }
 
-    /// Takes back an admitted message that was not queued.
-    pub fn rollback(&self, admitted: Admitted) {
+    /// Takes back an admitted message that was not queued (in memory; [`Limits::save`]
+    /// writes it).
+    pub fn rollback(&self, admitted: &Admitted) {
         self.with_ledger(&admitted.account, |ledger| {
             let n = admitted.first_time.len() as u32;
             if let Some(i) = ledger.sent.iter().rposition(|e| *e == (admitted.at, n)) {
@@ -207,7 +208,7 @@ mod tests {
         let a = limits
             .admit("alice", &rcpts(&["y@b.example"]), t + 2)
             .unwrap();
-        limits.rollback(a);
+        limits.rollback(&a);
         let a = limits
             .admit("alice", &rcpts(&["y@b.example"]), t + 2)
             .unwrap();

@@ -20,10 +20,22 @@ pub struct Queued {
     queue: Queue,
     limits: crate::limits::Limits,
     open: Mutex<HashMap<(Role, u64), File>>,
-    /// Held messages by submitter, with what they took from the sending limits.
-    held: Mutex<HashMap<(Role, u64), crate::limits::Admitted>>,
+    held: Mutex<Held>,
     next_file: AtomicU64,
     next_id: AtomicU64,
+}
+
+/// How long a held message waits for its submitter (a DATA takes at most 10 minutes, the
+/// local delivery after it seconds); then it is discarded.
+pub const HELD_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Held messages by submitter, with what they took from the sending limits and since when;
+/// and per role, how many of its links closed (a message enqueued held on a link that closed
+/// meanwhile is discarded at once).
+#[derive(Debug, Default)]
+struct Held {
+    messages: HashMap<(Role, u64), (crate::limits::Admitted, std::time::Instant)>,
+    links_closed: HashMap<Role, u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,7 +103,7 @@ impl Queued {
                 (Response::Done, Vec::new())
             }
             Request::Release { id } => {
-                let Some(admitted) = lock(&self.held).remove(&(peer, id)) else {
+                let Some((admitted, _)) = lock(&self.held).messages.remove(&(peer, id)) else {
                     return (failed(false, format!("no held message {id}")), Vec::new());
                 };
                 let this = self.clone();
@@ -110,10 +122,10 @@ impl Queued {
                 }
             }
             Request::Discard { id } => {
-                let Some(admitted) = lock(&self.held).remove(&(peer, id)) else {
+                let Some((admitted, _)) = lock(&self.held).messages.remove(&(peer, id)) else {
                     return (failed(false, format!("no held message {id}")), Vec::new());
                 };
-                self.discard(id, admitted).await;
+                self.clone().discard(id, admitted).await;
                 (Response::Done, Vec::new())
             }
             Request::Enqueue {
@@ -122,6 +134,11 @@ impl Queued {
                 prepend,
                 held,
             } => {
+                let generation = lock(&self.held)
+                    .links_closed
+                    .get(&peer)
+                    .copied()
+                    .unwrap_or(0);
                 let Some(mut src) = lock(&self.open).remove(&(peer, file)) else {
                     return (failed(false, format!("no open message {file}")), Vec::new());
                 };
@@ -162,7 +179,7 @@ impl Queued {
                         held,
                     };
                     if let Err(e) = this.queue.enqueue(id, &mut src, &mut record) {
-                        this.limits.rollback(admitted);
+                        this.limits.rollback(&admitted);
                         return Err(e);
                     }
                     if let Err(e) = this.limits.save(&admitted) {
@@ -174,7 +191,16 @@ impl Queued {
                 match done {
                     Ok(Ok((record, admitted))) => {
                         if record.held {
-                            lock(&self.held).insert((peer, id), admitted);
+                            let mut held = lock(&self.held);
+                            let now_closed = held.links_closed.get(&peer).copied().unwrap_or(0);
+                            if now_closed == generation {
+                                held.messages
+                                    .insert((peer, id), (admitted, std::time::Instant::now()));
+                            } else {
+                                // The link it came on is gone: nobody will release it.
+                                drop(held);
+                                tokio::spawn(self.clone().discard(id, admitted));
+                            }
                         }
                         tracing::info!(
                             "queued {id}: {} octets from <{}> for {} recipient(s)",
@@ -195,29 +221,59 @@ impl Queued {
     }
 
     /// A link from `peer` closed: its temporary files are gone with it, and the messages it
-    /// held (their clients were not told they were accepted).
-    pub async fn link_closed(self: Arc<Self>, peer: Role) {
+    /// held (their clients were not told they were accepted) are discarded. The bookkeeping is
+    /// done before this returns, so a new link of the same role is never mistaken for the old.
+    pub fn link_closed(self: &Arc<Self>, peer: Role) {
         lock(&self.open).retain(|(p, _), _| *p != peer);
-        let held: Vec<(u64, crate::limits::Admitted)> = {
-            let mut map = lock(&self.held);
-            let ids: Vec<(Role, u64)> = map.keys().filter(|(p, _)| *p == peer).copied().collect();
+        let orphans: Vec<(u64, crate::limits::Admitted)> = {
+            let mut held = lock(&self.held);
+            *held.links_closed.entry(peer).or_insert(0) += 1;
+            let ids: Vec<(Role, u64)> = held
+                .messages
+                .keys()
+                .filter(|(p, _)| *p == peer)
+                .copied()
+                .collect();
             ids.into_iter()
-                .filter_map(|k| map.remove(&k).map(|a| (k.1, a)))
+                .filter_map(|k| held.messages.remove(&k).map(|(a, _)| (k.1, a)))
                 .collect()
         };
-        for (id, admitted) in held {
+        for (id, admitted) in orphans {
             tracing::warn!("discarding held message {id}: {peer} went away before releasing it");
-            self.discard(id, admitted).await;
+            tokio::spawn(self.clone().discard(id, admitted));
+        }
+    }
+
+    /// Discards held messages older than [`HELD_LIMIT`] (their submitter lost track of them).
+    pub fn expire_held(self: &Arc<Self>) {
+        let expired: Vec<(u64, crate::limits::Admitted)> = {
+            let mut held = lock(&self.held);
+            let ids: Vec<(Role, u64)> = held
+                .messages
+                .iter()
+                .filter(|(_, (_, since))| since.elapsed() > HELD_LIMIT)
+                .map(|(k, _)| *k)
+                .collect();
+            ids.into_iter()
+                .filter_map(|k| held.messages.remove(&k).map(|(a, _)| (k.1, a)))
+                .collect()
+        };
+        for (id, admitted) in expired {
+            tracing::warn!("discarding held message {id}: never released");
+            tokio::spawn(self.clone().discard(id, admitted));
         }
     }
 
     /// Removes held message `id` and gives its recipients back to the sending limits.
-    async fn discard(self: &Arc<Self>, id: u64, admitted: crate::limits::Admitted) {
+    async fn discard(self: Arc<Self>, id: u64, admitted: crate::limits::Admitted) {
         let this = self.clone();
         let removed = tokio::task::spawn_blocking(move || {
             let removed = this.queue.remove(id);
             if removed.is_ok() {
-                this.limits.rollback(admitted);
+                this.limits.rollback(&admitted);
+                if let Err(e) = this.limits.save(&admitted) {
+                    tracing::error!("saving the sending ledger: {e}");
+                }
             }
             removed
         })

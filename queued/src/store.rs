@@ -34,6 +34,17 @@ pub struct Record {
     pub held: bool,
 }
 
+/// `env/ID` as written before records had `held`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordBeforeHeld {
+    envelope: Envelope,
+    prepend: Vec<u8>,
+    size: u64,
+    queued_at: i64,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct Queue {
     dir: PathBuf,
@@ -163,11 +174,25 @@ impl Queue {
         sync_dir(&env_dir)
     }
 
-    /// The record of message `id`.
+    /// The record of message `id` (also as written before records knew `held`).
     pub fn record(&self, id: u64) -> Result<Record, String> {
         let path = self.dir.join("env").join(id.to_string());
         let bytes = std::fs::read(&path).map_err(|e| err("reading", &path, e))?;
-        ipc::codec::decode_unbounded(&bytes).map_err(|e| err("decoding", &path, e))
+        match ipc::codec::decode_unbounded::<Record>(&bytes) {
+            Ok(record) => Ok(record),
+            Err(e) => match ipc::codec::decode_unbounded::<RecordBeforeHeld>(&bytes) {
+                Ok(old) => Ok(Record {
+                    envelope: old.envelope,
+                    prepend: old.prepend,
+                    size: old.size,
+                    queued_at: old.queued_at,
+                    attempts: old.attempts,
+                    last_error: old.last_error,
+                    held: false,
+                }),
+                Err(_) => Err(err("decoding", &path, e)),
+            },
+        }
     }
 
     /// Releases held message `id`; durable on return.
@@ -310,10 +335,26 @@ mod tests {
         q.remove(2).unwrap();
         assert!(!dir.path().join("msg/2").exists() && !dir.path().join("env/2").exists());
         assert!(q.record(3).unwrap().held);
-        // 3 was never released: gone at the next start; 1 stays.
+        // A record written before records had `held` still reads (as not held).
+        let old = RecordBeforeHeld {
+            envelope: envelope(),
+            prepend: Vec::new(),
+            size: 21,
+            queued_at: 9,
+            attempts: 0,
+            last_error: None,
+        };
+        std::fs::write(dir.path().join("msg/4"), b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        std::fs::write(
+            dir.path().join("env/4"),
+            ipc::codec::encode_unbounded(&old).unwrap(),
+        )
+        .unwrap();
+        assert!(!q.record(4).unwrap().held);
+        // 3 was never released: gone at the next start; 1 and 4 stay.
         let q = Queue::open(dir.path()).unwrap();
         let ids: Vec<u64> = q.list().unwrap().iter().map(|e| e.id).collect();
-        assert_eq!(ids, [1]);
+        assert_eq!(ids, [1, 4]);
         assert!(!dir.path().join("msg/3").exists());
     }
 }

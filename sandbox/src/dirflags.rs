@@ -5,7 +5,7 @@ use std::path::Path;
 /// `FS_TOPDIR_FL`: the directory is the top of a hierarchy for ext4's Orlov allocator, which
 /// then spreads the directories made in it over the block groups.
 #[cfg(target_os = "linux")]
-const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 
 /// Sets `chattr +T` on directory `dir` (a no-op if it is set). File systems without the flag
 /// answer with an error (`ENOTTY`, `EOPNOTSUPP`), as do other systems than Linux.
@@ -14,8 +14,9 @@ pub fn set_top_directory(dir: &Path) -> std::io::Result<()> {
     {
         use std::os::fd::AsRawFd;
         let f = std::fs::File::open(dir)?;
-        let mut flags: libc::c_long = 0;
-        // SAFETY: FS_IOC_GETFLAGS writes one long through the pointer, which points at a live
+        let mut flags: libc::c_int = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes one int (what the kernel reads and writes, whatever
+        // the request number says) through the pointer, which points at a live
         // local; the fd stays open for the call.
         if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -24,7 +25,7 @@ pub fn set_top_directory(dir: &Path) -> std::io::Result<()> {
             return Ok(());
         }
         flags |= FS_TOPDIR_FL;
-        // SAFETY: FS_IOC_SETFLAGS reads one long through the pointer, as above.
+        // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, as above.
         if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) } != 0 {
             return Err(std::io::Error::last_os_error());
         }

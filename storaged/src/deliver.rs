@@ -125,17 +125,33 @@ pub fn deliver_durably(
     let size = size + placement.prepend.len() as u64;
     // The files sync from now on, while the message is parsed, its records written (marked
     // pending) and flushed; both are durable once both are done.
+    // If no thread can be had, the files are synced first (the plain order).
+    let unsynced = std::sync::Mutex::new(Some(unsynced));
     let outcome = std::thread::scope(|s| {
-        let sync = s.spawn(|| unsynced.sync());
+        let sync_now = || {
+            let taken = unsynced.lock().unwrap_or_else(|e| e.into_inner()).take();
+            taken.map_or(Ok(()), crate::files::Unsynced::sync)
+        };
+        let sync = match std::thread::Builder::new().spawn_scoped(s, sync_now) {
+            Ok(handle) => Some(handle),
+            Err(_) => {
+                if let Err(e) = sync_now() {
+                    return (Err(e), Ok(()));
+                }
+                None
+            }
+        };
         let recorded = record(db, files, &targets, &ids, size, &head);
         let flushed = match &recorded {
             Ok(_) => flush(),
             Err(_) => Ok(()),
         };
-        let synced = sync.join().unwrap_or_else(|_| {
-            Err(StoreError::File {
-                path: "message file".into(),
-                source: std::io::Error::other("sync thread panicked"),
+        let synced = sync.map_or(Ok(()), |handle| {
+            handle.join().unwrap_or_else(|_| {
+                Err(StoreError::File {
+                    path: "message file".into(),
+                    source: std::io::Error::other("sync thread panicked"),
+                })
             })
         });
         (recorded, flushed.and(synced))

@@ -283,10 +283,17 @@ impl Unsynced {
         let Some((path, file)) = self.file else {
             return Ok(());
         };
+        let dirs = || self.dirs.iter().try_for_each(|d| sync_dir(d));
         std::thread::scope(|s| {
-            let dirs = s.spawn(|| self.dirs.iter().try_for_each(|d| sync_dir(d)));
+            // One after the other if no thread can be had.
+            let Ok(spawned) = std::thread::Builder::new().spawn_scoped(s, dirs) else {
+                return file
+                    .sync_all()
+                    .map_err(|e| file_err(&path, e))
+                    .and_then(|()| dirs());
+            };
             let synced = file.sync_all().map_err(|e| file_err(&path, e));
-            let dirs = dirs
+            let dirs = spawned
                 .join()
                 .unwrap_or_else(|_| Err(file_err(&path, std::io::Error::other("sync thread"))));
             synced.and(dirs)
