@@ -973,3 +973,25 @@ s.quit()
     );
     assert!(stored_with(&tree, "marker-held").is_empty());
 }
+
+/// smtpd remembers confirmed local addresses for a few seconds, never refusals: an address
+/// added a moment after a 550 is accepted at once.
+#[test]
+fn an_address_added_after_a_refusal_is_accepted_at_once() {
+    let tree = tree_with_bob("");
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    c.cmd("EHLO raw.test");
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<new@example.org>").starts_with("550 5.1.1 "));
+    assert!(
+        tree.moxctl(&["address", "add", "new@example.org", "bob"])
+            .status
+            .success()
+    );
+    assert!(c.cmd("RCPT TO:<new@example.org>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: marker-new-address\r\n\r\nhello\r\n.\r\n");
+    let reply = c.reply();
+    assert!(reply.starts_with("250 2.0.0 "), "{reply}");
+    assert_eq!(stored_with(&tree, "marker-new-address").len(), 1);
+}

@@ -30,7 +30,17 @@ pub struct Shared {
     pub signer: keyclient::KeydSigner,
     /// SPF/DKIM/DMARC/iprev for mail on port 25.
     pub checker: Option<crate::inbound::Checker>,
+    /// Local addresses storaged confirmed lately (a storaged round trip less per RCPT on a
+    /// busy MX). Only confirmations are kept, for [`KNOWN_FOR`]: an address removed meanwhile
+    /// fails the delivery with 451 (storaged delivers all or nothing) and the retry hears 550;
+    /// a refusal is never cached, so a new address works at once.
+    pub known_local: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a confirmed local address is believed.
+const KNOWN_FOR: Duration = Duration::from_secs(5);
+/// Addresses kept at most (then the list starts over).
+const KNOWN_MAX: usize = 10_000;
 
 /// The local account localserve delivers everything to.
 pub const LOCALSERVE_ACCOUNT: &str = "mox@localhost";
@@ -268,12 +278,29 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
             "the message store is not available; try again later",
         )
     })?;
+    let address = to.to_string();
+    let known = {
+        let known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(&address)
+            .is_some_and(|since| since.elapsed() < KNOWN_FOR)
+    };
+    if known {
+        return Ok(Recipient::Local);
+    }
     let request = store::Request::CheckRecipient {
-        address: to.to_string(),
+        address: address.clone(),
     };
     match storaged.call(&request, Vec::new()).await {
         Ok((store::Response::Recipient(status), _)) => Ok(match status {
-            RecipientStatus::Local => Recipient::Local,
+            RecipientStatus::Local => {
+                let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
+                if known.len() >= KNOWN_MAX {
+                    known.clear();
+                }
+                known.insert(address, std::time::Instant::now());
+                Recipient::Local
+            }
             RecipientStatus::Unknown => Recipient::Unknown,
             RecipientStatus::NotLocal => Recipient::Remote,
         }),
@@ -386,6 +413,12 @@ async fn data(
         outcome.reply
     );
     Ok(if outcome.reply.is_error() {
+        // A recipient may be why (removed since it was confirmed): ask storaged afresh.
+        let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
+        for a in &tx.local {
+            known.remove(&a.to_string());
+        }
+        drop(known);
         session.error(outcome.reply)
     } else {
         session.delivered();
