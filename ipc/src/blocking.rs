@@ -79,16 +79,10 @@ pub fn call<S: crate::rpc::Service>(
     let payload = codec::encode(request)?;
     let datagram = Header::encode(Kind::Request, 1, 0, &payload)?;
     sandbox::fdpass::send(fd, &datagram, &[])?;
-    let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     // A quick answer (an ECDSA signature) is waited for spinning: sleeping and being woken
     // again costs more than the signature on a virtual machine.
-    let spin_until = std::time::Instant::now() + SPIN;
-    while std::time::Instant::now() < spin_until {
-        if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
-            break;
-        }
-        std::thread::yield_now();
-    }
+    spin_until_readable(fd, SPIN);
+    let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     match nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)) {
         Ok(0) => {
@@ -128,6 +122,19 @@ thread_local! {
 /// Serves service `S` on a blocking socket, one request at a time (each answered before the
 /// next is read), until the peer closes it (`Ok`) or sends something other than requests and
 /// pings, or descriptors (`Err`). For a thread that owns the socket, such as keyd's signers.
+/// Polls `fd` without sleeping, yielding the processor between polls, until it is readable
+/// or `limit` has passed.
+fn spin_until_readable(fd: BorrowedFd<'_>, limit: std::time::Duration) {
+    let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// How long [`serve`] spins for the next request before it sleeps.
 const SERVE_SPIN: std::time::Duration = std::time::Duration::from_micros(300);
 
@@ -147,17 +154,7 @@ pub fn serve<S: crate::rpc::Service>(
     let mut dense = false;
     loop {
         if dense {
-            let mut poll = [nix::poll::PollFd::new(
-                fd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let spin_until = std::time::Instant::now() + SERVE_SPIN;
-            while std::time::Instant::now() < spin_until {
-                if nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
-                    break;
-                }
-                std::thread::yield_now();
-            }
+            spin_until_readable(fd.as_fd(), SERVE_SPIN);
         }
         let got = sandbox::fdpass::recv(fd.as_fd(), &mut buf)?;
         if got.len == 0 && got.fds.is_empty() {

@@ -4,8 +4,6 @@
 //! `accounts/` in the queue directory (written atomically after each queued message).
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -160,18 +158,7 @@ impl Limits {
             ipc::codec::encode_unbounded(&*ledger).map_err(|e| e.to_string())
         })?;
         let path = self.path(account);
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+        crate::store::write_atomic(&path.with_extension("tmp"), &path, &bytes)
     }
 }
 

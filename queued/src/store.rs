@@ -158,20 +158,12 @@ impl Queue {
 
     fn write_record(&self, id: u64, record: &Record) -> Result<(), String> {
         let env_dir = self.dir.join("env");
-        let tmp = env_dir.join(format!(".{id}"));
         let bytes = ipc::codec::encode_unbounded(record).map_err(|e| e.to_string())?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| err("creating", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| err("writing", &tmp, e))?;
-        f.sync_all().map_err(|e| err("syncing", &tmp, e))?;
-        std::fs::rename(&tmp, env_dir.join(id.to_string()))
-            .map_err(|e| err("renaming", &tmp, e))?;
-        sync_dir(&env_dir)
+        write_atomic(
+            &env_dir.join(format!(".{id}")),
+            &env_dir.join(id.to_string()),
+            &bytes,
+        )
     }
 
     /// The record of message `id` (also as written before records knew `held`).
@@ -253,6 +245,23 @@ impl Queue {
             })
             .unwrap_or(0)
     }
+}
+
+/// Writes `bytes` to `path` through `tmp` in the same directory: written, synced, renamed
+/// into place, the directory synced. Durable on return; a crash leaves the old file or the
+/// new one, never a mix.
+pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| err("creating", tmp, e))?;
+    f.write_all(bytes).map_err(|e| err("writing", tmp, e))?;
+    f.sync_all().map_err(|e| err("syncing", tmp, e))?;
+    std::fs::rename(tmp, path).map_err(|e| err("renaming", tmp, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), String> {
