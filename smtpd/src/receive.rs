@@ -45,14 +45,27 @@ pub struct Peers<'a> {
 
 /// An open destination of the message bytes.
 enum Sink {
-    Store { id: u64, file: tokio::fs::File },
+    /// A pipe storaged reads as the bytes come; closing it ends the message.
+    Store {
+        id: u64,
+        pipe: tokio::net::unix::pipe::Sender,
+    },
+    /// A file in queued's queue directory.
     Queue { id: u64, file: tokio::fs::File },
 }
 
 impl Sink {
-    fn file(&mut self) -> &mut tokio::fs::File {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Sink::Store { file, .. } | Sink::Queue { file, .. } => file,
+            Sink::Store { pipe, .. } => pipe.write_all(bytes).await,
+            Sink::Queue { file, .. } => file.write_all(bytes).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Store { pipe, .. } => pipe.flush().await,
+            Sink::Queue { file, .. } => file.flush().await,
         }
     }
 }
@@ -103,11 +116,16 @@ pub async fn receive(
             None => None,
         };
         match opened {
-            Some((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => sinks
-                .push(Sink::Store {
-                    id,
-                    file: file_of(fds.remove(0)),
-                }),
+            Some((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => {
+                match tokio::net::unix::pipe::Sender::from_owned_fd(fds.remove(0)) {
+                    Ok(pipe) => sinks.push(Sink::Store { id, pipe }),
+                    Err(e) => {
+                        tracing::warn!("storaged's delivery pipe: {e}");
+                        abort_store(&peers, id).await;
+                        return Ok(unavailable("message store"));
+                    }
+                }
+            }
             other => {
                 tracing::warn!("storaged gave no delivery file: {other:?}");
                 return Ok(unavailable("message store"));
@@ -185,7 +203,7 @@ pub async fn receive(
         if !out.is_empty() {
             for sink in &mut sinks {
                 if write_failed.is_none()
-                    && let Err(e) = sink.file().write_all(&out).await
+                    && let Err(e) = sink.write_all(&out).await
                 {
                     write_failed = Some(e);
                 }
@@ -209,7 +227,7 @@ pub async fn receive(
     conn.input.shrink_to(16 * 1024);
     for sink in &mut sinks {
         if write_failed.is_none()
-            && let Err(e) = sink.file().flush().await
+            && let Err(e) = sink.flush().await
         {
             write_failed = Some(e);
         }
@@ -279,7 +297,11 @@ pub async fn receive(
     let mut store_id = None;
     for sink in sinks {
         match sink {
-            Sink::Store { id, .. } => store_id = Some(id),
+            Sink::Store { id, pipe } => {
+                // Closing the pipe tells storaged the message is complete.
+                drop(pipe);
+                store_id = Some(id);
+            }
             Sink::Queue { id: file_id, file } => {
                 let envelope = queue::Envelope {
                     from: tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),

@@ -27,8 +27,28 @@ pub enum Outcome {
     UnknownAddress,
 }
 
-/// Delivers the first `size` bytes of `src` to `recipients`; everything but the final flush.
-/// Several recipients of one account get one copy.
+/// The bytes of a message to deliver.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The first `size` bytes of a file.
+    File(&'a File, u64),
+    /// The whole message, in memory.
+    Bytes(&'a [u8]),
+}
+
+impl Source<'_> {
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::File(_, size) => *size,
+            Source::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// How a delivery is filed beyond its bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
@@ -42,6 +62,8 @@ pub struct Placement {
     pub all_or_nothing: bool,
 }
 
+/// Delivers the first `size` bytes of `src` to `recipients`, durably. Several recipients of
+/// one account get one copy.
 pub fn deliver(
     db: &Db,
     files: &Files,
@@ -61,7 +83,14 @@ pub fn deliver_with(
     recipients: &[String],
     placement: &Placement,
 ) -> Result<Vec<Outcome>> {
-    deliver_durably(db, files, src, size, recipients, placement, &|| db.flush())
+    deliver_durably(
+        db,
+        files,
+        Source::File(src, size),
+        recipients,
+        placement,
+        &|| db.flush(),
+    )
 }
 
 /// Delivers and returns once the message files and the database records are durable,
@@ -75,8 +104,7 @@ pub fn deliver_with(
 pub fn deliver_durably(
     db: &Db,
     files: &Files,
-    src: &File,
-    size: u64,
+    src: Source<'_>,
     recipients: &[String],
     placement: &Placement,
     flush: &(dyn Fn() -> Result<()> + Sync),
@@ -121,16 +149,28 @@ pub fn deliver_durably(
         .iter()
         .map(|_| db.new_id())
         .collect::<Result<Vec<u64>>>()?;
-    let (head, unsynced) = files.store_unsynced(src, size, &ids, &placement.prepend)?;
-    let size = size + placement.prepend.len() as u64;
-    // The files sync from now on, while the message is parsed, its records written (marked
-    // pending) and flushed; both are durable once both are done.
-    // If no thread can be had, the files are synced first (the plain order).
-    let unsynced = std::sync::Mutex::new(Some(unsynced));
+    let size = src.len() + placement.prepend.len() as u64;
+    // A message in memory is parsed from there while another thread writes its file; one in a
+    // file is copied first (and its head kept for parsing).
+    let (head, unsynced) = match src {
+        Source::Bytes(bytes) => ([placement.prepend.as_slice(), bytes].concat(), None),
+        Source::File(..) => {
+            let (head, unsynced) = files.store_source_unsynced(src, &ids, &placement.prepend)?;
+            (head, Some(unsynced))
+        }
+    };
+    // The files are written and synced from now on, while the message is parsed, its records
+    // written (marked pending) and flushed; both are durable once both are done.
+    // If no thread can be had, the files are made durable first (the plain order).
+    let persist = std::sync::Mutex::new(Some(unsynced));
     let outcome = std::thread::scope(|s| {
         let sync_now = || {
-            let taken = unsynced.lock().unwrap_or_else(|e| e.into_inner()).take();
-            taken.map_or(Ok(()), crate::files::Unsynced::sync)
+            let taken = persist.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match taken {
+                None => Ok(()),
+                Some(Some(unsynced)) => unsynced.sync(),
+                Some(None) => files.store_bytes_unsynced(&head, &ids)?.sync(),
+            }
         };
         let sync = match std::thread::Builder::new().spawn_scoped(s, sync_now) {
             Ok(handle) => Some(handle),
@@ -279,7 +319,7 @@ fn record(
     size: u64,
     head: &[u8],
 ) -> Result<Vec<u32>> {
-    let (envelope, structure) = crate::structure::analyze(files, ids[0], head)?;
+    let (envelope, structure) = crate::structure::analyze(files, ids[0], size, head)?;
     let date = now();
     let entries: Vec<(u64, Message)> = targets
         .iter()

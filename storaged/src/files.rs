@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use crate::deliver::Source;
 use crate::error::{Result, StoreError};
 
 /// Bytes of a message's beginning kept in memory while storing it, for parsing its header.
@@ -96,11 +97,35 @@ impl Files {
         ids: &[u64],
         prepend: &[u8],
     ) -> Result<(Vec<u8>, Unsynced)> {
-        let result = self.store_inner(src, size, ids, prepend);
+        self.store_source_unsynced(Source::File(src, size), ids, prepend)
+    }
+
+    /// Like [`Files::store_unsynced`], from a file or from memory. From memory no head is
+    /// returned: the caller has the bytes.
+    pub fn store_source_unsynced(
+        &self,
+        src: Source<'_>,
+        ids: &[u64],
+        prepend: &[u8],
+    ) -> Result<(Vec<u8>, Unsynced)> {
+        let result = self.store_inner(src, ids, prepend);
         if result.is_err() {
             self.remove_new(ids);
         }
         result
+    }
+
+    /// Writes `whole` as file `ids[0]` and links `ids[1..]` to it, returning before anything
+    /// is synced (as [`Files::store_unsynced`]). On error nothing is left behind.
+    pub fn store_bytes_unsynced(&self, whole: &[u8], ids: &[u64]) -> Result<Unsynced> {
+        let result = self.store_inner(Source::Bytes(whole), ids, &[]);
+        match result {
+            Ok((_, unsynced)) => Ok(unsynced),
+            Err(e) => {
+                self.remove_new(ids);
+                Err(e)
+            }
+        }
     }
 
     /// Removes files just made for `ids` (nothing refers to them yet).
@@ -112,8 +137,7 @@ impl Files {
 
     fn store_inner(
         &self,
-        src: &File,
-        size: u64,
+        src: Source<'_>,
         ids: &[u64],
         prepend: &[u8],
     ) -> Result<(Vec<u8>, Unsynced)> {
@@ -129,10 +153,21 @@ impl Files {
             .mode(0o600)
             .open(&path)
             .map_err(|e| file_err(&path, e))?;
-        dst.write_all(prepend).map_err(|e| file_err(&path, e))?;
-        let copied = copy_range(src, &mut dst, size).map_err(|e| file_err(&path, e))?;
-        let mut head = prepend[..prepend.len().min(HEAD_LIMIT)].to_vec();
-        head.extend_from_slice(&copied[..copied.len().min(HEAD_LIMIT - head.len())]);
+        let head = match src {
+            Source::File(src, size) => {
+                dst.write_all(prepend).map_err(|e| file_err(&path, e))?;
+                let copied = copy_range(src, &mut dst, size).map_err(|e| file_err(&path, e))?;
+                let mut head = prepend[..prepend.len().min(HEAD_LIMIT)].to_vec();
+                head.extend_from_slice(&copied[..copied.len().min(HEAD_LIMIT - head.len())]);
+                head
+            }
+            Source::Bytes(bytes) => {
+                dst.write_all(prepend)
+                    .and_then(|()| dst.write_all(bytes))
+                    .map_err(|e| file_err(&path, e))?;
+                Vec::new()
+            }
+        };
         for id in rest {
             let link = self.path(*id);
             self.ensure_shard(&link, &mut dirs)?;

@@ -22,6 +22,7 @@ pub mod messages;
 pub mod search;
 pub mod service;
 mod session;
+pub mod spool;
 pub mod structure;
 pub mod verify;
 

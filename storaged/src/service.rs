@@ -21,6 +21,7 @@ use crate::db::Db;
 use crate::deliver::{self, Flusher, Outcome};
 use crate::error::StoreError;
 use crate::files::Files;
+use crate::spool::Spooled;
 
 /// Largest message accepted, in bytes.
 pub const MAX_MESSAGE_SIZE: u64 = 100 * 1024 * 1024;
@@ -33,8 +34,10 @@ pub struct Store {
     pub db: Db,
     pub files: Files,
     pub flusher: Flusher,
-    open: Mutex<HashMap<(Role, u64), File>>,
+    open: Mutex<HashMap<(Role, u64), Open>>,
     next_delivery: AtomicU64,
+    /// Memory the open deliveries' pipes may fill.
+    spool_budget: Arc<crate::spool::Budget>,
     /// Sessions authd has authenticated: the account each may act for, from which role, until
     /// when. Kept in memory: a restart of storaged ends every session.
     tickets: Mutex<HashMap<Ticket, Session>>,
@@ -42,6 +45,15 @@ pub struct Store {
     pub feed: Arc<crate::feed::Feed>,
     /// Held shared by every change, exclusively by a backup snapshot.
     pub(crate) pause: std::sync::RwLock<()>,
+}
+
+/// An open delivery or upload.
+#[derive(Debug)]
+enum Open {
+    /// A temporary file the peer writes into (IMAP APPEND).
+    File(File),
+    /// A pipe the peer writes into, read as the bytes come (SMTP deliveries).
+    Pipe(crate::spool::Pump),
 }
 
 /// What a session ticket grants.
@@ -60,6 +72,7 @@ impl Store {
             flusher,
             open: Mutex::default(),
             next_delivery: AtomicU64::new(1),
+            spool_budget: crate::spool::Budget::new(crate::spool::MEMORY_BUDGET),
             tickets: Mutex::default(),
             feed,
             pause: std::sync::RwLock::new(()),
@@ -159,7 +172,7 @@ impl Store {
                 Ok((Response::Login(account), Vec::new()))
             }
             Request::OpenDelivery => {
-                let (id, fd) = self.open_temp(peer)?;
+                let (id, fd) = self.open_pipe(peer)?;
                 Ok((Response::DeliveryOpened { id }, vec![fd]))
             }
             Request::AbortDelivery { id } => {
@@ -172,15 +185,25 @@ impl Store {
                 prepend,
                 junk,
             } => {
-                let file = lock(&self.open)
+                let open = lock(&self.open)
                     .remove(&(peer, id))
                     .ok_or_else(|| permanent(format!("no open delivery {id}")))?;
+                let spooled = match open {
+                    Open::Pipe(pump) => pump.finish().await.map_err(|e| {
+                        tracing::warn!("delivery {id} of {peer}: {e}");
+                        temporary(e)
+                    })?,
+                    Open::File(file) => {
+                        let len = file.metadata().map_err(|e| temporary(e.to_string()))?.len();
+                        Spooled::File(file, len)
+                    }
+                };
                 let placement = deliver::Placement {
                     prepend,
                     junk,
                     all_or_nothing: true,
                 };
-                let results = self.deliver(file, recipients, placement).await?;
+                let results = self.deliver(spooled, recipients, placement).await?;
                 Ok((
                     Response::Delivered(results.into_iter().map(|(_, r)| r).collect()),
                     Vec::new(),
@@ -201,23 +224,51 @@ impl Store {
             .map_err(|e| temporary(e.to_string()))?;
         let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
         let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-        open.insert((peer, id), file);
+        open.insert((peer, id), Open::File(file));
+        Ok((id, theirs))
+    }
+
+    /// A new delivery pipe for `peer` to write into: ours is read as the bytes come (see
+    /// [`crate::spool`]), the write end is returned.
+    pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Failure> {
+        let mut open = lock(&self.open);
+        if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
+            return Err(temporary("too many open deliveries"));
+        }
+        let (ours, theirs) = crate::spool::pipe().map_err(|e| temporary(e.to_string()))?;
+        let pump = crate::spool::Pump::start(
+            ours,
+            self.files.clone(),
+            self.spool_budget.clone(),
+            MAX_MESSAGE_SIZE,
+        )
+        .map_err(temporary)?;
+        let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+        open.insert((peer, id), Open::Pipe(pump));
         Ok((id, theirs))
     }
 
     /// Takes back the temporary file `id` of `peer`.
     pub(crate) fn take_temp(&self, peer: Role, id: u64) -> Option<File> {
-        lock(&self.open).remove(&(peer, id))
+        let mut open = lock(&self.open);
+        match open.remove(&(peer, id)) {
+            Some(Open::File(file)) => Some(file),
+            Some(other) => {
+                open.insert((peer, id), other);
+                None
+            }
+            None => None,
+        }
     }
 
-    /// Delivers `file` and waits until it is durable.
+    /// Delivers `spooled` and waits until it is durable.
     async fn deliver(
         self: Arc<Self>,
-        file: File,
+        spooled: Spooled,
         recipients: Vec<String>,
         placement: deliver::Placement,
     ) -> Result<Vec<(String, RecipientResult)>, Failure> {
-        let size = file.metadata().map_err(|e| temporary(e.to_string()))?.len();
+        let size = spooled.len();
         if size > MAX_MESSAGE_SIZE || placement.prepend.len() > 64 * 1024 {
             return Err(permanent(format!(
                 "message of {size} bytes exceeds {MAX_MESSAGE_SIZE}, or its prepended fields 64 KiB"
@@ -231,11 +282,14 @@ impl Store {
             let outcomes = {
                 let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
                 let flusher = store.flusher.clone();
+                let source = match &spooled {
+                    Spooled::Memory { bytes, .. } => deliver::Source::Bytes(bytes),
+                    Spooled::File(file, len) => deliver::Source::File(file, *len),
+                };
                 deliver::deliver_durably(
                     &store.db,
                     &store.files,
-                    &file,
-                    size,
+                    source,
                     &rcpts,
                     &placement,
                     &move || flusher.flush_blocking(),
@@ -348,8 +402,13 @@ impl Store {
                 let file = blocking(move || store.copy_in(fd))
                     .await
                     .map_err(|f| f.message)?;
+                let len = file.metadata().map_err(|e| e.to_string())?.len();
                 let results = self
-                    .deliver(file, recipients, deliver::Placement::default())
+                    .deliver(
+                        Spooled::File(file, len),
+                        recipients,
+                        deliver::Placement::default(),
+                    )
                     .await
                     .map_err(|f| f.message)?;
                 Ok(AdminReply::Delivered(results))

@@ -204,7 +204,7 @@ impl Store {
                 let file_id = db.new_id()?;
                 let head = self.files.store(&file, size, &[file_id])?;
                 let (envelope, structure) =
-                    match crate::structure::analyze(&self.files, file_id, &head) {
+                    match crate::structure::analyze(&self.files, file_id, size, &head) {
                         Ok(x) => x,
                         Err(e) => {
                             let _ = self.files.remove(file_id);

@@ -49,12 +49,20 @@ pub struct BodyPart {
 /// the head only and no structure.
 pub const PARSE_LIMIT: u64 = 32 * 1024 * 1024;
 
-/// Envelope and structure of stored message file `file`, whose first bytes are `head`.
+/// Envelope and structure of stored message file `file` of `size` bytes, whose first bytes
+/// are `head` (the file is read only if `head` is not all of it).
 pub fn analyze(
     files: &crate::files::Files,
     file: u64,
+    size: u64,
     head: &[u8],
 ) -> crate::error::Result<(crate::envelope::Envelope, Vec<BodyPart>)> {
+    if head.len() as u64 == size && size <= PARSE_LIMIT {
+        return Ok((
+            crate::envelope::bounded(crate::envelope::parse(head)),
+            bounded(parse(head)),
+        ));
+    }
     Ok(match files.read_small(file, PARSE_LIMIT)? {
         Some(raw) => (
             crate::envelope::bounded(crate::envelope::parse(&raw)),

@@ -505,7 +505,8 @@ fn start_takes_back_deliveries_whose_files_did_not_survive() {
     f.check();
 }
 
-/// A flush that fails: the delivery is taken back, records and files, and says so.
+/// A flush that fails: the delivery is taken back, records and files, and says so — from a
+/// file and from memory alike.
 #[test]
 fn a_delivery_that_cannot_be_made_durable_is_taken_back() {
     let f = fixture();
@@ -515,24 +516,80 @@ fn a_delivery_that_cannot_be_made_durable_is_taken_back() {
     src.write_all(MSG).unwrap();
     let rcpts = vec!["bob@example.com".to_string()];
     let failing = || Err(StoreError::Db("disk on fire".into()));
-    let err = crate::deliver::deliver_durably(
+    for source in [
+        crate::deliver::Source::File(&src, MSG.len() as u64),
+        crate::deliver::Source::Bytes(MSG),
+    ] {
+        let err = crate::deliver::deliver_durably(
+            &f.db,
+            &f.files,
+            source,
+            &rcpts,
+            &Default::default(),
+            &failing,
+        );
+        assert!(
+            matches!(&err, Err(StoreError::Db(m)) if m == "disk on fire"),
+            "{err:?}"
+        );
+        let (inbox, info) = f.db.mailbox_by_name("bob", "Inbox").unwrap().unwrap();
+        assert_eq!(info.counts.total, 0);
+        assert!(f.db.message_records(inbox).unwrap().is_empty());
+        assert!(f.db.pending_files().unwrap().is_empty());
+        f.db.flush().unwrap();
+        f.check();
+    }
+}
+
+/// From memory as from a file: the same bytes stored (the prepended fields first), the same
+/// envelope and structure recorded, one file per account linked for the second.
+#[test]
+fn a_delivery_from_memory_is_stored_like_one_from_a_file() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    f.db.add_account("eve", "eve@example.com").unwrap();
+    let placement = crate::deliver::Placement {
+        prepend: b"Authentication-Results: mx; spf=pass\r\n".to_vec(),
+        ..Default::default()
+    };
+    let rcpts = vec!["bob@example.com".to_string(), "eve@example.com".to_string()];
+    let mut src = f.files.temp_file().unwrap();
+    src.write_all(MSG).unwrap();
+    let from_file = crate::deliver::deliver_durably(
         &f.db,
         &f.files,
-        &src,
-        MSG.len() as u64,
+        crate::deliver::Source::File(&src, MSG.len() as u64),
         &rcpts,
-        &Default::default(),
-        &failing,
-    );
-    assert!(
-        matches!(&err, Err(StoreError::Db(m)) if m == "disk on fire"),
-        "{err:?}"
-    );
-    let (inbox, info) = f.db.mailbox_by_name("bob", "Inbox").unwrap().unwrap();
-    assert_eq!(info.counts.total, 0);
-    assert!(f.db.message_records(inbox).unwrap().is_empty());
+        &placement,
+        &|| f.db.flush(),
+    )
+    .unwrap();
+    let from_memory = crate::deliver::deliver_durably(
+        &f.db,
+        &f.files,
+        crate::deliver::Source::Bytes(MSG),
+        &rcpts,
+        &placement,
+        &|| f.db.flush(),
+    )
+    .unwrap();
+    assert_eq!(from_file.len(), 2);
+    assert_eq!(from_memory.len(), 2);
+    for account in ["bob", "eve"] {
+        let (inbox, _) = f.db.mailbox_by_name(account, "Inbox").unwrap().unwrap();
+        let records = f.db.message_records(inbox).unwrap();
+        assert_eq!(records.len(), 2, "{account}");
+        let (a, b) = (&records[0].1, &records[1].1);
+        assert_eq!(a.size, b.size);
+        assert_eq!(a.envelope, b.envelope);
+        assert_eq!(a.structure, b.structure);
+        assert!(!b.structure.is_empty());
+        let stored = std::fs::read(f.files.path(b.file)).unwrap();
+        assert_eq!(stored, [placement.prepend.as_slice(), MSG].concat());
+        assert_eq!(std::fs::read(f.files.path(a.file)).unwrap(), stored);
+    }
     assert!(f.db.pending_files().unwrap().is_empty());
-    f.db.flush().unwrap();
     f.check();
 }
 
