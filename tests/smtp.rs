@@ -995,3 +995,78 @@ fn an_address_added_after_a_refusal_is_accepted_at_once() {
     assert!(reply.starts_with("250 2.0.0 "), "{reply}");
     assert_eq!(stored_with(&tree, "marker-new-address").len(), 1);
 }
+
+/// Descriptors storaged holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// smtpd opens a delivery at storaged as soon as a transaction has a local recipient; one
+/// given up before DATA (RSET, a refused DATA, QUIT, a dropped connection) is given back.
+/// storaged lets one role hold at most 4096 open deliveries: after 4200 transactions given up,
+/// a message is still delivered (without the giving back it hears 451), and storaged's open
+/// descriptors are back where they were.
+#[test]
+fn deliveries_opened_for_transactions_given_up_before_data_are_given_back() {
+    let tree = tree_with_bob("");
+    let storaged = tree
+        .status()
+        .expect("status")
+        .roles
+        .iter()
+        .find(|r| r.role == ipc::Role::Storaged)
+        .and_then(|r| r.pid)
+        .expect("storaged's pid");
+    // One delivery first, so that whatever storaged opens once (files, threads) is open.
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    c.cmd("EHLO raw.test");
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: marker-first\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250 "));
+    let before = open_fds(storaged);
+    // Pipelined, 100 transactions at a time.
+    let batch = "MAIL FROM:<a@example.net>\r\nRCPT TO:<bob@example.org>\r\nRSET\r\n".repeat(100);
+    for _ in 0..42 {
+        c.send(batch.as_bytes());
+        for _ in 0..300 {
+            let reply = c.reply();
+            assert!(reply.starts_with("250 "), "{reply}");
+        }
+    }
+    // A DATA refused for a bare LF, then a new transaction.
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: bare\nLF\r\n.\r\n");
+    assert!(c.reply().starts_with("554 "));
+    for quit in [true, false] {
+        for _ in 0..20 {
+            let mut d = Client::connect(addr(&tree, ListenerKind::Smtp));
+            d.cmd("EHLO raw.test");
+            assert!(d.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+            assert!(d.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+            if quit {
+                assert!(d.cmd("QUIT").starts_with("221 "));
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds(storaged) > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        open_fds(storaged) <= before,
+        "storaged holds {} descriptors, {before} before",
+        open_fds(storaged)
+    );
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354 "));
+    c.send(b"Subject: marker-after\r\n\r\nhello\r\n.\r\n");
+    assert!(c.reply().starts_with("250 "));
+    assert_eq!(stored_with(&tree, "marker-after").len(), 1);
+}

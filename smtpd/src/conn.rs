@@ -167,7 +167,21 @@ async fn run(
     conn.queue(&session.greeting());
     // The checks of the current transaction (port 25), from its MAIL FROM on.
     let mut message_checks: Option<crate::inbound::MessageChecks> = None;
+    // Its delivery at storaged, opened once it has a local recipient (given back unused when
+    // the transaction ends without DATA).
+    let mut opened: Option<crate::ahead::OpenedAhead> = None;
     loop {
+        match &session.tx {
+            None => opened = None,
+            Some(tx) if opened.is_none() && !tx.local.is_empty() => {
+                opened = shared
+                    .peers
+                    .storaged
+                    .current()
+                    .map(crate::ahead::OpenedAhead::start);
+            }
+            Some(_) => {}
+        }
         match (&session.tx, &shared.checker, connection_checks) {
             (None, _, _) => message_checks = None,
             (Some(tx), Some(checker), Some(c))
@@ -243,7 +257,9 @@ async fn run(
                     crate::auth::Authenticated::No(reply) => session.error(reply),
                 }
             }
-            Step::Data(_) => data(shared, conn, session, message_checks.take()).await?,
+            Step::Data(_) => {
+                data(shared, conn, session, message_checks.take(), opened.take()).await?
+            }
         };
         if reply.is_error() {
             let delay = session.delay();
@@ -373,6 +389,7 @@ async fn data(
     conn: &mut Conn,
     session: &mut Session,
     checks: Option<crate::inbound::MessageChecks>,
+    opened: Option<crate::ahead::OpenedAhead>,
 ) -> Result<Reply, ConnError> {
     let Some(tx) = session.tx.clone() else {
         return Ok(Reply::new(503, "5.5.1", "MAIL and RCPT first"));
@@ -393,6 +410,7 @@ async fn data(
         localserve: shared.settings.localserve,
         checker: shared.checker.as_ref(),
         checks,
+        opened,
     };
     let id = format!(
         "{:x}",

@@ -11,6 +11,7 @@
 //! of inbound mail arrive with the rest of issue 5.
 
 pub mod address;
+mod ahead;
 mod auth;
 pub mod command;
 mod conn;

@@ -1,6 +1,6 @@
-//! Receiving a message (after 354): the bytes stream through the DATA reader into a temporary
-//! file storaged handed out, behind our Received line; storaged then delivers it to every local
-//! recipient and answers once it is durable. Only then does the client hear 250.
+//! Receiving a message (after 354): the bytes stream through the DATA reader into a pipe
+//! storaged reads as they come, behind our Received line; storaged then delivers the message to
+//! every local recipient and answers once it is durable. Only then does the client hear 250.
 
 use std::time::SystemTime;
 
@@ -41,6 +41,8 @@ pub struct Peers<'a> {
     pub checker: Option<&'a crate::inbound::Checker>,
     /// This message's checks, started at MAIL FROM (MX only).
     pub checks: Option<crate::inbound::MessageChecks>,
+    /// The delivery opened at storaged when the first local recipient was accepted.
+    pub opened: Option<crate::ahead::OpenedAhead>,
 }
 
 /// An open destination of the message bytes.
@@ -110,24 +112,21 @@ pub async fn receive(
         size: 0,
     };
     let mut sinks = Vec::new();
+    let opened_ahead = peers.opened.take();
     if !plan.local.is_empty() {
-        let opened = match &peers.storaged {
-            Some(s) => s.call(&store::Request::OpenDelivery, Vec::new()).await.ok(),
-            None => None,
+        let opened = match (opened_ahead, &peers.storaged) {
+            (Some(ahead), _) => ahead.take().await,
+            (None, Some(s)) => crate::ahead::open(s).await,
+            (None, None) => None,
         };
-        match opened {
-            Some((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => {
-                match tokio::net::unix::pipe::Sender::from_owned_fd(fds.remove(0)) {
-                    Ok(pipe) => sinks.push(Sink::Store { id, pipe }),
-                    Err(e) => {
-                        tracing::warn!("storaged's delivery pipe: {e}");
-                        abort_store(&peers, id).await;
-                        return Ok(unavailable("message store"));
-                    }
-                }
-            }
-            other => {
-                tracing::warn!("storaged gave no delivery file: {other:?}");
+        let Some((id, fd)) = opened else {
+            return Ok(unavailable("message store"));
+        };
+        match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
+            Ok(pipe) => sinks.push(Sink::Store { id, pipe }),
+            Err(e) => {
+                tracing::warn!("storaged's delivery pipe: {e}");
+                abort_store(&peers, id).await;
                 return Ok(unavailable("message store"));
             }
         }

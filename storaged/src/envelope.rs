@@ -80,9 +80,14 @@ pub fn bounded(mut e: Envelope) -> Envelope {
 /// Parses the envelope of `raw`; a message mail-parser cannot read gets an empty envelope (it
 /// is still delivered: the bytes are what counts).
 pub fn parse(raw: &[u8]) -> Envelope {
-    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
-        return Envelope::default();
-    };
+    match mail_parser::MessageParser::default().parse_headers(raw) {
+        Some(msg) => of_message(&msg),
+        None => Envelope::default(),
+    }
+}
+
+/// The envelope of a message mail-parser has read (its top-level header fields).
+pub fn of_message(msg: &mail_parser::Message<'_>) -> Envelope {
     let raw_header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_string());
     let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<EnvelopeAddress> {
         a.map(|a| a.iter().filter_map(split).collect())

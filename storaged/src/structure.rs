@@ -58,16 +58,10 @@ pub fn analyze(
     head: &[u8],
 ) -> crate::error::Result<(crate::envelope::Envelope, Vec<BodyPart>)> {
     if head.len() as u64 == size && size <= PARSE_LIMIT {
-        return Ok((
-            crate::envelope::bounded(crate::envelope::parse(head)),
-            bounded(parse(head)),
-        ));
+        return Ok(analyze_bytes(head));
     }
     Ok(match files.read_small(file, PARSE_LIMIT)? {
-        Some(raw) => (
-            crate::envelope::bounded(crate::envelope::parse(&raw)),
-            bounded(parse(&raw)),
-        ),
+        Some(raw) => analyze_bytes(&raw),
         None => (
             crate::envelope::bounded(crate::envelope::parse(head)),
             Vec::new(),
@@ -75,11 +69,30 @@ pub fn analyze(
     })
 }
 
+/// Envelope and structure of the whole message `raw`, parsed once.
+pub fn analyze_bytes(raw: &[u8]) -> (crate::envelope::Envelope, Vec<BodyPart>) {
+    match MessageParser::default().parse(raw) {
+        Some(msg) => (
+            crate::envelope::bounded(crate::envelope::of_message(&msg)),
+            bounded(parts(&msg, raw)),
+        ),
+        None => (
+            crate::envelope::bounded(crate::envelope::parse(raw)),
+            Vec::new(),
+        ),
+    }
+}
+
 /// The parts of `raw`; empty if mail-parser cannot read it (the message is still stored).
 pub fn parse(raw: &[u8]) -> Vec<BodyPart> {
-    let Some(msg) = MessageParser::default().parse(raw) else {
-        return Vec::new();
-    };
+    match MessageParser::default().parse(raw) {
+        Some(msg) => parts(&msg, raw),
+        None => Vec::new(),
+    }
+}
+
+/// The parts of `msg`, parsed from `raw`.
+fn parts(msg: &mail_parser::Message<'_>, raw: &[u8]) -> Vec<BodyPart> {
     let mut out: Vec<BodyPart> = Vec::new();
     // (part id, parent index in `out`), children pushed in reverse for pre-order.
     let mut stack: Vec<(usize, Option<u32>)> = vec![(0, None)];
@@ -162,6 +175,29 @@ pub fn parse(raw: &[u8]) -> Vec<BodyPart> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One parse for both gives what two separate ones give: the envelope from the header
+    /// fields alone, the parts from the whole message.
+    #[test]
+    fn analysing_once_equals_parsing_envelope_and_parts_apart() {
+        let messages: [&[u8]; 5] = [
+            b"From: \"A. Person\" <a@example.org>\r\nTo: b@example.com, Group: c@example.net, d@example.net;\r\nCc: =?utf-8?q?J=C3=B6rg?= <j@example.de>\r\nSubject: =?utf-8?b?SMOkbGxv?=\r\nDate: Sun, 22 Nov 2026 20:00:00 +0000\r\nMessage-ID: <m1@example.org>\r\nIn-Reply-To: <m0@example.org>\r\n\r\nbody\r\n",
+            b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nh\xe9llo\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@example.org\r\nSubject: inner\r\n\r\ninner body\r\n--b--\r\n",
+            b"Sender: s@example.org\r\nReply-To: r@example.org\r\nFrom: f@example.org\r\n\r\n",
+            b"no header at all, just text\r\n",
+            b"",
+        ];
+        for raw in messages {
+            let (envelope, parts) = analyze_bytes(raw);
+            assert_eq!(
+                envelope,
+                crate::envelope::bounded(crate::envelope::parse(raw)),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+            assert_eq!(parts, bounded(parse(raw)));
+        }
+    }
 
     #[test]
     fn lists_multipart_parts_in_order_with_offsets() {
