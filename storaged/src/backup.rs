@@ -26,6 +26,8 @@ pub fn snapshot(db: &Db, files: &Files, staging: &Path) -> Result<usize> {
         source: e,
     };
     std::fs::create_dir(staging).map_err(err)?;
+    // The files of small deliveries made durable first: the links below share them.
+    crate::inline::checkpoint(db, files, true)?;
     db.flush()?;
     db.export_to(&staging.join("db"))?;
     let copy = Files::open(staging)?;

@@ -150,6 +150,12 @@ pub fn deliver_durably(
         .map(|_| db.new_id())
         .collect::<Result<Vec<u64>>>()?;
     let size = src.len() + placement.prepend.len() as u64;
+    if let Source::Bytes(bytes) = src
+        && size <= crate::inline::INLINE_LIMIT as u64
+    {
+        let whole = [placement.prepend.as_slice(), bytes].concat();
+        return deliver_inline(db, files, &targets, &ids, &whole, outcomes, flush);
+    }
     // A message in memory is parsed from there while another thread writes its file; one in a
     // file is copied first (and its head kept for parsing).
     let (head, unsynced) = match src {
@@ -181,7 +187,7 @@ pub fn deliver_durably(
                 None
             }
         };
-        let recorded = record(db, files, &targets, &ids, size, &head);
+        let recorded = record(db, files, &targets, &ids, size, &head, Marks::Pending);
         let flushed = match &recorded {
             Ok(_) => flush(),
             Err(_) => Ok(()),
@@ -235,11 +241,61 @@ pub fn deliver_durably(
         .collect())
 }
 
+/// A small message (see [`crate::inline`]): its files written but not synced, its bytes
+/// written with its records, and both durable with one flush.
+fn deliver_inline(
+    db: &Db,
+    files: &Files,
+    targets: &[(String, u64)],
+    ids: &[u64],
+    whole: &[u8],
+    outcomes: Vec<Option<usize>>,
+    flush: &(dyn Fn() -> Result<()> + Sync),
+) -> Result<Vec<Outcome>> {
+    // Synced by the checkpointer (or written again from the bodies at start).
+    let _unsynced = files.store_bytes_unsynced(whole, ids)?;
+    let size = whole.len() as u64;
+    let uids = match record(db, files, targets, ids, size, whole, Marks::Bodies(whole)) {
+        Ok(uids) => uids,
+        Err(e) => {
+            files.remove_new(ids);
+            return Err(e);
+        }
+    };
+    if let Err(e) = flush() {
+        // Not durable, so not delivered (as in `deliver_durably`); the checkpointer drops the
+        // bodies of records that are gone.
+        let mut undone = true;
+        for ((_, mailbox), uid) in targets.iter().zip(&uids) {
+            if let Err(undo) = db.remove_uid(*mailbox, *uid) {
+                tracing::error!("taking back message {uid} of mailbox {mailbox}: {undo}");
+                undone = false;
+            }
+        }
+        if undone {
+            files.remove_new(ids);
+        }
+        return Err(e);
+    }
+    db.checkpoint.poke();
+    Ok(outcomes
+        .into_iter()
+        .map(|o| match o {
+            None => Outcome::UnknownAddress,
+            Some(i) => Outcome::Delivered {
+                account: targets[i].0.clone(),
+                mailbox: targets[i].1,
+                uid: uids[i],
+            },
+        })
+        .collect())
+}
+
 impl Db {
     /// Appends messages to mailboxes in one transaction: assigns UIDs and modseqs, updates
     /// UIDNEXT, HIGHESTMODSEQ and the counts. Returns the UIDs in order.
     pub fn append_messages(&self, entries: &[(u64, Message)]) -> Result<Vec<u32>> {
-        self.append_messages_pending(entries, false)
+        self.append_messages_marked(entries, Marks::None)
     }
 
     /// Like [`Db::append_messages`]; with `pending`, each message's file is marked as not yet
@@ -249,14 +305,28 @@ impl Db {
         entries: &[(u64, Message)],
         pending: bool,
     ) -> Result<Vec<u32>> {
+        let marks = if pending { Marks::Pending } else { Marks::None };
+        self.append_messages_marked(entries, marks)
+    }
+
+    /// Like [`Db::append_messages`], marking each message's file as `marks` says.
+    pub(crate) fn append_messages_marked(
+        &self,
+        entries: &[(u64, Message)],
+        marks: Marks<'_>,
+    ) -> Result<Vec<u32>> {
+        let marked = match marks {
+            Marks::Bodies(_) => &self.bodies,
+            Marks::None | Marks::Pending => &self.pending,
+        };
         let trees = (
             &self.accounts,
             &self.mailboxes,
             &self.messages,
             &self.feed,
-            &self.pending,
+            marked,
         );
-        let uids = trees.transaction(|(accounts, mailboxes, messages, feed, pending_files)| {
+        let uids = trees.transaction(|(accounts, mailboxes, messages, feed, marked)| {
             let mut uids = Vec::with_capacity(entries.len());
             for (mailbox_id, message) in entries {
                 let key = keys::mailbox(*mailbox_id);
@@ -291,16 +361,21 @@ impl Db {
                     keys::feed(&mailbox.account, account.modseq),
                     record::encode(&change).map_err(TxError::Abort)?,
                 )?;
-                if pending {
-                    let mark = PendingFile {
+                let mark = match marks {
+                    Marks::None => None,
+                    Marks::Pending => Some(record::encode(&PendingFile {
                         mailbox: *mailbox_id,
                         uid,
                         size: message.size,
-                    };
-                    pending_files.insert(
-                        &message.file.to_be_bytes(),
-                        record::encode(&mark).map_err(TxError::Abort)?,
-                    )?;
+                    })),
+                    Marks::Bodies(bytes) => Some(record::encode(&crate::inline::Body {
+                        mailbox: *mailbox_id,
+                        uid,
+                        bytes: bytes.to_vec(),
+                    })),
+                };
+                if let Some(mark) = mark {
+                    marked.insert(&message.file.to_be_bytes(), mark.map_err(TxError::Abort)?)?;
                 }
                 uids.push(uid);
             }
@@ -310,7 +385,19 @@ impl Db {
     }
 }
 
-/// Parses the message (from its first file) and writes one record per target, marked pending.
+/// How the files of appended messages are marked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Marks<'a> {
+    /// Durable before the records are.
+    None,
+    /// Being synced while the records are written (see [`deliver_durably`]).
+    Pending,
+    /// Not synced: these bytes go into the database with the records (see [`crate::inline`]).
+    Bodies(&'a [u8]),
+}
+
+/// Parses the message (from its first file) and writes one record per target, its file marked
+/// as `marks` says.
 fn record(
     db: &Db,
     files: &Files,
@@ -318,6 +405,7 @@ fn record(
     ids: &[u64],
     size: u64,
     head: &[u8],
+    marks: Marks<'_>,
 ) -> Result<Vec<u32>> {
     let (envelope, structure) = crate::structure::analyze(files, ids[0], size, head)?;
     let date = now();
@@ -340,7 +428,7 @@ fn record(
             )
         })
         .collect();
-    db.append_messages_pending(&entries, true)
+    db.append_messages_marked(&entries, marks)
 }
 
 /// A message file whose record was written before the file was known to be durable.

@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod error;
 pub mod feed;
 pub mod files;
+pub mod inline;
 pub mod mailboxes;
 pub mod messages;
 pub mod search;
@@ -65,6 +66,10 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         if taken_back > 0 {
             tracing::warn!("took back {taken_back} deliveries a crash interrupted");
         }
+        let rewritten = inline::settle(&db, &files)?;
+        if rewritten > 0 {
+            tracing::info!("wrote {rewritten} message files from the database after a crash");
+        }
         // After a crash or a restore the id counter may lag: move it past every id in use.
         db.ensure_ids_above(verify::max_used_id(&db, &files)?)?;
         let removed = verify::sweep_orphans(&db, &files, db.new_id()?)?;
@@ -74,6 +79,9 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         Ok::<_, error::StoreError>((db, files))
     })
     .await??;
+    // Until this returns: its drop makes the last checkpoint.
+    let _checkpointer = inline::Checkpointer::start(db.clone(), files.clone())
+        .map_err(|e| format!("starting the checkpoint thread: {e}"))?;
     let feed = std::sync::Arc::new(feed::Feed::default());
     let flusher = deliver::Flusher::start(db.clone(), feed.clone());
     let store = service::Store::new(db, files, flusher, feed);

@@ -174,6 +174,8 @@ impl Db {
         let mut entries = Vec::with_capacity(sources.len());
         for (_, m) in &sources {
             let file = self.new_id()?;
+            // The new name must not refer to bytes only a body holds.
+            crate::inline::make_durable(self, files, m.file)?;
             files.link(m.file, file)?;
             let mut copy = m.clone();
             copy.file = file;

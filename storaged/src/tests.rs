@@ -607,3 +607,118 @@ fn a_flush_syncs_new_blob_files() {
     assert_eq!(synced, on_disk, "every new blob file synced");
     f.db.flush().unwrap();
 }
+
+/// Delivers `MSG` to bob from memory (small: it rides in the database log).
+fn deliver_small(f: &Fixture) -> (u64, u32, u64) {
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    let out = crate::deliver::deliver_durably(
+        &f.db,
+        &f.files,
+        crate::deliver::Source::Bytes(MSG),
+        &["bob@example.com".to_string()],
+        &Default::default(),
+        &|| f.db.flush(),
+    )
+    .unwrap();
+    let Outcome::Delivered { mailbox, uid, .. } = out[0] else {
+        panic!("{out:?}")
+    };
+    let file = f.db.message_records(mailbox).unwrap()[0].1.file;
+    (mailbox, uid, file)
+}
+
+/// A small delivery leaves its file written and its bytes in the database; a checkpoint makes
+/// the file durable and drops the copy.
+#[test]
+fn a_small_delivery_rides_in_the_database_until_its_checkpoint() {
+    let f = fixture();
+    let (mailbox, uid, file) = deliver_small(&f);
+    let bodies = f.db.bodies().unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0].0, file);
+    assert_eq!((bodies[0].1.mailbox, bodies[0].1.uid), (mailbox, uid));
+    assert_eq!(bodies[0].1.bytes, MSG);
+    assert_eq!(std::fs::read(f.files.path(file)).unwrap(), MSG);
+    assert!(f.db.pending_files().unwrap().is_empty());
+    f.check();
+    assert_eq!(crate::inline::checkpoint(&f.db, &f.files, true).unwrap(), 1);
+    assert!(f.db.bodies().unwrap().is_empty());
+    assert_eq!(std::fs::read(f.files.path(file)).unwrap(), MSG);
+    f.check();
+}
+
+/// What a power loss can leave of an unsynced file — nothing, a short file, zeros — is
+/// written again from the database at start; a body whose delivery was taken back writes
+/// nothing.
+#[test]
+fn files_lost_before_their_checkpoint_are_written_again_at_start() {
+    let damages: [&dyn Fn(&std::path::Path); 3] = [
+        &|p| std::fs::remove_file(p).unwrap(),
+        &|p| std::fs::write(p, &MSG[..10]).unwrap(),
+        &|p| std::fs::write(p, vec![0u8; MSG.len()]).unwrap(),
+    ];
+    for damage in damages {
+        let f = fixture();
+        let (_, _, file) = deliver_small(&f);
+        damage(&f.files.path(file));
+        assert_eq!(crate::inline::settle(&f.db, &f.files).unwrap(), 1);
+        assert_eq!(std::fs::read(f.files.path(file)).unwrap(), MSG);
+        assert!(f.db.bodies().unwrap().is_empty());
+        f.check();
+    }
+    let f = fixture();
+    let (mailbox, uid, file) = deliver_small(&f);
+    f.db.remove_uid(mailbox, uid).unwrap();
+    let _ = f.files.remove(file);
+    assert_eq!(crate::inline::settle(&f.db, &f.files).unwrap(), 0);
+    assert!(
+        !f.files.path(file).exists(),
+        "nothing written for a record that is gone"
+    );
+    assert!(f.db.bodies().unwrap().is_empty());
+}
+
+/// After a failed sync the kernel may have dropped the pages it could not write: the next
+/// checkpoint writes the files again from the database instead of trusting them.
+#[test]
+fn a_checkpoint_after_a_failed_one_writes_the_files_again() {
+    let f = fixture();
+    let (_, _, file) = deliver_small(&f);
+    std::fs::write(f.files.path(file), vec![0u8; MSG.len()]).unwrap();
+    crate::inline::checkpoint(&f.db, &f.files, false).unwrap();
+    assert_eq!(std::fs::read(f.files.path(file)).unwrap(), MSG);
+    assert!(f.db.bodies().unwrap().is_empty());
+}
+
+/// A copy links a second name to the file: the file is made durable first, so no name ever
+/// refers to bytes only the database holds.
+#[test]
+fn copying_a_small_message_makes_its_file_durable_first() {
+    let f = fixture();
+    let (inbox, _, file) = deliver_small(&f);
+    let archive = f.db.create_mailbox("bob", "Kept").unwrap();
+    f.db.copy_messages(&f.files, inbox, &[(1, u32::MAX)], archive)
+        .unwrap();
+    assert!(f.db.bodies().unwrap().is_empty());
+    let copy = f.db.message_records(archive).unwrap()[0].1.file;
+    assert_ne!(copy, file);
+    assert_eq!(std::fs::read(f.files.path(copy)).unwrap(), MSG);
+    f.check();
+}
+
+/// The checkpoint thread makes the files durable soon after deliveries pause, and its drop
+/// ends it.
+#[test]
+fn the_checkpoint_thread_empties_the_bodies_and_stops() {
+    let f = fixture();
+    let checkpointer = crate::inline::Checkpointer::start(f.db.clone(), f.files.clone()).unwrap();
+    deliver_small(&f);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f.db.bodies().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(f.db.bodies().unwrap().is_empty());
+    drop(checkpointer);
+    f.check();
+}

@@ -11,6 +11,9 @@
 //! - `tombstones`: mailbox id ‖ uid → modseq (u64 BE) of the expunge, for QRESYNC.
 //! - `feed`: account NUL modseq (u64 BE) → [`record::FeedRecord`]: changes not yet announced,
 //!   written in the transaction that makes the change, removed once published.
+//! - `pending`: file id → `deliver::PendingFile`: files synced while their records were written.
+//! - `bodies`: file id → [`crate::inline::Body`]: small messages' bytes, durable here until
+//!   their files are (see [`crate::inline`]).
 //!
 //! Every change that spans trees runs in one sled transaction; [`Db::flush`] makes everything
 //! committed so far durable (fsync) and is called before any change is acknowledged.
@@ -57,6 +60,9 @@ pub struct Db {
     /// Message files whose records were written while the files were being synced (see
     /// `deliver::deliver_durably`): file id → `deliver::PendingFile`.
     pub(crate) pending: sled::Tree,
+    pub(crate) bodies: sled::Tree,
+    /// Wakes the checkpointer when bodies were added.
+    pub(crate) checkpoint: std::sync::Arc<crate::inline::Signal>,
 }
 
 impl Db {
@@ -93,6 +99,8 @@ impl Db {
             tombstones: tree("tombstones")?,
             feed: tree("feed")?,
             pending: tree("pending")?,
+            bodies: tree("bodies")?,
+            checkpoint: Default::default(),
             blobs: dir.join("blobs"),
             synced_blobs: std::sync::Arc::new(std::sync::Mutex::new((
                 std::time::UNIX_EPOCH,

@@ -1,0 +1,287 @@
+//! Small messages ride in the database log.
+//!
+//! A delivery of at most [`INLINE_LIMIT`] bytes writes its message file without syncing it and
+//! puts a copy of the bytes (a *body*) into the `bodies` tree, in the same transaction as its
+//! records: the one flush that makes the records durable makes the bytes durable too, and the
+//! client's 250 waits for no file or directory sync. Later — when deliveries pause, or every
+//! half second under load — the [`Checkpointer`] makes the files durable, many at a time, and
+//! removes their bodies. This is a database's write-ahead log and checkpoint, for mail: one
+//! device flush per delivery instead of three (log, file, directory) on the way to the 250.
+//!
+//! Readers never see a body: the file is there from the start (in the page cache until it is
+//! synced). What a crash can leave — a body whose file is missing, short or holds anything —
+//! is repaired at start by [`settle`]: each file still referred to is written again from its
+//! body and synced. A copy of a message (IMAP COPY links the file) syncs the file first, so the
+//! new name never refers to bytes only a body holds.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::record::{self, Message};
+use crate::db::{Db, keys};
+use crate::error::{Result, StoreError};
+use crate::files::Files;
+
+/// Deliveries up to this size (prepended fields included) ride in the database log.
+pub const INLINE_LIMIT: usize = 32 * 1024;
+/// How long deliveries must pause before a checkpoint starts.
+const IDLE: Duration = Duration::from_millis(20);
+/// The longest a body waits for its checkpoint while deliveries go on.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// A message's bytes held in the database until its file is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    /// The record that refers to the file.
+    pub mailbox: u64,
+    pub uid: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Wakes the checkpointer: a count of deliveries that left bodies behind, and whether it
+/// should stop.
+#[derive(Debug, Default)]
+pub struct Signal {
+    state: Mutex<(u64, bool)>,
+    changed: Condvar,
+}
+
+impl Signal {
+    /// Says that bodies were added.
+    pub fn poke(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+        self.changed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.changed.notify_one();
+    }
+}
+
+impl Db {
+    /// Every body not yet checkpointed: (file id, body).
+    pub fn bodies(&self) -> Result<Vec<(u64, Body)>> {
+        let mut out = Vec::new();
+        for e in self.bodies.iter() {
+            let (k, v) = e?;
+            out.push((keys::u64_of("bodies", &k)?, record::decode("bodies", &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Whether record (`mailbox`, `uid`) still exists and refers to file `id`.
+    fn refers(&self, mailbox: u64, uid: u32, id: u64) -> Result<bool> {
+        Ok(match self.messages.get(keys::message(mailbox, uid))? {
+            Some(v) => record::decode::<Message>("messages", &v)?.file == id,
+            None => false,
+        })
+    }
+
+    fn forget_bodies(&self, ids: &[u64]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.to_be_bytes());
+        }
+        self.bodies.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
+/// Makes file `id` durable now if its bytes are still only durable as a body (before a second
+/// name is linked to it).
+pub fn make_durable(db: &Db, files: &Files, id: u64) -> Result<()> {
+    if db.bodies.contains_key(id.to_be_bytes())? {
+        let path = files.path(id);
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| file_err(&path, e))?;
+        crate::files::sync_dir(path.parent().unwrap_or(files.root()))?;
+        db.forget_bodies(&[id])?;
+    }
+    Ok(())
+}
+
+/// Writes file `id` from `bytes` again, in place (a hard link to it sees the same bytes), and
+/// syncs it and its directory.
+fn rewrite(files: &Files, id: u64, bytes: &[u8]) -> Result<()> {
+    let path = files.path(id);
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| file_err(&path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| file_err(&path, e))?;
+    crate::files::sync_dir(&dir)?;
+    if let Some(msg) = dir.parent() {
+        crate::files::sync_dir(msg)?;
+    }
+    Ok(())
+}
+
+/// At start, before anything is served: every body whose record still refers to its file gets
+/// that file written again and synced (after a crash an unsynced file may be missing, short or
+/// hold anything); the others (deliveries taken back, messages expunged) are dropped. Returns
+/// how many files were written.
+pub fn settle(db: &Db, files: &Files) -> Result<usize> {
+    let bodies = db.bodies()?;
+    let mut written = 0;
+    for (id, body) in &bodies {
+        if db.refers(body.mailbox, body.uid, *id)? {
+            rewrite(files, *id, &body.bytes)?;
+            written += 1;
+        }
+    }
+    if !bodies.is_empty() {
+        db.forget_bodies(&bodies.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
+        db.flush()?;
+    }
+    Ok(written)
+}
+
+/// Makes the files of every body durable and removes the bodies. Returns how many files were
+/// made durable. With `trust_files` false (after a failed sync, whose pages the kernel may have
+/// dropped) every file still referred to is written again from its body first.
+pub fn checkpoint(db: &Db, files: &Files, trust_files: bool) -> Result<usize> {
+    let bodies = db.bodies()?;
+    if bodies.is_empty() {
+        return Ok(0);
+    }
+    let mut synced = Vec::new();
+    let mut dirs = BTreeSet::new();
+    let mut done = Vec::with_capacity(bodies.len());
+    for (id, body) in &bodies {
+        let path = files.path(*id);
+        let intact = trust_files
+            && std::fs::metadata(&path).is_ok_and(|m| m.len() == body.bytes.len() as u64);
+        if intact {
+            synced.push(path.clone());
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        } else if db.refers(body.mailbox, body.uid, *id)? {
+            if trust_files {
+                tracing::warn!("message file {id} is not as delivered; writing it again");
+            }
+            rewrite(files, *id, &body.bytes)?;
+        }
+        // Otherwise the delivery was taken back or the message expunged: nothing to keep.
+        done.push(*id);
+    }
+    // Each file and directory on its own. (One `syncfs` would need one device flush for them
+    // all, but it also writes whatever else is dirty on the file system — measured here, a
+    // build's output stalled deliveries for a third of a second.)
+    for path in &synced {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| file_err(path, e))?;
+    }
+    for dir in &dirs {
+        crate::files::sync_dir(dir)?;
+    }
+    // Removing the bodies becomes durable with a later flush; a crash before that only makes
+    // the start write these files once more.
+    db.forget_bodies(&done)?;
+    Ok(synced.len())
+}
+
+/// Runs checkpoints in a thread of its own: once deliveries have paused for [`IDLE`], or at
+/// the latest [`MAX_WAIT`] after the first body it has not checkpointed. Dropping it makes a
+/// last checkpoint and ends the thread (which holds the database open).
+#[derive(Debug)]
+pub struct Checkpointer {
+    signal: Arc<Signal>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn start(db: Db, files: Files) -> std::io::Result<Checkpointer> {
+        let signal = db.checkpoint.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || run(&db, &files))?;
+        Ok(Checkpointer {
+            signal,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.signal.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(db: &Db, files: &Files) {
+    let signal: Arc<Signal> = db.checkpoint.clone();
+    let mut seen = 0u64;
+    let mut trust_files = true;
+    loop {
+        let mut state = signal.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.0 == seen && !state.1 {
+            state = signal
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let stopping = state.1;
+        let first = Instant::now();
+        // Wait for a pause in deliveries (or the longest wait).
+        while !state.1 {
+            let before = state.0;
+            let left = MAX_WAIT.saturating_sub(first.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            let (s, _) = signal
+                .changed
+                .wait_timeout(state, IDLE.min(left))
+                .unwrap_or_else(|e| e.into_inner());
+            state = s;
+            if state.0 == before {
+                break;
+            }
+        }
+        seen = state.0;
+        let stopping = stopping || state.1;
+        drop(state);
+        match checkpoint(db, files, trust_files) {
+            Ok(_) => trust_files = true,
+            Err(e) => {
+                // The bodies stay; the next checkpoint writes the files again (or the start).
+                tracing::error!("checkpoint of message files: {e}");
+                trust_files = false;
+                if !stopping {
+                    std::thread::sleep(Duration::from_secs(1));
+                    signal.poke();
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+fn file_err(path: &std::path::Path, source: std::io::Error) -> StoreError {
+    StoreError::File {
+        path: path.display().to_string(),
+        source,
+    }
+}
