@@ -81,7 +81,7 @@ pub fn call<S: crate::rpc::Service>(
     sandbox::fdpass::send(fd, &datagram, &[])?;
     // A quick answer (an ECDSA signature) is waited for spinning: sleeping and being woken
     // again costs more than the signature on a virtual machine.
-    spin_until_readable(fd, SPIN);
+    spin_until_readable(fd, SPIN, &CALLERS);
     let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     match nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)) {
@@ -124,7 +124,13 @@ thread_local! {
 /// pings, or descriptors (`Err`). For a thread that owns the socket, such as keyd's signers.
 /// Polls `fd` without sleeping, yielding the processor between polls, until it is readable
 /// or `limit` has passed.
-fn spin_until_readable(fd: BorrowedFd<'_>, limit: std::time::Duration) {
+fn spin_until_readable(fd: BorrowedFd<'_>, limit: std::time::Duration, spinners: &Spinners) {
+    // Spinning pays when a processor is free; with every one busy it only takes time from the
+    // threads doing the work. At most half the processors spin at once (per kind: callers,
+    // servers); the others sleep at once.
+    let Some(_spinning) = spinners.enter() else {
+        return;
+    };
     let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let until = std::time::Instant::now() + limit;
     while std::time::Instant::now() < until {
@@ -132,6 +138,36 @@ fn spin_until_readable(fd: BorrowedFd<'_>, limit: std::time::Duration) {
             return;
         }
         std::thread::yield_now();
+    }
+}
+
+/// Threads spinning at one time, and how many may.
+struct Spinners(std::sync::atomic::AtomicUsize);
+
+static CALLERS: Spinners = Spinners(std::sync::atomic::AtomicUsize::new(0));
+static SERVERS: Spinners = Spinners(std::sync::atomic::AtomicUsize::new(0));
+
+struct Spinning<'a>(&'a Spinners);
+
+impl Spinners {
+    fn enter(&self) -> Option<Spinning<'_>> {
+        use std::sync::atomic::Ordering;
+        static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let max = *MAX.get_or_init(|| {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        });
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Spinning(self))
+    }
+}
+
+impl Drop for Spinning<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -154,7 +190,7 @@ pub fn serve<S: crate::rpc::Service>(
     let mut dense = false;
     loop {
         if dense {
-            spin_until_readable(fd.as_fd(), SERVE_SPIN);
+            spin_until_readable(fd.as_fd(), SERVE_SPIN, &SERVERS);
         }
         let got = sandbox::fdpass::recv(fd.as_fd(), &mut buf)?;
         if got.len == 0 && got.fds.is_empty() {
