@@ -88,8 +88,13 @@ async fn run(seconds: f64) {
         );
         let client = client_config(scheme_client == "RSA");
         // One connection at a time (latency-bound: every keyd round trip is on the critical
-        // path), then as many handshaking threads as a busy server has (throughput-bound).
-        for threads in [1, 4] {
+        // path); as many handshaking threads as a server's runtime has workers (one per
+        // processor: throughput-bound); and more threads than processors (oversubscribed, as
+        // when other work competes), where every switch to keyd's thread and back costs.
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut counts = vec![1, cpus, 2 * cpus];
+        counts.dedup();
+        for threads in counts {
             // Alternating slices, so that drifting load on a shared machine weighs on both
             // sides alike.
             let (mut a, mut b) = (0.0, 0.0);
