@@ -1003,11 +1003,12 @@ fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// smtpd opens a delivery at storaged as soon as a transaction has a local recipient; one
-/// given up before DATA (RSET, a refused DATA, QUIT, a dropped connection) is given back.
-/// storaged lets one role hold at most 4096 open deliveries: after 4200 transactions given up,
-/// a message is still delivered (without the giving back it hears 451), and storaged's open
-/// descriptors are back where they were.
+/// smtpd opens a delivery at storaged as soon as a transaction has a local recipient. One not
+/// used (RSET, a refused DATA) is kept for the connection's next transaction, and given back
+/// when the connection ends (QUIT or dropped). storaged lets one role hold at most 1024 open
+/// deliveries: after 4200 transactions given up on one connection and 1100 connections that
+/// ended after RCPT, a message is still delivered (without the reuse or the giving back it
+/// hears 451), and storaged's open descriptors are back where they were.
 #[test]
 fn deliveries_opened_for_transactions_given_up_before_data_are_given_back() {
     let tree = tree_with_bob("");
@@ -1044,7 +1045,7 @@ fn deliveries_opened_for_transactions_given_up_before_data_are_given_back() {
     c.send(b"Subject: bare\nLF\r\n.\r\n");
     assert!(c.reply().starts_with("554 "));
     for quit in [true, false] {
-        for _ in 0..20 {
+        for _ in 0..550 {
             let mut d = Client::connect(addr(&tree, ListenerKind::Smtp));
             d.cmd("EHLO raw.test");
             assert!(d.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
@@ -1069,4 +1070,41 @@ fn deliveries_opened_for_transactions_given_up_before_data_are_given_back() {
     c.send(b"Subject: marker-after\r\n\r\nhello\r\n.\r\n");
     assert!(c.reply().starts_with("250 "));
     assert_eq!(stored_with(&tree, "marker-after").len(), 1);
+}
+
+/// A delivery opened ahead belongs to the storaged that opened it: if storaged restarts
+/// between RCPT and DATA, the message goes to a delivery opened at the new one (never an id
+/// the new one may have given to someone else), and is delivered.
+#[test]
+fn a_storaged_restart_between_rcpt_and_data_loses_nothing() {
+    let tree = tree_with_bob("");
+    let storaged_pid = |tree: &Tree| {
+        tree.status()
+            .expect("status")
+            .roles
+            .iter()
+            .find(|r| r.role == ipc::Role::Storaged)
+            .and_then(|r| r.pid)
+    };
+    let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
+    c.cmd("EHLO raw.test");
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
+    let old = storaged_pid(&tree).expect("storaged's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while storaged_pid(&tree).is_none_or(|p| p == old) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tree.wait_ready(Duration::from_secs(20));
+    let data = c.cmd("DATA");
+    assert!(data.starts_with("354 "), "{data}");
+    c.send(b"Subject: marker-restart\r\n\r\nhello\r\n.\r\n");
+    let reply = c.reply();
+    assert!(reply.starts_with("250 "), "{reply}");
+    assert_eq!(stored_with(&tree, "marker-restart").len(), 1);
 }

@@ -9,25 +9,29 @@ use std::os::fd::OwnedFd;
 
 use ipc::msg::store::{self, StoreService};
 
+/// An open delivery at storaged.
+pub struct Opened {
+    pub id: u64,
+    /// The write end of the delivery's pipe.
+    pub pipe: OwnedFd,
+    /// The link it was opened on: its commit or abort must go there.
+    pub storaged: ipc::Client<StoreService>,
+}
+
 /// The answer to an `OpenDelivery` asked for in the background.
 pub struct OpenedAhead {
-    task: Option<tokio::task::JoinHandle<Option<(u64, OwnedFd)>>>,
-    storaged: ipc::Client<StoreService>,
+    task: Option<tokio::task::JoinHandle<Option<Opened>>>,
 }
 
 impl OpenedAhead {
     /// Asks `storaged` for a delivery now, without waiting for the answer.
     pub fn start(storaged: ipc::Client<StoreService>) -> OpenedAhead {
-        let client = storaged.clone();
-        let task = tokio::spawn(async move { open(&client).await });
-        OpenedAhead {
-            task: Some(task),
-            storaged,
-        }
+        let task = tokio::spawn(async move { open(&storaged).await });
+        OpenedAhead { task: Some(task) }
     }
 
-    /// The delivery (its id and the write end of its pipe), or `None` if storaged gave none.
-    pub async fn take(mut self) -> Option<(u64, OwnedFd)> {
+    /// The delivery, or `None` if storaged gave none.
+    pub async fn take(mut self) -> Option<Opened> {
         let task = self.task.take()?;
         task.await.ok().flatten()
     }
@@ -43,27 +47,31 @@ impl Drop for OpenedAhead {
             task.abort();
             return;
         };
-        let storaged = self.storaged.clone();
         runtime.spawn(async move {
-            if let Ok(Some((id, pipe))) = task.await {
-                drop(pipe);
-                let _ = storaged
-                    .call(&store::Request::AbortDelivery { id }, Vec::new())
-                    .await;
+            if let Ok(Some(opened)) = task.await {
+                drop(opened.pipe);
+                if !opened.storaged.is_closed() {
+                    let _ = opened
+                        .storaged
+                        .call(&store::Request::AbortDelivery { id: opened.id }, Vec::new())
+                        .await;
+                }
             }
         });
     }
 }
 
 /// One `OpenDelivery` round trip.
-pub async fn open(storaged: &ipc::Client<StoreService>) -> Option<(u64, OwnedFd)> {
+pub async fn open(storaged: &ipc::Client<StoreService>) -> Option<Opened> {
     match storaged
         .call(&store::Request::OpenDelivery, Vec::new())
         .await
     {
-        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => {
-            Some((id, fds.remove(0)))
-        }
+        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => Some(Opened {
+            id,
+            pipe: fds.remove(0),
+            storaged: storaged.clone(),
+        }),
         Ok((store::Response::DeliveryOpened { id }, _)) => {
             tracing::warn!("storaged opened delivery {id} without its pipe");
             let _ = storaged

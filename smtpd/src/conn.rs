@@ -167,20 +167,21 @@ async fn run(
     conn.queue(&session.greeting());
     // The checks of the current transaction (port 25), from its MAIL FROM on.
     let mut message_checks: Option<crate::inbound::MessageChecks> = None;
-    // Its delivery at storaged, opened once it has a local recipient (given back unused when
-    // the transaction ends without DATA).
+    // A delivery at storaged, opened when a transaction first has a local recipient. Unused
+    // (RSET, a refused MAIL), it is kept for the connection's next transaction, so a client
+    // repeating RCPT and RSET costs storaged one open delivery, not one each time; it is given
+    // back when the connection ends.
     let mut opened: Option<crate::ahead::OpenedAhead> = None;
     loop {
-        match &session.tx {
-            None => opened = None,
-            Some(tx) if opened.is_none() && !tx.local.is_empty() => {
-                opened = shared
-                    .peers
-                    .storaged
-                    .current()
-                    .map(crate::ahead::OpenedAhead::start);
-            }
-            Some(_) => {}
+        if opened.is_none()
+            && let Some(tx) = &session.tx
+            && !tx.local.is_empty()
+        {
+            opened = shared
+                .peers
+                .storaged
+                .current()
+                .map(crate::ahead::OpenedAhead::start);
         }
         match (&session.tx, &shared.checker, connection_checks) {
             (None, _, _) => message_checks = None,

@@ -43,8 +43,8 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: true,
     },
     tcp_connect: &[53],
-    // Messages are written into the temporary files storaged hands out (as passed fds: smtpd
-    // can open no file itself), so RLIMIT_FSIZE stays unlimited.
+    // Messages are written into the pipes storaged hands out and the queue files queued hands
+    // out (as passed fds: smtpd can open no file itself), so RLIMIT_FSIZE stays unlimited.
     writes_files: true,
     run: |ctx| Box::pin(run(ctx)),
 };

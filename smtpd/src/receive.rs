@@ -14,7 +14,7 @@ use crate::io::{Conn, ConnError};
 use crate::reply::Reply;
 use crate::session::{Session, Transaction};
 
-/// Bytes collected before they are written to the file.
+/// Bytes collected before they are written to the destinations.
 const CHUNK: usize = 64 * 1024;
 
 /// What the client is told after the message, and what to log.
@@ -51,6 +51,9 @@ enum Sink {
     Store {
         id: u64,
         pipe: tokio::net::unix::pipe::Sender,
+        /// The link the delivery was opened on: its commit or abort goes there, never to a
+        /// storaged started since (which knows nothing of it).
+        storaged: ipc::Client<StoreService>,
     },
     /// A file in queued's queue directory.
     Queue { id: u64, file: tokio::fs::File },
@@ -114,19 +117,26 @@ pub async fn receive(
     let mut sinks = Vec::new();
     let opened_ahead = peers.opened.take();
     if !plan.local.is_empty() {
-        let opened = match (opened_ahead, &peers.storaged) {
-            (Some(ahead), _) => ahead.take().await,
-            (None, Some(s)) => crate::ahead::open(s).await,
-            (None, None) => None,
+        let ahead = match opened_ahead {
+            Some(ahead) => ahead.take().await,
+            None => None,
         };
-        let Some((id, fd)) = opened else {
+        // Opened ahead on a link still up, or else opened now.
+        let opened = match ahead {
+            Some(opened) if !opened.storaged.is_closed() => Some(opened),
+            _ => match &peers.storaged {
+                Some(s) => crate::ahead::open(s).await,
+                None => None,
+            },
+        };
+        let Some(crate::ahead::Opened { id, pipe, storaged }) = opened else {
             return Ok(unavailable("message store"));
         };
-        match tokio::net::unix::pipe::Sender::from_owned_fd(fd) {
-            Ok(pipe) => sinks.push(Sink::Store { id, pipe }),
+        match tokio::net::unix::pipe::Sender::from_owned_fd(pipe) {
+            Ok(pipe) => sinks.push(Sink::Store { id, pipe, storaged }),
             Err(e) => {
                 tracing::warn!("storaged's delivery pipe: {e}");
-                abort_store(&peers, id).await;
+                abort_store(&storaged, id).await;
                 return Ok(unavailable("message store"));
             }
         }
@@ -201,8 +211,11 @@ pub async fn receive(
         }
         if !out.is_empty() {
             for sink in &mut sinks {
+                // A pipe waits for its reader: never longer than the message may take.
                 if write_failed.is_none()
-                    && let Err(e) = sink.write_all(&out).await
+                    && let Err(e) = tokio::time::timeout_at(deadline, sink.write_all(&out))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                 {
                     write_failed = Some(e);
                 }
@@ -262,7 +275,7 @@ pub async fn receive(
         )));
     }
     if let Some(e) = write_failed {
-        tracing::error!("writing a message into a delivery file: {e}");
+        tracing::error!("writing a message for storaged or queued: {e}");
         abort(&peers, sinks).await;
         return Ok(refuse(Reply::new(
             451,
@@ -296,10 +309,10 @@ pub async fn receive(
     let mut store_id = None;
     for sink in sinks {
         match sink {
-            Sink::Store { id, pipe } => {
+            Sink::Store { id, pipe, storaged } => {
                 // Closing the pipe tells storaged the message is complete.
                 drop(pipe);
-                store_id = Some(id);
+                store_id = Some((id, storaged));
             }
             Sink::Queue { id: file_id, file } => {
                 let envelope = queue::Envelope {
@@ -322,8 +335,8 @@ pub async fn receive(
                     Err(e) => {
                         tracing::warn!("{id}: DKIM signing failed: {e}");
                         abort_queue(&peers, file_id).await;
-                        if let Some(sid) = store_id {
-                            abort_store(&peers, sid).await;
+                        if let Some((sid, storaged)) = &store_id {
+                            abort_store(storaged, *sid).await;
                         }
                         return Ok(refuse(Reply::new(
                             451,
@@ -358,8 +371,8 @@ pub async fn receive(
                         },
                         _,
                     )) => {
-                        if let Some(sid) = store_id {
-                            abort_store(&peers, sid).await;
+                        if let Some((sid, storaged)) = &store_id {
+                            abort_store(storaged, *sid).await;
                         }
                         return Ok(refuse(Reply::new(
                             451,
@@ -372,8 +385,8 @@ pub async fn receive(
                     }
                     other => {
                         tracing::warn!("queueing {id}: {other:?}");
-                        if let Some(sid) = store_id {
-                            abort_store(&peers, sid).await;
+                        if let Some((sid, storaged)) = &store_id {
+                            abort_store(storaged, *sid).await;
                         }
                         return Ok(refuse(Reply::new(
                             451,
@@ -385,8 +398,8 @@ pub async fn receive(
             }
         }
     }
-    if let Some(delivery) = store_id {
-        let reply = deliver(peers.storaged.as_ref(), delivery, plan.local, placement, id).await;
+    if let Some((delivery, storaged)) = store_id {
+        let reply = deliver(Some(&storaged), delivery, plan.local, placement, id).await;
         if let Some(q) = queued {
             let (request, what) = if reply.is_error() {
                 (queue::Request::Discard { id: q }, "discarding")
@@ -440,15 +453,17 @@ fn file_of(fd: std::os::fd::OwnedFd) -> tokio::fs::File {
 async fn abort(peers: &Peers<'_>, sinks: Vec<Sink>) {
     for sink in sinks {
         match sink {
-            Sink::Store { id, .. } => abort_store(peers, id).await,
+            Sink::Store { id, storaged, .. } => abort_store(&storaged, id).await,
             Sink::Queue { id, .. } => abort_queue(peers, id).await,
         }
     }
 }
 
-async fn abort_store(peers: &Peers<'_>, id: u64) {
-    if let Some(s) = &peers.storaged {
-        let _ = s
+/// Gives delivery `id` back to the storaged that opened it (if that one is gone, so is the
+/// delivery).
+async fn abort_store(storaged: &ipc::Client<StoreService>, id: u64) {
+    if !storaged.is_closed() {
+        let _ = storaged
             .call(&store::Request::AbortDelivery { id }, Vec::new())
             .await;
     }

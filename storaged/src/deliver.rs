@@ -1,9 +1,12 @@
-//! Delivery: from a temporary file written by smtpd or queued to a durable message in the inbox
-//! of every local recipient, acknowledged only after it is on disk.
+//! Delivery: from the bytes smtpd sent through a pipe (or a file: an upload, `moxctl`) to a
+//! durable message in the inbox of every local recipient, acknowledged only after it is on
+//! disk.
 //!
-//! Steps: resolve recipients → copy the bytes into a file only storaged holds (fsync) and
-//! hard-link one per extra recipient (fsync the directories) → one database transaction for all
-//! recipients → group flush (fsync) → answer.
+//! Steps: resolve recipients → write the bytes into a file only storaged holds and hard-link
+//! one per extra recipient → one database transaction for all recipients → group flush
+//! (fdatasync) → answer. Small messages go into that transaction too and their files are
+//! synced later ([`crate::inline`]); larger ones are synced while the transaction and flush
+//! run, their records marked pending until both are done ([`deliver_durably`]).
 
 use std::fs::File;
 use std::sync::Arc;
@@ -156,27 +159,24 @@ pub fn deliver_durably(
         let whole = [placement.prepend.as_slice(), bytes].concat();
         return deliver_inline(db, files, &targets, &ids, &whole, outcomes, flush);
     }
-    // A message in memory is parsed from there while another thread writes its file; one in a
-    // file is copied first (and its head kept for parsing).
+    // The files are written before any record can refer to them (a reader may open them at
+    // once); a message in memory is parsed from there, one in a file from the head kept.
     let (head, unsynced) = match src {
-        Source::Bytes(bytes) => ([placement.prepend.as_slice(), bytes].concat(), None),
-        Source::File(..) => {
-            let (head, unsynced) = files.store_source_unsynced(src, &ids, &placement.prepend)?;
-            (head, Some(unsynced))
+        Source::Bytes(bytes) => {
+            let whole = [placement.prepend.as_slice(), bytes].concat();
+            let unsynced = files.store_bytes_unsynced(&whole, &ids)?;
+            (whole, unsynced)
         }
+        Source::File(..) => files.store_source_unsynced(src, &ids, &placement.prepend)?,
     };
-    // The files are written and synced from now on, while the message is parsed, its records
-    // written (marked pending) and flushed; both are durable once both are done.
-    // If no thread can be had, the files are made durable first (the plain order).
-    let persist = std::sync::Mutex::new(Some(unsynced));
+    // The files sync from now on, while the message is parsed, its records written (marked
+    // pending) and flushed; both are durable once both are done.
+    // If no thread can be had, the files are synced first (the plain order).
+    let unsynced = std::sync::Mutex::new(Some(unsynced));
     let outcome = std::thread::scope(|s| {
         let sync_now = || {
-            let taken = persist.lock().unwrap_or_else(|e| e.into_inner()).take();
-            match taken {
-                None => Ok(()),
-                Some(Some(unsynced)) => unsynced.sync(),
-                Some(None) => files.store_bytes_unsynced(&head, &ids)?.sync(),
-            }
+            let taken = unsynced.lock().unwrap_or_else(|e| e.into_inner()).take();
+            taken.map_or(Ok(()), crate::files::Unsynced::sync)
         };
         let sync = match std::thread::Builder::new().spawn_scoped(s, sync_now) {
             Ok(handle) => Some(handle),

@@ -1,9 +1,13 @@
 //! Message files: one immutable file per mailbox entry, under `msg/<shard>/<id>`, written only
-//! by storaged; temporary delivery files are anonymous (`O_TMPFILE`) in `tmp/`.
+//! by storaged; temporary files (IMAP uploads, deliveries too large for memory) are anonymous
+//! (`O_TMPFILE`) in `tmp/`.
 //!
-//! A stored file is complete and fsync'd (file and directory) before the database refers to it,
-//! so a crash can leave an unreferenced file behind (found by `verifydata`), never a reference
-//! to a missing or partial file.
+//! A stored file is complete before the database refers to it. It is durable (file and
+//! directory synced) before the reference is — or the reference is made durable together with
+//! a way back: a pending mark (`deliver::deliver_durably`: a file a crash lost takes its record
+//! back) or the message's bytes in the database (`inline`: the file is written again). So a
+//! crash can leave an unreferenced file behind (found by `verifydata`), never a reference to a
+//! missing or partial file once storaged has started.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -225,6 +229,22 @@ impl Files {
         }
     }
 
+    /// Removes the half-written files a crash may have left (named with a leading dot).
+    pub fn remove_leftovers(&self) -> Result<usize> {
+        let mut removed = 0;
+        for shard in std::fs::read_dir(&self.msg).map_err(|e| file_err(&self.msg, e))? {
+            let shard = shard.map_err(|e| file_err(&self.msg, e))?;
+            for file in std::fs::read_dir(shard.path()).map_err(|e| file_err(&shard.path(), e))? {
+                let file = file.map_err(|e| file_err(&shard.path(), e))?;
+                if file.file_name().to_string_lossy().starts_with('.') {
+                    std::fs::remove_file(file.path()).map_err(|e| file_err(&file.path(), e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every message file present, with its size.
     pub fn list(&self) -> Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
@@ -233,6 +253,11 @@ impl Files {
             for file in std::fs::read_dir(shard.path()).map_err(|e| file_err(&shard.path(), e))? {
                 let file = file.map_err(|e| file_err(&shard.path(), e))?;
                 let name = file.file_name();
+                // A file being written again from the database (`inline`), or one a crash left
+                // half written ([`Files::remove_leftovers`] at start).
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
                 let id = u64::from_str_radix(&name.to_string_lossy(), 16).map_err(|_| {
                     StoreError::Invalid {
                         what: "message file name",

@@ -108,22 +108,29 @@ pub fn make_durable(db: &Db, files: &Files, id: u64) -> Result<()> {
     Ok(())
 }
 
-/// Writes file `id` from `bytes` again, in place (a hard link to it sees the same bytes), and
-/// syncs it and its directory.
+/// Writes file `id` from `bytes` again: into a new file, synced, renamed over the old name
+/// (a reader of the old file keeps reading it whole; nothing is ever truncated in place), and
+/// the directory synced. Every name has a body of its own, so hard links need no care.
 fn rewrite(files: &Files, id: u64, bytes: &[u8]) -> Result<()> {
     let path = files.path(id);
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
     std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| file_err(&path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| file_err(&path, e))?;
+    let fresh = dir.join(format!(".{id:x}.new"));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&fresh)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&fresh, &path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(file_err(&path, e));
+    }
     crate::files::sync_dir(&dir)?;
     if let Some(msg) = dir.parent() {
         crate::files::sync_dir(msg)?;
@@ -136,6 +143,7 @@ fn rewrite(files: &Files, id: u64, bytes: &[u8]) -> Result<()> {
 /// hold anything); the others (deliveries taken back, messages expunged) are dropped. Returns
 /// how many files were written.
 pub fn settle(db: &Db, files: &Files) -> Result<usize> {
+    files.remove_leftovers()?;
     let bodies = db.bodies()?;
     let mut written = 0;
     for (id, body) in &bodies {
@@ -167,7 +175,7 @@ pub fn checkpoint(db: &Db, files: &Files, trust_files: bool) -> Result<usize> {
         let intact = trust_files
             && std::fs::metadata(&path).is_ok_and(|m| m.len() == body.bytes.len() as u64);
         if intact {
-            synced.push(path.clone());
+            synced.push((*id, path.clone(), body));
             if let Some(dir) = path.parent() {
                 dirs.insert(dir.to_path_buf());
             }
@@ -183,10 +191,17 @@ pub fn checkpoint(db: &Db, files: &Files, trust_files: bool) -> Result<usize> {
     // Each file and directory on its own. (One `syncfs` would need one device flush for them
     // all, but it also writes whatever else is dirty on the file system — measured here, a
     // build's output stalled deliveries for a third of a second.)
-    for path in &synced {
-        std::fs::File::open(path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| file_err(path, e))?;
+    for (id, path, body) in &synced {
+        match std::fs::File::open(path).and_then(|f| f.sync_all()) {
+            Ok(()) => {}
+            // Expunged or moved since it was looked at (its record is gone): nothing to keep.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if db.refers(body.mailbox, body.uid, *id)? {
+                    rewrite(files, *id, &body.bytes)?;
+                }
+            }
+            Err(e) => return Err(file_err(path, e)),
+        }
     }
     for dir in &dirs {
         crate::files::sync_dir(dir)?;

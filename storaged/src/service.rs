@@ -25,8 +25,9 @@ use crate::spool::Spooled;
 
 /// Largest message accepted, in bytes.
 pub const MAX_MESSAGE_SIZE: u64 = 100 * 1024 * 1024;
-/// Open deliveries one peer may hold at once.
-const MAX_OPEN_DELIVERIES: usize = 4096;
+/// Open deliveries one peer may hold at once (each holds a pipe's read end here; smtpd keeps
+/// at most one per connection that reached RCPT).
+const MAX_OPEN_DELIVERIES: usize = 1024;
 
 /// Everything storaged's handlers share.
 #[derive(Debug)]
@@ -71,7 +72,13 @@ impl Store {
             files,
             flusher,
             open: Mutex::default(),
-            next_delivery: AtomicU64::new(1),
+            // Unique across restarts: an id a role got from an earlier instance never names
+            // another delivery here.
+            next_delivery: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+            ),
             spool_budget: crate::spool::Budget::new(crate::spool::MEMORY_BUDGET),
             tickets: Mutex::default(),
             feed,
@@ -187,7 +194,8 @@ impl Store {
             } => {
                 let open = lock(&self.open)
                     .remove(&(peer, id))
-                    .ok_or_else(|| permanent(format!("no open delivery {id}")))?;
+                    // Temporary: storaged may have restarted since it was opened.
+                    .ok_or_else(|| temporary(format!("no open delivery {id}")))?;
                 let spooled = match open {
                     Open::Pipe(pump) => pump.finish().await.map_err(|e| {
                         tracing::warn!("delivery {id} of {peer}: {e}");

@@ -167,6 +167,9 @@ async fn read_all(
     max: u64,
 ) -> Result<Spooled, String> {
     const CHUNK: usize = 64 * 1024;
+    // Nothing is reserved before the first bytes: a delivery opened ahead and never used
+    // holds no memory.
+    rx.readable().await.map_err(pipe_err)?;
     let mut sink = match budget.take(CHUNK as u64) {
         Some(r) => Sink::Memory(Vec::with_capacity(CHUNK), r),
         None => Sink::File(Arc::new(temp_file(&files)?), 0),
@@ -333,6 +336,18 @@ mod tests {
             assert!(err.contains("larger than 65536"), "{err}");
             assert_eq!(budget.left(), MEMORY_BUDGET);
         }
+    }
+
+    /// A delivery opened and not written to (smtpd opens one ahead of DATA) holds no memory.
+    #[tokio::test]
+    async fn an_unused_delivery_reserves_nothing() {
+        let budget = Budget::new(MEMORY_BUDGET);
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::open(dir.path()).unwrap();
+        let (ours, _theirs) = pipe().unwrap();
+        let _pump = Pump::start(ours, files, budget.clone(), u64::MAX).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(budget.left(), MEMORY_BUDGET);
     }
 
     /// A delivery given up before the writer finished (smtpd aborted, or its link closed):

@@ -610,8 +610,10 @@ fn a_flush_syncs_new_blob_files() {
 
 /// Delivers `MSG` to bob from memory (small: it rides in the database log).
 fn deliver_small(f: &Fixture) -> (u64, u32, u64) {
-    f.db.add_domain("example.com", None).unwrap();
-    f.db.add_account("bob", "bob@example.com").unwrap();
+    if f.db.resolve("bob@example.com").unwrap().is_none() {
+        f.db.add_domain("example.com", None).unwrap();
+        f.db.add_account("bob", "bob@example.com").unwrap();
+    }
     let out = crate::deliver::deliver_durably(
         &f.db,
         &f.files,
@@ -624,7 +626,13 @@ fn deliver_small(f: &Fixture) -> (u64, u32, u64) {
     let Outcome::Delivered { mailbox, uid, .. } = out[0] else {
         panic!("{out:?}")
     };
-    let file = f.db.message_records(mailbox).unwrap()[0].1.file;
+    let file =
+        f.db.message_records(mailbox)
+            .unwrap()
+            .last()
+            .unwrap()
+            .1
+            .file;
     (mailbox, uid, file)
 }
 
@@ -677,6 +685,27 @@ fn files_lost_before_their_checkpoint_are_written_again_at_start() {
         "nothing written for a record that is gone"
     );
     assert!(f.db.bodies().unwrap().is_empty());
+}
+
+/// A message expunged before its checkpoint (file and record gone): the checkpoint drops the
+/// body and writes nothing; and a file left half written by a crash during a rewrite is removed
+/// at start.
+#[test]
+fn a_checkpoint_skips_messages_expunged_meanwhile_and_the_start_removes_leftovers() {
+    let f = fixture();
+    let (mailbox, uid, file) = deliver_small(&f);
+    f.db.remove_uid(mailbox, uid).unwrap();
+    f.files.remove(file).unwrap();
+    assert_eq!(crate::inline::checkpoint(&f.db, &f.files, true).unwrap(), 0);
+    assert!(f.db.bodies().unwrap().is_empty());
+    assert!(!f.files.path(file).exists());
+    let (_, _, file) = deliver_small(&f);
+    let leftover = f.files.path(file).with_file_name(format!(".{file:x}.new"));
+    std::fs::write(&leftover, b"half").unwrap();
+    f.check();
+    assert_eq!(crate::inline::settle(&f.db, &f.files).unwrap(), 1);
+    assert!(!leftover.exists());
+    assert_eq!(std::fs::read(f.files.path(file)).unwrap(), MSG);
 }
 
 /// After a failed sync the kernel may have dropped the pages it could not write: the next

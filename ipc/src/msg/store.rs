@@ -25,8 +25,8 @@ impl Service for StoreService {
 pub enum Request {
     /// smtpd, queued → storaged: may `address` receive mail here? (asked at RCPT time)
     CheckRecipient { address: String },
-    /// smtpd, queued → storaged: a new empty temporary file to write one message into; the
-    /// writable fd comes with the response.
+    /// smtpd, queued → storaged: a new delivery to write one message into; the write end of a
+    /// pipe comes with the response (closing it ends the message).
     OpenDelivery,
     /// smtpd, queued → storaged: deliver the bytes written into delivery `id` to `recipients`,
     /// after the header fields in `prepend` (Authentication-Results), into Junk when `junk`;

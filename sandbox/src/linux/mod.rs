@@ -64,6 +64,14 @@ pub(crate) fn apply(policy: &Policy) -> Result<Report, Error> {
     if !policy.writes_files {
         setrlimit(Resource::RLIMIT_FSIZE, 0, 0).map_err(|e| Error::sys("RLIMIT_FSIZE", e))?;
     }
+    // Descriptors: the soft limit up to the hard one (often 1024 against 4096 or more). A
+    // role's connections, open deliveries and message files are bounded by its own limits,
+    // not by a default meant for programs of select(2)'s time.
+    if let Ok((soft, hard)) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
     report.applied(
         "rlimits",
         format!(
