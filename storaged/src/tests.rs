@@ -777,3 +777,30 @@ fn ids_are_unique_and_the_counter_stays_ahead() {
     f.db.ensure_ids_above(next + 5).unwrap();
     assert!(f.db.new_id().unwrap() > next + 5);
 }
+
+/// Bodies of the largest inline size never make sled write a node as a blob file (which every
+/// flush would then have to sync).
+#[test]
+fn inline_bodies_never_become_blob_files() {
+    let f = fixture();
+    f.db.add_domain("example.com", None).unwrap();
+    f.db.add_account("bob", "bob@example.com").unwrap();
+    let mut message = b"Subject: big\r\n\r\n".to_vec();
+    message.resize(crate::inline::INLINE_LIMIT - 2, b'x');
+    message.extend_from_slice(b"\r\n");
+    for _ in 0..60 {
+        crate::deliver::deliver_durably(
+            &f.db,
+            &f.files,
+            crate::deliver::Source::Bytes(&message),
+            &["bob@example.com".to_string()],
+            &Default::default(),
+            &|| f.db.flush(),
+        )
+        .unwrap();
+    }
+    assert_eq!(f.db.bodies().unwrap().len(), 60, "all inline");
+    let blobs = f._dir.path().join("db/blobs");
+    let count = std::fs::read_dir(&blobs).map_or(0, |d| d.count());
+    assert_eq!(count, 0, "sled wrote blob files");
+}
