@@ -76,12 +76,49 @@ pub fn call<S: crate::rpc::Service>(
     request: &S::Request,
     timeout: std::time::Duration,
 ) -> Result<S::Response, ChannelError> {
-    let payload = codec::encode(request)?;
-    let datagram = Header::encode(Kind::Request, 1, 0, &payload)?;
-    sandbox::fdpass::send(fd, &datagram, &[])?;
+    send_request::<S>(fd, request)?;
     // A quick answer (an ECDSA signature) is waited for spinning: sleeping and being woken
     // again costs more than the signature on a virtual machine.
     spin_until_readable(fd, SPIN, &CALLERS);
+    wait_answer::<S>(fd, timeout)
+}
+
+/// The first half of [`call`]: sends `request`. Then [`answered_within`] and [`wait_answer`].
+pub fn send_request<S: crate::rpc::Service>(
+    fd: BorrowedFd<'_>,
+    request: &S::Request,
+) -> Result<(), ChannelError> {
+    let payload = codec::encode(request)?;
+    let datagram = Header::encode(Kind::Request, 1, 0, &payload)?;
+    sandbox::fdpass::send(fd, &datagram, &[])?;
+    Ok(())
+}
+
+/// Whether the answer to a request sent on `fd` arrives within `limit`: spinning (yielding
+/// the processor between polls) if no more threads than [`call`] allows spin already, else
+/// sleeping in the kernel until then.
+pub fn answered_within(fd: BorrowedFd<'_>, limit: std::time::Duration) -> bool {
+    let started = std::time::Instant::now();
+    spin_until_readable(fd, limit, &CALLERS);
+    let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    #[cfg(target_os = "linux")]
+    {
+        let left = limit.saturating_sub(started.elapsed());
+        let left = nix::sys::time::TimeSpec::from_duration(left);
+        nix::poll::ppoll(&mut poll, Some(left), None).unwrap_or(0) > 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = started;
+        nix::poll::poll(&mut poll, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0
+    }
+}
+
+/// The second half of [`call`]: waits at most `timeout` for the answer and reads it.
+pub fn wait_answer<S: crate::rpc::Service>(
+    fd: BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> Result<S::Response, ChannelError> {
     let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     match nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)) {

@@ -112,6 +112,22 @@ async fn run(seconds: f64) {
                 b / a
             );
         }
+        // As the roles run: handshakes as tasks of a runtime of their own (one worker per
+        // processor), where a signature through keyd is waited for on a worker.
+        let (mut a, mut b) = (0.0, 0.0);
+        for _ in 0..SLICES {
+            a += rate_in_runtime(&local, &client, seconds / SLICES as f64, cpus);
+            b += rate_in_runtime(&remote, &client, seconds / SLICES as f64, cpus);
+        }
+        let (a, b) = (a / SLICES as f64, b / SLICES as f64);
+        println!(
+            "{:<12} {:>8} {:>14.0} {:>14.0} {:>7.2}x",
+            scheme_client,
+            format!("{cpus} tasks"),
+            a,
+            b,
+            b / a
+        );
     }
     shutdown.cancel();
 }
@@ -199,6 +215,45 @@ fn rate(
                 })
                 .collect();
             workers.into_iter().map(|w| w.join().unwrap()).sum()
+        })
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Handshakes per second as `tasks` tasks of a multi-threaded runtime with `tasks` workers.
+fn rate_in_runtime(
+    server: &Arc<ServerConfig>,
+    client: &Arc<ClientConfig>,
+    seconds: f64,
+    tasks: usize,
+) -> f64 {
+    let start = Instant::now();
+    let limit = Duration::from_secs_f64(seconds);
+    let total: u64 = tokio::task::block_in_place(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(tasks)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let workers: Vec<_> = (0..tasks)
+                .map(|_| {
+                    let (server, client) = (server.clone(), client.clone());
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while start.elapsed() < limit {
+                            handshake(&server, &client);
+                            n += 1;
+                            tokio::task::yield_now().await;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for w in workers {
+                sum += w.await.unwrap();
+            }
+            sum
         })
     });
     total as f64 / start.elapsed().as_secs_f64()
