@@ -94,12 +94,12 @@ pub fn send_request<S: crate::rpc::Service>(
     Ok(())
 }
 
-/// Whether the answer to a request sent on `fd` arrives within `limit`: spinning (yielding
-/// the processor between polls) if no more threads than [`call`] allows spin already, else
-/// sleeping in the kernel until then.
+/// Whether the answer to a request sent on `fd` arrives within `limit`: spinning first (as
+/// [`call`] does, yielding the processor between polls, if not too many threads spin already),
+/// then asleep in the kernel for the rest.
 pub fn answered_within(fd: BorrowedFd<'_>, limit: std::time::Duration) -> bool {
     let started = std::time::Instant::now();
-    spin_until_readable(fd, limit, &CALLERS);
+    spin_until_readable(fd, limit.min(SPIN), &CALLERS);
     let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     #[cfg(target_os = "linux")]
     {
