@@ -5,9 +5,10 @@
 //! Must never: open network sockets; hold keys or passwords.
 //! Peers: smtpd, imapd, httpd, queued, authd (they call storaged).
 //!
-//! Status: the database (sled), message files, delivery for smtpd and queued with group flush,
-//! administration of domains/accounts/addresses and `verifydata` work. The mailbox API for
-//! imapd/httpd (scoped by session tickets), the change feed and backups do not exist yet.
+//! Status: the database (sled), message files, deliveries through pipes with group flush (small
+//! messages in the database log until a checkpoint, [`inline`]), administration of
+//! domains/accounts/addresses, `verifydata`, the mailbox API for imapd/httpd (scoped by session
+//! tickets), the change feed and backups work.
 
 pub mod accounts;
 pub mod backup;
