@@ -519,13 +519,7 @@ fn load_run_with_kills(role: ipc::Role) {
             .collect();
         for _ in 0..4 {
             std::thread::sleep(Duration::from_millis(400));
-            let status = tree.status().expect("status");
-            let victim = status
-                .roles
-                .iter()
-                .find(|r| r.role == role)
-                .and_then(|r| r.pid);
-            if let Some(pid) = victim {
+            if let Some(pid) = role_pid(&tree, role) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
@@ -1024,6 +1018,16 @@ fn an_address_added_after_a_refusal_is_accepted_at_once() {
     assert_eq!(stored_with(&tree, "marker-new-address").len(), 1);
 }
 
+/// The pid of `role`'s current process, as the tree reports it.
+fn role_pid(tree: &Tree, role: ipc::Role) -> Option<u32> {
+    tree.status()
+        .expect("status")
+        .roles
+        .iter()
+        .find(|r| r.role == role)
+        .and_then(|r| r.pid)
+}
+
 /// Descriptors storaged holds open.
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -1040,14 +1044,7 @@ fn open_fds(pid: u32) -> usize {
 #[test]
 fn deliveries_opened_for_transactions_given_up_before_data_are_given_back() {
     let tree = tree_with_bob("");
-    let storaged = tree
-        .status()
-        .expect("status")
-        .roles
-        .iter()
-        .find(|r| r.role == ipc::Role::Storaged)
-        .and_then(|r| r.pid)
-        .expect("storaged's pid");
+    let storaged = role_pid(&tree, ipc::Role::Storaged).expect("storaged's pid");
     // One delivery first, so that whatever storaged opens once (files, threads) is open.
     let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
     c.cmd("EHLO raw.test");
@@ -1106,26 +1103,20 @@ fn deliveries_opened_for_transactions_given_up_before_data_are_given_back() {
 #[test]
 fn a_storaged_restart_between_rcpt_and_data_loses_nothing() {
     let tree = tree_with_bob("");
-    let storaged_pid = |tree: &Tree| {
-        tree.status()
-            .expect("status")
-            .roles
-            .iter()
-            .find(|r| r.role == ipc::Role::Storaged)
-            .and_then(|r| r.pid)
-    };
     let mut c = Client::connect(addr(&tree, ListenerKind::Smtp));
     c.cmd("EHLO raw.test");
     assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
     assert!(c.cmd("RCPT TO:<bob@example.org>").starts_with("250 "));
-    let old = storaged_pid(&tree).expect("storaged's pid");
+    let old = role_pid(&tree, ipc::Role::Storaged).expect("storaged's pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(old as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while storaged_pid(&tree).is_none_or(|p| p == old) && std::time::Instant::now() < deadline {
+    while role_pid(&tree, ipc::Role::Storaged).is_none_or(|p| p == old)
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     tree.wait_ready(Duration::from_secs(20));

@@ -38,6 +38,24 @@ struct Held {
     links_closed: HashMap<Role, u64>,
 }
 
+impl Held {
+    /// Takes the held messages `pick` chooses (by key and time held since) off the books.
+    fn take(
+        &mut self,
+        pick: impl Fn(&(Role, u64), &std::time::Instant) -> bool,
+    ) -> Vec<(u64, crate::limits::Admitted)> {
+        let keys: Vec<(Role, u64)> = self
+            .messages
+            .iter()
+            .filter(|(k, (_, since))| pick(k, since))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.messages.remove(&k).map(|(a, _)| (k.1, a)))
+            .collect()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -225,41 +243,23 @@ impl Queued {
     /// done before this returns, so a new link of the same role is never mistaken for the old.
     pub fn link_closed(self: &Arc<Self>, peer: Role) {
         lock(&self.open).retain(|(p, _), _| *p != peer);
-        let orphans: Vec<(u64, crate::limits::Admitted)> = {
+        let orphans = {
             let mut held = lock(&self.held);
             *held.links_closed.entry(peer).or_insert(0) += 1;
-            let ids: Vec<(Role, u64)> = held
-                .messages
-                .keys()
-                .filter(|(p, _)| *p == peer)
-                .copied()
-                .collect();
-            ids.into_iter()
-                .filter_map(|k| held.messages.remove(&k).map(|(a, _)| (k.1, a)))
-                .collect()
+            held.take(|(p, _), _| *p == peer)
         };
-        for (id, admitted) in orphans {
-            tracing::warn!("discarding held message {id}: {peer} went away before releasing it");
-            tokio::spawn(self.clone().discard(id, admitted));
-        }
+        self.discard_all(orphans, &format!("{peer} went away before releasing it"));
     }
 
     /// Discards held messages older than [`HELD_LIMIT`] (their submitter lost track of them).
     pub fn expire_held(self: &Arc<Self>) {
-        let expired: Vec<(u64, crate::limits::Admitted)> = {
-            let mut held = lock(&self.held);
-            let ids: Vec<(Role, u64)> = held
-                .messages
-                .iter()
-                .filter(|(_, (_, since))| since.elapsed() > HELD_LIMIT)
-                .map(|(k, _)| *k)
-                .collect();
-            ids.into_iter()
-                .filter_map(|k| held.messages.remove(&k).map(|(a, _)| (k.1, a)))
-                .collect()
-        };
-        for (id, admitted) in expired {
-            tracing::warn!("discarding held message {id}: never released");
+        let expired = lock(&self.held).take(|_, since| since.elapsed() > HELD_LIMIT);
+        self.discard_all(expired, "never released");
+    }
+
+    fn discard_all(self: &Arc<Self>, messages: Vec<(u64, crate::limits::Admitted)>, why: &str) {
+        for (id, admitted) in messages {
+            tracing::warn!("discarding held message {id}: {why}");
             tokio::spawn(self.clone().discard(id, admitted));
         }
     }

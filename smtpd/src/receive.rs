@@ -335,9 +335,7 @@ pub async fn receive(
                     Err(e) => {
                         tracing::warn!("{id}: DKIM signing failed: {e}");
                         abort_queue(&peers, file_id).await;
-                        if let Some((sid, storaged)) = &store_id {
-                            abort_store(storaged, *sid).await;
-                        }
+                        abort_committed_store(&store_id).await;
                         return Ok(refuse(Reply::new(
                             451,
                             "4.7.0",
@@ -354,13 +352,7 @@ pub async fn receive(
                     prepend: prepend.into_bytes(),
                     held: store_id.is_some(),
                 };
-                let answer = match &peers.queued {
-                    Some(q) => q
-                        .call(&request, Vec::new())
-                        .await
-                        .map_err(|e| e.to_string()),
-                    None => Err("queued is not running".into()),
-                };
+                let answer = call_queued(&peers, &request, "queued is not running").await;
                 match answer {
                     Ok((queue::Response::Queued { id }, _)) => queued = Some(id),
                     Ok((
@@ -371,9 +363,7 @@ pub async fn receive(
                         },
                         _,
                     )) => {
-                        if let Some((sid, storaged)) = &store_id {
-                            abort_store(storaged, *sid).await;
-                        }
+                        abort_committed_store(&store_id).await;
                         return Ok(refuse(Reply::new(
                             451,
                             "4.7.0",
@@ -385,9 +375,7 @@ pub async fn receive(
                     }
                     other => {
                         tracing::warn!("queueing {id}: {other:?}");
-                        if let Some((sid, storaged)) = &store_id {
-                            abort_store(storaged, *sid).await;
-                        }
+                        abort_committed_store(&store_id).await;
                         return Ok(refuse(Reply::new(
                             451,
                             "4.3.0",
@@ -399,20 +387,14 @@ pub async fn receive(
         }
     }
     if let Some((delivery, storaged)) = store_id {
-        let reply = deliver(Some(&storaged), delivery, plan.local, placement, id).await;
+        let reply = deliver(&storaged, delivery, plan.local, placement, id).await;
         if let Some(q) = queued {
             let (request, what) = if reply.is_error() {
                 (queue::Request::Discard { id: q }, "discarding")
             } else {
                 (queue::Request::Release { id: q }, "releasing")
             };
-            let answer = match &peers.queued {
-                Some(queue) => queue
-                    .call(&request, Vec::new())
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err("queued went away".into()),
-            };
+            let answer = call_queued(&peers, &request, "queued went away").await;
             match answer {
                 Ok((queue::Response::Done, _)) => {}
                 other => {
@@ -437,6 +419,25 @@ pub async fn receive(
         Some(q) => Reply::new(250, "2.0.0", format!("{id} queued as {q}")),
         None => Reply::new(250, "2.0.0", format!("{id} delivered")),
     }))
+}
+
+/// Gives back the storaged delivery whose pipe was already closed for the commit, if any.
+async fn abort_committed_store(store: &Option<(u64, ipc::Client<StoreService>)>) {
+    if let Some((id, storaged)) = store {
+        abort_store(storaged, *id).await;
+    }
+}
+
+/// One request to queued, `missing` if it is not running.
+async fn call_queued(
+    peers: &Peers<'_>,
+    request: &queue::Request,
+    missing: &str,
+) -> Result<(queue::Response, Vec<ipc::Handle>), String> {
+    match &peers.queued {
+        Some(q) => q.call(request, Vec::new()).await.map_err(|e| e.to_string()),
+        None => Err(missing.into()),
+    }
 }
 
 async fn abort_queue(peers: &Peers<'_>, file: u64) {
@@ -471,15 +472,12 @@ async fn abort_store(storaged: &ipc::Client<StoreService>, id: u64) {
 
 /// Commits delivery `delivery` to `recipients` at storaged.
 async fn deliver(
-    storaged: Option<&ipc::Client<StoreService>>,
+    storaged: &ipc::Client<StoreService>,
     delivery: u64,
     recipients: Vec<String>,
     (prepend, junk): (Vec<u8>, bool),
     id: &str,
 ) -> Reply {
-    let Some(storaged) = storaged else {
-        return Reply::new(451, "4.3.0", "the message store went away; try again later");
-    };
     let count = recipients.len();
     let answer = storaged
         .call(

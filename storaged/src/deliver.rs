@@ -167,7 +167,7 @@ pub fn deliver_durably(
             let unsynced = files.store_bytes_unsynced(&whole, &ids)?;
             (whole, unsynced)
         }
-        Source::File(..) => files.store_source_unsynced(src, &ids, &placement.prepend)?,
+        Source::File(file, size) => files.store_unsynced(file, size, &ids, &placement.prepend)?,
     };
     // The files sync from now on, while the message is parsed, its records written (marked
     // pending) and flushed; both are durable once both are done.
@@ -212,14 +212,7 @@ pub fn deliver_durably(
             // Not durable, so not delivered: take the records back, then the files. If a
             // record cannot be taken back, files and marks stay: the check at start finishes
             // the job.
-            let mut undone = true;
-            for ((_, mailbox), uid) in targets.iter().zip(&uids) {
-                if let Err(undo) = db.remove_uid(*mailbox, *uid) {
-                    tracing::error!("taking back message {uid} of mailbox {mailbox}: {undo}");
-                    undone = false;
-                }
-            }
-            if undone {
+            if take_back(db, &targets, &uids) {
                 files.remove_new(&ids);
                 db.settle(&ids);
                 let _ = flush();
@@ -228,7 +221,28 @@ pub fn deliver_durably(
         }
     };
     db.settle(&ids);
-    Ok(outcomes
+    Ok(delivered(outcomes, &targets, &uids))
+}
+
+/// Removes the records `uids` just appended to `targets`; false if one could not be.
+fn take_back(db: &Db, targets: &[(String, u64)], uids: &[u32]) -> bool {
+    let mut undone = true;
+    for ((_, mailbox), uid) in targets.iter().zip(uids) {
+        if let Err(undo) = db.remove_uid(*mailbox, *uid) {
+            tracing::error!("taking back message {uid} of mailbox {mailbox}: {undo}");
+            undone = false;
+        }
+    }
+    undone
+}
+
+/// Each recipient's outcome: its target's account, mailbox and new UID, or unknown.
+fn delivered(
+    outcomes: Vec<Option<usize>>,
+    targets: &[(String, u64)],
+    uids: &[u32],
+) -> Vec<Outcome> {
+    outcomes
         .into_iter()
         .map(|o| match o {
             None => Outcome::UnknownAddress,
@@ -238,7 +252,7 @@ pub fn deliver_durably(
                 uid: uids[i],
             },
         })
-        .collect())
+        .collect()
 }
 
 /// A small message (see [`crate::inline`]): its files written but not synced, its bytes
@@ -265,30 +279,13 @@ fn deliver_inline(
     if let Err(e) = flush() {
         // Not durable, so not delivered (as in `deliver_durably`); the checkpointer drops the
         // bodies of records that are gone.
-        let mut undone = true;
-        for ((_, mailbox), uid) in targets.iter().zip(&uids) {
-            if let Err(undo) = db.remove_uid(*mailbox, *uid) {
-                tracing::error!("taking back message {uid} of mailbox {mailbox}: {undo}");
-                undone = false;
-            }
-        }
-        if undone {
+        if take_back(db, targets, &uids) {
             files.remove_new(ids);
         }
         return Err(e);
     }
     db.checkpoint.poke();
-    Ok(outcomes
-        .into_iter()
-        .map(|o| match o {
-            None => Outcome::UnknownAddress,
-            Some(i) => Outcome::Delivered {
-                account: targets[i].0.clone(),
-                mailbox: targets[i].1,
-                uid: uids[i],
-            },
-        })
-        .collect())
+    Ok(delivered(outcomes, targets, &uids))
 }
 
 impl Db {

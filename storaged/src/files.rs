@@ -101,35 +101,14 @@ impl Files {
         ids: &[u64],
         prepend: &[u8],
     ) -> Result<(Vec<u8>, Unsynced)> {
-        self.store_source_unsynced(Source::File(src, size), ids, prepend)
-    }
-
-    /// Like [`Files::store_unsynced`], from a file or from memory. From memory no head is
-    /// returned: the caller has the bytes.
-    pub fn store_source_unsynced(
-        &self,
-        src: Source<'_>,
-        ids: &[u64],
-        prepend: &[u8],
-    ) -> Result<(Vec<u8>, Unsynced)> {
-        let result = self.store_inner(src, ids, prepend);
-        if result.is_err() {
-            self.remove_new(ids);
-        }
-        result
+        self.store_inner(Source::File(src, size), ids, prepend)
     }
 
     /// Writes `whole` as file `ids[0]` and links `ids[1..]` to it, returning before anything
     /// is synced (as [`Files::store_unsynced`]). On error nothing is left behind.
     pub fn store_bytes_unsynced(&self, whole: &[u8], ids: &[u64]) -> Result<Unsynced> {
-        let result = self.store_inner(Source::Bytes(whole), ids, &[]);
-        match result {
-            Ok((_, unsynced)) => Ok(unsynced),
-            Err(e) => {
-                self.remove_new(ids);
-                Err(e)
-            }
-        }
+        self.store_inner(Source::Bytes(whole), ids, &[])
+            .map(|(_, unsynced)| unsynced)
     }
 
     /// Removes files just made for `ids` (nothing refers to them yet).
@@ -139,7 +118,21 @@ impl Files {
         }
     }
 
+    /// Writes the files (see [`Files::store_unsynced`]); on error removes what it made.
     fn store_inner(
+        &self,
+        src: Source<'_>,
+        ids: &[u64],
+        prepend: &[u8],
+    ) -> Result<(Vec<u8>, Unsynced)> {
+        let result = self.write_new(src, ids, prepend);
+        if result.is_err() {
+            self.remove_new(ids);
+        }
+        result
+    }
+
+    fn write_new(
         &self,
         src: Source<'_>,
         ids: &[u64],
@@ -229,22 +222,6 @@ impl Files {
         }
     }
 
-    /// Removes the half-written files a crash may have left (named with a leading dot).
-    pub fn remove_leftovers(&self) -> Result<usize> {
-        let mut removed = 0;
-        for shard in std::fs::read_dir(&self.msg).map_err(|e| file_err(&self.msg, e))? {
-            let shard = shard.map_err(|e| file_err(&self.msg, e))?;
-            for file in std::fs::read_dir(shard.path()).map_err(|e| file_err(&shard.path(), e))? {
-                let file = file.map_err(|e| file_err(&shard.path(), e))?;
-                if file.file_name().to_string_lossy().starts_with('.') {
-                    std::fs::remove_file(file.path()).map_err(|e| file_err(&file.path(), e))?;
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
-    }
-
     /// Every message file present, with its size.
     pub fn list(&self) -> Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
@@ -253,8 +230,8 @@ impl Files {
             for file in std::fs::read_dir(shard.path()).map_err(|e| file_err(&shard.path(), e))? {
                 let file = file.map_err(|e| file_err(&shard.path(), e))?;
                 let name = file.file_name();
-                // A file being written again from the database (`inline`), or one a crash left
-                // half written ([`Files::remove_leftovers`] at start).
+                // A file being written again from the database, or one a crash left half
+                // written (removed by `inline::settle` at start).
                 if name.to_string_lossy().starts_with('.') {
                     continue;
                 }

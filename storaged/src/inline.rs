@@ -119,7 +119,7 @@ fn rewrite(files: &Files, id: u64, bytes: &[u8]) -> Result<()> {
     let path = files.path(id);
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
     std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
-    let fresh = dir.join(format!(".{id:x}.new"));
+    let fresh = fresh_path(files, id);
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -142,15 +142,22 @@ fn rewrite(files: &Files, id: u64, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Where [`rewrite`] writes file `id` before renaming it into place (skipped by
+/// [`Files::list`]). Only a body's file is ever rewritten, and the body outlives the rename,
+/// so one a crash leaves behind has its body still there ([`settle`] removes it).
+fn fresh_path(files: &Files, id: u64) -> PathBuf {
+    files.path(id).with_file_name(format!(".{id:x}.new"))
+}
+
 /// At start, before anything is served: every body whose record still refers to its file gets
 /// that file written again and synced (after a crash an unsynced file may be missing, short or
 /// hold anything); the others (deliveries taken back, messages expunged) are dropped. Returns
 /// how many files were written.
 pub fn settle(db: &Db, files: &Files) -> Result<usize> {
-    files.remove_leftovers()?;
     let bodies = db.bodies()?;
     let mut written = 0;
     for (id, body) in &bodies {
+        let _ = std::fs::remove_file(fresh_path(files, *id));
         if db.refers(body.mailbox, body.uid, *id)? {
             rewrite(files, *id, &body.bytes)?;
             written += 1;

@@ -222,37 +222,46 @@ impl Store {
 
     /// A new temporary file for `peer` to write into: ours stays here, theirs is returned.
     pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Failure> {
-        let mut open = lock(&self.open);
-        if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
-            return Err(temporary("too many open deliveries"));
-        }
-        let file = self
-            .files
-            .temp_file()
-            .map_err(|e| temporary(e.to_string()))?;
-        let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
-        let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-        open.insert((peer, id), Open::File(file));
-        Ok((id, theirs))
+        self.register(peer, || {
+            let file = self
+                .files
+                .temp_file()
+                .map_err(|e| temporary(e.to_string()))?;
+            let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
+            Ok((Open::File(file), theirs))
+        })
     }
 
     /// A new delivery pipe for `peer` to write into: ours is read as the bytes come (see
     /// [`crate::spool`]), the write end is returned.
     pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Failure> {
+        self.register(peer, || {
+            let (ours, theirs) = crate::spool::pipe().map_err(|e| temporary(e.to_string()))?;
+            let pump = crate::spool::Pump::start(
+                ours,
+                self.files.clone(),
+                self.spool_budget.clone(),
+                MAX_MESSAGE_SIZE,
+            )
+            .map_err(temporary)?;
+            Ok((Open::Pipe(pump), theirs))
+        })
+    }
+
+    /// Files what `make` opens as a new delivery of `peer`, within its limit; returns the id
+    /// and the peer's descriptor.
+    fn register(
+        &self,
+        peer: Role,
+        make: impl FnOnce() -> Result<(Open, OwnedFd), Failure>,
+    ) -> Result<(u64, OwnedFd), Failure> {
         let mut open = lock(&self.open);
         if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
             return Err(temporary("too many open deliveries"));
         }
-        let (ours, theirs) = crate::spool::pipe().map_err(|e| temporary(e.to_string()))?;
-        let pump = crate::spool::Pump::start(
-            ours,
-            self.files.clone(),
-            self.spool_budget.clone(),
-            MAX_MESSAGE_SIZE,
-        )
-        .map_err(temporary)?;
+        let (ours, theirs) = make()?;
         let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-        open.insert((peer, id), Open::Pipe(pump));
+        open.insert((peer, id), ours);
         Ok((id, theirs))
     }
 

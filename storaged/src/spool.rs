@@ -257,12 +257,18 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 mod tests {
     use super::*;
 
-    /// Writes `bytes` into a new pipe from another thread and pumps it.
-    async fn pumped(bytes: Vec<u8>, budget: &Arc<Budget>, max: u64) -> Result<Spooled, String> {
+    /// A pump reading a new pipe (its write end returned), with a directory for spilled files.
+    fn started(budget: &Arc<Budget>, max: u64) -> (Pump, OwnedFd, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let files = Files::open(dir.path()).unwrap();
         let (ours, theirs) = pipe().unwrap();
         let pump = Pump::start(ours, files, budget.clone(), max).unwrap();
+        (pump, theirs, dir)
+    }
+
+    /// Writes `bytes` into a new pipe from another thread and pumps it.
+    async fn pumped(bytes: Vec<u8>, budget: &Arc<Budget>, max: u64) -> Result<Spooled, String> {
+        let (pump, theirs, _dir) = started(budget, max);
         let writer = std::thread::spawn(move || {
             // The reader may stop early (too large): a failed write is expected then.
             let _ = File::from(theirs).write_all(&bytes);
@@ -342,10 +348,7 @@ mod tests {
     #[tokio::test]
     async fn an_unused_delivery_reserves_nothing() {
         let budget = Budget::new(MEMORY_BUDGET);
-        let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path()).unwrap();
-        let (ours, _theirs) = pipe().unwrap();
-        let _pump = Pump::start(ours, files, budget.clone(), u64::MAX).unwrap();
+        let (_pump, _theirs, _dir) = started(&budget, u64::MAX);
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(budget.left(), MEMORY_BUDGET);
     }
@@ -355,10 +358,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_an_unfinished_pump_frees_its_memory() {
         let budget = Budget::new(MEMORY_BUDGET);
-        let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path()).unwrap();
-        let (ours, theirs) = pipe().unwrap();
-        let pump = Pump::start(ours, files, budget.clone(), u64::MAX).unwrap();
+        let (pump, theirs, _dir) = started(&budget, u64::MAX);
         let (wrote, wrote_rx) = std::sync::mpsc::channel();
         let (more, more_rx) = std::sync::mpsc::channel::<()>();
         let writer = std::thread::spawn(move || {
