@@ -71,6 +71,14 @@ pub fn analyze(
 
 /// Envelope and structure of the whole message `raw`, parsed once.
 pub fn analyze_bytes(raw: &[u8]) -> (crate::envelope::Envelope, Vec<BodyPart>) {
+    if let Some(single) = analyze_single_part(raw) {
+        return single;
+    }
+    analyze_whole(raw)
+}
+
+/// [`analyze_bytes`] by a parse of every part.
+fn analyze_whole(raw: &[u8]) -> (crate::envelope::Envelope, Vec<BodyPart>) {
     match MessageParser::default().parse(raw) {
         Some(msg) => (
             crate::envelope::bounded(crate::envelope::of_message(&msg)),
@@ -81,6 +89,67 @@ pub fn analyze_bytes(raw: &[u8]) -> (crate::envelope::Envelope, Vec<BodyPart>) {
             Vec::new(),
         ),
     }
+}
+
+/// Bodies shorter than this are parsed whole: the header-only parse saves nothing there.
+const SINGLE_PART_MIN_BODY: usize = 4096;
+
+/// A message with one part (no multipart or message/* type) needs no parse of its body: its
+/// structure is its header's fields and the body's extent and lines. mail-parser decodes every
+/// body it parses (text into UTF-8, base64 into bytes) — most of a delivery's parse of a
+/// large message, and nothing BODYSTRUCTURE uses. `None` when the message is not such a
+/// message, or its header block has no end: then it is parsed whole.
+fn analyze_single_part(raw: &[u8]) -> Option<(crate::envelope::Envelope, Vec<BodyPart>)> {
+    let body_start = header_block_len(raw)?;
+    if raw.len() - body_start < SINGLE_PART_MIN_BODY {
+        return None;
+    }
+    let header = &raw[..body_start];
+    let msg = MessageParser::default().parse(header)?;
+    let part = msg.parts.first()?;
+    if u64::from(part.raw_body_offset()) != body_start as u64 {
+        return None;
+    }
+    if let Some(ct) = part.content_type()
+        && (ct.ctype().eq_ignore_ascii_case("multipart")
+            || ct.ctype().eq_ignore_ascii_case("message"))
+    {
+        return None;
+    }
+    let mut parts = parts(&msg, header);
+    let [only] = parts.as_mut_slice() else {
+        return None;
+    };
+    only.end = raw.len() as u64;
+    only.lines = raw[body_start..].iter().filter(|b| **b == b'\n').count() as u32;
+    Some((
+        crate::envelope::bounded(crate::envelope::of_message(&msg)),
+        bounded(parts),
+    ))
+}
+
+/// The length of `raw`'s header block, the empty line that ends it included; `None` if it has
+/// no empty line.
+fn header_block_len(raw: &[u8]) -> Option<usize> {
+    if raw.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    if raw.starts_with(b"\n") {
+        return Some(1);
+    }
+    raw.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .find_map(|(i, _)| {
+            let rest = &raw[i + 1..];
+            if rest.starts_with(b"\r\n") {
+                Some(i + 3)
+            } else if rest.starts_with(b"\n") {
+                Some(i + 2)
+            } else {
+                None
+            }
+        })
 }
 
 /// The parts of `raw`; empty if mail-parser cannot read it (the message is still stored).
@@ -265,5 +334,123 @@ mod tests {
         }
         raw.push_str("\r\nx\r\n");
         assert!(parse(raw.as_bytes()).len() <= MAX_PARTS);
+    }
+
+    /// The header fields a single-part message may come with, in the corpus below.
+    const SINGLE_HEADERS: [&str; 12] = [
+        "",
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n",
+        "Content-Type: Text/HTML; Charset=\"ISO-8859-1\"\r\nContent-Transfer-Encoding: Quoted-Printable\r\n",
+        "Content-Type: application/pdf; name=\"r.pdf\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment;\r\n filename=\"r.pdf\"\r\nContent-ID: <c1@example.org>\r\nContent-Description: a report\r\nContent-Language: en, de\r\nContent-Location: http://example.org/r.pdf\r\n",
+        "Content-Type: text\r\n",
+        "Content-Type: ;;;\r\n",
+        "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n",
+        "Subject: =?utf-8?q?J=C3=B6rg?=\r\nContent-Type: text/plain;\r\n\tformat=flowed; delsp=yes\r\n",
+        "Content-Disposition: inline\r\n",
+        "Content-Type: text/plain\nContent-Transfer-Encoding: 7bit\n",
+        "X-Odd: \u{e9}t\u{e9}\r\nContent-Type: application/octet-stream\r\n",
+        "Content-Type: text/calendar; method=REQUEST; charset=UTF-8\r\n",
+    ];
+
+    /// Message `i` of the corpus: From, To, Subject and Date, one of [`SINGLE_HEADERS`], and
+    /// `body`.
+    fn single_part(i: usize, body: &[u8]) -> Vec<u8> {
+        let head = SINGLE_HEADERS[i % SINGLE_HEADERS.len()];
+        let nl = if head.contains("\r\n") || head.is_empty() {
+            "\r\n"
+        } else {
+            "\n"
+        };
+        let mut raw = format!(
+            "From: \"A\" <a@example.org>{nl}To: b@example.com{nl}Subject: s{nl}Date: Sun, 22 Nov 2026 20:00:00 +0000{nl}"
+        )
+        .into_bytes();
+        raw.extend_from_slice(head.as_bytes());
+        raw.extend_from_slice(nl.as_bytes());
+        raw.extend_from_slice(body);
+        raw
+    }
+
+    /// The structure of a message of one part, read from its header alone, equals what a
+    /// parse of all of it gives; and that shortcut is taken (or the test would prove nothing).
+    #[test]
+    fn a_single_part_message_is_analysed_from_its_header_as_a_whole_parse_would() {
+        let line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod\r\n";
+        let bodies: Vec<Vec<u8>> = vec![
+            line.repeat(200),
+            [line.repeat(100), b"no newline at the end".to_vec()].concat(),
+            [
+                line.repeat(100),
+                b"\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>\r\n--b--\r\n".to_vec(),
+            ]
+            .concat(),
+            b"TG9yZW0gaXBzdW0gZG9sb3Igc2l0IGFtZXQsIGNvbnNlY3RldHVyIGFkaXBpc2NpbmcgZWxp\r\n"
+                .repeat(120),
+            [
+                b"=C3=A9t=C3=A9 soft=\r\nbreak\r\n".repeat(300),
+                vec![0, 0x80, 0xff, b'\n', b'\r'],
+            ]
+            .concat(),
+            b"bare\nline\nfeeds\n".repeat(400),
+            b"From the start\r\n.dot\r\n\r\n\r\n".repeat(300),
+        ];
+        let mut taken = 0;
+        for (i, body) in bodies.iter().enumerate() {
+            for h in 0..SINGLE_HEADERS.len() {
+                let raw = single_part(h + i, body);
+                let whole = analyze_whole(&raw);
+                if let Some(single) = analyze_single_part(&raw) {
+                    taken += 1;
+                    assert_eq!(single, whole, "{}", String::from_utf8_lossy(&raw[..300]));
+                }
+                assert_eq!(analyze_bytes(&raw), whole);
+            }
+        }
+        assert_eq!(taken, bodies.len() * SINGLE_HEADERS.len());
+    }
+
+    /// Multipart and message/* types, short bodies and header blocks without an end take the
+    /// whole parse.
+    #[test]
+    fn other_messages_are_parsed_whole() {
+        let body = b"x\r\n".repeat(3000);
+        for head in [
+            "Content-Type: multipart/mixed; boundary=b\r\n",
+            "Content-Type: Message/RFC822\r\n",
+            "Content-Type: message/global\r\n",
+        ] {
+            let raw = [head.as_bytes(), b"\r\n", &body].concat();
+            assert_eq!(analyze_single_part(&raw), None, "{head}");
+        }
+        assert_eq!(analyze_single_part(b"Subject: short\r\n\r\nbody\r\n"), None);
+        assert_eq!(
+            analyze_single_part(&b"Subject: no end\r\n".repeat(1000)),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any body after any of the corpus's headers: the shortcut, when taken, agrees with
+        /// the whole parse.
+        #[test]
+        fn the_single_part_shortcut_agrees_on_any_body(
+            h in 0usize..SINGLE_HEADERS.len(),
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'-'),
+                    proptest::strategy::Just(b'='),
+                    proptest::num::u8::ANY,
+                ],
+                4096..6000,
+            ),
+        ) {
+            let raw = single_part(h, &body);
+            if let Some(single) = analyze_single_part(&raw) {
+                proptest::prop_assert_eq!(single, analyze_whole(&raw));
+            }
+        }
     }
 }
