@@ -48,23 +48,35 @@ pub struct Body {
     pub bytes: Vec<u8>,
 }
 
-/// Wakes the checkpointer: a count of deliveries that left bodies behind, and whether it
-/// should stop.
+/// Wakes the checkpointer: a count of deliveries that left bodies behind, whether it should
+/// stop, and whether it sleeps until the next delivery (otherwise it is waiting for a pause,
+/// which it checks on waking by itself: a delivery does not wake it).
 #[derive(Debug, Default)]
 pub struct Signal {
-    state: Mutex<(u64, bool)>,
+    state: Mutex<SignalState>,
     changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SignalState {
+    deliveries: u64,
+    stop: bool,
+    idle: bool,
 }
 
 impl Signal {
     /// Says that bodies were added.
     pub fn poke(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
-        self.changed.notify_one();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.deliveries += 1;
+        if state.idle {
+            state.idle = false;
+            self.changed.notify_one();
+        }
     }
 
     fn stop(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         self.changed.notify_one();
     }
 }
@@ -260,17 +272,19 @@ fn run(db: &Db, files: &Files) {
     let mut trust_files = true;
     loop {
         let mut state = signal.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.0 == seen && !state.1 {
+        while state.deliveries == seen && !state.stop {
+            state.idle = true;
             state = signal
                 .changed
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        let stopping = state.1;
+        state.idle = false;
+        let stopping = state.stop;
         let first = Instant::now();
-        // Wait for a pause in deliveries (or the longest wait).
-        while !state.1 {
-            let before = state.0;
+        // Wait for a pause in deliveries, [`IDLE`] without one (or the longest wait).
+        while !state.stop {
+            let before = state.deliveries;
             let left = MAX_WAIT.saturating_sub(first.elapsed());
             if left.is_zero() {
                 break;
@@ -280,12 +294,12 @@ fn run(db: &Db, files: &Files) {
                 .wait_timeout(state, IDLE.min(left))
                 .unwrap_or_else(|e| e.into_inner());
             state = s;
-            if state.0 == before {
+            if state.deliveries == before {
                 break;
             }
         }
-        seen = state.0;
-        let stopping = stopping || state.1;
+        seen = state.deliveries;
+        let stopping = stopping || state.stop;
         drop(state);
         match checkpoint(db, files, trust_files) {
             Ok(_) => trust_files = true,
