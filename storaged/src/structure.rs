@@ -100,6 +100,9 @@ const SINGLE_PART_MIN_BODY: usize = 4096;
 /// large message, and nothing BODYSTRUCTURE uses. `None` when the message is not such a
 /// message, or its header block has no end: then it is parsed whole.
 fn analyze_single_part(raw: &[u8]) -> Option<(crate::envelope::Envelope, Vec<BodyPart>)> {
+    if raw.len() < SINGLE_PART_MIN_BODY {
+        return None;
+    }
     let body_start = header_block_len(raw)?;
     if raw.len() - body_start < SINGLE_PART_MIN_BODY {
         return None;
@@ -450,6 +453,26 @@ mod tests {
             let raw = single_part(h, &body);
             if let Some(single) = analyze_single_part(&raw) {
                 proptest::prop_assert_eq!(single, analyze_whole(&raw));
+            }
+        }
+
+        /// Garbage of any kind, header block included: no panic, and the shortcut, when
+        /// taken, still agrees with the whole parse.
+        #[test]
+        fn garbage_is_analysed_without_a_panic(
+            raw in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b':'),
+                    proptest::num::u8::ANY,
+                ],
+                0..6000,
+            ),
+        ) {
+            let analysed = analyze_bytes(&raw);
+            if analyze_single_part(&raw).is_some() {
+                proptest::prop_assert_eq!(analysed, analyze_whole(&raw));
             }
         }
     }
