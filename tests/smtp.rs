@@ -891,46 +891,88 @@ fn a_recipient_removed_after_rcpt_fails_the_whole_message_until_the_retry() {
     assert_eq!(stored_with(&tree, "marker-vanished").len(), 1);
 }
 
-#[test]
-fn repeated_wrong_passwords_are_throttled_even_for_the_right_one() {
-    // Three failures a minute from one address (the default is 10, with growing delays that
-    // would make this test take a minute).
-    let tree = tree_with_bob("\n[auth]\nhost_failures_per_minute = 3\n");
-    let subs = addr(&tree, ListenerKind::Submissions);
-    let script = r#"
-import smtplib, ssl, sys
+/// Python's smtplib over implicit TLS from a chosen loopback source address: `plain(src, user,
+/// password)` and `login(src, user, password)` print each reply code.
+const AUTH_FROM: &str = r#"
+import base64, smtplib, ssl, sys
 host, port = sys.argv[1], int(sys.argv[2])
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP_SSL(host, port, timeout=20, context=ctx)
-s.ehlo("client.test")
-def plain(s, password):
-    s.user, s.password = "bob", password
-    return s.auth("PLAIN", s.auth_plain)
-for i in range(3):
-    try:
-        plain(s, "guess %d" % i)
-        raise SystemExit("a wrong password was accepted")
-    except smtplib.SMTPAuthenticationError as e:
-        assert e.smtp_code == 535, e
-s.quit()
-# A new connection, the right password: refused without being checked.
-s = smtplib.SMTP_SSL(host, port, timeout=20, context=ctx)
-s.ehlo("client.test")
-try:
-    plain(s, "correct horse")
-    raise SystemExit("logged in while throttled")
-except smtplib.SMTPAuthenticationError as e:
-    print("throttled", e.smtp_code, e.smtp_error.decode())
-s.quit()
+def connect(src):
+    s = smtplib.SMTP_SSL(host, port, timeout=60, context=ctx, source_address=(src, 0))
+    s.ehlo("client.test")
+    return s
+def plain(src, user, password):
+    s = connect(src)
+    code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode())
+    print("plain", src, user, code)
+    s.close()
+    return code
+def login(src, user, password):
+    s = connect(src)
+    replies = [s.docmd("AUTH", "LOGIN")]
+    replies.append(s.docmd(base64.b64encode(user.encode()).decode()))
+    replies.append(s.docmd(base64.b64encode(password.encode()).decode()))
+    print("login", src, user, " ".join("%d %s" % (c, t.decode()) for c, t in replies))
+    s.close()
+    return replies
 "#;
-    let (ok, out) = python(script, &[subs.ip().to_string(), subs.port().to_string()]);
-    assert!(ok, "{out}\n{}", tree.log_text());
-    assert!(
-        out.contains("throttled 454 4.7.0 too many failed attempts; try again in"),
-        "{out}"
+
+#[test]
+fn guessing_from_many_networks_gets_535_for_the_right_password_too() {
+    // A guesser spreads over many /24s (127.N.0.1) and over the account's names and addresses;
+    // the account's limit (three a minute here) counts them all, and from then on the right
+    // password gets exactly the reply a wrong one gets.
+    let tree = tree_with_bob("\n[auth]\naccount_failures_per_minute = 3\n");
+    let subs = addr(&tree, ListenerKind::Submissions);
+    let script = format!(
+        r#"{AUTH_FROM}
+# Below the limit the right password works, from anywhere.
+assert plain("127.20.0.1", "bob", "correct horse") == 235
+for i, user in enumerate(["bob", "bob@example.org", "jøran@example.org"]):
+    assert plain("127.%d.0.1" % (i + 1), user, "guess %d" % i) == 535
+for i, user in enumerate(["bob", "bob@example.org"]):
+    assert plain("127.%d.0.1" % (i + 10), user, "correct horse") == 535, "the right password"
+wrong = login("127.30.0.1", "bob", "guess")
+right = login("127.31.0.1", "bob", "correct horse")
+assert [c for c, _ in wrong] == [334, 334, 535], wrong
+assert wrong == right, (wrong, right)
+"#
     );
+    let (ok, out) = python(&script, &[subs.ip().to_string(), subs.port().to_string()]);
+    assert!(ok, "{out}\n{}", tree.log_text());
+    let log = tree.log_text();
+    for want in [
+        // Counted: the guesses, under the name typed.
+        "authentication failed: mechanism=PLAIN username=\"bob@example.org\" remote=127.2.0.1 protocol=submission reason=\"bad credentials\"",
+        // Refused before the password was checked; only the log says so.
+        "authentication failed: mechanism=PLAIN username=\"bob\" remote=127.10.0.1 protocol=submission reason=\"too many failed logins for this account in the last minute",
+        "authentication failed: mechanism=LOGIN username=\"bob\" remote=127.31.0.1 protocol=submission reason=\"too many failed logins for this account",
+    ] {
+        assert!(log.contains(want), "missing {want:?} in\n{log}");
+    }
+}
+
+#[test]
+fn a_host_over_its_limit_gets_535_for_the_right_password() {
+    // Three failures a minute from one address (the default is 10, with growing delays that
+    // would make this test take a minute).
+    let tree = tree_with_bob("\n[auth]\nhost_failures_per_minute = 3\n");
+    let subs = addr(&tree, ListenerKind::Submissions);
+    let script = format!(
+        r#"{AUTH_FROM}
+for i in range(3):
+    assert plain("127.0.0.1", "bob", "guess %d" % i) == 535
+assert plain("127.0.0.1", "bob", "correct horse") == 535, "the right password"
+# Another address is not affected.
+assert plain("127.0.1.1", "bob", "correct horse") == 235
+"#
+    );
+    let (ok, out) = python(&script, &[subs.ip().to_string(), subs.port().to_string()]);
+    assert!(ok, "{out}\n{}", tree.log_text());
+    let want = "username=\"bob\" remote=127.0.0.1 protocol=submission reason=\"too many failed logins for this IPv4 address in the last minute";
+    assert!(tree.log_text().contains(want), "{}", tree.log_text());
 }
 
 /// A submission to another domain and a local recipient whose local delivery fails after the

@@ -159,6 +159,13 @@ pub trait CredentialLookup {
     fn lookup(&self, username: &str) -> Option<Entry<'_>>;
     /// Credentials-shaped answers for unknown users.
     fn decoy(&self) -> &Decoy;
+    /// Why a limit forbids checking this attempt, if one does. Mechanisms ask after
+    /// [`lookup`](Self::lookup) (with the account found, if any) and before verifying anything;
+    /// a refused attempt runs its course with the same challenges and ends as bad credentials,
+    /// so the answer never says whether the password was right.
+    fn refusal(&self, _username: &str, _account: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 /// A successful [`CredentialLookup::lookup`].

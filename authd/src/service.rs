@@ -19,7 +19,7 @@ use ipc::{AdminCall, Handle, Role};
 use crate::credentials::{CredentialLookup, Decoy, Entry};
 use crate::sasl::{self, AuthFailure, Mechanism, SaslContext, Session, Step};
 use crate::store::CredentialStore;
-use crate::throttle::{Decision, Throttle};
+use crate::throttle::{Attempt, Decision, Throttle};
 use crate::ticket::Tickets;
 
 /// How long a session ticket lives unless revoked first (logout, connection close).
@@ -48,7 +48,9 @@ pub struct Auth {
 struct Exchange {
     session: Session,
     remote: IpAddr,
-    delay: Duration,
+    /// Why the host's or the link's limits refuse this exchange, if they do: it runs its
+    /// course and fails as bad credentials.
+    refusal: Option<String>,
     started: std::time::Instant,
 }
 
@@ -128,18 +130,22 @@ impl Auth {
                         ));
                     }
                 }
-                let delay = match self.throttled(peer, remote, None) {
-                    Ok(delay) => delay,
-                    Err(refused) => return refused,
-                };
+                // A refusal is not answered now: the exchange runs its course and fails as bad
+                // credentials would, at the same step.
+                let refusal = self.refusal(Attempt::new(remote, None).through(peer.name()));
                 let ctx = SaslContext {
                     hostname: self.hostname.clone(),
                     channel_binding,
                 };
                 let this = self.clone();
+                let gate = Gate {
+                    remote,
+                    link: peer,
+                    refusal: refusal.clone(),
+                };
                 let run = move || {
                     let creds = read(&this.creds);
-                    let lookup = Lookup::new(&creds, this.storaged.clone());
+                    let lookup = Lookup::new(&creds, &this, gate);
                     sasl::start(mechanism, &ctx, initial_response.as_deref(), &lookup)
                 };
                 let Ok((session, step)) = tokio::task::spawn_blocking(run).await else {
@@ -153,7 +159,7 @@ impl Auth {
                     Exchange {
                         session,
                         remote,
-                        delay,
+                        refusal,
                         started: std::time::Instant::now(),
                     },
                     step,
@@ -171,14 +177,19 @@ impl Auth {
                         "the exchange took too long".into(),
                     ));
                 }
-                if let Err(refused) = self.throttled(peer, ex.remote, None) {
-                    return refused;
+                if ex.refusal.is_none() {
+                    ex.refusal = self.refusal(Attempt::new(ex.remote, None).through(peer.name()));
                 }
                 let this = self.clone();
+                let gate = Gate {
+                    remote: ex.remote,
+                    link: peer,
+                    refusal: ex.refusal.clone(),
+                };
                 let run = move || {
                     let step = {
                         let creds = read(&this.creds);
-                        let lookup = Lookup::new(&creds, this.storaged.clone());
+                        let lookup = Lookup::new(&creds, &this, gate);
                         ex.session.step(&response, &lookup)
                     };
                     (ex, step)
@@ -225,12 +236,9 @@ impl Auth {
                 account,
                 additional,
             } => {
-                // Right password, but the account or the host is over its limit: nothing is
-                // revealed until the limit passes.
-                if let Err(refused) = self.throttled(peer, ex.remote, Some(&account)) {
-                    return refused;
-                }
-                lock(&self.throttle).record_success(ex.remote, Some(&account), SystemTime::now());
+                // The limits were consulted before the password was checked (Lookup::refusal).
+                lock(&self.throttle)
+                    .record_success(Attempt::new(ex.remote, Some(&account)), SystemTime::now());
                 match self.issue_ticket(peer, &account).await {
                     Ok(ticket) => {
                         tracing::info!(
@@ -250,16 +258,36 @@ impl Auth {
                     }
                 }
             }
-            Step::Failure(AuthFailure::BadCredentials { username }) => {
-                // The fixed, greppable line fail2ban-style tools act on.
+            Step::Failure(AuthFailure::BadCredentials {
+                username,
+                account,
+                refused,
+            }) => {
+                // Failures count against the account the name resolved to (an unknown name
+                // counts for itself, so that known and unknown names behave alike).
+                let key = account.as_deref().unwrap_or(&username);
+                let attempt = Attempt::new(ex.remote, Some(key)).through(peer.name());
+                let delay = {
+                    let mut throttle = lock(&self.throttle);
+                    let delay = match throttle.check(attempt, SystemTime::now()) {
+                        Decision::Allow { delay } | Decision::Refuse { delay, .. } => delay,
+                    };
+                    // A refused attempt tested nothing: it is not one more failure.
+                    if refused.is_none() {
+                        throttle.record_failure(attempt, SystemTime::now());
+                        self.throttle_dirty.store(true, Ordering::Relaxed);
+                    }
+                    delay
+                };
+                // The fixed, greppable line fail2ban-style tools act on; only it says whether
+                // a limit refused the attempt (the client hears "bad credentials" either way).
                 tracing::warn!(
-                    "authentication failed: mechanism={mechanism} username=\"{}\" remote={} protocol={peer}",
+                    "authentication failed: mechanism={mechanism} username=\"{}\" remote={} protocol={peer} reason=\"{}\"",
                     username.escape_debug(),
-                    ex.remote
+                    ex.remote,
+                    refused.as_deref().unwrap_or("bad credentials")
                 );
-                lock(&self.throttle).record_failure(ex.remote, Some(&username), SystemTime::now());
-                self.throttle_dirty.store(true, Ordering::Relaxed);
-                tokio::time::sleep(ex.delay).await;
+                tokio::time::sleep(delay).await;
                 Response::Failure(Failure::Credentials)
             }
             Step::Failure(AuthFailure::Malformed(e)) => {
@@ -272,28 +300,18 @@ impl Auth {
         }
     }
 
-    /// Whether `remote` (and `account`, once known) may try now: the delay to apply, or the
-    /// refusal to send.
-    fn throttled(
-        &self,
-        peer: Role,
-        remote: IpAddr,
-        account: Option<&str>,
-    ) -> Result<Duration, Response> {
-        match lock(&self.throttle).check(remote, account, SystemTime::now()) {
-            Decision::Allow { delay } => Ok(delay),
+    /// Why the limits refuse `attempt` now (for the log), if they do.
+    fn refusal(&self, attempt: Attempt<'_>) -> Option<String> {
+        match lock(&self.throttle).check(attempt, SystemTime::now()) {
+            Decision::Allow { .. } => None,
             Decision::Refuse {
-                retry_after,
                 reason,
-            } => {
-                tracing::warn!(
-                    "authentication refused: remote={remote} protocol={peer} account=\"{}\" reason=\"{reason}\"",
-                    account.unwrap_or("").escape_debug()
-                );
-                Err(Response::Failure(Failure::Throttled {
-                    retry_after_secs: retry_after.as_secs().max(1),
-                }))
-            }
+                retry_after,
+                ..
+            } => Some(format!(
+                "{reason}; refused for {} s",
+                retry_after.as_secs().max(1)
+            )),
         }
     }
 
@@ -444,18 +462,29 @@ impl Auth {
     }
 }
 
-/// Credentials by account name, or by address through storaged (from a blocking thread).
+/// Where an exchange comes from, for the limits a lookup consults.
+struct Gate {
+    remote: IpAddr,
+    link: Role,
+    /// The host's or link's refusal, found when the exchange started or stepped.
+    refusal: Option<String>,
+}
+
+/// Credentials by account name, or by address through storaged (from a blocking thread), and
+/// the limits for the account found.
 struct Lookup<'a> {
     store: &'a CredentialStore,
-    storaged: PeerSlot<StoreService>,
+    auth: &'a Auth,
+    gate: Gate,
     runtime: Option<tokio::runtime::Handle>,
 }
 
 impl<'a> Lookup<'a> {
-    fn new(store: &'a CredentialStore, storaged: PeerSlot<StoreService>) -> Self {
+    fn new(store: &'a CredentialStore, auth: &'a Auth, gate: Gate) -> Self {
         Lookup {
             store,
-            storaged,
+            auth,
+            gate,
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
@@ -469,7 +498,7 @@ impl CredentialLookup for Lookup<'_> {
         if !username.contains('@') {
             return None;
         }
-        let (runtime, storaged) = (self.runtime.as_ref()?, self.storaged.current()?);
+        let (runtime, storaged) = (self.runtime.as_ref()?, self.auth.storaged.current()?);
         let request = store::Request::ResolveLogin {
             username: username.into(),
         };
@@ -484,6 +513,15 @@ impl CredentialLookup for Lookup<'_> {
 
     fn decoy(&self) -> &Decoy {
         self.store.decoy()
+    }
+
+    fn refusal(&self, username: &str, account: Option<&str>) -> Option<String> {
+        if let Some(refusal) = &self.gate.refusal {
+            return Some(refusal.clone());
+        }
+        let key = account.unwrap_or(username);
+        let attempt = Attempt::new(self.gate.remote, Some(key)).through(self.gate.link.name());
+        self.auth.refusal(attempt)
     }
 }
 

@@ -1,8 +1,11 @@
 //! Brute-force throttling shared by SMTP, IMAP and HTTP authentication.
 //!
 //! Failed attempts are counted per remote address class — IPv4 /32 and /24, IPv6 /64 and /48
-//! (an IPv4-mapped IPv6 address counts as IPv4) — and per account, each in a one-minute and a
-//! one-day window. Before an attempt the caller asks [`Throttle::check`]: past a limit in any
+//! (an IPv4-mapped IPv6 address counts as IPv4) —, per account (the account a name or address
+//! resolved to, whatever the client typed), and per link (the network role that relayed the
+//! attempt, whatever address it claims for its client), each in a one-minute and a one-day
+//! window. The link's budget is what stops a compromised network role from inventing a fresh
+//! address per guess. Before an attempt the caller asks [`Throttle::check`]: past a limit in any
 //! window the attempt is refused until that window ends; below it, the attempt may proceed after
 //! a delay that doubles with each recent failure of the host or account (the first
 //! [`FREE_FAILURES`] cost nothing, then 1 s, 2 s, … up to [`MAX_DELAY`]). A success clears the
@@ -25,8 +28,8 @@ use crate::error::StoreError;
 use crate::persist;
 
 /// The limits, by default 10 per minute and 50 per day from one IPv4 address or IPv6 /64,
-/// three times that from one IPv4 /24 or IPv6 /48, 20 and 100 for one account from anywhere
-/// (`[auth]` in the configuration).
+/// three times that from one IPv4 /24 or IPv6 /48, 20 and 100 for one account from anywhere,
+/// 100 and 20,000 through one link (`[auth]` in the configuration).
 pub use ipc::config::AuthSettings as Limits;
 /// Recent failures that cost no delay.
 pub const FREE_FAILURES: u32 = 3;
@@ -52,8 +55,11 @@ pub enum Decision {
         /// How long to wait before answering the client.
         delay: Duration,
     },
-    /// Refuse without checking the password; the client may retry after `retry_after`.
+    /// Refuse without checking the password; the client may retry after `retry_after`. The
+    /// refusal is answered like wrong credentials, after `delay`, so it tells a guesser nothing.
     Refuse {
+        /// How long to wait before answering the client.
+        delay: Duration,
         /// When the window that is over its limit ends.
         retry_after: Duration,
         /// Which limit was reached.
@@ -83,6 +89,8 @@ pub enum Scope {
     Ipv6Network,
     /// One account.
     Account,
+    /// One link to authd (one network role).
+    Link,
 }
 
 /// A counting window.
@@ -102,6 +110,7 @@ impl fmt::Display for RefuseReason {
             Scope::Ipv6Host => "this IPv6 /64",
             Scope::Ipv6Network => "this IPv6 /48",
             Scope::Account => "this account",
+            Scope::Link => "this protocol's link to authd",
         };
         let window = match self.window {
             Window::Minute => "minute",
@@ -126,6 +135,38 @@ enum Key {
     Ipv6Network([u8; 6]),
     /// Lower-cased, so that case variants share a counter.
     Account(String),
+    /// The name of the role whose link relayed the attempts (a restarted role keeps its count).
+    Link(String),
+}
+
+/// One login attempt as the throttle sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    /// The client's address, as the network role reports it.
+    pub ip: IpAddr,
+    /// The account the client named (resolved from an address where possible), once known.
+    pub account: Option<&'a str>,
+    /// The role whose link to authd relayed the attempt, if any.
+    pub link: Option<&'a str>,
+}
+
+impl<'a> Attempt<'a> {
+    /// An attempt from `ip`, for `account` if known; no link.
+    pub fn new(ip: IpAddr, account: Option<&'a str>) -> Self {
+        Attempt {
+            ip,
+            account,
+            link: None,
+        }
+    }
+
+    /// The same attempt, relayed by the link of role `link`.
+    pub fn through(self, link: &'a str) -> Self {
+        Attempt {
+            link: Some(link),
+            ..self
+        }
+    }
 }
 
 /// Failures in the current minute and day windows, each started at its first failure.
@@ -148,12 +189,13 @@ impl Throttle {
         Throttle { limits, ..self }
     }
 
-    /// Decides whether an attempt from `ip` (for `account`, if known yet) may proceed.
-    pub fn check(&self, ip: IpAddr, account: Option<&str>, now: SystemTime) -> Decision {
+    /// Decides whether `attempt` may proceed. The delay follows the recent failures of its host
+    /// and account, not its link's: other clients' failures must not slow a user down.
+    pub fn check(&self, attempt: Attempt<'_>, now: SystemTime) -> Decision {
         let now = unix_secs(now);
         let mut refusal: Option<(u64, RefuseReason)> = None;
         let mut recent = 0;
-        for key in keys(ip, account) {
+        for key in keys(attempt) {
             let Some(counter) = self.counters.get(&key) else {
                 continue;
             };
@@ -195,6 +237,7 @@ impl Throttle {
         }
         match refusal {
             Some((left, reason)) => Decision::Refuse {
+                delay: delay_after(recent),
                 retry_after: Duration::from_secs(left),
                 reason,
             },
@@ -205,9 +248,9 @@ impl Throttle {
     }
 
     /// Counts a failed attempt (wrong password, unknown user).
-    pub fn record_failure(&mut self, ip: IpAddr, account: Option<&str>, now: SystemTime) {
+    pub fn record_failure(&mut self, attempt: Attempt<'_>, now: SystemTime) {
         let now = unix_secs(now);
-        for key in keys(ip, account) {
+        for key in keys(attempt) {
             self.counters.entry(key).or_default().add(now);
         }
         if self.counters.len() > MAX_COUNTERS {
@@ -216,8 +259,8 @@ impl Throttle {
     }
 
     /// A successful login: clears the minute counter of the host it came from.
-    pub fn record_success(&mut self, ip: IpAddr, _account: Option<&str>, _now: SystemTime) {
-        if let Some(host) = keys(ip, None).into_iter().next()
+    pub fn record_success(&mut self, attempt: Attempt<'_>, _now: SystemTime) {
+        if let Some(host) = keys(Attempt::new(attempt.ip, None)).into_iter().next()
             && let Some(counter) = self.counters.get_mut(&host)
         {
             counter.minute = 0;
@@ -278,6 +321,7 @@ impl Key {
             Key::Ipv6Host(_) => Scope::Ipv6Host,
             Key::Ipv6Network(_) => Scope::Ipv6Network,
             Key::Account(_) => Scope::Account,
+            Key::Link(_) => Scope::Link,
         }
     }
 
@@ -292,6 +336,7 @@ impl Key {
                 l.host_failures_per_day.saturating_mul(3),
             ),
             Scope::Account => (l.account_failures_per_minute, l.account_failures_per_day),
+            Scope::Link => (l.link_failures_per_minute, l.link_failures_per_day),
         }
     }
 }
@@ -327,9 +372,9 @@ impl Counter {
     }
 }
 
-/// The counters an attempt touches: host class first, then network class, then the account.
-fn keys(ip: IpAddr, account: Option<&str>) -> Vec<Key> {
-    let mut keys = match ip.to_canonical() {
+/// The counters an attempt touches: host class first, then network class, the account, the link.
+fn keys(attempt: Attempt<'_>) -> Vec<Key> {
+    let mut keys = match attempt.ip.to_canonical() {
         IpAddr::V4(v4) => {
             let o = v4.octets();
             vec![Key::Ipv4Host(o), Key::Ipv4Network([o[0], o[1], o[2]])]
@@ -343,8 +388,11 @@ fn keys(ip: IpAddr, account: Option<&str>) -> Vec<Key> {
             vec![Key::Ipv6Host(host), Key::Ipv6Network(network)]
         }
     };
-    if let Some(account) = account {
+    if let Some(account) = attempt.account {
         keys.push(Key::Account(account.to_lowercase()));
+    }
+    if let Some(link) = attempt.link {
+        keys.push(Key::Link(link.to_owned()));
     }
     keys
 }

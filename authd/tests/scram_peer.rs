@@ -234,6 +234,8 @@ fn scramp_with_a_wrong_password_fails() {
         let outcome = run(mechanism, "alice", "pencil", None, None);
         let want = Step::Failure(AuthFailure::BadCredentials {
             username: "alice".into(),
+            account: Some("alice".into()),
+            refused: None,
         });
         assert_eq!(outcome.server, want);
         assert_eq!(outcome.client, "REFUSED");

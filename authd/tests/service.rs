@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use ipc::config::RoleConfig;
+use ipc::config::{AuthSettings, RoleConfig};
 use ipc::msg::auth::{AuthService, Failure, Request, Response};
 use ipc::msg::store::{self, StoreService};
 use ipc::rpc::{Client, Server};
@@ -25,6 +25,10 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(AuthSettings::default()).await
+}
+
+async fn start_with(auth: AuthSettings) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut creds = authd::store::CredentialStore::open(dir.path()).unwrap();
@@ -67,7 +71,7 @@ async fn start() -> Harness {
             fail_at_start: false,
             certificates: Vec::new(),
             smtp: Default::default(),
-            auth: Default::default(),
+            auth,
             dns: Vec::new(),
         },
         listeners: Vec::new(),
@@ -252,35 +256,118 @@ async fn advertises_plus_mechanisms_only_with_channel_binding_and_rejects_unknow
     h.shutdown.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guessing_one_account_from_many_addresses_throttles_the_account() {
-    let h = start().await;
-    let from = |i: u32| Request::Start {
+/// Limits low enough that no delay (it starts after three recent failures) slows the tests.
+fn low_limits() -> AuthSettings {
+    AuthSettings {
+        account_failures_per_minute: 3,
+        link_failures_per_minute: 6,
+        ..AuthSettings::default()
+    }
+}
+
+fn plain_from(authcid: &str, password: &str, remote: [u8; 4]) -> Request {
+    Request::Start {
         mechanism: "PLAIN".into(),
-        initial_response: Some(b"\0bob\0wrong".to_vec()),
+        initial_response: Some(format!("\0{authcid}\0{password}").into_bytes()),
         channel_binding: None,
-        remote: IpAddr::from([10, (i % 250) as u8, (i / 250) as u8, 1]),
-    };
-    for i in 0..authd::throttle::Limits::default().account_failures_per_minute {
+        remote: IpAddr::from(remote),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_one_account_by_name_and_address_from_many_networks_is_refused_like_a_wrong_password()
+ {
+    let h = start_with(low_limits()).await;
+    // Three guesses from three /24s, by account name and by address: all count for bob.
+    for (i, name) in ["bob", "bob@example.org", "BOB"].into_iter().enumerate() {
         assert_eq!(
-            call(&h, from(i)).await,
+            call(&h, plain_from(name, "wrong", [10, i as u8, 0, 1])).await,
             Response::Failure(Failure::Credentials),
-            "attempt {i}"
+            "guess {i}"
         );
     }
-    // The right password, from yet another address: the account is over its limit, so the
-    // answer reveals nothing.
-    let right = Request::Start {
-        mechanism: "PLAIN".into(),
-        initial_response: Some(b"\0bob\0correct horse".to_vec()),
+    // The right password, from yet another network: the account is over its limit, and the
+    // answer is the one a wrong password gets.
+    for name in ["bob", "bob@example.org"] {
+        assert_eq!(
+            call(&h, plain_from(name, "correct horse", [198, 51, 100, 9])).await,
+            Response::Failure(Failure::Credentials),
+            "{name}"
+        );
+    }
+    assert!(h.tickets.lock().unwrap().is_empty(), "no ticket was issued");
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_exchange_asks_every_question_before_failing() {
+    let h = start_with(low_limits()).await;
+    for i in 0..3 {
+        call(&h, plain_from("bob", "wrong", [10, i, 0, 1])).await;
+    }
+    let start = Request::Start {
+        mechanism: "LOGIN".into(),
+        initial_response: None,
         channel_binding: None,
-        remote: "198.51.100.9".parse::<IpAddr>().unwrap(),
+        remote: IpAddr::from([198, 51, 100, 9]),
     };
-    let r = call(&h, right).await;
-    assert!(
-        matches!(r, Response::Failure(Failure::Throttled { .. })),
-        "{r:?}"
+    let Response::Continue {
+        exchange,
+        challenge,
+    } = call(&h, start).await
+    else {
+        panic!("no challenge")
+    };
+    assert_eq!(challenge, b"Username:");
+    let step = |response: &[u8]| Request::Step {
+        exchange,
+        response: response.to_vec(),
+    };
+    assert_eq!(
+        call(&h, step(b"bob")).await,
+        Response::Continue {
+            exchange,
+            challenge: b"Password:".to_vec()
+        }
+    );
+    assert_eq!(
+        call(&h, step(b"correct horse")).await,
+        Response::Failure(Failure::Credentials)
     );
     assert!(h.tickets.lock().unwrap().is_empty());
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_invents_an_address_per_guess_runs_out_of_its_budget() {
+    let h = start_with(low_limits()).await;
+    // A compromised network role sprays names (known and unknown) from invented addresses in
+    // different networks: no host and no account reaches its limit, the link does.
+    for i in 0..6u8 {
+        let name = ["alice", "carol", "bob", "dave", "erin", "frank"][usize::from(i)];
+        assert_eq!(
+            call(&h, plain_from(name, "guess", [10, i, 0, 1])).await,
+            Response::Failure(Failure::Credentials)
+        );
+    }
+    assert_eq!(
+        call(&h, plain_from("bob", "correct horse", [172, 16, 0, 1])).await,
+        Response::Failure(Failure::Credentials),
+        "the link is out of its budget, whatever address it claims"
+    );
+    assert!(h.tickets.lock().unwrap().is_empty());
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_limits_the_right_password_still_works_after_failures() {
+    let h = start_with(low_limits()).await;
+    for i in 0..2 {
+        call(&h, plain_from("bob@example.org", "wrong", [10, i, 0, 1])).await;
+    }
+    assert!(matches!(
+        call(&h, plain_from("bob", "correct horse", [10, 9, 0, 1])).await,
+        Response::Success { .. }
+    ));
     h.shutdown.cancel();
 }

@@ -80,6 +80,11 @@ pub struct AuthSettings {
     pub account_failures_per_minute: u32,
     /// Failures per day for one account, from anywhere.
     pub account_failures_per_day: u32,
+    /// Failures per minute relayed by one network role (SMTP submission, IMAP, HTTP), whatever
+    /// client addresses it reports: bounds how fast a compromised role can guess.
+    pub link_failures_per_minute: u32,
+    /// Failures per day relayed by one network role.
+    pub link_failures_per_day: u32,
 }
 
 impl Default for AuthSettings {
@@ -89,6 +94,8 @@ impl Default for AuthSettings {
             host_failures_per_day: 50,
             account_failures_per_minute: 20,
             account_failures_per_day: 100,
+            link_failures_per_minute: 100,
+            link_failures_per_day: 20_000,
         }
     }
 }

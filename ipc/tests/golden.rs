@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version these bytes belong to.
-const GOLDEN_PROTOCOL_VERSION: u16 = 4;
+const GOLDEN_PROTOCOL_VERSION: u16 = 5;
 
 #[test]
 fn golden_bytes_belong_to_the_current_protocol_version() {
@@ -119,9 +119,9 @@ fn setup_to_role_bootstrap() {
             120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 17, 47, 101, 116, 99, 47, 115, 115,
             108, 47, 109, 97, 105, 108, 46, 112, 101, 109, 17, 47, 101, 116, 99, 47, 115, 115, 108,
             47, 109, 97, 105, 108, 46, 107, 101, 121, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44,
-            1, 20, 0, 251, 232, 3, 200, 10, 50, 20, 100, 0, 2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3, 16, 105, 110, 102,
-            111, 44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
+            1, 20, 0, 251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 2, 0, 0, 0, 0, 0, 0,
+            25, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3,
+            16, 105, 110, 102, 111, 44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
         ],
     );
 }
@@ -152,7 +152,7 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
         &msg,
         &[
             0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1, 20, 0,
-            251, 232, 3, 200, 10, 50, 20, 100, 0, 0, 0, 0,
+            251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 0, 0,
         ],
     );
 }
@@ -731,18 +731,12 @@ fn auth_responses() {
     );
     golden(auth::Response::Failure(auth::Failure::Credentials), &[3, 0]);
     golden(
-        auth::Response::Failure(auth::Failure::Throttled {
-            retry_after_secs: 60,
-        }),
-        &[3, 1, 60],
-    );
-    golden(
         auth::Response::Failure(auth::Failure::Malformed("m".into())),
-        &[3, 2, 1, 109],
+        &[3, 1, 1, 109],
     );
     golden(
         auth::Response::Failure(auth::Failure::Temporary("t".into())),
-        &[3, 3, 1, 116],
+        &[3, 2, 1, 116],
     );
     golden(auth::Response::Done, &[4]);
 }

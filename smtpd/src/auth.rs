@@ -92,11 +92,6 @@ pub async fn relay(
                     Failure::Credentials => {
                         Reply::new(535, "5.7.8", "authentication credentials invalid")
                     }
-                    Failure::Throttled { retry_after_secs } => Reply::new(
-                        454,
-                        "4.7.0",
-                        format!("too many failed attempts; try again in {retry_after_secs} s"),
-                    ),
                     Failure::Malformed(why) => {
                         Reply::new(501, "5.5.2", format!("malformed authentication: {why}"))
                     }

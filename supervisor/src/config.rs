@@ -71,6 +71,8 @@ pub struct Auth {
     pub host_failures_per_day: Option<u32>,
     pub account_failures_per_minute: Option<u32>,
     pub account_failures_per_day: Option<u32>,
+    pub link_failures_per_minute: Option<u32>,
+    pub link_failures_per_day: Option<u32>,
 }
 
 /// Certificates from files (`[[tls.certificate]]`). Without any, keyd serves ACME or
@@ -362,6 +364,14 @@ impl Config {
                 "auth.account_failures_per_day",
                 config.auth.account_failures_per_day.map(u64::from),
             ),
+            (
+                "auth.link_failures_per_minute",
+                config.auth.link_failures_per_minute.map(u64::from),
+            ),
+            (
+                "auth.link_failures_per_day",
+                config.auth.link_failures_per_day.map(u64::from),
+            ),
         ] {
             if value == Some(0) {
                 return Err(located(None, format!("{key} must be at least 1")));
@@ -496,6 +506,10 @@ impl Config {
             account_failures_per_day: a
                 .account_failures_per_day
                 .unwrap_or(d.account_failures_per_day),
+            link_failures_per_minute: a
+                .link_failures_per_minute
+                .unwrap_or(d.link_failures_per_minute),
+            link_failures_per_day: a.link_failures_per_day.unwrap_or(d.link_failures_per_day),
         }
     }
 

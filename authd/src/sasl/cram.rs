@@ -53,6 +53,10 @@ impl CramMd5 {
         }
         let digest = parse_hex(hex).ok_or(SaslError::BadDigest)?;
         let entry = creds.lookup(username);
+        let account = entry.map(|e| e.account);
+        if let Some(reason) = creds.refusal(username, account) {
+            return Ok(AuthFailure::bad(username, account, Some(reason)).into());
+        }
         let key = match entry {
             Some(entry) => entry.credentials.cram_md5(),
             None => creds
@@ -67,9 +71,7 @@ impl CramMd5 {
                 account: entry.account.to_owned(),
                 additional: None,
             }),
-            _ => Ok(Step::Failure(AuthFailure::BadCredentials {
-                username: username.to_owned(),
-            })),
+            _ => Ok(AuthFailure::bad(username, account, None).into()),
         }
     }
 }

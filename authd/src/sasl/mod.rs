@@ -8,7 +8,9 @@
 //!
 //! Every wrong input ends the exchange with a [`Step::Failure`], never a panic. An unknown user
 //! takes the same path as a wrong password: it is checked against decoy credentials and fails as
-//! [`AuthFailure::BadCredentials`].
+//! [`AuthFailure::BadCredentials`]. So does an attempt that a limit refuses
+//! ([`CredentialLookup::refusal`], asked once the username is known and before any check): it
+//! gets the same challenges and fails at the same step, without its password being tested.
 //!
 //! Which mechanisms a connection may use (e.g. PLAIN only after STARTTLS) is the protocol role's
 //! decision; [`advertised`] only knows whether channel binding is available.
@@ -18,6 +20,8 @@ mod password;
 mod scram;
 mod scram_msg;
 
+#[cfg(test)]
+mod refusal_tests;
 #[cfg(test)]
 mod scram_tests;
 #[cfg(test)]
@@ -151,16 +155,34 @@ pub enum Step {
 /// Why an exchange failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthFailure {
-    /// Wrong password or unknown user (indistinguishable by design): count it for throttling.
+    /// Wrong password, unknown user, or an attempt a limit refused (indistinguishable to the
+    /// client by design).
     BadCredentials {
         /// The username the client gave.
         username: String,
+        /// The account it named, if it names one: failures count against the account, whatever
+        /// name or address was typed.
+        account: Option<String>,
+        /// Why a limit refused the attempt before anything was verified (for the log; such an
+        /// attempt is not counted as another failure).
+        refused: Option<String>,
     },
     /// The client's messages were malformed or asked for something unsupported; no password
     /// was tested.
     Malformed(SaslError),
     /// authd could not do its part (random source, …); not the client's fault.
     Internal(String),
+}
+
+impl AuthFailure {
+    /// Bad credentials for `username`, naming `account` if the name resolved to one.
+    pub(crate) fn bad(username: &str, account: Option<&str>, refused: Option<String>) -> Self {
+        AuthFailure::BadCredentials {
+            username: username.to_owned(),
+            account: account.map(str::to_owned),
+            refused,
+        }
+    }
 }
 
 impl From<SaslError> for AuthFailure {

@@ -78,22 +78,23 @@ impl Login {
 }
 
 /// Checks a clear-text password; an unknown user costs the same argon2 time and fails the same.
+/// A refused attempt fails the same without any check (a guesser learns nothing from it, and
+/// costs no argon2 time).
 fn check(username: &str, password: &str, creds: &dyn CredentialLookup) -> Step {
-    match creds.lookup(username) {
+    let entry = creds.lookup(username);
+    let account = entry.map(|e| e.account);
+    if let Some(reason) = creds.refusal(username, account) {
+        return AuthFailure::bad(username, account, Some(reason)).into();
+    }
+    match entry {
         Some(entry) if verify_password(entry.credentials, password) => Step::Success {
             account: entry.account.to_owned(),
             additional: None,
         },
-        Some(_) => bad(username),
+        Some(_) => AuthFailure::bad(username, account, None).into(),
         None => {
             creds.decoy().verify_password(password);
-            bad(username)
+            AuthFailure::bad(username, None, None).into()
         }
     }
-}
-
-fn bad(username: &str) -> Step {
-    Step::Failure(AuthFailure::BadCredentials {
-        username: username.to_owned(),
-    })
 }

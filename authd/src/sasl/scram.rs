@@ -43,6 +43,8 @@ pub(super) struct Scram {
 struct Pending {
     username: String,
     account: Option<String>,
+    /// Why a limit refused the attempt: it runs its course and fails without a proof check.
+    refused: Option<String>,
     keys: ScramKeys,
     gs2_header: String,
     nonce: String,
@@ -111,7 +113,11 @@ impl Scram {
         if msg.authzid.as_ref().is_some_and(|a| *a != msg.username) {
             return Err(SaslError::AuthzidMismatch.into());
         }
-        let (account, keys) = match creds.lookup(&msg.username) {
+        let entry = creds.lookup(&msg.username);
+        let refused = creds.refusal(&msg.username, entry.map(|e| e.account));
+        // A refused attempt still gets the account's real salt and iterations: server-first is
+        // the same whether or not a limit has been reached.
+        let (account, keys) = match entry {
             Some(entry) => (
                 Some(entry.account.to_owned()),
                 entry.credentials.scram(self.hash).clone(),
@@ -131,6 +137,7 @@ impl Scram {
         let pending = Box::new(Pending {
             username: msg.username,
             account,
+            refused,
             keys,
             gs2_header: msg.gs2_header.to_owned(),
             nonce,
@@ -168,14 +175,20 @@ impl Scram {
                     account,
                     additional: Some(server_final.into_bytes()),
                 },
-                None => bad(pending.username),
+                None => AuthFailure::bad(&pending.username, None, None).into(),
             },
-            Ok(None) => bad(pending.username),
+            Ok(None) => AuthFailure::bad(
+                &pending.username,
+                pending.account.as_deref(),
+                pending.refused.clone(),
+            )
+            .into(),
             Err(failure) => failure.into(),
         }
     }
 
-    /// `Ok(Some(server-final))` if the proof is right, `Ok(None)` if it is wrong.
+    /// `Ok(Some(server-final))` if the proof is right, `Ok(None)` if it is wrong or the attempt
+    /// was refused (then the proof is not checked; malformed messages fail as they would anyway).
     fn verify(&self, pending: &Pending, text: &str) -> Result<Option<String>, AuthFailure> {
         let msg = scram_msg::parse_client_final(text)?;
         let mut expected_binding = pending.gs2_header.as_bytes().to_vec();
@@ -191,6 +204,9 @@ impl Scram {
         if msg.proof.len() != self.hash.len() {
             return Err(SaslError::ProofLength.into());
         }
+        if pending.refused.is_some() {
+            return Ok(None);
+        }
         let auth_message = format!("{},{}", pending.auth_prefix, msg.without_proof);
         let keys = &pending.keys;
         let client_signature = self
@@ -203,8 +219,4 @@ impl Scram {
             .hmac(&keys.server_key.0, &[auth_message.as_bytes()])?;
         Ok(proof_ok.then(|| format!("v={}", BASE64.encode(server_signature))))
     }
-}
-
-fn bad(username: String) -> Step {
-    Step::Failure(AuthFailure::BadCredentials { username })
 }

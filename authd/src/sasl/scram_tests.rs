@@ -92,13 +92,32 @@ fn reproduces_the_rfc_7677_example() {
 
 /// A minimal SCRAM client: returns the server's answer to the client-final message.
 fn exchange(mechanism: Mechanism, ctx: &SaslContext, gs2: &str, user: &str, pw: &str) -> Step {
-    let users = Users::with("alice", "secret");
+    exchange_with(
+        &Users::with("alice", "secret"),
+        mechanism,
+        ctx,
+        gs2,
+        user,
+        pw,
+    )
+    .1
+}
+
+/// [`exchange`] against `users`; also returns the server-first message.
+pub(crate) fn exchange_with(
+    users: &dyn CredentialLookup,
+    mechanism: Mechanism,
+    ctx: &SaslContext,
+    gs2: &str,
+    user: &str,
+    pw: &str,
+) -> (String, Step) {
     let hash = mechanism.scram_hash().unwrap();
     let bare = format!("n={user},r=clientnonce");
     let first = format!("{gs2}{bare}");
-    let (mut s, step) = start(mechanism, ctx, Some(first.as_bytes()), &users);
+    let (mut s, step) = start(mechanism, ctx, Some(first.as_bytes()), users);
     let Step::Continue(server_first) = step else {
-        return step;
+        return (String::new(), step);
     };
     let server_first = String::from_utf8(server_first).unwrap();
     let fields: Vec<&str> = server_first.split(',').collect();
@@ -120,7 +139,7 @@ fn exchange(mechanism: Mechanism, ctx: &SaslContext, gs2: &str, user: &str, pw: 
         .unwrap();
     let proof = crate::crypto::xor(&client_key, &signature);
     let last = format!("{without_proof},p={}", BASE64.encode(proof));
-    s.step(last.as_bytes(), &users)
+    (server_first, s.step(last.as_bytes(), users))
 }
 
 fn succeeded(step: &Step) -> bool {
@@ -239,9 +258,8 @@ fn treats_a_wrong_password_and_an_unknown_user_alike() {
         "mallory",
         "guess",
     );
-    let bad = |u: &str| Step::Failure(AuthFailure::BadCredentials { username: u.into() });
-    assert_eq!(wrong, bad("alice"));
-    assert_eq!(unknown, bad("mallory"));
+    assert_eq!(wrong, AuthFailure::bad("alice", Some("alice"), None).into());
+    assert_eq!(unknown, AuthFailure::bad("mallory", None, None).into());
 }
 
 #[test]

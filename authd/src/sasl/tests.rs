@@ -71,10 +71,8 @@ fn success(account: &str) -> Step {
     }
 }
 
-fn bad_credentials(username: &str) -> Step {
-    Step::Failure(AuthFailure::BadCredentials {
-        username: username.into(),
-    })
+fn bad_credentials(username: &str, account: Option<&str>) -> Step {
+    AuthFailure::bad(username, account, None).into()
 }
 
 fn malformed(e: SaslError) -> Step {
@@ -168,14 +166,14 @@ fn plain_treats_unknown_users_like_wrong_passwords() {
         Some(b"\0tim\0tanstaaf"),
         &users,
     );
-    assert_eq!(wrong, bad_credentials("tim"));
+    assert_eq!(wrong, bad_credentials("tim", Some("tim")));
     let (_, unknown) = start(
         Mechanism::Plain,
         &ctx(None),
         Some(b"\0tom\0tanstaaf"),
         &users,
     );
-    assert_eq!(unknown, bad_credentials("tom"));
+    assert_eq!(unknown, bad_credentials("tom", None));
 }
 
 #[test]
@@ -222,7 +220,10 @@ fn login_asks_for_username_then_password() {
     // With the username as initial response (SMTP "AUTH LOGIN dGlt").
     let (mut session, step) = start(Mechanism::Login, &ctx(None), Some(b"tim"), &users);
     assert_eq!(step, Step::Continue(b"Password:".to_vec()));
-    assert_eq!(session.step(b"nope", &users), bad_credentials("tim"));
+    assert_eq!(
+        session.step(b"nope", &users),
+        bad_credentials("tim", Some("tim"))
+    );
     assert!(session.is_done());
 }
 

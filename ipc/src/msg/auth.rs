@@ -72,10 +72,10 @@ pub enum Response {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Failure {
-    /// Wrong credentials (SMTP 535 5.7.8, IMAP NO [AUTHENTICATIONFAILED]).
+    /// Wrong credentials (SMTP 535 5.7.8, IMAP NO [AUTHENTICATIONFAILED]). Also the answer when
+    /// a limit refused the attempt: telling it apart would tell a guesser when a guess was
+    /// right, so only authd's log says so.
     Credentials,
-    /// Too many failures from this address or for this account; try after `retry_after_secs`.
-    Throttled { retry_after_secs: u64 },
     /// The client's messages were malformed or named an unknown mechanism (SMTP 501/504).
     Malformed(String),
     /// authd could not do its part; try again later (SMTP 454 4.7.0).
