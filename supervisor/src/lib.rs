@@ -87,6 +87,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
         Some(name) => users::group_id(name)?,
         None => 0,
     };
+    users::check_admin_group(&ids, admin_gid)?;
     dirs::prepare(&config, &ids, admin_gid)?;
     // A certificate file that cannot be opened is a configuration error, found now.
     certfiles::open_all(&config.certificate_files()).map_err(Error::Fatal)?;

@@ -32,24 +32,49 @@ pub fn resolve_all(config: &Config) -> Result<Vec<(Role, RoleIds)>, Error> {
         };
         out.push((role, ids));
     }
-    for (i, (role, ids)) in out.iter().enumerate() {
-        if ids.uid == 0 || ids.gid == 0 {
+    check_distinct(&out, &config.admin.uids)?;
+    Ok(out)
+}
+
+/// Every role must have its own uid and its own gid, neither 0, and no role may be an admin:
+/// a shared gid would give one role the group permissions of another's directory.
+fn check_distinct(ids: &[(Role, RoleIds)], admin_uids: &[u32]) -> Result<(), Error> {
+    for (i, (role, own)) in ids.iter().enumerate() {
+        if own.uid == 0 || own.gid == 0 {
             return Err(Error::Users(format!("{role} would run as root")));
         }
-        if config.admin.uids.contains(&ids.uid) {
+        if admin_uids.contains(&own.uid) {
             return Err(Error::Users(format!(
                 "{role}'s uid {} is also listed in admin.uids",
-                ids.uid
+                own.uid
             )));
         }
-        if let Some((other, _)) = out[..i].iter().find(|(_, o)| o.uid == ids.uid) {
-            return Err(Error::Users(format!(
-                "{role} and {other} share uid {}: every role needs its own user",
-                ids.uid
-            )));
+        for (other, theirs) in &ids[..i] {
+            if theirs.uid == own.uid {
+                return Err(Error::Users(format!(
+                    "{role} and {other} share uid {}: every role needs its own user",
+                    own.uid
+                )));
+            }
+            if theirs.gid == own.gid {
+                return Err(Error::Users(format!(
+                    "{role} and {other} share gid {}: every role needs its own group",
+                    own.gid
+                )));
+            }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The admin group must not be a role's group (its members reach the admin socket).
+pub fn check_admin_group(ids: &[(Role, RoleIds)], admin_gid: u32) -> Result<(), Error> {
+    match ids.iter().find(|(_, own)| own.gid == admin_gid) {
+        Some((role, _)) if admin_gid != 0 => Err(Error::Users(format!(
+            "admin.group (gid {admin_gid}) is {role}'s group: a role would reach the admin socket"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn resolve(name: &str, create: bool) -> Result<RoleIds, Error> {
@@ -92,4 +117,49 @@ pub fn group_id(name: &str) -> Result<u32, Error> {
         .map_err(|e| Error::Users(format!("looking up group {name}: {e}")))?
         .map(|g| g.gid.as_raw())
         .ok_or_else(|| Error::Users(format!("admin.group `{name}` does not exist")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(pairs: &[(u32, u32)]) -> Vec<(Role, RoleIds)> {
+        Role::ALL
+            .into_iter()
+            .zip(pairs)
+            .map(|(role, &(uid, gid))| (role, RoleIds { uid, gid }))
+            .collect()
+    }
+
+    #[test]
+    fn accepts_distinct_users_and_groups() {
+        assert!(check_distinct(&ids(&[(101, 201), (102, 202), (103, 203)]), &[]).is_ok());
+    }
+
+    #[test]
+    fn refuses_a_shared_gid_as_it_refuses_a_shared_uid() {
+        let e = check_distinct(&ids(&[(101, 201), (102, 201)]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("storaged and keyd share gid 201"), "{e}");
+        let e = check_distinct(&ids(&[(101, 201), (101, 202)]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("share uid 101"), "{e}");
+    }
+
+    #[test]
+    fn refuses_root_ids_and_admin_uids() {
+        assert!(check_distinct(&ids(&[(101, 0)]), &[]).is_err());
+        assert!(check_distinct(&ids(&[(0, 201)]), &[]).is_err());
+        assert!(check_distinct(&ids(&[(101, 201)]), &[101]).is_err());
+    }
+
+    #[test]
+    fn refuses_an_admin_group_that_is_a_roles_group() {
+        let roles = ids(&[(101, 201), (102, 202)]);
+        assert!(check_admin_group(&roles, 202).is_err());
+        assert!(check_admin_group(&roles, 300).is_ok());
+        assert!(check_admin_group(&roles, 0).is_ok());
+    }
 }
