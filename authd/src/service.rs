@@ -146,7 +146,8 @@ impl Auth {
                 let run = move || {
                     let creds = read(&this.creds);
                     let lookup = Lookup::new(&creds, &this, gate);
-                    sasl::start(mechanism, &ctx, initial_response.as_deref(), &lookup)
+                    let initial = initial_response.as_ref().map(|r| r.expose().as_slice());
+                    sasl::start(mechanism, &ctx, initial, &lookup)
                 };
                 let Ok((session, step)) = tokio::task::spawn_blocking(run).await else {
                     return Response::Failure(Failure::Temporary(
@@ -190,7 +191,7 @@ impl Auth {
                     let step = {
                         let creds = read(&this.creds);
                         let lookup = Lookup::new(&creds, &this, gate);
-                        ex.session.step(&response, &lookup)
+                        ex.session.step(response.expose(), &lookup)
                     };
                     (ex, step)
                 };

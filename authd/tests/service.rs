@@ -103,7 +103,7 @@ async fn call(h: &Harness, r: Request) -> Response {
 fn start_plain(authcid: &str, password: &str) -> Request {
     Request::Start {
         mechanism: "PLAIN".into(),
-        initial_response: Some(format!("\0{authcid}\0{password}").into_bytes()),
+        initial_response: Some(format!("\0{authcid}\0{password}").into_bytes().into()),
         channel_binding: None,
         remote: REMOTE.parse::<IpAddr>().unwrap(),
     }
@@ -175,7 +175,7 @@ async fn login_takes_two_steps_and_unknown_exchanges_are_refused() {
         &h,
         Request::Step {
             exchange,
-            response: b"bob".to_vec(),
+            response: b"bob".to_vec().into(),
         },
     )
     .await
@@ -187,7 +187,7 @@ async fn login_takes_two_steps_and_unknown_exchanges_are_refused() {
         &h,
         Request::Step {
             exchange,
-            response: b"correct horse".to_vec(),
+            response: b"correct horse".to_vec().into(),
         },
     )
     .await;
@@ -201,7 +201,7 @@ async fn login_takes_two_steps_and_unknown_exchanges_are_refused() {
             &h,
             Request::Step {
                 exchange: id,
-                response: b"x".to_vec(),
+                response: b"x".to_vec().into(),
             },
         )
         .await;
@@ -268,7 +268,7 @@ fn low_limits() -> AuthSettings {
 fn plain_from(authcid: &str, password: &str, remote: [u8; 4]) -> Request {
     Request::Start {
         mechanism: "PLAIN".into(),
-        initial_response: Some(format!("\0{authcid}\0{password}").into_bytes()),
+        initial_response: Some(format!("\0{authcid}\0{password}").into_bytes().into()),
         channel_binding: None,
         remote: IpAddr::from(remote),
     }
@@ -321,7 +321,7 @@ async fn a_refused_login_exchange_asks_every_question_before_failing() {
     assert_eq!(challenge, b"Username:");
     let step = |response: &[u8]| Request::Step {
         exchange,
-        response: response.to_vec(),
+        response: response.to_vec().into(),
     };
     assert_eq!(
         call(&h, step(b"bob")).await,

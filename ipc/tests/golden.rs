@@ -681,7 +681,7 @@ fn auth_requests() {
     golden(
         auth::Request::Start {
             mechanism: "PLAIN".into(),
-            initial_response: Some(b"\0u\0p".to_vec()),
+            initial_response: Some(b"\0u\0p".to_vec().into()),
             channel_binding: None,
             remote: Ipv4Addr::new(192, 0, 2, 1).into(),
         },
@@ -692,7 +692,7 @@ fn auth_requests() {
     golden(
         auth::Request::Step {
             exchange: 9,
-            response: b"r".to_vec(),
+            response: b"r".to_vec().into(),
         },
         &[2, 9, 1, 114],
     );

@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ipc::msg::auth::{self, AuthService, Failure, Ticket};
+use ipc::{Secret, SecretBytes};
 
 use crate::io::{Conn, ConnError, Line};
 use crate::reply::Reply;
@@ -18,14 +19,14 @@ pub async fn relay(
     conn: &mut Conn,
     authd: &ipc::Client<AuthService>,
     mechanism: String,
-    initial: Option<String>,
+    initial: Option<Secret<String>>,
 ) -> Result<Authenticated, ConnError> {
     let no = |code, e, text: &str| Ok(Authenticated::No(Reply::new(code, e, text)));
-    let initial_response = match initial.as_deref() {
+    let initial_response = match initial.as_ref().map(|s| s.expose().as_str()) {
         None => None,
-        Some("=") => Some(Vec::new()),
+        Some("=") => Some(SecretBytes::default()),
         Some(b64) => match B64.decode(b64) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => Some(SecretBytes::new(bytes)),
             Err(_) => return no(501, "5.5.2", "the initial response is not base64"),
         },
     };
@@ -55,18 +56,19 @@ pub async fn relay(
             } => {
                 conn.queue(&Reply::plain(334, B64.encode(&challenge)));
                 conn.flush().await?;
+                // The client's line may be its password, base64-encoded.
                 let line = match conn.line(crate::command::MAX_LINE).await? {
-                    Line::Ok(l) => l,
+                    Line::Ok(l) => SecretBytes::new(l),
                     Line::TooLong => {
                         abort(authd, exchange).await;
                         return no(500, "5.5.6", "authentication line too long");
                     }
                 };
-                if line == b"*" {
+                if line.expose() == b"*" {
                     abort(authd, exchange).await;
                     return no(501, "5.0.0", "authentication canceled");
                 }
-                let Ok(response) = B64.decode(&line) else {
+                let Ok(response) = B64.decode(line.expose()).map(SecretBytes::new) else {
                     abort(authd, exchange).await;
                     return no(501, "5.5.2", "the response is not base64");
                 };

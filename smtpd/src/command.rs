@@ -3,6 +3,7 @@
 
 use crate::address::{Address, parse_domain, parse_path};
 use crate::reply::Reply;
+use ipc::Secret;
 
 /// The longest command line accepted, CRLF excluded. RFC 5321 asks for 512 octets at least;
 /// SMTPUTF8 addresses and parameters need more.
@@ -29,7 +30,8 @@ pub enum Command {
     StartTls,
     Auth {
         mechanism: String,
-        initial: Option<String>,
+        /// The initial response may carry the password (PLAIN).
+        initial: Option<Secret<String>>,
     },
 }
 
@@ -105,7 +107,7 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
                 .next()
                 .ok_or_else(|| Reply::new(501, "5.5.4", "AUTH needs a mechanism"))?
                 .to_ascii_uppercase();
-            let initial = parts.next().map(str::to_string);
+            let initial = parts.next().map(|s| Secret::new(s.to_string()));
             if parts.next().is_some() {
                 return Err(Reply::new(
                     501,
@@ -217,7 +219,7 @@ mod tests {
             ok("AUTH plain AGFAYg=="),
             Command::Auth {
                 mechanism: "PLAIN".into(),
-                initial: Some("AGFAYg==".into())
+                initial: Some(Secret::new("AGFAYg==".into()))
             }
         );
         assert_eq!(

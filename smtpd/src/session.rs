@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::address::Address;
 use crate::command::{Command, MailParams};
 use crate::reply::Reply;
+use ipc::Secret;
 
 /// Which instance this is (DESIGN.md §8): MX takes mail for local recipients only; submission
 /// takes mail from authenticated users, for anyone.
@@ -54,7 +55,7 @@ pub enum Step {
     /// Relay a SASL exchange to authd, then call [`Session::authenticated`] on success.
     Auth {
         mechanism: String,
-        initial: Option<String>,
+        initial: Option<Secret<String>>,
     },
     /// Say 354 and read the message.
     Data(Reply),
@@ -222,7 +223,7 @@ impl Session {
         self.config.mode == Mode::Submission && self.tls
     }
 
-    fn auth(&mut self, mechanism: String, initial: Option<String>) -> Step {
+    fn auth(&mut self, mechanism: String, initial: Option<Secret<String>>) -> Step {
         let reply = |code, e, text: &str| Step::Reply(Reply::new(code, e, text));
         if self.config.mode == Mode::Mx {
             return reply(502, "5.5.1", "AUTH is for submission (ports 465 and 587)");

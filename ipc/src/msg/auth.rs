@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::rpc::Service;
+use crate::secret::SecretBytes;
 
 /// Marker for the service authd offers to its peers.
 #[derive(Debug)]
@@ -38,13 +39,18 @@ pub enum Request {
     /// initial response (SASL-IR), on a connection from `remote`.
     Start {
         mechanism: String,
-        initial_response: Option<Vec<u8>>,
+        /// May carry the password (PLAIN): redacted in logs, zeroed when dropped.
+        initial_response: Option<SecretBytes>,
         /// The TLS exporter (RFC 9266) when the connection is TLS.
         channel_binding: Option<Vec<u8>>,
         remote: IpAddr,
     },
     /// smtpd, imapd, httpd → authd: the client's next message in exchange `exchange`.
-    Step { exchange: u64, response: Vec<u8> },
+    Step {
+        exchange: u64,
+        /// May carry the password (LOGIN): redacted in logs, zeroed when dropped.
+        response: SecretBytes,
+    },
     /// smtpd, imapd, httpd → authd: the client aborted or went away.
     Abort { exchange: u64 },
     /// smtpd, imapd, httpd → authd: the session of `ticket` ended; revoke it.
