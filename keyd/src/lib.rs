@@ -13,6 +13,7 @@ pub mod certs;
 pub mod dkim;
 pub mod dkim_sign;
 pub mod keys;
+pub mod lanes;
 pub mod service;
 pub mod shape;
 

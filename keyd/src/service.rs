@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
 
 use ipc::Role;
 use ipc::msg::key::{Certificate, Event, KeyService, Request, Response};
@@ -15,12 +14,10 @@ use rustls::SignatureScheme;
 
 use crate::certs::CertEntry;
 use crate::keys::KeyStore;
+use crate::lanes::{Lanes, Limits};
 
 /// Signing sockets one role may hold.
 const MAX_SIGNERS: usize = 16;
-
-/// Signatures one link may ask for per second.
-const MAX_SIGNATURES_PER_SECOND: u32 = 20_000;
 
 /// The schemes keyd offers, strongest first within each key type.
 const SCHEMES: &[SignatureScheme] = &[
@@ -46,7 +43,8 @@ pub struct Keyd {
     /// The set served before the last reload.
     retired: RwLock<Vec<CertEntry>>,
     reloading: tokio::sync::Mutex<()>,
-    rate: Mutex<HashMap<Role, (Instant, u32)>>,
+    /// Each asking role's signing budget, slots and workers.
+    lanes: Lanes,
     signers: Mutex<HashMap<Role, usize>>,
     /// Links that fetched certificates, told when they change.
     subscribers: Mutex<Vec<EventSender<KeyService>>>,
@@ -70,6 +68,17 @@ fn permitted(peer: Role, request: &Request) -> bool {
 
 impl Keyd {
     pub fn new(dir: PathBuf, hostname: String, keys: KeyStore, certs: Vec<CertEntry>) -> Arc<Keyd> {
+        Keyd::with_limits(dir, hostname, keys, certs, Limits::default())
+    }
+
+    /// As [`Keyd::new`], each asking role's signing bounded by `limits`.
+    pub fn with_limits(
+        dir: PathBuf,
+        hostname: String,
+        keys: KeyStore,
+        certs: Vec<CertEntry>,
+        limits: Limits,
+    ) -> Arc<Keyd> {
         Arc::new(Keyd {
             dir,
             hostname,
@@ -77,7 +86,7 @@ impl Keyd {
             certs: RwLock::new(certs),
             retired: RwLock::default(),
             reloading: tokio::sync::Mutex::default(),
-            rate: Mutex::default(),
+            lanes: Lanes::new(limits),
             signers: Mutex::default(),
             subscribers: Mutex::default(),
         })
@@ -200,15 +209,20 @@ impl Keyd {
         (Response::SignerOpened, vec![theirs])
     }
 
-    /// Answers on the async link: quick requests inline, slow signatures (RSA: a millisecond
-    /// or more; DKIM) on a blocking thread so that other requests keep flowing.
+    /// Answers on the async link: TLS signatures on the asking role's own workers (never in a
+    /// queue shared with other roles), DKIM signatures on a blocking thread, the rest inline.
     async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
-        let slow = match &request {
-            Request::SignDkim { .. } => true,
-            Request::SignTls { scheme, .. } => is_rsa(SignatureScheme::from(*scheme)),
-            _ => false,
-        };
-        if slow {
+        if let Request::SignTls { .. } = request {
+            let lane = self.lanes.lane(peer);
+            return lane
+                .on_worker(move || self.answer_now(peer, request))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("a TLS signature for {peer}: {e}; refused");
+                    Response::Refused(e.to_string())
+                });
+        }
+        if let Request::SignDkim { .. } = request {
             tokio::task::spawn_blocking(move || self.answer_now(peer, request))
                 .await
                 .unwrap_or_else(|e| Response::Refused(format!("signing task: {e}")))
@@ -276,9 +290,14 @@ impl Keyd {
                 if !self.within_rate(peer) {
                     return Response::Refused("too many signatures; slow down".into());
                 }
-                match signing_key.sign(SignatureScheme::from(scheme), &message) {
-                    Ok(signature) => Response::Signature(signature),
-                    Err(e) => Response::Refused(e.to_string()),
+                let lane = self.lanes.lane(peer);
+                match lane.sign_here(|| signing_key.sign(SignatureScheme::from(scheme), &message)) {
+                    Ok(Ok(signature)) => Response::Signature(signature),
+                    Ok(Err(e)) => Response::Refused(e.to_string()),
+                    Err(busy) => {
+                        tracing::warn!("a TLS signature for {peer}: {busy}; refused");
+                        Response::Refused(busy.to_string())
+                    }
                 }
             }
         }
@@ -302,16 +321,9 @@ impl Keyd {
             .collect()
     }
 
+    /// Takes one signature from `peer`'s budget (TLS and DKIM alike).
     fn within_rate(&self, peer: Role) -> bool {
-        let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let (start, count) = rate.entry(peer).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(1) {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        *count <= MAX_SIGNATURES_PER_SECOND
+        self.lanes.lane(peer).spend()
     }
 }
 
@@ -391,18 +403,6 @@ impl Keyd {
         self.replace_certificates(certs).await;
         Ok(ipc::msg::key::AdminReply::Tls(status))
     }
-}
-
-fn is_rsa(scheme: SignatureScheme) -> bool {
-    matches!(
-        scheme,
-        SignatureScheme::RSA_PSS_SHA256
-            | SignatureScheme::RSA_PSS_SHA384
-            | SignatureScheme::RSA_PSS_SHA512
-            | SignatureScheme::RSA_PKCS1_SHA256
-            | SignatureScheme::RSA_PKCS1_SHA384
-            | SignatureScheme::RSA_PKCS1_SHA512
-    )
 }
 
 fn kind(r: &Request) -> &'static str {

@@ -133,7 +133,9 @@ fn handshake(
     }
 }
 
-fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
+/// The sandbox a role process applies at start, from its table entry and its bootstrap. Public
+/// so that tests lock a child down with exactly this policy and try what it forbids.
+pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
     sandbox::Policy {
         role: spec.role.name(),
         ids: boot.sandbox.ids.map(|(uid, gid)| sandbox::Ids { uid, gid }),
