@@ -419,6 +419,8 @@ impl Auth {
                 .await
                 .map_err(|e| e.to_string())??;
                 tracing::info!("password set for account \"{}\"", account.escape_debug());
+                // Sessions opened with the old password end.
+                self.revoke_account(&account).await?;
                 Ok(auth::AdminReply::Done(format!(
                     "password set for {account}"
                 )))
@@ -431,12 +433,39 @@ impl Auth {
                 })
                 .await
                 .map_err(|e| e.to_string())??;
+                self.revoke_account(&account).await?;
                 Ok(auth::AdminReply::Done(if removed {
                     format!("credentials of {account} removed")
                 } else {
                     format!("{account} had no credentials")
                 }))
             }
+        }
+    }
+
+    /// Revokes every ticket of `account`, here and at storaged (which may hold tickets that a
+    /// restarted authd no longer remembers). Fails if storaged cannot be told: the admin sees
+    /// that the old sessions may live on.
+    async fn revoke_account(&self, account: &str) -> Result<(), String> {
+        let revoked = lock(&self.tickets).revoke_account(account);
+        if !revoked.is_empty() {
+            tracing::info!(
+                "{} tickets of account \"{}\" revoked",
+                revoked.len(),
+                account.escape_debug()
+            );
+        }
+        let storaged = self
+            .storaged
+            .current()
+            .ok_or("storaged is not reachable to end the account's sessions")?;
+        let request = store::Request::RevokeAccountTickets {
+            account: account.to_owned(),
+        };
+        match storaged.call(&request, Vec::new()).await {
+            Ok((store::Response::Done, _)) => Ok(()),
+            Ok((other, _)) => Err(format!("storaged: {other:?}")),
+            Err(e) => Err(format!("storaged: {e}")),
         }
     }
 

@@ -111,6 +111,11 @@ impl Tickets {
         self.live.remove(id)
     }
 
+    /// Revokes every ticket of `account` (its password changed, its credentials were removed).
+    pub fn revoke_account(&mut self, account: &str) -> Vec<Ticket> {
+        self.extract(|t| t.account == account)
+    }
+
     /// Revokes every ticket of a channel (connection closed, role restarted).
     pub fn revoke_channel(&mut self, channel: &str) -> Vec<Ticket> {
         self.extract(|t| t.channel == channel)

@@ -20,7 +20,7 @@ struct Harness {
     auth: Client<AuthService>,
     tickets: Arc<Mutex<Vec<(String, Role)>>>,
     shutdown: CancellationToken,
-    _admin: mpsc::UnboundedSender<ipc::AdminCall>,
+    admin: mpsc::UnboundedSender<ipc::AdminCall>,
     _incoming: mpsc::UnboundedSender<(Role, Link)>,
 }
 
@@ -50,6 +50,11 @@ async fn start_with(auth: AuthSettings) -> Harness {
                 ),
                 store::Request::RegisterTicket { account, role, .. } => {
                     recorded.lock().unwrap().push((account, role));
+                    store::Response::Done
+                }
+                store::Request::RevokeAccountTickets { account } => {
+                    // Recorded as the account with the supervisor's "role" as a marker.
+                    recorded.lock().unwrap().push((account, Role::Keyd));
                     store::Response::Done
                 }
                 _ => store::Response::Done,
@@ -89,7 +94,7 @@ async fn start_with(auth: AuthSettings) -> Harness {
         auth,
         tickets,
         shutdown,
-        _admin: admin_tx,
+        admin: admin_tx,
         _incoming: incoming_tx,
     }
 }
@@ -369,5 +374,62 @@ async fn below_the_limits_the_right_password_still_works_after_failures() {
         call(&h, plain_from("bob", "correct horse", [10, 9, 0, 1])).await,
         Response::Success { .. }
     ));
+    h.shutdown.cancel();
+}
+
+async fn admin(
+    h: &Harness,
+    op: ipc::msg::auth::Admin,
+    password: Option<&str>,
+) -> Result<(), String> {
+    let mut fds = Vec::new();
+    if let Some(password) = password {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut writer, password.as_bytes()).unwrap();
+        drop(writer);
+        fds.push(std::os::fd::OwnedFd::from(reader));
+    }
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    h.admin
+        .send(ipc::AdminCall {
+            request: ipc::msg::control::RoleAdmin::Auth(op),
+            fds,
+            reply,
+        })
+        .unwrap();
+    rx.await.unwrap().map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_or_removed_credentials_revoke_the_accounts_tickets() {
+    let h = start().await;
+    assert!(matches!(
+        call(&h, start_plain("bob", "correct horse")).await,
+        Response::Success { .. }
+    ));
+    let set = ipc::msg::auth::Admin::SetPassword {
+        account: "bob".into(),
+    };
+    admin(&h, set, Some("battery staple\n")).await.unwrap();
+    let revoked = ("bob".to_string(), Role::Keyd);
+    assert_eq!(
+        *h.tickets.lock().unwrap(),
+        [("bob".to_string(), Role::Submission), revoked.clone()],
+        "storaged was told to end bob's sessions"
+    );
+    // The old password no longer works; the new one does.
+    assert_eq!(
+        call(&h, start_plain("bob", "correct horse")).await,
+        Response::Failure(Failure::Credentials)
+    );
+    assert!(matches!(
+        call(&h, start_plain("bob", "battery staple")).await,
+        Response::Success { .. }
+    ));
+    let remove = ipc::msg::auth::Admin::RemoveCredentials {
+        account: "bob".into(),
+    };
+    admin(&h, remove, None).await.unwrap();
+    assert_eq!(h.tickets.lock().unwrap().last(), Some(&revoked));
     h.shutdown.cancel();
 }

@@ -790,6 +790,12 @@ fn store_login_and_tickets() {
         &[6, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
     );
     assert_golden(
+        &store::Request::RevokeAccountTickets {
+            account: "bob".into(),
+        },
+        &[9, 3, 98, 111, 98],
+    );
+    assert_golden(
         &store::Response::Login(Some("bob".into())),
         &[4, 1, 3, 98, 111, 98],
     );

@@ -126,7 +126,8 @@ impl Store {
             }
             Request::ResolveLogin { .. }
             | Request::RegisterTicket { .. }
-            | Request::RevokeTicket { .. } => peer == Role::Authd,
+            | Request::RevokeTicket { .. }
+            | Request::RevokeAccountTickets { .. } => peer == Role::Authd,
             Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
         };
         if !permitted {
@@ -166,6 +167,10 @@ impl Store {
             Request::RevokeTicket { ticket } => {
                 lock(&self.tickets).remove(&ticket);
                 self.feed.unwatch(&ticket);
+                Ok((Response::Done, Vec::new()))
+            }
+            Request::RevokeAccountTickets { account } => {
+                self.revoke_account_tickets(&account);
                 Ok((Response::Done, Vec::new()))
             }
             Request::CheckRecipient { address } => {
@@ -443,6 +448,33 @@ impl Store {
         }
     }
 
+    /// Ends every session of `account`.
+    fn revoke_account_tickets(&self, account: &str) {
+        let revoked: Vec<_> = {
+            let mut tickets = lock(&self.tickets);
+            let ids: Vec<_> = tickets
+                .iter()
+                .filter(|(_, s)| s.account == account)
+                .map(|(t, _)| *t)
+                .collect();
+            ids.into_iter()
+                .inspect(|t| {
+                    tickets.remove(t);
+                })
+                .collect()
+        };
+        for ticket in &revoked {
+            self.feed.unwatch(ticket);
+        }
+        if !revoked.is_empty() {
+            tracing::info!(
+                "{} sessions of account \"{}\" ended",
+                revoked.len(),
+                account.escape_debug()
+            );
+        }
+    }
+
     fn admin_sync(&self, request: Admin) -> Result<Result<AdminReply, StoreError>, StoreError> {
         let _changing = self.pause.read().unwrap_or_else(|e| e.into_inner());
         let db = &self.db;
@@ -468,6 +500,8 @@ impl Store {
                 .map(|()| AdminReply::Done(format!("account {name} added with address {address}"))),
             Admin::RemoveAccount { name } => db.remove_account(&name).and_then(|files| {
                 db.flush()?;
+                // Its sessions end with it, whatever authd does next.
+                self.revoke_account_tickets(&name);
                 for id in &files {
                     self.files.remove(*id)?;
                 }

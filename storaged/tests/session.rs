@@ -201,6 +201,54 @@ async fn nothing_without_a_valid_ticket_for_this_role() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_or_account_removal_ends_only_that_accounts_sessions() {
+    let h = start().await;
+    let list = SessionOp::ListMailboxes;
+    let bob2 = Ticket([3; 16]);
+    h.register(BOB, "bob", Role::Imapd).await;
+    h.register(bob2, "bob", Role::Httpd).await;
+    h.register(EVE, "eve", Role::Imapd).await;
+    // Only authd may end an account's sessions.
+    let revoke = Request::RevokeAccountTickets {
+        account: "bob".into(),
+    };
+    assert!(matches!(
+        h.imapd.call(&revoke, Vec::new()).await.unwrap().0,
+        Response::Failed(f) if !f.temporary
+    ));
+    assert!(matches!(
+        h.op(&h.imapd, BOB, list.clone()).await.0,
+        SessionReply::Mailboxes(_)
+    ));
+    // authd says bob's password changed: every session of bob ends, eve's goes on.
+    assert_eq!(
+        h.authd.call(&revoke, Vec::new()).await.unwrap().0,
+        Response::Done
+    );
+    assert_eq!(
+        h.op(&h.imapd, BOB, list.clone()).await.0,
+        SessionReply::InvalidTicket
+    );
+    assert_eq!(
+        h.op(&h.httpd, bob2, list.clone()).await.0,
+        SessionReply::InvalidTicket
+    );
+    assert!(matches!(
+        h.op(&h.imapd, EVE, list.clone()).await.0,
+        SessionReply::Mailboxes(_)
+    ));
+    // Removing eve's account ends her sessions with it.
+    h.admin(store::Admin::RemoveAccount { name: "eve".into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.op(&h.imapd, EVE, list).await.0,
+        SessionReply::InvalidTicket
+    );
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_fetch_open_store_copy_expunge_and_changes() {
     let h = start().await;
     h.register(BOB, "bob", Role::Imapd).await;

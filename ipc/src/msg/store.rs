@@ -61,6 +61,9 @@ pub enum Request {
     /// smtpd (submission) → storaged: the account `address` belongs to (as a recipient would
     /// reach it), to check that a sender uses an address of its own.
     SenderAccount { address: String },
+    /// authd → storaged: every ticket of `account` is no longer valid (its password changed or
+    /// its credentials were removed): sessions opened with the old password end.
+    RevokeAccountTickets { account: String },
 }
 
 /// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned;
