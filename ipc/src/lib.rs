@@ -18,6 +18,7 @@ pub mod frame;
 pub mod msg;
 pub mod rpc;
 pub mod serve;
+pub mod space;
 pub mod topology;
 pub mod transport;
 
