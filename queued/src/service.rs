@@ -1,5 +1,11 @@
 //! queued's requests: temporary files for smtpd to write messages into, and enqueueing them
 //! durably; the administrative listing.
+//!
+//! New messages are refused for lack of space (`InsufficientStorage`, SMTP's `452 4.3.1`)
+//! while the queue directory's free space is under the floor (`[storage] min_free`): when a
+//! file is asked for, and when a message is enqueued (its copy must leave the floor free; a
+//! copy that failed is measured again, so a full disk answers the same way). A link whose open
+//! files already hold `[storage] max_open_per_peer` bytes gets no new one.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use ipc::Role;
 use ipc::msg::queue::{Admin, AdminReply, QueueService, Request, Response};
 use ipc::rpc::Incoming;
+use ipc::space::FreeSpace;
 
 use crate::store::{Queue, Record};
 
@@ -23,6 +30,10 @@ pub struct Queued {
     held: Mutex<Held>,
     next_file: AtomicU64,
     next_id: AtomicU64,
+    /// The queue directory's free space against the floor.
+    space: FreeSpace,
+    /// Bytes the open files of one link may hold when it asks for another.
+    max_open_per_peer: u64,
 }
 
 /// How long a held message waits for its submitter (a DATA takes at most 10 minutes, the
@@ -67,8 +78,19 @@ fn failed(temporary: bool, message: impl Into<String>) -> Response {
     }
 }
 
+fn no_space(message: impl Into<String>) -> Response {
+    let message = message.into();
+    tracing::warn!("refused for lack of space: {message}");
+    Response::InsufficientStorage { message }
+}
+
 impl Queued {
-    pub fn new(queue: Queue, limits: crate::limits::Limits) -> Arc<Queued> {
+    pub fn new(
+        queue: Queue,
+        limits: crate::limits::Limits,
+        space: FreeSpace,
+        max_open_per_peer: u64,
+    ) -> Arc<Queued> {
         let next_id = queue.max_id() + 1;
         Arc::new(Queued {
             queue,
@@ -77,6 +99,8 @@ impl Queued {
             held: Mutex::default(),
             next_file: AtomicU64::new(1),
             next_id: AtomicU64::new(next_id),
+            space,
+            max_open_per_peer,
         })
     }
 
@@ -103,6 +127,17 @@ impl Queued {
             Request::OpenMessage => {
                 if lock(&self.open).keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN {
                     return (failed(true, "too many open messages"), Vec::new());
+                }
+                if let Err(short) = self.space.check(0) {
+                    return (no_space(short.to_string()), Vec::new());
+                }
+                let held = self.open_bytes(peer);
+                if held >= self.max_open_per_peer {
+                    let why = format!(
+                        "{peer}'s open messages hold {held} bytes, as many as it may ({})",
+                        self.max_open_per_peer
+                    );
+                    return (no_space(why), Vec::new());
                 }
                 let file = match self.queue.temp_file() {
                     Ok(f) => f,
@@ -162,6 +197,11 @@ impl Queued {
                 };
                 if envelope.recipients.is_empty() {
                     return (failed(false, "no recipients"), Vec::new());
+                }
+                // Its copy must leave the floor free.
+                let need = src.metadata().map_or(0, |m| m.len()) + prepend.len() as u64;
+                if let Err(short) = self.space.check(need) {
+                    return (no_space(short.to_string()), Vec::new());
                 }
                 let admitted =
                     match self
@@ -230,12 +270,27 @@ impl Queued {
                     }
                     Ok(Err(e)) => {
                         tracing::error!("queueing: {e}");
-                        (failed(true, e), Vec::new())
+                        // A full disk, if a fresh reading finds the copy (taken back) no
+                        // longer fits above the floor.
+                        self.space.forget();
+                        match self.space.check(need) {
+                            Err(short) => (no_space(format!("{short} ({e})")), Vec::new()),
+                            Ok(()) => (failed(true, e), Vec::new()),
+                        }
                     }
                     Err(e) => (failed(true, format!("queueing task: {e}")), Vec::new()),
                 }
             }
         }
+    }
+
+    /// Bytes in the open files of `peer` (each measured: the writer holds them, not us).
+    fn open_bytes(&self, peer: Role) -> u64 {
+        lock(&self.open)
+            .iter()
+            .filter(|((p, _), _)| *p == peer)
+            .map(|(_, f)| f.metadata().map_or(0, |m| m.len()))
+            .sum()
     }
 
     /// A link from `peer` closed: its temporary files are gone with it, and the messages it
