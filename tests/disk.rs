@@ -86,7 +86,7 @@ fn send(mx: SocketAddr, subject: &str, size: usize) -> Sent {
         }
     };
     assert!(reply().starts_with("220 "));
-    let mut cmd = |w: &mut TcpStream, line: &str| {
+    let cmd = |w: &mut TcpStream, line: &str| {
         w.write_all(format!("{line}\r\n").as_bytes()).expect("send");
     };
     cmd(&mut w, "EHLO client.test");
