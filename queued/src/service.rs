@@ -367,3 +367,104 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::atomic::AtomicU64;
+
+    use ipc::config::MinFree;
+    use ipc::msg::queue::Envelope;
+
+    use super::*;
+
+    /// queued over a temporary directory whose file system reports `free` bytes (set by the
+    /// test) under a floor of 1 MiB; one link may hold `share` bytes in open files.
+    fn queued(share: u64) -> (Arc<Queued>, Arc<AtomicU64>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let free = Arc::new(AtomicU64::new(1 << 30));
+        let f = free.clone();
+        let space = FreeSpace::with_reader(
+            MinFree::Bytes(1 << 20),
+            Box::new(move || Ok((f.load(Ordering::SeqCst), 1 << 40))),
+        );
+        let queue = Queue::open(dir.path()).unwrap();
+        let limits = crate::limits::Limits::open(dir.path(), 1000, 1000).unwrap();
+        (Queued::new(queue, limits, space, share), free, dir)
+    }
+
+    /// Asks for a file and writes `len` bytes into it; returns its id.
+    async fn open_with(q: &Arc<Queued>, len: usize) -> Result<u64, Response> {
+        match q
+            .clone()
+            .answer(Role::Submission, Request::OpenMessage)
+            .await
+        {
+            (Response::Opened { file }, mut fds) => {
+                File::from(fds.remove(0))
+                    .write_all(&vec![b'x'; len])
+                    .unwrap();
+                Ok(file)
+            }
+            (other, _) => Err(other),
+        }
+    }
+
+    fn enqueue(file: u64) -> Request {
+        Request::Enqueue {
+            file,
+            envelope: Envelope {
+                from: "a@example.org".into(),
+                recipients: vec!["b@example.com".into()],
+                account: "a".into(),
+                smtputf8: false,
+                eight_bit: false,
+                requiretls: false,
+            },
+            prepend: Vec::new(),
+            held: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn under_the_floor_no_file_is_given_and_nothing_is_queued() {
+        let (q, free, _dir) = queued(1 << 30);
+        let file = open_with(&q, 1000).await.unwrap();
+        // Space fell to just over the floor: the message (1000 bytes) would go under it.
+        // (A reading far above the floor is reused for a second: forget it, as a second would.)
+        free.store((1 << 20) + 500, Ordering::SeqCst);
+        q.space.forget();
+        let (answer, _) = q.clone().answer(Role::Submission, enqueue(file)).await;
+        assert!(
+            matches!(&answer, Response::InsufficientStorage { message } if message.starts_with("insufficient system storage")),
+            "{answer:?}"
+        );
+        assert!(q.queue.list().unwrap().is_empty());
+        free.store((1 << 20) - 1, Ordering::SeqCst);
+        q.space.forget();
+        assert!(matches!(
+            open_with(&q, 0).await,
+            Err(Response::InsufficientStorage { .. })
+        ));
+        free.store(1 << 30, Ordering::SeqCst);
+        q.space.forget();
+        let file = open_with(&q, 1000).await.unwrap();
+        let (answer, _) = q.clone().answer(Role::Submission, enqueue(file)).await;
+        assert!(matches!(answer, Response::Queued { .. }), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_link_whose_open_files_hold_its_share_gets_no_new_one() {
+        let (q, _, _dir) = queued(10_000);
+        let big = open_with(&q, 12_000).await.unwrap();
+        let answer = open_with(&q, 0).await.unwrap_err();
+        assert!(
+            matches!(&answer, Response::InsufficientStorage { message } if message.contains("12000 bytes")),
+            "{answer:?}"
+        );
+        q.clone()
+            .answer(Role::Submission, Request::Abort { file: big })
+            .await;
+        open_with(&q, 100).await.unwrap();
+    }
+}
