@@ -78,6 +78,7 @@ async fn start_with(auth: AuthSettings) -> Harness {
             smtp: Default::default(),
             auth,
             dns: Vec::new(),
+            storage: Default::default(),
         },
         listeners: Vec::new(),
         peers,

@@ -29,6 +29,55 @@ pub struct RoleConfig {
     /// DNS resolvers for the roles that look names up (smtpd, queued): from the
     /// configuration, or the supervisor's /etc/resolv.conf.
     pub dns: Vec<SocketAddr>,
+    /// How storaged and queued guard their file systems (the other roles ignore it).
+    pub storage: StorageSettings,
+}
+
+/// When storaged and queued stop taking mail, and how much one peer may have in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageSettings {
+    /// Free space below which new mail is refused (`452 4.3.1`).
+    pub min_free: MinFree,
+    /// Bytes of open (not yet committed) deliveries one peer link may hold; past it that
+    /// peer's deliveries fail temporarily while the others go on.
+    pub max_open_bytes_per_peer: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            min_free: MinFree::Default,
+            max_open_bytes_per_peer: DEFAULT_MAX_OPEN_BYTES_PER_PEER,
+        }
+    }
+}
+
+/// Default of [`StorageSettings::max_open_bytes_per_peer`]: five messages of the largest size
+/// (100 MiB) at once, or a few hundred ordinary ones, from one role.
+pub const DEFAULT_MAX_OPEN_BYTES_PER_PEER: u64 = 512 * 1024 * 1024;
+
+/// The free-space floor of a file system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MinFree {
+    /// 1 GiB or 5 % of the file system, whichever is smaller.
+    #[default]
+    Default,
+    /// This many bytes (0: no floor).
+    Bytes(u64),
+    /// This percentage of the file system's size (0 to 50).
+    Percent(u8),
+}
+
+impl MinFree {
+    /// The floor in bytes for a file system of `total` bytes.
+    pub fn floor(self, total: u64) -> u64 {
+        let percent = |p: u64| (u128::from(total) * u128::from(p) / 100) as u64;
+        match self {
+            MinFree::Default => (1 << 30).min(percent(5)),
+            MinFree::Bytes(b) => b,
+            MinFree::Percent(p) => percent(u64::from(p)),
+        }
+    }
 }
 
 /// What smtpd accepts and how patient it is.

@@ -19,6 +19,7 @@ pub mod msg;
 pub mod rpc;
 pub mod secret;
 pub mod serve;
+pub mod space;
 pub mod topology;
 pub mod transport;
 

@@ -96,6 +96,7 @@ fn setup_to_role_bootstrap() {
             smtp: Default::default(),
             auth: Default::default(),
             dns: Vec::new(),
+            storage: Default::default(),
         },
         listeners: vec![
             ListenerSpec {
@@ -119,9 +120,10 @@ fn setup_to_role_bootstrap() {
             120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 17, 47, 101, 116, 99, 47, 115, 115,
             108, 47, 109, 97, 105, 108, 46, 112, 101, 109, 17, 47, 101, 116, 99, 47, 115, 115, 108,
             47, 109, 97, 105, 108, 46, 107, 101, 121, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44,
-            1, 20, 0, 251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 2, 0, 0, 0, 0, 0, 0,
-            25, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3,
-            16, 105, 110, 102, 111, 44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
+            1, 20, 0, 251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32,
+            2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251,
+            209, 1, 4, 0, 2, 1, 3, 16, 105, 110, 102, 111, 44, 115, 109, 116, 112, 100, 61, 100,
+            101, 98, 117, 103,
         ],
     );
 }
@@ -143,6 +145,7 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
             smtp: Default::default(),
             auth: Default::default(),
             dns: Vec::new(),
+            storage: Default::default(),
         },
         listeners: vec![],
         peers: vec![],
@@ -152,7 +155,7 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
         &msg,
         &[
             0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1, 20, 0,
-            251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 0, 0,
+            251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32, 0, 0, 0,
         ],
     );
 }
@@ -550,6 +553,22 @@ fn store_response_done_and_failed() {
             message: "x".into(),
         }),
         &[6, 1, 1, 120],
+    );
+}
+
+#[test]
+fn store_and_queue_response_insufficient_storage() {
+    assert_golden(
+        &store::Response::InsufficientStorage {
+            message: "x".into(),
+        },
+        &[7, 1, 120],
+    );
+    assert_golden(
+        &ipc::msg::queue::Response::InsufficientStorage {
+            message: "x".into(),
+        },
+        &[5, 1, 120],
     );
 }
 

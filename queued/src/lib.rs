@@ -32,6 +32,9 @@ pub const SPEC: RoleSpec = RoleSpec {
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx.dir()?;
     let smtp = ctx.config.smtp.clone();
+    let storage = ctx.config.storage.clone();
+    let space = ipc::space::FreeSpace::open(&dir, storage.min_free)
+        .map_err(|e| format!("opening the queue directory to watch its free space: {e}"))?;
     let (queue, limits) = tokio::task::spawn_blocking(move || {
         let queue = store::Queue::open(&dir)?;
         let limits = limits::Limits::open(
@@ -42,7 +45,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         Ok::<_, String>((queue, limits))
     })
     .await??;
-    let queued = service::Queued::new(queue, limits);
+    let queued = service::Queued::new(queue, limits, space, storage.max_open_bytes_per_peer);
     tracing::info!("queue open; sending out is not implemented yet");
     let admin = queued.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(

@@ -1,5 +1,11 @@
 //! queued's requests: temporary files for smtpd to write messages into, and enqueueing them
 //! durably; the administrative listing.
+//!
+//! New messages are refused for lack of space (`InsufficientStorage`, SMTP's `452 4.3.1`)
+//! while the queue directory's free space is under the floor (`[storage] min_free`): when a
+//! file is asked for, and when a message is enqueued (its copy must leave the floor free; a
+//! copy that failed is measured again, so a full disk answers the same way). A link whose open
+//! files already hold `[storage] max_open_per_peer` bytes gets no new one.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use ipc::Role;
 use ipc::msg::queue::{Admin, AdminReply, QueueService, Request, Response};
 use ipc::rpc::Incoming;
+use ipc::space::FreeSpace;
 
 use crate::store::{Queue, Record};
 
@@ -23,6 +30,10 @@ pub struct Queued {
     held: Mutex<Held>,
     next_file: AtomicU64,
     next_id: AtomicU64,
+    /// The queue directory's free space against the floor.
+    space: FreeSpace,
+    /// Bytes the open files of one link may hold when it asks for another.
+    max_open_per_peer: u64,
 }
 
 /// How long a held message waits for its submitter (a DATA takes at most 10 minutes, the
@@ -67,8 +78,19 @@ fn failed(temporary: bool, message: impl Into<String>) -> Response {
     }
 }
 
+fn no_space(message: impl Into<String>) -> Response {
+    let message = message.into();
+    tracing::warn!("refused for lack of space: {message}");
+    Response::InsufficientStorage { message }
+}
+
 impl Queued {
-    pub fn new(queue: Queue, limits: crate::limits::Limits) -> Arc<Queued> {
+    pub fn new(
+        queue: Queue,
+        limits: crate::limits::Limits,
+        space: FreeSpace,
+        max_open_per_peer: u64,
+    ) -> Arc<Queued> {
         let next_id = queue.max_id() + 1;
         Arc::new(Queued {
             queue,
@@ -77,6 +99,8 @@ impl Queued {
             held: Mutex::default(),
             next_file: AtomicU64::new(1),
             next_id: AtomicU64::new(next_id),
+            space,
+            max_open_per_peer,
         })
     }
 
@@ -103,6 +127,17 @@ impl Queued {
             Request::OpenMessage => {
                 if lock(&self.open).keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN {
                     return (failed(true, "too many open messages"), Vec::new());
+                }
+                if let Err(short) = self.space.check(0) {
+                    return (no_space(short.to_string()), Vec::new());
+                }
+                let held = self.open_bytes(peer);
+                if held >= self.max_open_per_peer {
+                    let why = format!(
+                        "{peer}'s open messages hold {held} bytes, as many as it may ({})",
+                        self.max_open_per_peer
+                    );
+                    return (no_space(why), Vec::new());
                 }
                 let file = match self.queue.temp_file() {
                     Ok(f) => f,
@@ -162,6 +197,11 @@ impl Queued {
                 };
                 if envelope.recipients.is_empty() {
                     return (failed(false, "no recipients"), Vec::new());
+                }
+                // Its copy must leave the floor free.
+                let need = src.metadata().map_or(0, |m| m.len()) + prepend.len() as u64;
+                if let Err(short) = self.space.check(need) {
+                    return (no_space(short.to_string()), Vec::new());
                 }
                 let admitted =
                     match self
@@ -230,12 +270,27 @@ impl Queued {
                     }
                     Ok(Err(e)) => {
                         tracing::error!("queueing: {e}");
-                        (failed(true, e), Vec::new())
+                        // A full disk, if a fresh reading finds the copy (taken back) no
+                        // longer fits above the floor.
+                        self.space.forget();
+                        match self.space.check(need) {
+                            Err(short) => (no_space(format!("{short} ({e})")), Vec::new()),
+                            Ok(()) => (failed(true, e), Vec::new()),
+                        }
                     }
                     Err(e) => (failed(true, format!("queueing task: {e}")), Vec::new()),
                 }
             }
         }
+    }
+
+    /// Bytes in the open files of `peer` (each measured: the writer holds them, not us).
+    fn open_bytes(&self, peer: Role) -> u64 {
+        lock(&self.open)
+            .iter()
+            .filter(|((p, _), _)| *p == peer)
+            .map(|(_, f)| f.metadata().map_or(0, |m| m.len()))
+            .sum()
     }
 
     /// A link from `peer` closed: its temporary files are gone with it, and the messages it
@@ -311,4 +366,105 @@ fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::atomic::AtomicU64;
+
+    use ipc::config::MinFree;
+    use ipc::msg::queue::Envelope;
+
+    use super::*;
+
+    /// queued over a temporary directory whose file system reports `free` bytes (set by the
+    /// test) under a floor of 1 MiB; one link may hold `share` bytes in open files.
+    fn queued(share: u64) -> (Arc<Queued>, Arc<AtomicU64>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let free = Arc::new(AtomicU64::new(1 << 30));
+        let f = free.clone();
+        let space = FreeSpace::with_reader(
+            MinFree::Bytes(1 << 20),
+            Box::new(move || Ok((f.load(Ordering::SeqCst), 1 << 40))),
+        );
+        let queue = Queue::open(dir.path()).unwrap();
+        let limits = crate::limits::Limits::open(dir.path(), 1000, 1000).unwrap();
+        (Queued::new(queue, limits, space, share), free, dir)
+    }
+
+    /// Asks for a file and writes `len` bytes into it; returns its id.
+    async fn open_with(q: &Arc<Queued>, len: usize) -> Result<u64, Response> {
+        match q
+            .clone()
+            .answer(Role::Submission, Request::OpenMessage)
+            .await
+        {
+            (Response::Opened { file }, mut fds) => {
+                File::from(fds.remove(0))
+                    .write_all(&vec![b'x'; len])
+                    .unwrap();
+                Ok(file)
+            }
+            (other, _) => Err(other),
+        }
+    }
+
+    fn enqueue(file: u64) -> Request {
+        Request::Enqueue {
+            file,
+            envelope: Envelope {
+                from: "a@example.org".into(),
+                recipients: vec!["b@example.com".into()],
+                account: "a".into(),
+                smtputf8: false,
+                eight_bit: false,
+                requiretls: false,
+            },
+            prepend: Vec::new(),
+            held: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn under_the_floor_no_file_is_given_and_nothing_is_queued() {
+        let (q, free, _dir) = queued(1 << 30);
+        let file = open_with(&q, 1000).await.unwrap();
+        // Space fell to just over the floor: the message (1000 bytes) would go under it.
+        // (A reading far above the floor is reused for a second: forget it, as a second would.)
+        free.store((1 << 20) + 500, Ordering::SeqCst);
+        q.space.forget();
+        let (answer, _) = q.clone().answer(Role::Submission, enqueue(file)).await;
+        assert!(
+            matches!(&answer, Response::InsufficientStorage { message } if message.starts_with("insufficient system storage")),
+            "{answer:?}"
+        );
+        assert!(q.queue.list().unwrap().is_empty());
+        free.store((1 << 20) - 1, Ordering::SeqCst);
+        q.space.forget();
+        assert!(matches!(
+            open_with(&q, 0).await,
+            Err(Response::InsufficientStorage { .. })
+        ));
+        free.store(1 << 30, Ordering::SeqCst);
+        q.space.forget();
+        let file = open_with(&q, 1000).await.unwrap();
+        let (answer, _) = q.clone().answer(Role::Submission, enqueue(file)).await;
+        assert!(matches!(answer, Response::Queued { .. }), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_link_whose_open_files_hold_its_share_gets_no_new_one() {
+        let (q, _, _dir) = queued(10_000);
+        let big = open_with(&q, 12_000).await.unwrap();
+        let answer = open_with(&q, 0).await.unwrap_err();
+        assert!(
+            matches!(&answer, Response::InsufficientStorage { message } if message.contains("12000 bytes")),
+            "{answer:?}"
+        );
+        q.clone()
+            .answer(Role::Submission, Request::Abort { file: big })
+            .await;
+        open_with(&q, 100).await.unwrap();
+    }
 }

@@ -18,9 +18,18 @@ pub struct Opened {
     pub storaged: ipc::Client<StoreService>,
 }
 
+/// Why storaged gave no delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotOpened {
+    /// Short of space (`452 4.3.1`); the detail, for the log.
+    NoSpace(String),
+    /// Not running, or another failure (`451 4.3.0`).
+    Unavailable,
+}
+
 /// The answer to an `OpenDelivery` asked for in the background.
 pub struct OpenedAhead {
-    task: Option<tokio::task::JoinHandle<Option<Opened>>>,
+    task: Option<tokio::task::JoinHandle<Result<Opened, NotOpened>>>,
 }
 
 impl OpenedAhead {
@@ -30,10 +39,10 @@ impl OpenedAhead {
         OpenedAhead { task: Some(task) }
     }
 
-    /// The delivery, or `None` if storaged gave none.
-    pub async fn take(mut self) -> Option<Opened> {
-        let task = self.task.take()?;
-        task.await.ok().flatten()
+    /// The delivery, or why storaged gave none.
+    pub async fn take(mut self) -> Result<Opened, NotOpened> {
+        let task = self.task.take().ok_or(NotOpened::Unavailable)?;
+        task.await.unwrap_or(Err(NotOpened::Unavailable))
     }
 }
 
@@ -48,7 +57,7 @@ impl Drop for OpenedAhead {
             return;
         };
         runtime.spawn(async move {
-            if let Ok(Some(opened)) = task.await {
+            if let Ok(Ok(opened)) = task.await {
                 drop(opened.pipe);
                 if !opened.storaged.is_closed() {
                     let _ = opened
@@ -62,26 +71,29 @@ impl Drop for OpenedAhead {
 }
 
 /// One `OpenDelivery` round trip.
-pub async fn open(storaged: &ipc::Client<StoreService>) -> Option<Opened> {
+pub async fn open(storaged: &ipc::Client<StoreService>) -> Result<Opened, NotOpened> {
     match storaged
         .call(&store::Request::OpenDelivery, Vec::new())
         .await
     {
-        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => Some(Opened {
+        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => Ok(Opened {
             id,
             pipe: fds.remove(0),
             storaged: storaged.clone(),
         }),
+        Ok((store::Response::InsufficientStorage { message }, _)) => {
+            Err(NotOpened::NoSpace(message))
+        }
         Ok((store::Response::DeliveryOpened { id }, _)) => {
             tracing::warn!("storaged opened delivery {id} without its pipe");
             let _ = storaged
                 .call(&store::Request::AbortDelivery { id }, Vec::new())
                 .await;
-            None
+            Err(NotOpened::Unavailable)
         }
         other => {
             tracing::warn!("storaged gave no delivery: {other:?}");
-            None
+            Err(NotOpened::Unavailable)
         }
     }
 }

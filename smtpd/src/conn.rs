@@ -321,6 +321,10 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
             RecipientStatus::Unknown => Recipient::Unknown,
             RecipientStatus::NotLocal => Recipient::Remote,
         }),
+        Ok((store::Response::InsufficientStorage { message }, _)) => {
+            tracing::warn!("recipient {address} refused for now: {message}");
+            Err(Reply::insufficient_storage())
+        }
         other => {
             tracing::warn!("checking a recipient at storaged: {other:?}");
             Err(Reply::new(

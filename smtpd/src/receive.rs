@@ -119,18 +119,28 @@ pub async fn receive(
     if !plan.local.is_empty() {
         let ahead = match opened_ahead {
             Some(ahead) => ahead.take().await,
-            None => None,
+            None => Err(crate::ahead::NotOpened::Unavailable),
         };
-        // Opened ahead on a link still up, or else opened now.
+        // Opened ahead on a link still up, or else opened now (space may be back).
         let opened = match ahead {
-            Some(opened) if !opened.storaged.is_closed() => Some(opened),
+            Ok(opened) if !opened.storaged.is_closed() => Ok(opened),
             _ => match &peers.storaged {
                 Some(s) => crate::ahead::open(s).await,
-                None => None,
+                None => Err(crate::ahead::NotOpened::Unavailable),
             },
         };
-        let Some(crate::ahead::Opened { id, pipe, storaged }) = opened else {
-            return Ok(unavailable("message store"));
+        let crate::ahead::Opened { id, pipe, storaged } = match opened {
+            Ok(opened) => opened,
+            Err(crate::ahead::NotOpened::NoSpace(why)) => {
+                tracing::warn!("storaged opened no delivery: {why}");
+                return Ok(Outcome {
+                    reply: Reply::insufficient_storage(),
+                    size: 0,
+                });
+            }
+            Err(crate::ahead::NotOpened::Unavailable) => {
+                return Ok(unavailable("message store"));
+            }
         };
         match tokio::net::unix::pipe::Sender::from_owned_fd(pipe) {
             Ok(pipe) => sinks.push(Sink::Store { id, pipe, storaged }),
@@ -152,6 +162,14 @@ pub async fn receive(
                     id: file,
                     file: file_of(fds.remove(0)),
                 })
+            }
+            Some((queue::Response::InsufficientStorage { message }, _)) => {
+                tracing::warn!("queued opened no message file: {message}");
+                abort(&peers, sinks).await;
+                return Ok(Outcome {
+                    reply: Reply::insufficient_storage(),
+                    size: 0,
+                });
             }
             other => {
                 tracing::warn!("queued gave no message file: {other:?}");
@@ -373,6 +391,11 @@ pub async fn receive(
                             ),
                         )));
                     }
+                    Ok((queue::Response::InsufficientStorage { message }, _)) => {
+                        tracing::warn!("queueing {id}: {message}");
+                        abort_committed_store(&store_id).await;
+                        return Ok(refuse(Reply::insufficient_storage()));
+                    }
                     other => {
                         tracing::warn!("queueing {id}: {other:?}");
                         abort_committed_store(&store_id).await;
@@ -498,6 +521,10 @@ async fn deliver(
                 && results.iter().all(|r| *r == RecipientResult::Delivered) =>
         {
             Reply::new(250, "2.0.0", format!("{id} delivered"))
+        }
+        Ok((store::Response::InsufficientStorage { message }, _)) => {
+            tracing::warn!("{id}: not delivered: {message}");
+            Reply::insufficient_storage()
         }
         Ok((store::Response::Failed(f), _)) if f.temporary => Reply::new(
             451,

@@ -36,6 +36,12 @@ impl Reply {
         }
     }
 
+    /// `452 4.3.1`: storaged or queued is short of space (under its free-space floor, a full
+    /// disk, or this role's share of open deliveries taken). The detail is logged, not told.
+    pub fn insufficient_storage() -> Reply {
+        Reply::new(452, "4.3.1", "insufficient system storage; try again later")
+    }
+
     pub fn is_error(&self) -> bool {
         self.code >= 400
     }

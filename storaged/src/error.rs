@@ -41,11 +41,31 @@ pub enum StoreError {
     /// Something changed between a scan and the transaction based on it; try again.
     #[error("concurrent change; try again")]
     Conflict,
+    /// The file system is full (a write failed with ENOSPC), or its free space is under the
+    /// configured floor: nothing of what was asked was kept; try again later.
+    #[error("{0}")]
+    NoSpace(String),
+}
+
+impl StoreError {
+    /// Whether this failure is for lack of space (SMTP's `452 4.3.1`, not `451`).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::NoSpace(_) => true,
+            StoreError::File { source, .. } => ipc::space::is_full(source),
+            _ => false,
+        }
+    }
 }
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Db(e.to_string())
+        match e {
+            sled::Error::Io(io) if ipc::space::is_full(&io) => {
+                StoreError::NoSpace(format!("database: {io}"))
+            }
+            e => StoreError::Db(e.to_string()),
+        }
     }
 }
 

@@ -85,7 +85,17 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         .map_err(|e| format!("starting the checkpoint thread: {e}"))?;
     let feed = std::sync::Arc::new(feed::Feed::default());
     let flusher = deliver::Flusher::start(db.clone(), feed.clone());
-    let store = service::Store::new(db, files, flusher, feed);
+    let storage = ctx.config.storage.clone();
+    let space = ipc::space::FreeSpace::open(files.root(), storage.min_free)
+        .map_err(|e| format!("opening the data directory to watch its free space: {e}"))?;
+    let store = service::Store::new(
+        db,
+        files,
+        flusher,
+        feed,
+        std::sync::Arc::new(space),
+        storage.max_open_bytes_per_peer,
+    );
     tracing::info!("store open");
     let admin_store = store.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(

@@ -1,5 +1,11 @@
 //! storaged's requests: what each peer may ask (decided by the link, never by the message),
 //! open deliveries per peer, and the administrative requests forwarded from moxctl.
+//!
+//! Mail is refused for lack of space (answered `InsufficientStorage`, SMTP's `452 4.3.1`) at
+//! each step while the data directory's free space is under the floor (`[storage] min_free`):
+//! a recipient's check, the opening of a delivery, and its commit, which also fails so when a
+//! write finds the disk full or the peer's open deliveries hold their share
+//! (`[storage] max_open_per_peer`). Such a failure keeps nothing of the delivery.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,13 +21,14 @@ use ipc::msg::store::{
     StoreService,
 };
 use ipc::rpc::{EventSender, Incoming};
+use ipc::space::FreeSpace;
 use ipc::{AdminCall, Handle, Role};
 
 use crate::db::Db;
 use crate::deliver::{self, Flusher, Outcome};
 use crate::error::StoreError;
 use crate::files::Files;
-use crate::spool::Spooled;
+use crate::spool::{Budget, SpoolError, Spooled};
 
 /// Largest message accepted, in bytes.
 pub const MAX_MESSAGE_SIZE: u64 = 100 * 1024 * 1024;
@@ -38,7 +45,12 @@ pub struct Store {
     open: Mutex<HashMap<(Role, u64), Open>>,
     next_delivery: AtomicU64,
     /// Memory the open deliveries' pipes may fill.
-    spool_budget: Arc<crate::spool::Budget>,
+    spool_budget: Arc<Budget>,
+    /// The data directory's free space against the floor.
+    space: Arc<FreeSpace>,
+    /// Bytes the open deliveries of one peer may hold, and each peer's budget of them.
+    max_open_per_peer: u64,
+    peer_budgets: Mutex<HashMap<Role, Arc<Budget>>>,
     /// Sessions authd has authenticated: the account each may act for, from which role, until
     /// when. Kept in memory: a restart of storaged ends every session.
     tickets: Mutex<HashMap<Ticket, Session>>,
@@ -65,8 +77,38 @@ pub struct Session {
     pub expires: i64,
 }
 
+/// Why a request was refused: a failure, or a lack of space (answered apart, so that smtpd
+/// can say `452 4.3.1`).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Failed(Failure),
+    NoSpace(String),
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Self {
+        Refusal::Failed(f)
+    }
+}
+
+impl Refusal {
+    fn into_message(self) -> String {
+        match self {
+            Refusal::Failed(f) => f.message,
+            Refusal::NoSpace(m) => m,
+        }
+    }
+}
+
 impl Store {
-    pub fn new(db: Db, files: Files, flusher: Flusher, feed: Arc<crate::feed::Feed>) -> Arc<Store> {
+    pub fn new(
+        db: Db,
+        files: Files,
+        flusher: Flusher,
+        feed: Arc<crate::feed::Feed>,
+        space: Arc<FreeSpace>,
+        max_open_per_peer: u64,
+    ) -> Arc<Store> {
         Arc::new(Store {
             db,
             files,
@@ -79,7 +121,10 @@ impl Store {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64),
             ),
-            spool_budget: crate::spool::Budget::new(crate::spool::MEMORY_BUDGET),
+            spool_budget: Budget::new(crate::spool::MEMORY_BUDGET),
+            space,
+            max_open_per_peer,
+            peer_budgets: Mutex::default(),
             tickets: Mutex::default(),
             feed,
             pause: std::sync::RwLock::new(()),
@@ -98,7 +143,11 @@ impl Store {
         fds.into_iter().for_each(sandbox::fdpass::discard);
         let (response, fds) = match self.clone().answer(peer, request, events).await {
             Ok(x) => x,
-            Err(failure) => (Response::Failed(failure), Vec::new()),
+            Err(Refusal::Failed(failure)) => (Response::Failed(failure), Vec::new()),
+            Err(Refusal::NoSpace(message)) => {
+                tracing::warn!("refused {peer}: {message}");
+                (Response::InsufficientStorage { message }, Vec::new())
+            }
         };
         let too_large = || {
             Response::Failed(permanent(
@@ -115,7 +164,7 @@ impl Store {
         peer: Role,
         request: Request,
         events: EventSender<StoreService>,
-    ) -> Result<(Response, Vec<Handle>), Failure> {
+    ) -> Result<(Response, Vec<Handle>), Refusal> {
         let permitted = match &request {
             Request::SenderAccount { .. } => peer == Role::Submission,
             Request::CheckRecipient { .. }
@@ -134,7 +183,7 @@ impl Store {
             let name = format!("{request:?}");
             let variant = name.split([' ', '(', '{']).next().unwrap_or("?");
             tracing::warn!("{peer} asked for {variant}, which its link does not permit");
-            return Err(permanent(format!("{peer} may not make this request")));
+            return Err(permanent(format!("{peer} may not make this request")).into());
         }
         match request {
             Request::Session { ticket, op } => {
@@ -176,6 +225,9 @@ impl Store {
             Request::CheckRecipient { address } => {
                 let store = self.clone();
                 let status = blocking(move || store.db.recipient_status(&address)).await?;
+                if status == ipc::msg::store::RecipientStatus::Local {
+                    self.room(0)?;
+                }
                 Ok((Response::Recipient(status), Vec::new()))
             }
             Request::SenderAccount { address } => {
@@ -201,14 +253,18 @@ impl Store {
                     .remove(&(peer, id))
                     // Temporary: storaged may have restarted since it was opened.
                     .ok_or_else(|| temporary(format!("no open delivery {id}")))?;
-                let spooled = match open {
+                // The peer's share stays taken until the delivery is done.
+                let (spooled, _share) = match open {
                     Open::Pipe(pump) => pump.finish().await.map_err(|e| {
                         tracing::warn!("delivery {id} of {peer}: {e}");
-                        temporary(e)
+                        match e {
+                            SpoolError::NoSpace(m) => Refusal::NoSpace(m),
+                            SpoolError::Failed(m) => Refusal::Failed(temporary(m)),
+                        }
                     })?,
                     Open::File(file) => {
                         let len = file.metadata().map_err(|e| temporary(e.to_string()))?.len();
-                        Spooled::File(file, len)
+                        (Spooled::File(file, len), self.peer_budget(peer).none())
                     }
                 };
                 let placement = deliver::Placement {
@@ -226,7 +282,8 @@ impl Store {
     }
 
     /// A new temporary file for `peer` to write into: ours stays here, theirs is returned.
-    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Failure> {
+    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Refusal> {
+        self.room(0)?;
         self.register(peer, || {
             let file = self
                 .files
@@ -239,18 +296,36 @@ impl Store {
 
     /// A new delivery pipe for `peer` to write into: ours is read as the bytes come (see
     /// [`crate::spool`]), the write end is returned.
-    pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Failure> {
+    pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Refusal> {
+        self.room(0)?;
+        let limits = crate::spool::Limits {
+            files: self.files.clone(),
+            memory: self.spool_budget.clone(),
+            peer: self.peer_budget(peer),
+            space: self.space.clone(),
+            max: MAX_MESSAGE_SIZE,
+        };
         self.register(peer, || {
             let (ours, theirs) = crate::spool::pipe().map_err(|e| temporary(e.to_string()))?;
-            let pump = crate::spool::Pump::start(
-                ours,
-                self.files.clone(),
-                self.spool_budget.clone(),
-                MAX_MESSAGE_SIZE,
-            )
-            .map_err(temporary)?;
+            let pump =
+                crate::spool::Pump::start(ours, limits).map_err(|e| temporary(e.to_string()))?;
             Ok((Open::Pipe(pump), theirs))
         })
+    }
+
+    /// The budget of bytes `peer`'s open deliveries share.
+    fn peer_budget(&self, peer: Role) -> Arc<Budget> {
+        lock(&self.peer_budgets)
+            .entry(peer)
+            .or_insert_with(|| Budget::new(self.max_open_per_peer))
+            .clone()
+    }
+
+    /// Whether `need` more bytes leave the floor free; refused for lack of space if not.
+    fn room(&self, need: u64) -> Result<(), Refusal> {
+        self.space
+            .check(need)
+            .map_err(|short| Refusal::NoSpace(short.to_string()))
     }
 
     /// Files what `make` opens as a new delivery of `peer`, within its limit; returns the id
@@ -259,10 +334,10 @@ impl Store {
         &self,
         peer: Role,
         make: impl FnOnce() -> Result<(Open, OwnedFd), Failure>,
-    ) -> Result<(u64, OwnedFd), Failure> {
+    ) -> Result<(u64, OwnedFd), Refusal> {
         let mut open = lock(&self.open);
         if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
-            return Err(temporary("too many open deliveries"));
+            return Err(temporary("too many open deliveries").into());
         }
         let (ours, theirs) = make()?;
         let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
@@ -289,13 +364,16 @@ impl Store {
         spooled: Spooled,
         recipients: Vec<String>,
         placement: deliver::Placement,
-    ) -> Result<Vec<(String, RecipientResult)>, Failure> {
+    ) -> Result<Vec<(String, RecipientResult)>, Refusal> {
         let size = spooled.len();
         if size > MAX_MESSAGE_SIZE || placement.prepend.len() > 64 * 1024 {
             return Err(permanent(format!(
                 "message of {size} bytes exceeds {MAX_MESSAGE_SIZE}, or its prepended fields 64 KiB"
-            )));
+            ))
+            .into());
         }
+        // Its file (one, hard-linked per recipient) must leave the floor free.
+        self.room(size + placement.prepend.len() as u64)?;
         let store = self.clone();
         let rcpts = recipients.clone();
         // Delivery and its flush on one blocking thread: a lone delivery leads its own group
@@ -319,7 +397,13 @@ impl Store {
             };
             Ok(outcomes)
         })
-        .await?;
+        .await
+        .inspect_err(|r| {
+            if matches!(r, Refusal::NoSpace(_)) {
+                // The disk filled in a way the checks did not see: measure afresh.
+                self.space.forget();
+            }
+        })?;
         Ok(recipients
             .into_iter()
             .zip(outcomes)
@@ -423,7 +507,7 @@ impl Store {
                 let fd = fds.into_iter().next().ok_or("no message attached")?;
                 let file = blocking(move || store.copy_in(fd))
                     .await
-                    .map_err(|f| f.message)?;
+                    .map_err(Refusal::into_message)?;
                 let len = file.metadata().map_err(|e| e.to_string())?.len();
                 let results = self
                     .deliver(
@@ -432,12 +516,12 @@ impl Store {
                         deliver::Placement::default(),
                     )
                     .await
-                    .map_err(|f| f.message)?;
+                    .map_err(Refusal::into_message)?;
                 Ok(AdminReply::Delivered(results))
             }
             other => blocking(move || store.admin_sync(other))
                 .await
-                .map_err(|f| f.message)?
+                .map_err(Refusal::into_message)?
                 .map_or_else(
                     |e| Err(e.to_string()),
                     |r| match r {
@@ -559,17 +643,23 @@ impl Store {
 /// Runs blocking store work off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Failure> {
+) -> Result<T, Refusal> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if e.is_no_space() => {
+            tracing::warn!("{e}");
+            Err(Refusal::NoSpace(format!(
+                "insufficient system storage: {e}"
+            )))
+        }
         Ok(Err(e)) => {
             match e {
                 StoreError::RecipientGone(_) => tracing::info!("{e}"),
                 _ => tracing::error!("{e}"),
             }
-            Err(temporary(e.to_string()))
+            Err(temporary(e.to_string()).into())
         }
-        Err(e) => Err(temporary(format!("store task: {e}"))),
+        Err(e) => Err(temporary(format!("store task: {e}")).into()),
     }
 }
 

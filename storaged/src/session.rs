@@ -157,9 +157,10 @@ impl Store {
                 ))
             }
             SessionOp::OpenUpload => {
-                let (id, fd) = self
-                    .open_temp(peer)
-                    .map_err(|f| StoreError::Db(f.message))?;
+                let (id, fd) = self.open_temp(peer).map_err(|r| match r {
+                    crate::service::Refusal::NoSpace(m) => StoreError::NoSpace(m),
+                    crate::service::Refusal::Failed(f) => StoreError::Db(f.message),
+                })?;
                 Ok((
                     (SessionReply::UploadOpened { upload: id }, vec![fd]),
                     Vec::new(),

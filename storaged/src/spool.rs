@@ -11,6 +11,11 @@
 //!   skips the inodes freed in the last minutes, so that churn grows costly under load).
 //!
 //! The writer ends a delivery by closing its end of the pipe; [`Pump::finish`] waits for that.
+//!
+//! What one peer link's open deliveries hold together, in memory or in files, is capped
+//! ([`Limits::peer`], `[storage] max_open_per_peer`): one compromised or flooding role cannot
+//! take all the memory or disk, and the others' deliveries go on. What goes into a file is
+//! checked against the free-space floor first.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ipc::space::FreeSpace;
 use tokio::io::AsyncReadExt;
 
 use crate::files::Files;
@@ -30,17 +36,33 @@ pub const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
 /// How long a commit waits for the writer to close its end after the last bytes.
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
-/// The memory open deliveries may hold, shared by all of them.
+/// Bytes several deliveries may hold together (the memory of all open deliveries; what one
+/// peer's open deliveries hold).
 #[derive(Debug)]
 pub struct Budget {
     left: AtomicU64,
+    size: u64,
 }
 
 impl Budget {
     pub fn new(bytes: u64) -> Arc<Budget> {
         Arc::new(Budget {
             left: AtomicU64::new(bytes),
+            size: bytes,
         })
+    }
+
+    /// A reservation of nothing yet, to grow.
+    pub fn none(self: &Arc<Self>) -> Reservation {
+        Reservation {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// The whole budget.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     /// Takes `n` bytes of the budget if they are there.
@@ -88,6 +110,42 @@ impl Drop for Reservation {
     }
 }
 
+/// What one delivery's reading may use.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Where a delivery goes that does not fit in memory.
+    pub files: Files,
+    /// Memory shared by every open delivery.
+    pub memory: Arc<Budget>,
+    /// Bytes the open deliveries of the writer's link may hold together.
+    pub peer: Arc<Budget>,
+    /// The data directory's floor, checked before bytes go into a file.
+    pub space: Arc<FreeSpace>,
+    /// The largest message: more fails the delivery.
+    pub max: u64,
+}
+
+/// Why a delivery's bytes could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpoolError {
+    /// For lack of space: the disk, the floor, or the link's share (SMTP `452 4.3.1`).
+    #[error("{0}")]
+    NoSpace(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl SpoolError {
+    fn io(what: &str, e: &std::io::Error) -> SpoolError {
+        let message = format!("{what}: {e}");
+        if ipc::space::is_full(e) {
+            SpoolError::NoSpace(message)
+        } else {
+            SpoolError::Failed(message)
+        }
+    }
+}
+
 /// A delivery's bytes once the writer has closed its end.
 #[derive(Debug)]
 pub enum Spooled {
@@ -117,7 +175,7 @@ impl Spooled {
 /// was read.
 #[derive(Debug)]
 pub struct Pump {
-    task: tokio::task::JoinHandle<Result<Spooled, String>>,
+    task: tokio::task::JoinHandle<Result<(Spooled, Reservation), SpoolError>>,
 }
 
 impl Drop for Pump {
@@ -127,29 +185,25 @@ impl Drop for Pump {
 }
 
 impl Pump {
-    /// Starts reading `read_end` (the read end of a pipe) in a task of the current runtime.
-    /// At most `max` bytes are taken; more fail the delivery.
-    pub fn start(
-        read_end: OwnedFd,
-        files: Files,
-        budget: Arc<Budget>,
-        max: u64,
-    ) -> Result<Pump, String> {
+    /// Starts reading `read_end` (the read end of a pipe) in a task of the current runtime,
+    /// within `limits`.
+    pub fn start(read_end: OwnedFd, limits: Limits) -> Result<Pump, SpoolError> {
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
-            .map_err(|e| format!("delivery pipe: {e}"))?;
+            .map_err(|e| SpoolError::io("delivery pipe", &e))?;
         Ok(Pump {
-            task: tokio::spawn(read_all(rx, files, budget, max)),
+            task: tokio::spawn(read_all(rx, limits)),
         })
     }
 
-    /// Waits until the writer has closed its end, and returns everything it wrote.
-    pub async fn finish(mut self) -> Result<Spooled, String> {
+    /// Waits until the writer has closed its end, and returns everything it wrote, with the
+    /// share of the link's budget it holds (given back when dropped).
+    pub async fn finish(mut self) -> Result<(Spooled, Reservation), SpoolError> {
         match tokio::time::timeout(CLOSE_WAIT, &mut self.task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(format!("delivery pipe reader: {e}")),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => Err(SpoolError::Failed(format!("delivery pipe reader: {e}"))),
+            Err(_) => Err(SpoolError::Failed(format!(
                 "the delivery's writer did not close its end within {CLOSE_WAIT:?}"
-            )),
+            ))),
         }
     }
 }
@@ -162,15 +216,21 @@ enum Sink {
 
 async fn read_all(
     mut rx: tokio::net::unix::pipe::Receiver,
-    files: Files,
-    budget: Arc<Budget>,
-    max: u64,
-) -> Result<Spooled, String> {
+    limits: Limits,
+) -> Result<(Spooled, Reservation), SpoolError> {
     const CHUNK: usize = 64 * 1024;
+    let Limits {
+        files,
+        memory,
+        peer,
+        space,
+        max,
+    } = limits;
     // Nothing is reserved before the first bytes: a delivery opened ahead and never used
     // holds no memory.
     rx.readable().await.map_err(pipe_err)?;
-    let mut sink = match budget.take(CHUNK as u64) {
+    let mut held = peer.none();
+    let mut sink = match memory.take(CHUNK as u64) {
         Some(r) => Sink::Memory(Vec::with_capacity(CHUNK), r),
         None => Sink::File(Arc::new(temp_file(&files)?), 0),
     };
@@ -190,7 +250,7 @@ async fn read_all(
                         let len = bytes.len() as u64;
                         let written = std::mem::take(bytes);
                         let file = Arc::new(file);
-                        write_blocking(&file, written).await?;
+                        write_blocking(&file, written, &space).await?;
                         sink = Sink::File(file, len);
                         continue;
                     }
@@ -202,50 +262,73 @@ async fn read_all(
             Sink::File(file, len) => {
                 let n = rx.read(&mut buf).await.map_err(pipe_err)?;
                 if n > 0 {
-                    write_blocking(file, buf[..n].to_vec()).await?;
+                    write_blocking(file, buf[..n].to_vec(), &space).await?;
                     *len += n as u64;
                 }
                 n
             }
         };
+        if !held.grow(n as u64) {
+            return Err(SpoolError::NoSpace(format!(
+                "this link's open deliveries hold {} bytes, as many as it may",
+                peer.size()
+            )));
+        }
         let total = match &sink {
             Sink::Memory(bytes, _) => bytes.len() as u64,
             Sink::File(_, len) => *len,
         };
         if total > max {
-            return Err(format!("the message is larger than {max} bytes"));
+            return Err(SpoolError::Failed(format!(
+                "the message is larger than {max} bytes"
+            )));
         }
         if n == 0 {
-            return Ok(match sink {
+            let spooled = match sink {
                 Sink::Memory(bytes, reservation) => Spooled::Memory {
                     bytes,
                     _budget: reservation,
                 },
                 Sink::File(file, len) => {
-                    let file = Arc::try_unwrap(file)
-                        .map_err(|_| "delivery file still in use".to_string())?;
+                    let file = Arc::try_unwrap(file).map_err(|_| {
+                        SpoolError::Failed("delivery file still in use".to_string())
+                    })?;
                     Spooled::File(file, len)
                 }
-            });
+            };
+            return Ok((spooled, held));
         }
     }
 }
 
-fn temp_file(files: &Files) -> Result<File, String> {
-    files.temp_file().map_err(|e| e.to_string())
+fn temp_file(files: &Files) -> Result<File, SpoolError> {
+    files.temp_file().map_err(|e| {
+        if e.is_no_space() {
+            SpoolError::NoSpace(e.to_string())
+        } else {
+            SpoolError::Failed(e.to_string())
+        }
+    })
 }
 
-/// Appends `bytes` to `file` off the async workers.
-async fn write_blocking(file: &Arc<File>, bytes: Vec<u8>) -> Result<(), String> {
+/// Appends `bytes` to `file` off the async workers, if they leave the floor free.
+async fn write_blocking(
+    file: &Arc<File>,
+    bytes: Vec<u8>,
+    space: &FreeSpace,
+) -> Result<(), SpoolError> {
+    space
+        .check(bytes.len() as u64)
+        .map_err(|short| SpoolError::NoSpace(short.to_string()))?;
     let file = file.clone();
     tokio::task::spawn_blocking(move || (&*file).write_all(&bytes))
         .await
-        .map_err(|e| format!("delivery file writer: {e}"))?
-        .map_err(|e| format!("writing a delivery file: {e}"))
+        .map_err(|e| SpoolError::Failed(format!("delivery file writer: {e}")))?
+        .map_err(|e| SpoolError::io("writing a delivery file", &e))
 }
 
-fn pipe_err(e: std::io::Error) -> String {
-    format!("reading the delivery pipe: {e}")
+fn pipe_err(e: std::io::Error) -> SpoolError {
+    SpoolError::io("reading the delivery pipe", &e)
 }
 
 /// A new pipe for one delivery: (read end, write end), both close-on-exec.
@@ -257,18 +340,46 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 mod tests {
     use super::*;
 
+    /// Limits with `budget` as memory, no cap per link and no floor.
+    fn limits(dir: &tempfile::TempDir, budget: &Arc<Budget>, max: u64) -> Limits {
+        Limits {
+            files: Files::open(dir.path()).unwrap(),
+            memory: budget.clone(),
+            peer: Budget::new(u64::MAX),
+            space: Arc::new(FreeSpace::with_reader(
+                ipc::config::MinFree::Bytes(0),
+                Box::new(|| Ok((u64::MAX / 2, u64::MAX / 2))),
+            )),
+            max,
+        }
+    }
+
     /// A pump reading a new pipe (its write end returned), with a directory for spilled files.
     fn started(budget: &Arc<Budget>, max: u64) -> (Pump, OwnedFd, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path()).unwrap();
-        let (ours, theirs) = pipe().unwrap();
-        let pump = Pump::start(ours, files, budget.clone(), max).unwrap();
+        let (pump, theirs) = started_with(limits(&dir, budget, max));
         (pump, theirs, dir)
+    }
+
+    fn started_with(limits: Limits) -> (Pump, OwnedFd) {
+        let (ours, theirs) = pipe().unwrap();
+        (Pump::start(ours, limits).unwrap(), theirs)
     }
 
     /// Writes `bytes` into a new pipe from another thread and pumps it.
     async fn pumped(bytes: Vec<u8>, budget: &Arc<Budget>, max: u64) -> Result<Spooled, String> {
-        let (pump, theirs, _dir) = started(budget, max);
+        let dir = tempfile::tempdir().unwrap();
+        pumped_with(bytes, limits(&dir, budget, max))
+            .await
+            .map(|(spooled, _)| spooled)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn pumped_with(
+        bytes: Vec<u8>,
+        limits: Limits,
+    ) -> Result<(Spooled, Reservation), SpoolError> {
+        let (pump, theirs) = started_with(limits);
         let writer = std::thread::spawn(move || {
             // The reader may stop early (too large): a failed write is expected then.
             let _ = File::from(theirs).write_all(&bytes);
@@ -276,6 +387,50 @@ mod tests {
         let spooled = pump.finish().await;
         writer.join().unwrap();
         spooled
+    }
+
+    /// One link's open deliveries together may hold its share and no more: past it, the
+    /// delivery fails for lack of space; another link's go on; once the first is committed
+    /// (its share given back), the link may deliver again.
+    #[tokio::test]
+    async fn a_link_over_its_share_fails_only_its_own_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Budget::new(MEMORY_BUDGET);
+        let mut flooding = limits(&dir, &memory, u64::MAX);
+        flooding.peer = Budget::new(300_000);
+        let other = limits(&dir, &memory, u64::MAX);
+        let first = pumped_with(message(200_000), flooding.clone())
+            .await
+            .unwrap();
+        let err = pumped_with(message(200_000), flooding.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SpoolError::NoSpace(_)), "{err}");
+        assert!(err.to_string().contains("300000 bytes"), "{err}");
+        pumped_with(message(200_000), other).await.unwrap();
+        drop(first);
+        assert_eq!(flooding.peer.left(), 300_000, "all given back");
+        pumped_with(message(200_000), flooding).await.unwrap();
+    }
+
+    /// A delivery that goes to a file stops, for lack of space, before it takes the floor.
+    #[tokio::test]
+    async fn spilling_under_the_floor_fails_for_lack_of_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut limits = limits(&dir, &Budget::new(0), u64::MAX);
+        limits.space = Arc::new(FreeSpace::with_reader(
+            ipc::config::MinFree::Bytes(1 << 20),
+            Box::new(|| Ok(((1 << 20) + 10_000, 1 << 30))),
+        ));
+        let err = pumped_with(message(200_000), limits.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("insufficient system storage"),
+            "{err}"
+        );
+        let (spooled, _) = pumped_with(message(5_000), limits).await.unwrap();
+        assert!(matches!(spooled, Spooled::File(..)));
     }
 
     fn content(spooled: &Spooled) -> Vec<u8> {

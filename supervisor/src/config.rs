@@ -9,6 +9,9 @@ use ipc::config::{ListenerKind, SeccompSetting};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod storage;
+pub use storage::{Quantity, Storage};
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,8 @@ pub struct Config {
     pub auth: Auth,
     #[serde(default)]
     pub dns: Dns,
+    #[serde(default)]
+    pub storage: Storage,
     #[serde(default)]
     pub debug: Debug,
 }
@@ -399,6 +404,12 @@ impl Config {
                 }
             }
         }
+        if let Err((span, why)) = config
+            .storage
+            .settings(config.smtp_settings(false).max_message_size)
+        {
+            return Err(located(Some(span), why));
+        }
         let mut seen = std::collections::HashSet::new();
         for (kind, addr) in config.listen.all() {
             if addr.port() != 0 && !seen.insert(addr) {
@@ -442,6 +453,7 @@ impl Config {
             ("[smtp]", self.smtp == other.smtp),
             ("[auth]", self.auth == other.auth),
             ("[dns]", self.dns == other.dns),
+            ("[storage]", self.storage == other.storage),
             ("[debug]", self.debug == other.debug),
         ] {
             if !same {
@@ -511,6 +523,13 @@ impl Config {
                 .unwrap_or(d.link_failures_per_minute),
             link_failures_per_day: a.link_failures_per_day.unwrap_or(d.link_failures_per_day),
         }
+    }
+
+    /// storaged's and queued's guards of their file systems (validated by [`Config::parse`]).
+    pub fn storage_settings(&self) -> ipc::config::StorageSettings {
+        self.storage
+            .settings(self.smtp_settings(false).max_message_size)
+            .unwrap_or_default()
     }
 
     /// The certificate files keyd is to serve, in the order their fds are passed.
@@ -655,6 +674,32 @@ mod tests {
         assert_eq!(c.users.prefix, "_moxd_");
         assert_eq!(c.sandbox.seccomp, SeccompSetting::Kill);
         assert!(c.listen.all().is_empty());
+    }
+
+    #[test]
+    fn storage_settings_default_and_parse() {
+        let c = Config::parse("moxd.toml", MINIMAL).unwrap();
+        assert_eq!(
+            c.storage_settings(),
+            ipc::config::StorageSettings::default()
+        );
+        let text = format!("{MINIMAL}\n[storage]\nmin_free = \"2%\"\nmax_open_per_peer = \"1G\"\n");
+        let s = Config::parse("moxd.toml", &text)
+            .unwrap()
+            .storage_settings();
+        assert_eq!(s.min_free, ipc::config::MinFree::Percent(2));
+        assert_eq!(s.max_open_bytes_per_peer, 1 << 30);
+    }
+
+    #[test]
+    fn bad_storage_values_name_their_line_and_why() {
+        let text = format!("{MINIMAL}\n[storage]\nmin_free = \"lots\"\n");
+        let e = Config::parse("moxd.toml", &text).unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.starts_with("storage.min_free: `lots`"), "{e}");
+        let text = format!("{MINIMAL}\n[storage]\nmax_open_per_peer = \"10M\"\n");
+        let e = Config::parse("moxd.toml", &text).unwrap_err();
+        assert!(e.message.contains("at least 104857600"), "{e}");
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                 smtp: config.smtp_settings(opts.localserve),
                 auth: config.auth_settings(),
                 dns: dns.clone(),
+                storage: config.storage_settings(),
             },
         );
         sandboxes.insert(

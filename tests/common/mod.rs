@@ -37,6 +37,9 @@ pub struct Options {
     pub fail_at_start: Vec<&'static str>,
     pub admin_group: Option<String>,
     pub extra: String,
+    /// Mount a tmpfs of this size (`"24m"`) as the data directory (root only; unmounted when
+    /// the tree is dropped).
+    pub data_tmpfs: Option<&'static str>,
 }
 
 /// A running tree; killed (with every role) on drop.
@@ -46,6 +49,8 @@ pub struct Tree {
     pub socket: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// A file system mounted for the tree, unmounted on drop.
+    pub mounted: Option<PathBuf>,
 }
 
 impl Tree {
@@ -62,6 +67,23 @@ impl Tree {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .expect("chmod");
+        let mounted = opts.data_tmpfs.map(|size| {
+            let data = dir.path().join("data");
+            std::fs::create_dir(&data).expect("data dir");
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0755"))
+                .arg("tmpfs")
+                .arg(&data)
+                .output()
+                .expect("mount");
+            assert!(
+                out.status.success(),
+                "mounting a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            data
+        });
         let config = write_config(dir.path(), &opts);
         let log = dir.path().join("moxd.log");
         let out = std::fs::File::create(&log).expect("log file");
@@ -82,6 +104,7 @@ impl Tree {
             dir,
             child: Some(child),
             log,
+            mounted,
         };
         // Hold the lock until users and directories exist (the admin socket comes after them)
         // or the supervisor gave up.
@@ -191,6 +214,10 @@ impl Drop for Tree {
         }
         if std::thread::panicking() {
             eprintln!("---- moxd log ----\n{}", self.log_text());
+        }
+        if let Some(path) = self.mounted.take() {
+            // Lazily: a role killed with the supervisor may not have let go of it yet.
+            let _ = Command::new("umount").arg("-l").arg(&path).status();
         }
     }
 }

@@ -74,6 +74,10 @@ pub enum Response {
         limit: u32,
         retry_after_secs: u64,
     },
+    /// queued → smtpd: not now, for lack of space: free space is under the configured floor,
+    /// a write found the disk full, or the link holds as many bytes of open messages as it
+    /// may (SMTP's `452 4.3.1`). Nothing of the message was kept.
+    InsufficientStorage { message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

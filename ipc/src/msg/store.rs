@@ -322,6 +322,10 @@ pub enum Response {
     Session(SessionReply),
     /// storaged → caller: the request failed as a whole.
     Failed(Failure),
+    /// storaged → smtpd, queued: not now, for lack of space: free space is under the
+    /// configured floor, a write found the disk full, or the calling link holds as many bytes
+    /// of open deliveries as it may (SMTP's `452 4.3.1`). Nothing of the delivery was kept.
+    InsufficientStorage { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
