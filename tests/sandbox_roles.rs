@@ -185,6 +185,7 @@ fn bootstrap(spec: &RoleSpec, dir: &Path) -> Bootstrap {
             smtp: Default::default(),
             auth: Default::default(),
             dns: vec!["127.0.0.53:53".parse().unwrap()],
+            storage: Default::default(),
         },
         listeners: Vec::new(),
         peers: Vec::new(),

@@ -975,6 +975,75 @@ assert plain("127.0.1.1", "bob", "correct horse") == 235
     assert!(tree.log_text().contains(want), "{}", tree.log_text());
 }
 
+#[test]
+fn an_accounts_limit_survives_authd_killed_and_the_refusal_is_logged() {
+    let tree = tree_with_bob("\n[auth]\naccount_failures_per_minute = 3\n");
+    let subs = addr(&tree, ListenerKind::Submissions);
+    let args = [subs.ip().to_string(), subs.port().to_string()];
+    let guesses = format!(
+        r#"{AUTH_FROM}
+for i in range(3):
+    assert plain("127.%d.0.1" % (i + 1), "bob", "guess %d" % i) == 535
+"#
+    );
+    let (ok, out) = python(&guesses, &args);
+    assert!(ok, "{out}\n{}", tree.log_text());
+    let guessed = std::time::SystemTime::now();
+    // authd saves its counters (atomically, fsync'd) within seconds of a failure; wait for the
+    // save that holds all three, then kill it without warning.
+    let state = tree.dir.path().join("data/authd/throttle");
+    let saved = || {
+        std::fs::metadata(&state)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= guessed)
+    };
+    let start = std::time::Instant::now();
+    while !saved() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "authd never saved its counters to {}\n{}",
+            state.display(),
+            tree.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old = role_pid(&tree, ipc::Role::Authd).expect("authd pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill authd");
+    tree.wait_for(Duration::from_secs(60), "authd restarted", |s| {
+        s.roles.iter().any(|r| {
+            r.role == ipc::Role::Authd
+                && r.pid.is_some_and(|p| p != old)
+                && r.state == ipc::msg::admin::RoleState::Ready
+        })
+    });
+    // The right password from a network never seen: still refused, answered like a wrong one.
+    // (454 means submission has not yet reached the new authd: ask again.)
+    let right = format!(
+        r#"{AUTH_FROM}
+import time
+for _ in range(100):
+    code = plain("127.50.0.1", "bob", "correct horse")
+    if code != 454:
+        break
+    time.sleep(0.1)
+assert code == 535, code
+"#
+    );
+    let (ok, out) = python(&right, &args);
+    assert!(ok, "{out}\n{}", tree.log_text());
+    let log = tree.log_text();
+    for want in [
+        "authentication failed: mechanism=PLAIN username=\"bob\" remote=127.1.0.1 protocol=submission reason=\"bad credentials\"",
+        "authentication failed: mechanism=PLAIN username=\"bob\" remote=127.50.0.1 protocol=submission reason=\"too many failed logins for this account in the last minute",
+    ] {
+        assert!(log.contains(want), "missing {want:?} in\n{log}");
+    }
+}
+
 /// A submission to another domain and a local recipient whose local delivery fails after the
 /// queue took its copy: the queued copy is discarded, so the client's retry sends one copy out.
 #[test]
