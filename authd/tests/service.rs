@@ -69,6 +69,7 @@ async fn start() -> Harness {
             smtp: Default::default(),
             auth: Default::default(),
             dns: Vec::new(),
+            dkim: Default::default(),
         },
         listeners: Vec::new(),
         peers,

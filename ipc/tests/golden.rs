@@ -96,6 +96,7 @@ fn setup_to_role_bootstrap() {
             smtp: Default::default(),
             auth: Default::default(),
             dns: Vec::new(),
+            dkim: Default::default(),
         },
         listeners: vec![
             ListenerSpec {
@@ -143,6 +144,7 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
             smtp: Default::default(),
             auth: Default::default(),
             dns: Vec::new(),
+            dkim: Default::default(),
         },
         listeners: vec![],
         peers: vec![],

@@ -1,5 +1,6 @@
 //! queued's requests: temporary files for smtpd to write messages into, and enqueueing them
-//! durably; the administrative listing.
+//! durably under the sending limits of the account storaged names for the submission's
+//! session ticket (never an account the submitter names); the administrative listing.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -7,18 +8,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ipc::Role;
+use ipc::context::PeerSlot;
+use ipc::msg::auth::Ticket;
 use ipc::msg::queue::{Admin, AdminReply, QueueService, Request, Response};
+use ipc::msg::store::{self, StoreService};
 use ipc::rpc::Incoming;
 
 use crate::store::{Queue, Record};
 
 /// Temporary files one role may hold open.
 const MAX_OPEN: usize = 1024;
+/// How long queued waits for storaged to name a ticket's account.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Queued {
     queue: Queue,
     limits: crate::limits::Limits,
+    /// Names the account of a submission's session ticket.
+    storaged: PeerSlot<StoreService>,
     open: Mutex<HashMap<(Role, u64), File>>,
     held: Mutex<Held>,
     next_file: AtomicU64,
@@ -68,11 +76,16 @@ fn failed(temporary: bool, message: impl Into<String>) -> Response {
 }
 
 impl Queued {
-    pub fn new(queue: Queue, limits: crate::limits::Limits) -> Arc<Queued> {
+    pub fn new(
+        queue: Queue,
+        limits: crate::limits::Limits,
+        storaged: PeerSlot<StoreService>,
+    ) -> Arc<Queued> {
         let next_id = queue.max_id() + 1;
         Arc::new(Queued {
             queue,
             limits,
+            storaged,
             open: Mutex::default(),
             held: Mutex::default(),
             next_file: AtomicU64::new(1),
@@ -148,6 +161,7 @@ impl Queued {
             }
             Request::Enqueue {
                 file,
+                ticket,
                 envelope,
                 prepend,
                 held,
@@ -163,6 +177,11 @@ impl Queued {
                 if envelope.recipients.is_empty() {
                     return (failed(false, "no recipients"), Vec::new());
                 }
+                let account = match self.account_of(ticket).await {
+                    Ok(account) => account,
+                    Err(refused) => return (refused, Vec::new()),
+                };
+                let envelope = envelope.for_account(account);
                 let admitted =
                     match self
                         .limits
@@ -235,6 +254,28 @@ impl Queued {
                     Err(e) => (failed(true, format!("queueing task: {e}")), Vec::new()),
                 }
             }
+        }
+    }
+
+    /// The account of the submission session of `ticket`, as storaged knows it; a temporary
+    /// refusal when storaged does not know the ticket (expired, revoked, forged) or cannot say.
+    async fn account_of(&self, ticket: Ticket) -> Result<String, Response> {
+        let storaged = self
+            .storaged
+            .current()
+            .ok_or_else(|| failed(true, "storaged is not reachable"))?;
+        let request = store::Request::SubmissionAccount { ticket };
+        match tokio::time::timeout(ASK_TIMEOUT, storaged.call(&request, Vec::new())).await {
+            Ok(Ok((store::Response::Login(Some(account)), _))) => Ok(account),
+            Ok(Ok((store::Response::Login(None), _))) => {
+                tracing::warn!(
+                    "submission enqueued a message for an unknown or expired session ticket; refused"
+                );
+                Err(failed(true, "the session ticket is not valid"))
+            }
+            Ok(Ok((other, _))) => Err(failed(true, format!("storaged: {other:?}"))),
+            Ok(Err(e)) => Err(failed(true, format!("storaged: {e}"))),
+            Err(_) => Err(failed(true, "storaged did not answer")),
         }
     }
 

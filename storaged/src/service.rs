@@ -128,6 +128,8 @@ impl Store {
             | Request::RegisterTicket { .. }
             | Request::RevokeTicket { .. } => peer == Role::Authd,
             Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
+            Request::SessionOwnsAddress { .. } => peer == Role::Keyd,
+            Request::SubmissionAccount { .. } => peer == Role::Queued,
         };
         if !permitted {
             let name = format!("{request:?}");
@@ -167,6 +169,13 @@ impl Store {
                 lock(&self.tickets).remove(&ticket);
                 self.feed.unwatch(&ticket);
                 Ok((Response::Done, Vec::new()))
+            }
+            Request::SessionOwnsAddress { ticket, address } => Ok((
+                self.clone().session_owns_address(ticket, address).await?,
+                Vec::new(),
+            )),
+            Request::SubmissionAccount { ticket } => {
+                Ok((self.submission_account(&ticket), Vec::new()))
             }
             Request::CheckRecipient { address } => {
                 let store = self.clone();
@@ -523,7 +532,7 @@ impl Store {
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Failure> {
     match tokio::task::spawn_blocking(f).await {

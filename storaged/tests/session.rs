@@ -54,6 +54,7 @@ async fn start() -> H {
             smtp: Default::default(),
             auth: Default::default(),
             dns: Vec::new(),
+            dkim: Default::default(),
         },
         listeners: Vec::new(),
         peers: Peers::default(),

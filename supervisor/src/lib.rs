@@ -129,6 +129,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                 smtp: config.smtp_settings(opts.localserve),
                 auth: config.auth_settings(),
                 dns: dns.clone(),
+                dkim: config.dkim_settings(),
             },
         );
         sandboxes.insert(

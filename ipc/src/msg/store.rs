@@ -61,6 +61,16 @@ pub enum Request {
     /// smtpd (submission) → storaged: the account `address` belongs to (as a recipient would
     /// reach it), to check that a sender uses an address of its own.
     SenderAccount { address: String },
+    /// keyd → storaged: does the submission session of `ticket` (authd registered it for
+    /// submission, and it has not expired) own `address`? Answered with [`Response::Owns`];
+    /// the only question keyd's link may ask.
+    SessionOwnsAddress {
+        ticket: crate::msg::auth::Ticket,
+        address: String,
+    },
+    /// queued → storaged: the account of the live submission session of `ticket` (which
+    /// account's sending limits a message counts against); `Login(None)` when there is none.
+    SubmissionAccount { ticket: crate::msg::auth::Ticket },
 }
 
 /// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned;
@@ -313,12 +323,15 @@ pub enum Response {
     Delivered(Vec<RecipientResult>),
     /// storaged → caller: done (AbortDelivery, RegisterTicket, RevokeTicket).
     Done,
-    /// storaged → authd: the account of a login name, if any.
+    /// storaged → authd, submission, queued: the account of a login name, sender address or
+    /// session ticket, if any.
     Login(Option<String>),
     /// storaged → imapd, httpd: the answer to a `Session` request (fds as it says).
     Session(SessionReply),
     /// storaged → caller: the request failed as a whole.
     Failed(Failure),
+    /// storaged → keyd: the answer to `SessionOwnsAddress`.
+    Owns(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
