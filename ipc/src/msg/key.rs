@@ -2,7 +2,8 @@
 //! signatures made with keys the caller never sees.
 //!
 //! keyd signs for TLS only inputs shaped like a TLS 1.3 server CertificateVerify or a TLS 1.2
-//! ServerKeyExchange, with keys the calling link may use, at a bounded rate.
+//! ServerKeyExchange, with keys the calling link may use, at a bounded rate. For DKIM it writes
+//! the signature field itself, with a bounded validity, for a sender the asking session owns.
 
 use serde::{Deserialize, Serialize};
 
