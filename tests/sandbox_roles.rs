@@ -186,6 +186,7 @@ fn bootstrap(spec: &RoleSpec, dir: &Path) -> Bootstrap {
             auth: Default::default(),
             dns: vec!["127.0.0.53:53".parse().unwrap()],
             storage: Default::default(),
+            dkim: Default::default(),
         },
         listeners: Vec::new(),
         peers: Vec::new(),

@@ -673,12 +673,32 @@ s.quit()
     let record: queued::store::Record = ipc::codec::decode_unbounded(&env).expect("record");
     assert!(!record.held, "released once the local copy was delivered");
     assert_eq!(record.envelope.recipients, ["carol@elsewhere.example"]);
+    assert_eq!(
+        record.envelope.account, "bob",
+        "the account of bob's session ticket"
+    );
     let body =
         std::fs::read(tree.dir.path().join(format!("data/queued/msg/{id}"))).expect("message");
     let mut full = record.prepend.clone();
     full.extend_from_slice(&body);
     let text = String::from_utf8_lossy(&full).into_owned();
     assert_eq!(text.matches("DKIM-Signature:").count(), 2, "{text}");
+    // keyd's own timestamps: valid for the default week, no body length limit.
+    let unfolded = text.replace("\r\n\t", " ");
+    for field in unfolded
+        .lines()
+        .filter(|l| l.starts_with("DKIM-Signature:"))
+    {
+        let tag = |name: &str| {
+            field
+                .split(';')
+                .find_map(|t| t.trim().strip_prefix(&format!("{name}=")))
+                .map(|v| v.parse::<u64>().expect("number"))
+        };
+        let (t, x) = (tag("t").expect("t="), tag("x").expect("x="));
+        assert_eq!(x - t, 7 * 24 * 3600, "{field}");
+        assert!(!field.contains(" l="), "{field}");
+    }
     let file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(file.path(), &full).expect("write");
     let verify = r#"

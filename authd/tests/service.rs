@@ -79,6 +79,7 @@ async fn start_with(auth: AuthSettings) -> Harness {
             auth,
             dns: Vec::new(),
             storage: Default::default(),
+            dkim: Default::default(),
         },
         listeners: Vec::new(),
         peers,

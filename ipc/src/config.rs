@@ -31,6 +31,8 @@ pub struct RoleConfig {
     pub dns: Vec<SocketAddr>,
     /// How storaged and queued guard their file systems (the other roles ignore it).
     pub storage: StorageSettings,
+    /// keyd's bounds on DKIM signatures (the other roles ignore them).
+    pub dkim: DkimSettings,
 }
 
 /// When storaged and queued stop taking mail, and how much one peer may have in flight.
@@ -76,6 +78,34 @@ impl MinFree {
             MinFree::Default => (1 << 30).min(percent(5)),
             MinFree::Bytes(b) => b,
             MinFree::Percent(p) => percent(u64::from(p)),
+        }
+    }
+}
+
+/// How keyd bounds the DKIM signatures it makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimSettings {
+    /// Days a signature stays valid: keyd sets `x=` to `t=` plus this, so that a signature
+    /// obtained by a compromised role stops verifying soon after.
+    pub signature_validity_days: u32,
+}
+
+impl DkimSettings {
+    /// Longest validity accepted in the configuration (a year).
+    pub const MAX_VALIDITY_DAYS: u32 = 366;
+
+    /// The validity in seconds.
+    pub fn validity_secs(&self) -> u64 {
+        u64::from(self.signature_validity_days) * 24 * 60 * 60
+    }
+}
+
+impl Default for DkimSettings {
+    fn default() -> Self {
+        // Long enough for any retrying sender and slow receiver, short enough that a leaked
+        // signature does not outlive the incident.
+        DkimSettings {
+            signature_validity_days: 7,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Golden bytes of the message catalogue: one test per variant of `ipc::msg::{setup, control,
-//! admin}` (the key, auth, queue and store services have no messages yet), asserting the exact
+//! admin}` and of the service messages (key, store, queue), asserting the exact
 //! output of `ipc::codec::encode` and decoding it back.
 //!
 //! CHANGING ANY OF THESE BYTES REQUIRES BUMPING `ipc::frame::PROTOCOL_VERSION`: a role and a
@@ -97,6 +97,7 @@ fn setup_to_role_bootstrap() {
             auth: Default::default(),
             dns: Vec::new(),
             storage: Default::default(),
+            dkim: Default::default(),
         },
         listeners: vec![
             ListenerSpec {
@@ -121,7 +122,7 @@ fn setup_to_role_bootstrap() {
             108, 47, 109, 97, 105, 108, 46, 112, 101, 109, 17, 47, 101, 116, 99, 47, 115, 115, 108,
             47, 109, 97, 105, 108, 46, 107, 101, 121, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44,
             1, 20, 0, 251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32,
-            2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251,
+            7, 2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251,
             209, 1, 4, 0, 2, 1, 3, 16, 105, 110, 102, 111, 44, 115, 109, 116, 112, 100, 61, 100,
             101, 98, 117, 103,
         ],
@@ -146,6 +147,7 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
             auth: Default::default(),
             dns: Vec::new(),
             storage: Default::default(),
+            dkim: Default::default(),
         },
         listeners: vec![],
         peers: vec![],
@@ -155,7 +157,8 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
         &msg,
         &[
             0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1, 20, 0,
-            251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32, 0, 0, 0,
+            251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32, 7, 0, 0,
+            0,
         ],
     );
 }
@@ -821,6 +824,50 @@ fn store_login_and_tickets() {
 }
 
 #[test]
+fn store_identity_questions() {
+    assert_golden(
+        &store::Request::SessionOwnsAddress {
+            ticket: auth::Ticket([2; 16]),
+            address: "a@d".into(),
+        },
+        &[
+            10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100,
+        ],
+    );
+    assert_golden(
+        &store::Request::SubmissionAccount {
+            ticket: auth::Ticket([2; 16]),
+        },
+        &[11, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+    );
+    assert_golden(&store::Response::Owns(true), &[8, 1]);
+}
+
+#[test]
+fn queue_enqueue() {
+    use ipc::msg::queue;
+    assert_golden(
+        &queue::Request::Enqueue {
+            file: 3,
+            ticket: auth::Ticket([2; 16]),
+            envelope: queue::SubmittedEnvelope {
+                from: "a@d".into(),
+                recipients: vec!["b@e".into()],
+                smtputf8: false,
+                eight_bit: true,
+                requiretls: false,
+            },
+            prepend: vec![1],
+            held: true,
+        },
+        &[
+            1, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100, 1, 3, 98, 64,
+            101, 0, 1, 0, 1, 1, 1,
+        ],
+    );
+}
+
+#[test]
 fn store_session_requests() {
     let golden = |op: store::SessionOp, bytes: &[u8]| {
         assert_golden(
@@ -987,12 +1034,33 @@ fn key_service() {
     );
     assert_golden(&key::Event::CertificatesChanged, &[0]);
     assert_golden(
-        &key::Request::SignDkim {
+        &key::Request::SignDkim(key::DkimRequest {
+            ticket: Some(ipc::msg::auth::Ticket([2; 16])),
             domain: "d".into(),
             selector: "s".into(),
-            data: vec![1, 2],
-        },
-        &[3, 1, 100, 1, 115, 2, 1, 2],
+            signed: vec!["from".into()],
+            headers: vec![1, 2],
+            body_hash: vec![3],
+        }),
+        &[
+            3, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 100, 1, 115, 1, 4, 102, 114,
+            111, 109, 2, 1, 2, 1, 3,
+        ],
+    );
+    assert_golden(
+        &key::Request::SignDkim(key::DkimRequest {
+            ticket: None,
+            domain: "d".into(),
+            selector: "s".into(),
+            signed: Vec::new(),
+            headers: Vec::new(),
+            body_hash: Vec::new(),
+        }),
+        &[3, 0, 1, 100, 1, 115, 0, 0, 0],
+    );
+    assert_golden(
+        &key::Response::DkimSignature("D: x".into()),
+        &[5, 4, 68, 58, 32, 120],
     );
 }
 

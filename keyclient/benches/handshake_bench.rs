@@ -43,6 +43,7 @@ async fn run(seconds: f64) {
         "bench.example".into(),
         keys,
         certs,
+        keyd::dkim_policy::DkimPolicy::new(Default::default(), &Default::default()),
     );
     let (ours, theirs) = ipc::transport::socket_pair().unwrap();
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();

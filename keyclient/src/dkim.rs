@@ -1,13 +1,14 @@
 //! DKIM signing with keys that stay in keyd: mail-auth canonicalizes the message and hashes the
-//! body here; the bytes to sign (header fields and the DKIM-Signature template) go to keyd,
-//! which checks that the template names its own key and signs them.
+//! body here; keyd gets the canonical header fields, the `h=` list and the body hash, writes
+//! the DKIM-Signature field itself (its own `t=` and `x=`, no `l=`) and signs it, after
+//! checking that the asking session owns the From: address.
 
+use ipc::msg::auth::Ticket;
 use ipc::msg::key::{self, DkimKey};
-use mail_auth::common::crypto::{Algorithm, Sha256, SigningKey};
-use mail_auth::common::headers::{HeaderWriter, Writable};
-use mail_auth::dkim::DkimSigner;
-
-use crate::KeydSigner;
+use mail_auth::AuthenticatedMessage;
+use mail_auth::common::crypto::{HashContext, HashImpl, Sha256};
+use mail_auth::common::headers::{HeaderStream, Writable};
+use mail_auth::dkim::{Canonicalization, Signature};
 
 /// Header fields signed when present (RFC 6376 §5.4.1's list, as mox and OpenDKIM sign).
 /// `From` is also named once more than it occurs ("oversigning"): nobody can add a second
@@ -50,59 +51,96 @@ pub async fn keys_for(
     }
 }
 
-/// Signs `message` once per key; returns the DKIM-Signature fields (with CRLF) to prepend.
-/// Blocks on keyd: call it from a blocking thread.
-pub fn sign(signer: &KeydSigner, keys: &[DkimKey], message: &[u8]) -> Result<String, String> {
+/// What every signature of one message covers: the fields `SIGNED_HEADERS` selects,
+/// relaxed-canonicalized in `h=` order, and the hash of the relaxed-canonicalized body.
+#[derive(Debug, Clone)]
+pub struct Canonical {
+    pub signed: Vec<String>,
+    pub headers: Vec<u8>,
+    pub body_hash: Vec<u8>,
+}
+
+/// Canonicalizes `message` (relaxed/relaxed) and hashes its body; `None` when it has no
+/// header fields. CPU-bound: call it from a blocking thread for a large message.
+pub fn canonicalize(message: &[u8]) -> Option<Canonical> {
+    let parsed = AuthenticatedMessage::parse(message)?;
+    let fields = Fields {
+        headers: parsed.headers.iter(),
+        body: message
+            .get(parsed.body_offset as usize..)
+            .unwrap_or_default(),
+    };
+    let template = Signature {
+        h: SIGNED_HEADERS.iter().map(|h| h.to_string()).collect(),
+        ch: Canonicalization::Relaxed,
+        cb: Canonicalization::Relaxed,
+        ..Signature::default()
+    };
+    let (_, headers, signed, body) = template.canonicalize(fields);
+    let mut canonical_headers = Vec::new();
+    headers.write(&mut canonical_headers);
+    let mut hasher = <Sha256 as HashImpl>::hasher();
+    body.write(&mut hasher);
+    Some(Canonical {
+        signed,
+        headers: canonical_headers,
+        body_hash: hasher.complete().as_ref().to_vec(),
+    })
+}
+
+/// A parsed message's header fields and body, as mail-auth's canonicalization reads them.
+struct Fields<'v, 'x> {
+    headers: std::slice::Iter<'v, (&'x [u8], &'x [u8])>,
+    body: &'x [u8],
+}
+
+impl<'x> HeaderStream<'x> for Fields<'_, 'x> {
+    fn next_header(&mut self) -> Option<(&'x [u8], &'x [u8])> {
+        self.headers.next().copied()
+    }
+
+    fn body(&mut self) -> &'x [u8] {
+        self.body
+    }
+}
+
+/// Has keyd sign `message` once per key, for the submission session of `ticket` (`None`:
+/// queued's own mail); returns the DKIM-Signature fields (with CRLF) to prepend. keyd writes
+/// each field itself and signs only a From: address the session owns.
+pub async fn sign(
+    keyd: &ipc::Client<key::KeyService>,
+    ticket: Option<Ticket>,
+    keys: &[DkimKey],
+    message: Vec<u8>,
+) -> Result<String, String> {
+    if keys.is_empty() {
+        return Ok(String::new());
+    }
+    let canonical = tokio::task::spawn_blocking(move || canonicalize(&message))
+        .await
+        .map_err(|e| format!("canonicalizing: {e}"))?
+        .ok_or("the message has no header fields")?;
     let mut fields = String::new();
     for k in keys {
-        let algorithm = match k.algorithm.as_str() {
-            "ed25519" => Algorithm::Ed25519Sha256,
-            "rsa" => Algorithm::RsaSha256,
-            other => return Err(format!("unknown DKIM key type {other}")),
-        };
-        let remote = RemoteDkimKey {
+        let request = key::Request::SignDkim(key::DkimRequest {
+            ticket,
             domain: k.domain.clone(),
             selector: k.selector.clone(),
-            algorithm,
-            signer: signer.clone(),
-        };
-        let signature = DkimSigner::from_key(remote)
-            .domain(k.domain.clone())
-            .selector(k.selector.clone())
-            .headers(SIGNED_HEADERS.iter().copied())
-            .sign(message)
-            .map_err(|e| format!("DKIM signature for {} ({}): {e}", k.domain, k.selector))?;
-        fields += &signature.to_header();
+            signed: canonical.signed.clone(),
+            headers: canonical.headers.clone(),
+            body_hash: canonical.body_hash.clone(),
+        });
+        match keyd.call(&request, Vec::new()).await {
+            Ok((key::Response::DkimSignature(field), _)) => fields += &field,
+            Ok((key::Response::Refused(why), _)) => {
+                return Err(format!(
+                    "keyd refused a DKIM signature for {} ({}): {why}",
+                    k.domain, k.selector
+                ));
+            }
+            Ok((other, _)) => return Err(format!("keyd: {other:?}")),
+            Err(e) => return Err(format!("keyd: {e}")),
+        }
     }
     Ok(fields)
-}
-
-/// A DKIM key in keyd, for mail-auth's signer.
-struct RemoteDkimKey {
-    domain: String,
-    selector: String,
-    algorithm: Algorithm,
-    signer: KeydSigner,
-}
-
-impl SigningKey for RemoteDkimKey {
-    type Hasher = Sha256;
-
-    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
-        let mut data = Vec::with_capacity(1024);
-        input.write(&mut data);
-        self.signer
-            .sign(&key::Request::SignDkim {
-                domain: self.domain.clone(),
-                selector: self.selector.clone(),
-                data,
-            })
-            .map_err(|e| {
-                mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(e))
-            })
-    }
-
-    fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
 }

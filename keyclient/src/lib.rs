@@ -1,5 +1,6 @@
 //! keyclient — what smtpd, imapd, httpd and queued use of keyd: a rustls `ServerConfig` whose
-//! private keys stay in keyd, and a DKIM key for mail-auth's signer that signs in keyd.
+//! private keys stay in keyd, and DKIM signatures that keyd writes over what mail-auth
+//! canonicalized and hashed here ([`dkim`]).
 //! Certificates and public keys come from keyd; each handshake signature is one round trip to
 //! keyd, bounded by [`SIGN_TIMEOUT`], so a stopped keyd fails handshakes quickly instead of
 //! hanging them. TLS 1.3 session tickets let resumed sessions skip keyd. Certificates are
@@ -55,7 +56,8 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
-/// A signer (for DKIM) whose signing sockets are reopened whenever keyd's link changes.
+/// A blocking signer whose signing sockets are reopened whenever keyd's link changes (DKIM
+/// signatures are not served on it: they are asked on the link, see [`dkim::sign`]).
 pub async fn keyd_signer(keyd: &PeerSlot<KeyService>) -> KeydSigner {
     let signer = KeydSigner::new(keyd.clone());
     // Subscribe first: a link change between the two steps is then seen.

@@ -3,15 +3,19 @@
 //! Runs as: its own system user (`_moxd_keyd`), sandboxed (DESIGN.md §4).
 //! May reach: its key directory.
 //! Must never: open network sockets or see message bodies; export a private key.
-//! Peers: smtpd, imapd, httpd, queued (they call keyd).
+//! Peers: smtpd, imapd, httpd, queued (they call keyd); storaged (keyd asks it one question:
+//! does a submission session own the From: address it wants signed).
 //!
 //! Status: the key store, certificates (files of the configuration, reloaded by `moxctl
-//! reload`; self-signed when there are none), TLS and DKIM signing work; ACME arrives with
-//! httpd.
+//! reload`; self-signed when there are none), TLS and DKIM signing work (DKIM: keyd writes the
+//! field, with `t=`, `x=` and no `l=`, for a From: address in the key's domain that the asking
+//! session owns); ACME arrives with httpd.
 
 pub mod certs;
 pub mod dkim;
+pub mod dkim_policy;
 pub mod dkim_sign;
+pub mod from_address;
 pub mod keys;
 pub mod lanes;
 pub mod service;
@@ -56,7 +60,12 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         keys.names().count(),
         certs.len()
     );
-    let keyd = service::Keyd::new(dir, hostname, keys, certs);
+    let dkim = dkim_policy::DkimPolicy::new(ctx.peers.storaged.clone(), &ctx.config.dkim);
+    tracing::info!(
+        "DKIM signatures valid for {} days",
+        ctx.config.dkim.signature_validity_days
+    );
+    let keyd = service::Keyd::new(dir, hostname, keys, certs, dkim);
     let admin_keyd = keyd.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(
         ctx.admin,

@@ -1,7 +1,8 @@
 //! keyd's requests: certificates for the network roles, and TLS signatures — only for keys
 //! that belong to a served certificate, only over inputs shaped like a TLS server handshake
 //! signature, from links that serve TLS, at a bounded rate; DKIM signatures for the roles that
-//! send mail, only over a template naming the key's own domain and selector.
+//! send mail, written by keyd with bounded validity for a sender the asking session owns
+//! ([`crate::dkim_policy`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use ipc::rpc::{EventSender, Incoming};
 use rustls::SignatureScheme;
 
 use crate::certs::CertEntry;
+use crate::dkim_policy::DkimPolicy;
 use crate::keys::KeyStore;
 use crate::lanes::{Lanes, Limits};
 
@@ -48,6 +50,8 @@ pub struct Keyd {
     signers: Mutex<HashMap<Role, usize>>,
     /// Links that fetched certificates, told when they change.
     subscribers: Mutex<Vec<EventSender<KeyService>>>,
+    /// The bounds on DKIM signatures, and the link to storaged that checks their senders.
+    dkim: DkimPolicy,
 }
 
 /// What each peer may ask of keyd.
@@ -56,19 +60,25 @@ fn permitted(peer: Role, request: &Request) -> bool {
         peer,
         Role::Smtpd | Role::Submission | Role::Imapd | Role::Httpd
     );
-    // The roles that send mail sign it; a signing socket serves both kinds of signature.
-    // Never the MX instance: mail from the internet is not ours to sign.
+    // The roles that send mail sign it (on the link itself: keyd asks storaged about the
+    // sender first). Never the MX instance: mail from the internet is not ours to sign.
     let dkim = matches!(peer, Role::Submission | Role::Queued);
     match request {
         Request::Certificates | Request::SignTls { .. } => tls,
         Request::OpenSigner => tls || dkim,
-        Request::SignDkim { .. } | Request::DkimKeys { .. } => dkim,
+        Request::SignDkim(_) | Request::DkimKeys { .. } => dkim,
     }
 }
 
 impl Keyd {
-    pub fn new(dir: PathBuf, hostname: String, keys: KeyStore, certs: Vec<CertEntry>) -> Arc<Keyd> {
-        Keyd::with_limits(dir, hostname, keys, certs, Limits::default())
+    pub fn new(
+        dir: PathBuf,
+        hostname: String,
+        keys: KeyStore,
+        certs: Vec<CertEntry>,
+        dkim: DkimPolicy,
+    ) -> Arc<Keyd> {
+        Keyd::with_limits(dir, hostname, keys, certs, dkim, Limits::default())
     }
 
     /// As [`Keyd::new`], each asking role's signing bounded by `limits`.
@@ -77,6 +87,7 @@ impl Keyd {
         hostname: String,
         keys: KeyStore,
         certs: Vec<CertEntry>,
+        dkim: DkimPolicy,
         limits: Limits,
     ) -> Arc<Keyd> {
         Arc::new(Keyd {
@@ -89,6 +100,7 @@ impl Keyd {
             lanes: Lanes::new(limits),
             signers: Mutex::default(),
             subscribers: Mutex::default(),
+            dkim,
         })
     }
 
@@ -210,7 +222,8 @@ impl Keyd {
     }
 
     /// Answers on the async link: TLS signatures on the asking role's own workers (never in a
-    /// queue shared with other roles), DKIM signatures on a blocking thread, the rest inline.
+    /// queue shared with other roles), DKIM signatures after storaged vouched for the sender,
+    /// the rest inline.
     async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
         if let Request::SignTls { .. } = request {
             let lane = self.lanes.lane(peer);
@@ -222,13 +235,13 @@ impl Keyd {
                     Response::Refused(e.to_string())
                 });
         }
-        if let Request::SignDkim { .. } = request {
-            tokio::task::spawn_blocking(move || self.answer_now(peer, request))
-                .await
-                .unwrap_or_else(|e| Response::Refused(format!("signing task: {e}")))
-        } else {
-            self.answer_now(peer, request)
+        if let Request::SignDkim(request) = request {
+            if !self.within_rate(peer) {
+                return Response::Refused("too many signatures; slow down".into());
+            }
+            return self.dkim.sign(&self.keys, peer, request).await;
         }
+        self.answer_now(peer, request)
     }
 
     /// Answers a request of `peer` (already known to be permitted) on this thread.
@@ -245,24 +258,10 @@ impl Keyd {
                         .collect(),
                 )
             }
-            Request::SignDkim {
-                domain,
-                selector,
-                data,
-            } => {
-                if !self.within_rate(peer) {
-                    return Response::Refused("too many signatures; slow down".into());
-                }
-                match crate::dkim_sign::sign(&read(&self.keys), &domain, &selector, &data) {
-                    Ok(signature) => Response::Signature(signature),
-                    Err(e) => {
-                        tracing::warn!(
-                            "{peer} asked for a DKIM signature for {domain} (selector {selector}): {e}; refused"
-                        );
-                        Response::Refused(e)
-                    }
-                }
-            }
+            // It may wait for storaged: served on the async link only.
+            Request::SignDkim(_) => Response::Refused(
+                "DKIM signatures are asked on the link, not a signing socket".into(),
+            ),
             Request::SignTls {
                 key,
                 scheme,
@@ -407,7 +406,7 @@ impl Keyd {
 
 fn kind(r: &Request) -> &'static str {
     match r {
-        Request::SignDkim { .. } => "a DKIM signature",
+        Request::SignDkim(_) => "a DKIM signature",
         Request::DkimKeys { .. } => "DKIM keys",
         Request::Certificates => "certificates",
         Request::SignTls { .. } => "a TLS signature",

@@ -50,6 +50,8 @@ async fn start(limits: Limits, roles: &[Role]) -> Harness {
         "mx.example.org".into(),
         keys,
         certs,
+        // No storaged: these tests are about TLS signing.
+        keyd::dkim_policy::DkimPolicy::new(Default::default(), &Default::default()),
         limits,
     );
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();

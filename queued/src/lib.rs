@@ -3,7 +3,8 @@
 //! Runs as: its own system user (`_moxd_queued`), sandboxed (DESIGN.md §4).
 //! May reach: its queue directory; outbound TCP to ports 25, 465, 587, 443 and DNS.
 //! Must never: hold keys or passwords; open the mailbox store.
-//! Peers: smtpd, httpd (they call queued); keyd, storaged (queued calls them).
+//! Peers: smtpd, httpd (they call queued); keyd, storaged (queued calls them; storaged names
+//! the account of a submission's session ticket, whose sending limits a message counts against).
 //!
 //! Status: messages submitted for other domains are queued durably (and listed by `moxctl
 //! queue list`); sending them out (MX lookup, TLS policy, retries, DSNs) is not implemented yet.
@@ -45,7 +46,13 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         Ok::<_, String>((queue, limits))
     })
     .await??;
-    let queued = service::Queued::new(queue, limits, space, storage.max_open_bytes_per_peer);
+    let queued = service::Queued::new(
+        queue,
+        limits,
+        space,
+        storage.max_open_bytes_per_peer,
+        ctx.peers.storaged.clone(),
+    );
     tracing::info!("queue open; sending out is not implemented yet");
     let admin = queued.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(

@@ -1,5 +1,6 @@
 //! queued's requests: temporary files for smtpd to write messages into, and enqueueing them
-//! durably; the administrative listing.
+//! durably under the sending limits of the account storaged names for the submission's
+//! session ticket (never an account the submitter names); the administrative listing.
 //!
 //! New messages are refused for lack of space (`InsufficientStorage`, SMTP's `452 4.3.1`)
 //! while the queue directory's free space is under the floor (`[storage] min_free`): when a
@@ -13,7 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ipc::Role;
+use ipc::context::PeerSlot;
+use ipc::msg::auth::Ticket;
 use ipc::msg::queue::{Admin, AdminReply, QueueService, Request, Response};
+use ipc::msg::store::{self, StoreService};
 use ipc::rpc::Incoming;
 use ipc::space::FreeSpace;
 
@@ -21,11 +25,15 @@ use crate::store::{Queue, Record};
 
 /// Temporary files one role may hold open.
 const MAX_OPEN: usize = 1024;
+/// How long queued waits for storaged to name a ticket's account.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Queued {
     queue: Queue,
     limits: crate::limits::Limits,
+    /// Names the account of a submission's session ticket.
+    storaged: PeerSlot<StoreService>,
     open: Mutex<HashMap<(Role, u64), File>>,
     held: Mutex<Held>,
     next_file: AtomicU64,
@@ -90,11 +98,13 @@ impl Queued {
         limits: crate::limits::Limits,
         space: FreeSpace,
         max_open_per_peer: u64,
+        storaged: PeerSlot<StoreService>,
     ) -> Arc<Queued> {
         let next_id = queue.max_id() + 1;
         Arc::new(Queued {
             queue,
             limits,
+            storaged,
             open: Mutex::default(),
             held: Mutex::default(),
             next_file: AtomicU64::new(1),
@@ -183,6 +193,7 @@ impl Queued {
             }
             Request::Enqueue {
                 file,
+                ticket,
                 envelope,
                 prepend,
                 held,
@@ -203,6 +214,11 @@ impl Queued {
                 if let Err(short) = self.space.check(need) {
                     return (no_space(short.to_string()), Vec::new());
                 }
+                let account = match self.account_of(ticket).await {
+                    Ok(account) => account,
+                    Err(refused) => return (refused, Vec::new()),
+                };
+                let envelope = envelope.for_account(account);
                 let admitted =
                     match self
                         .limits
@@ -293,6 +309,28 @@ impl Queued {
             .sum()
     }
 
+    /// The account of the submission session of `ticket`, as storaged knows it; a temporary
+    /// refusal when storaged does not know the ticket (expired, revoked, forged) or cannot say.
+    async fn account_of(&self, ticket: Ticket) -> Result<String, Response> {
+        let storaged = self
+            .storaged
+            .current()
+            .ok_or_else(|| failed(true, "storaged is not reachable"))?;
+        let request = store::Request::SubmissionAccount { ticket };
+        match tokio::time::timeout(ASK_TIMEOUT, storaged.call(&request, Vec::new())).await {
+            Ok(Ok((store::Response::Login(Some(account)), _))) => Ok(account),
+            Ok(Ok((store::Response::Login(None), _))) => {
+                tracing::warn!(
+                    "submission enqueued a message for an unknown or expired session ticket; refused"
+                );
+                Err(failed(true, "the session ticket is not valid"))
+            }
+            Ok(Ok((other, _))) => Err(failed(true, format!("storaged: {other:?}"))),
+            Ok(Err(e)) => Err(failed(true, format!("storaged: {e}"))),
+            Err(_) => Err(failed(true, "storaged did not answer")),
+        }
+    }
+
     /// A link from `peer` closed: its temporary files are gone with it, and the messages it
     /// held (their clients were not told they were accepted) are discarded. The bookkeeping is
     /// done before this returns, so a new link of the same role is never mistaken for the old.
@@ -374,7 +412,6 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     use ipc::config::MinFree;
-    use ipc::msg::queue::Envelope;
 
     use super::*;
 
@@ -390,7 +427,13 @@ mod tests {
         );
         let queue = Queue::open(dir.path()).unwrap();
         let limits = crate::limits::Limits::open(dir.path(), 1000, 1000).unwrap();
-        (Queued::new(queue, limits, space, share), free, dir)
+        // No storaged: these tests stop before a message's account is asked for.
+        let storaged = ipc::context::PeerSlot::default();
+        (
+            Queued::new(queue, limits, space, share, storaged),
+            free,
+            dir,
+        )
     }
 
     /// Asks for a file and writes `len` bytes into it; returns its id.
@@ -413,10 +456,10 @@ mod tests {
     fn enqueue(file: u64) -> Request {
         Request::Enqueue {
             file,
-            envelope: Envelope {
+            ticket: ipc::msg::auth::Ticket([1; 16]),
+            envelope: ipc::msg::queue::SubmittedEnvelope {
                 from: "a@example.org".into(),
                 recipients: vec!["b@example.com".into()],
-                account: "a".into(),
                 smtputf8: false,
                 eight_bit: false,
                 requiretls: false,

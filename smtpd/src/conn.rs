@@ -26,8 +26,6 @@ pub struct Shared {
     /// Open connections per client address (IPv4, or IPv6 /64).
     pub open: Mutex<HashMap<IpAddr, u32>>,
     pub next_id: std::sync::atomic::AtomicU64,
-    /// DKIM signatures for submitted mail, made in keyd.
-    pub signer: keyclient::KeydSigner,
     /// SPF/DKIM/DMARC/iprev for mail on port 25.
     pub checker: Option<crate::inbound::Checker>,
     /// Local addresses storaged confirmed lately (a storaged round trip less per RCPT on a
@@ -259,7 +257,8 @@ async fn run(
                 }
             }
             Step::Data(_) => {
-                data(shared, conn, session, message_checks.take(), opened.take()).await?
+                let checks = message_checks.take();
+                data(shared, conn, session, *ticket, checks, opened.take()).await?
             }
         };
         if reply.is_error() {
@@ -393,6 +392,7 @@ async fn data(
     shared: &Shared,
     conn: &mut Conn,
     session: &mut Session,
+    ticket: Option<ipc::msg::auth::Ticket>,
     checks: Option<crate::inbound::MessageChecks>,
     opened: Option<crate::ahead::OpenedAhead>,
 ) -> Result<Reply, ConnError> {
@@ -411,7 +411,7 @@ async fn data(
         storaged: shared.peers.storaged.current(),
         queued: shared.peers.queued.current(),
         keyd: shared.peers.keyd.current(),
-        signer: &shared.signer,
+        ticket,
         localserve: shared.settings.localserve,
         checker: shared.checker.as_ref(),
         checks,

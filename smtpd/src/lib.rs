@@ -71,7 +71,6 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         peers: ctx.peers.clone(),
         open: Default::default(),
         next_id: AtomicU64::new(first_id()),
-        signer: keyclient::keyd_signer(&ctx.peers.keyd).await,
         known_local: Default::default(),
         checker: if settings.localserve {
             None

@@ -35,7 +35,8 @@ pub struct Peers<'a> {
     pub storaged: Option<ipc::Client<StoreService>>,
     pub queued: Option<ipc::Client<QueueService>>,
     pub keyd: Option<ipc::Client<KeyService>>,
-    pub signer: &'a keyclient::KeydSigner,
+    /// The submission session's ticket: keyd and queued take the sender's account from it.
+    pub ticket: Option<ipc::msg::auth::Ticket>,
     pub localserve: bool,
     /// Inbound checks (MX only).
     pub checker: Option<&'a crate::inbound::Checker>,
@@ -333,39 +334,46 @@ pub async fn receive(
                 store_id = Some((id, storaged));
             }
             Sink::Queue { id: file_id, file } => {
-                let envelope = queue::Envelope {
+                // Only an authenticated session relays; its ticket names the account.
+                let Some(ticket) = peers.ticket else {
+                    tracing::warn!("{id}: a message to relay without a session ticket");
+                    abort_queue(&peers, file_id).await;
+                    abort_committed_store(&store_id).await;
+                    return Ok(refuse(Reply::new(
+                        451,
+                        "4.3.0",
+                        "the message could not be queued; try again later",
+                    )));
+                };
+                let envelope = queue::SubmittedEnvelope {
                     from: tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
                     recipients: plan.remote.clone(),
-                    account: session.account.clone().unwrap_or_default(),
                     smtputf8: tx.params.smtputf8,
                     eight_bit: tx.params.eight_bit,
                     requiretls: tx.params.requiretls,
                 };
-                let prepend = match crate::submission::dkim_sign(
-                    file,
-                    &head,
-                    peers.keyd.as_ref(),
-                    peers.signer,
-                )
-                .await
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!("{id}: DKIM signing failed: {e}");
-                        abort_queue(&peers, file_id).await;
-                        abort_committed_store(&store_id).await;
-                        return Ok(refuse(Reply::new(
-                            451,
-                            "4.7.0",
-                            "the message could not be signed; try again later",
-                        )));
-                    }
-                };
+                let prepend =
+                    match crate::submission::dkim_sign(file, &head, peers.keyd.as_ref(), ticket)
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!("{id}: DKIM signing failed: {e}");
+                            abort_queue(&peers, file_id).await;
+                            abort_committed_store(&store_id).await;
+                            return Ok(refuse(Reply::new(
+                                451,
+                                "4.7.0",
+                                "the message could not be signed; try again later",
+                            )));
+                        }
+                    };
                 // With local recipients too, the queued copy is held until they have theirs:
                 // if that fails, it is discarded, and the client's retry sends no second copy
                 // out.
                 let request = queue::Request::Enqueue {
                     file: file_id,
+                    ticket,
                     envelope,
                     prepend: prepend.into_bytes(),
                     held: store_id.is_some(),

@@ -84,13 +84,14 @@ pub async fn check_from(
 }
 
 /// DKIM-Signature fields for the message in `file` (read back from the start), one per key
-/// keyd holds for the From: domain; empty when there is none. The message is read into
-/// memory for the signer (bounded by the size limit; submission is authenticated).
+/// keyd holds for the From: domain; empty when there is none. keyd signs only if the session
+/// of `ticket` owns the From: address. The message is read into memory for the signer (bounded
+/// by the size limit; submission is authenticated).
 pub async fn dkim_sign(
     mut file: tokio::fs::File,
     head: &[u8],
     keyd: Option<&ipc::Client<KeyService>>,
-    signer: &keyclient::KeydSigner,
+    ticket: ipc::msg::auth::Ticket,
 ) -> Result<String, String> {
     let Some(domain) = from_addresses(head)
         .first()
@@ -111,8 +112,5 @@ pub async fn dkim_sign(
     file.read_to_end(&mut message)
         .await
         .map_err(|e| e.to_string())?;
-    let signer = signer.clone();
-    tokio::task::spawn_blocking(move || keyclient::dkim::sign(&signer, &keys, &message))
-        .await
-        .map_err(|e| e.to_string())?
+    keyclient::dkim::sign(keyd, Some(ticket), &keys, message).await
 }

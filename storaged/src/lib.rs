@@ -3,7 +3,8 @@
 //! Runs as: its own system user (`_moxd_storaged`), sandboxed (DESIGN.md §4).
 //! May reach: its data directory.
 //! Must never: open network sockets; hold keys or passwords.
-//! Peers: smtpd, imapd, httpd, queued, authd (they call storaged).
+//! Peers: smtpd, imapd, httpd, queued, authd, keyd (they call storaged; keyd may only ask
+//! whether a submission session owns an address, queued which account a session is).
 //!
 //! Status: the database (sled), message files, deliveries through pipes with group flush (small
 //! messages in the database log until a checkpoint, [`inline`]), administration of
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod error;
 pub mod feed;
 pub mod files;
+mod identity;
 pub mod inline;
 pub mod mailboxes;
 pub mod messages;

@@ -178,6 +178,8 @@ impl Store {
             | Request::RevokeTicket { .. }
             | Request::RevokeAccountTickets { .. } => peer == Role::Authd,
             Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
+            Request::SessionOwnsAddress { .. } => peer == Role::Keyd,
+            Request::SubmissionAccount { .. } => peer == Role::Queued,
         };
         if !permitted {
             let name = format!("{request:?}");
@@ -221,6 +223,13 @@ impl Store {
             Request::RevokeAccountTickets { account } => {
                 self.revoke_account_tickets(&account);
                 Ok((Response::Done, Vec::new()))
+            }
+            Request::SessionOwnsAddress { ticket, address } => Ok((
+                self.clone().session_owns_address(ticket, address).await?,
+                Vec::new(),
+            )),
+            Request::SubmissionAccount { ticket } => {
+                Ok((self.submission_account(&ticket), Vec::new()))
             }
             Request::CheckRecipient { address } => {
                 let store = self.clone();
@@ -641,7 +650,7 @@ impl Store {
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Refusal> {
     match tokio::task::spawn_blocking(f).await {

@@ -55,6 +55,7 @@ async fn start() -> H {
             auth: Default::default(),
             dns: Vec::new(),
             storage: Default::default(),
+            dkim: Default::default(),
         },
         listeners: Vec::new(),
         peers: Peers::default(),

@@ -35,8 +35,17 @@ pub struct Config {
     pub dns: Dns,
     #[serde(default)]
     pub storage: Storage,
+    pub dkim: Dkim,
     #[serde(default)]
     pub debug: Debug,
+}
+
+/// keyd's bounds on DKIM signatures; every key is optional (see `ipc::config::DkimSettings`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// Days a signature stays valid (`x=`), 1 to 366; 7 by default.
+    pub signature_validity_days: Option<Spanned<u32>>,
 }
 
 /// Where names are looked up.
@@ -382,6 +391,17 @@ impl Config {
                 return Err(located(None, format!("{key} must be at least 1")));
             }
         }
+        if let Some(days) = &config.dkim.signature_validity_days
+            && !(1..=ipc::config::DkimSettings::MAX_VALIDITY_DAYS).contains(days.get_ref())
+        {
+            return Err(located(
+                Some(days.span()),
+                format!(
+                    "dkim.signature_validity_days must be between 1 and {}",
+                    ipc::config::DkimSettings::MAX_VALIDITY_DAYS
+                ),
+            ));
+        }
         for entry in &config.tls.certificate {
             let e = entry.get_ref();
             for (what, path) in [("cert", &e.cert), ("key", &e.key)] {
@@ -454,6 +474,7 @@ impl Config {
             ("[auth]", self.auth == other.auth),
             ("[dns]", self.dns == other.dns),
             ("[storage]", self.storage == other.storage),
+            ("[dkim]", self.dkim == other.dkim),
             ("[debug]", self.debug == other.debug),
         ] {
             if !same {
@@ -530,6 +551,18 @@ impl Config {
         self.storage
             .settings(self.smtp_settings(false).max_message_size)
             .unwrap_or_default()
+    }
+
+    /// keyd's bounds on DKIM signatures: the configured values over the defaults.
+    pub fn dkim_settings(&self) -> ipc::config::DkimSettings {
+        let d = ipc::config::DkimSettings::default();
+        ipc::config::DkimSettings {
+            signature_validity_days: self
+                .dkim
+                .signature_validity_days
+                .as_ref()
+                .map_or(d.signature_validity_days, |v| *v.get_ref()),
+        }
     }
 
     /// The certificate files keyd is to serve, in the order their fds are passed.
@@ -802,6 +835,24 @@ mod tests {
             "{e}"
         );
         let text = format!("{MINIMAL}[auth]\nfailures = 3\n");
+        assert!(Config::parse("c.toml", &text).is_err(), "unknown key");
+    }
+
+    #[test]
+    fn dkim_validity_defaults_to_a_week_and_refuses_out_of_range_values_at_their_line() {
+        let c = Config::parse("c.toml", MINIMAL).unwrap();
+        assert_eq!(c.dkim_settings().signature_validity_days, 7);
+        assert_eq!(c.dkim_settings().validity_secs(), 7 * 24 * 3600);
+        let text = format!("{MINIMAL}[dkim]\nsignature_validity_days = 2\n");
+        let c = Config::parse("c.toml", &text).unwrap();
+        assert_eq!(c.dkim_settings().signature_validity_days, 2);
+        for bad in ["0", "367"] {
+            let text = format!("{MINIMAL}[dkim]\nsignature_validity_days = {bad}\n");
+            let e = Config::parse("c.toml", &text).unwrap_err();
+            assert!(e.message.contains("between 1 and 366"), "{e}");
+            assert_eq!(e.line, 5, "{e}");
+        }
+        let text = format!("{MINIMAL}[dkim]\nvalidity = 2\n");
         assert!(Config::parse("c.toml", &text).is_err(), "unknown key");
     }
 

@@ -131,6 +131,7 @@ fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Resu
                 auth: config.auth_settings(),
                 dns: dns.clone(),
                 storage: config.storage_settings(),
+                dkim: config.dkim_settings(),
             },
         );
         sandboxes.insert(

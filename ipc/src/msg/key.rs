@@ -2,7 +2,8 @@
 //! signatures made with keys the caller never sees.
 //!
 //! keyd signs for TLS only inputs shaped like a TLS 1.3 server CertificateVerify or a TLS 1.2
-//! ServerKeyExchange, with keys the calling link may use, at a bounded rate.
+//! ServerKeyExchange, with keys the calling link may use, at a bounded rate. For DKIM it writes
+//! the signature field itself, with a bounded validity, for a sender the asking session owns.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,16 +34,13 @@ pub enum Request {
         scheme: u16,
         message: Vec<u8>,
     },
-    /// smtpd (submission), queued → keyd: a DKIM signature with key `selector` of `domain`.
-    /// `data` is what RFC 6376 §3.7 signs: the canonicalized header fields named in `h=`,
-    /// then the canonicalized DKIM-Signature field itself with an empty `b=` and no final
-    /// CRLF. The caller hashed the body; keyd checks that the field's `d=`, `s=` and `a=`
-    /// match the key and that `From` is signed.
-    SignDkim {
-        domain: String,
-        selector: String,
-        data: Vec<u8>,
-    },
+    /// smtpd (submission), queued → keyd: a DKIM-Signature field for a message, made with key
+    /// `selector` of `domain`. The caller canonicalized the header fields and hashed the body
+    /// (relaxed/relaxed); keyd writes the field itself — `t=` now, `x=` after the configured
+    /// validity, never `l=` — and signs only a message whose one From: address is in `domain`
+    /// or below it and, from submission, owned by the session of `ticket` (asked of storaged);
+    /// from queued (no session), only `postmaster@` or `mailer-daemon@` of `domain`.
+    SignDkim(DkimRequest),
     /// smtpd (submission), queued → keyd: the DKIM keys of `domain` (public parts).
     DkimKeys { domain: String },
 }
@@ -59,6 +57,25 @@ pub enum Response {
     Refused(String),
     /// keyd → caller: the DKIM keys asked for.
     DkimKeys(Vec<DkimKey>),
+    /// keyd → caller: the complete `DKIM-Signature: …` field with its CRLF, to prepend.
+    DkimSignature(String),
+}
+
+/// What a DKIM signature covers, as the signer computed it (RFC 6376 §3.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimRequest {
+    /// The submission session the message comes from; `None` from queued.
+    pub ticket: Option<crate::msg::auth::Ticket>,
+    pub domain: String,
+    pub selector: String,
+    /// The header field names of `h=`, in order (a name listed more often than the field
+    /// occurs guards against added fields; From must be listed so).
+    pub signed: Vec<String>,
+    /// The fields `signed` selects, relaxed-canonicalized (`name:value` + CRLF each), in the
+    /// order of `signed`.
+    pub headers: Vec<u8>,
+    /// SHA-256 of the relaxed-canonicalized body (`bh=`).
+    pub body_hash: Vec<u8>,
 }
 
 /// A certificate chain and what its key can do; the private key stays in keyd.

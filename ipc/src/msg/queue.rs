@@ -23,10 +23,13 @@ pub enum Request {
     /// smtpd → queued: an empty temporary file (read-write fd attached to the answer).
     OpenMessage,
     /// smtpd → queued: queue what was written into `file` for `envelope`'s recipients, with
-    /// `prepend` (DKIM-Signature fields made after the body was known) before it.
+    /// `prepend` (DKIM-Signature fields made after the body was known) before it. The message
+    /// counts against the sending limits of the account whose submission session `ticket`
+    /// names: queued asks storaged, never the submitter, which account that is.
     Enqueue {
         file: u64,
-        envelope: Envelope,
+        ticket: crate::msg::auth::Ticket,
+        envelope: SubmittedEnvelope,
         prepend: Vec<u8>,
         /// Queued but held, not to be sent, until the same link says [`Request::Release`]
         /// (or [`Request::Discard`]): the submission also delivers to local recipients and
@@ -42,13 +45,43 @@ pub enum Request {
     Discard { id: u64 },
 }
 
+/// Who a message is from and for, as the submitter states it (the account comes from the
+/// session ticket beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedEnvelope {
+    /// The reverse path; empty for `<>`.
+    pub from: String,
+    pub recipients: Vec<String>,
+    /// SMTPUTF8 was given (the next hop must support it).
+    pub smtputf8: bool,
+    /// BODY=8BITMIME was given.
+    pub eight_bit: bool,
+    /// REQUIRETLS (RFC 8689): only over verified TLS.
+    pub requiretls: bool,
+}
+
+impl SubmittedEnvelope {
+    /// The envelope queued keeps, for the account the ticket resolved to.
+    pub fn for_account(self, account: String) -> Envelope {
+        Envelope {
+            from: self.from,
+            recipients: self.recipients,
+            account,
+            smtputf8: self.smtputf8,
+            eight_bit: self.eight_bit,
+            requiretls: self.requiretls,
+        }
+    }
+}
+
 /// Who a queued message is from and for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The reverse path; empty for `<>`.
     pub from: String,
     pub recipients: Vec<String>,
-    /// The account that submitted it (for per-account limits and DSNs).
+    /// The account that submitted it (for per-account limits and DSNs), as storaged named it
+    /// for the submission's session ticket.
     pub account: String,
     /// SMTPUTF8 was given (the next hop must support it).
     pub smtputf8: bool,

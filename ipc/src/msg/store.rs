@@ -64,6 +64,16 @@ pub enum Request {
     /// authd → storaged: every ticket of `account` is no longer valid (its password changed or
     /// its credentials were removed): sessions opened with the old password end.
     RevokeAccountTickets { account: String },
+    /// keyd → storaged: does the submission session of `ticket` (authd registered it for
+    /// submission, and it has not expired) own `address`? Answered with [`Response::Owns`];
+    /// the only question keyd's link may ask.
+    SessionOwnsAddress {
+        ticket: crate::msg::auth::Ticket,
+        address: String,
+    },
+    /// queued → storaged: the account of the live submission session of `ticket` (which
+    /// account's sending limits a message counts against); `Login(None)` when there is none.
+    SubmissionAccount { ticket: crate::msg::auth::Ticket },
 }
 
 /// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned;
@@ -316,7 +326,8 @@ pub enum Response {
     Delivered(Vec<RecipientResult>),
     /// storaged → caller: done (AbortDelivery, RegisterTicket, RevokeTicket).
     Done,
-    /// storaged → authd: the account of a login name, if any.
+    /// storaged → authd, submission, queued: the account of a login name, sender address or
+    /// session ticket, if any.
     Login(Option<String>),
     /// storaged → imapd, httpd: the answer to a `Session` request (fds as it says).
     Session(SessionReply),
@@ -326,6 +337,8 @@ pub enum Response {
     /// configured floor, a write found the disk full, or the calling link holds as many bytes
     /// of open deliveries as it may (SMTP's `452 4.3.1`). Nothing of the delivery was kept.
     InsufficientStorage { message: String },
+    /// storaged → keyd: the answer to `SessionOwnsAddress`.
+    Owns(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
