@@ -23,7 +23,7 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// peer exited or misbehaved). Pings are answered.
 ///
 /// What a peer's bad frame costs (DESIGN.md §3, §15):
-/// - a frame that is broken (truncated, oversize, wrong version, unknown kind, a kind a client
+/// - a frame that is broken (empty, truncated, oversize, wrong version, unknown kind, a kind a client
 ///   does not send, a wrong descriptor count, more descriptors than a frame carries, an
 ///   undecodable payload or trailing bytes, a ping with descriptors) costs the sender that one
 ///   link: it is logged (`link from …: …; closing it`, which the supervisor's log carries with
@@ -78,6 +78,9 @@ pub async fn accept_links<S, F, Fut, C>(
                         });
                     }
                     Ok(None) => {
+                        // The peer closed the link, or sent an empty datagram, which reads the
+                        // same on SOCK_SEQPACKET: either way the link is over for both sides.
+                        server.shut_down();
                         closed(peer);
                         return;
                     }
