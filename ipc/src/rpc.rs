@@ -386,6 +386,12 @@ impl<S: Service> Server<S> {
         self.rx.name()
     }
 
+    /// Closes a link whose client misbehaved, for both sides at once (see
+    /// [`LinkSender::shut_down`]).
+    pub fn shut_down(&self) {
+        self.tx.shut_down();
+    }
+
     /// The next request, answering pings on the way. `Ok(None)`: the client closed the link. An
     /// error means the client misbehaved; drop the server (closing the link) and log it.
     pub async fn next(&mut self) -> Result<Option<Incoming<S>>, ChannelError> {

@@ -20,8 +20,22 @@ pub const MAX_IN_FLIGHT: usize = 32;
 
 /// Serves every link peers open to this role with `handle`, one task per request (at most
 /// [`MAX_IN_FLIGHT`] per link), until shutdown; `closed` hears of each link that ends (the
-/// peer exited or misbehaved). Pings are answered; a peer that sends garbage
-/// is disconnected and logged.
+/// peer exited or misbehaved). Pings are answered.
+///
+/// What a peer's bad frame costs (DESIGN.md §3, §15):
+/// - a frame that is broken (empty, truncated, oversize, wrong version, unknown kind, a kind a client
+///   does not send, a wrong descriptor count, more descriptors than a frame carries, an
+///   undecodable payload or trailing bytes, a ping with descriptors) costs the sender that one
+///   link: it is logged (`link from …: …; closing it`, which the supervisor's log carries with
+///   this role's name), shut down for both sides at once, and `closed` is told; the role goes
+///   on serving every other link, and the sender gets a fresh link when it is restarted;
+/// - a well-formed request with descriptors it does not take is answered as usual, the
+///   descriptors closed unread (`handle` discards them);
+/// - a well-formed request the sender's link may not make is refused in an answer, and the
+///   link stays open.
+///
+/// None of these paths may make a system call the role's seccomp filter forbids: the test of
+/// each class against the running tree is tests/hostile.
 pub async fn accept_links<S, F, Fut, C>(
     mut incoming: mpsc::UnboundedReceiver<(Role, Link)>,
     shutdown: CancellationToken,
@@ -64,6 +78,9 @@ pub async fn accept_links<S, F, Fut, C>(
                         });
                     }
                     Ok(None) => {
+                        // The peer closed the link, or sent an empty datagram, which reads the
+                        // same on SOCK_SEQPACKET: either way the link is over for both sides.
+                        server.shut_down();
                         closed(peer);
                         return;
                     }
@@ -72,6 +89,7 @@ pub async fn accept_links<S, F, Fut, C>(
                             "link from {peer} ({}): {e}; closing it",
                             server.link_name()
                         );
+                        server.shut_down();
                         closed(peer);
                         return;
                     }

@@ -187,6 +187,21 @@ impl LinkSender {
         &self.name
     }
 
+    /// Ends a link found broken for both sides at once, even while clones of this sender
+    /// (event subscriptions, responders of requests in flight) still hold the socket: the peer
+    /// reads end of file at once and every later send on it fails, instead of the link staying
+    /// half alive until the last clone is dropped. In memory the queues end when their last
+    /// handle is dropped; there is no hostile peer in one process.
+    pub fn shut_down(&self) {
+        if let SenderInner::Socket(fd) = &self.inner {
+            // ENOTCONN (the peer already went) leaves nothing to do.
+            let _ = nix::sys::socket::shutdown(
+                fd.get_ref().as_raw_fd(),
+                nix::sys::socket::Shutdown::Both,
+            );
+        }
+    }
+
     /// The raw socket, for identifying the link in logs; `None` in memory.
     pub fn raw_fd(&self) -> Option<i32> {
         match &self.inner {

@@ -148,26 +148,18 @@ pub fn register_async(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedF
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
 
-/// Closes a descriptor that arrived where none was expected, without letting it block us: a
-/// socket with `SO_LINGER` set by the sender would make `close` wait out its linger time, so
-/// sockets get linger {on, 0} first (an immediate reset).
+/// Closes a descriptor that arrived where none was expected.
+///
+/// A plain `close`, on purpose. An earlier version first set `SO_LINGER {on, 0}` so that a
+/// socket whose sender had set a linger time could not make `close` wait it out; but every
+/// role's seccomp filter forbids `SO_LINGER` (and keyd, authd and storaged may not call
+/// `setsockopt` at all), so one frame with one unexpected descriptor killed the receiving role
+/// with SIGSYS. Nothing needs the guard: no role can set a linger time (the same filters), the
+/// supervisor never does, and without one `close` of a socket returns at once (the kernel
+/// finishes a TCP close in the background). Pipes, local files and the other descriptors a
+/// role can hold close without waiting either. Kept as a named function so that every place
+/// that drops a peer's descriptor unread says so.
 pub fn discard(fd: OwnedFd) {
-    let raw = fd.as_raw_fd();
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads `linger` (a live, correctly sized struct) and only affects `raw`,
-    // which `fd` owns; on a non-socket it fails with ENOTSOCK, which is fine.
-    unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
     drop(fd);
 }
 

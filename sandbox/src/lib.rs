@@ -7,6 +7,8 @@
 //! - [`fdpass`]: `sendmsg`/`recvmsg` with `SCM_RIGHTS`, receiving fds close-on-exec and never
 //!   leaking the ones that arrived when the control buffer was truncated;
 //! - [`fds`]: taking fd 3 at role start, closing every inherited fd above it, keeping 0–2 open;
+//! - [`pidfd`] (Linux): copying another process's descriptor, for tests that play a
+//!   compromised role;
 //! - [`spawn`]: placing a channel at fd 3 of a child process;
 //! - [`apply`]: the lockdown sequence of DESIGN.md §4, run by every role in its sync `main` before
 //!   any other thread exists (uid drop with verification, non-dumpable, parent-death signal,
@@ -19,6 +21,8 @@
 pub mod dirflags;
 pub mod fdpass;
 pub mod fds;
+#[cfg(target_os = "linux")]
+pub mod pidfd;
 mod policy;
 pub mod spawn;
 

@@ -16,6 +16,8 @@
 //! decision; [`advertised`] only knows whether channel binding is available.
 
 mod cram;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod password;
 mod scram;
 mod scram_msg;
