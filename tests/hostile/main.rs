@@ -327,11 +327,14 @@ fn targets() -> Vec<Target> {
             answered: |_, a| matches!(codec::decode(a), Ok(key::Response::Certificates(_))),
             not_allowed: (
                 Role::Imapd,
-                enc(&key::Request::SignDkim {
+                enc(&key::Request::SignDkim(key::DkimRequest {
+                    ticket: None,
                     domain: "mx.test.example".into(),
                     selector: "s1".into(),
-                    data: b"from:x".to_vec(),
-                }),
+                    signed: vec!["from".into()],
+                    headers: b"from:x@mx.test.example\r\n".to_vec(),
+                    body_hash: vec![0; 32],
+                })),
             ),
             refused: |a| matches!(codec::decode(a), Ok(key::Response::Refused(_))),
         },
@@ -368,7 +371,7 @@ fn targets() -> Vec<Target> {
                 Role::Imapd,
                 enc(&auth::Request::Step {
                     exchange: 1 << 40,
-                    response: b"\0postmaster\0guess".to_vec(),
+                    response: b"\0postmaster\0guess".to_vec().into(),
                 }),
             ),
             refused: |a| matches!(codec::decode(a), Ok(auth::Response::Failure(_))),
