@@ -30,8 +30,12 @@ fn as_user(program: &str) -> Command {
     }
 }
 
+/// localserve listens on fixed ports: one at a time.
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn localserve_runs_the_tree_without_root_and_stops_on_ctrl_c() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let dir = tmp.path().join("ls");
@@ -210,4 +214,82 @@ print("submission ok")
     );
     assert!(dir.join("moxd.toml").exists());
     assert!(!socket.exists());
+}
+
+/// The README's first command as root, whose home directory (0700 on Debian) the role users
+/// cannot pass through: it starts without options, says where its data is, and stops on Ctrl-C.
+#[test]
+fn localserve_as_root_with_a_private_home_starts_and_says_where_its_data_is() {
+    if common::skip_unless_root(
+        "localserve_as_root_with_a_private_home_starts_and_says_where_its_data_is",
+    ) {
+        return;
+    }
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let home = tempfile::tempdir().expect("home");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut child = Command::new(MOXD)
+        .arg("localserve")
+        .env("HOME", home.path())
+        .env_remove("XDG_DATA_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("localserve");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let account = line.starts_with("localserve account:");
+        banner.push(line);
+        if account {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    let dir = supervisor::localserve::ROOT_DIR;
+    assert!(
+        banner.contains(&format!("configuration and data in {dir}")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("localserve account: mox@localhost"),
+        "every role became ready: {banner}"
+    );
+    let mut smtp = TcpStream::connect("127.0.0.1:1025").expect("smtp");
+    smtp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    smtp.write_all(b"QUIT\r\n").expect("quit");
+    let mut greeting = String::new();
+    let _ = smtp.read_to_string(&mut greeting);
+    assert!(
+        greeting.starts_with("220 localhost ESMTP moxd"),
+        "{greeting}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "localserve did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let log = log.join().expect("log");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(std::path::Path::new(dir).join("moxd.toml").exists());
 }

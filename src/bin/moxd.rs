@@ -26,7 +26,8 @@ enum Command {
     },
     /// Run a development server on 127.0.0.1, ports 1000 + the standard ones, without root.
     Localserve {
-        /// Where the configuration and data live [default: ~/.local/share/moxd-localserve].
+        /// Where the configuration and data live [default: ~/.local/share/moxd-localserve, or
+        /// /var/lib/moxd-localserve as root].
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Run every role as a task of one process.

@@ -11,8 +11,17 @@ use crate::error::Error;
 /// Port offset from the standard ports.
 pub const PORT_OFFSET: u16 = 1000;
 
-/// The default directory: `$XDG_DATA_HOME/moxd-localserve` or `~/.local/share/moxd-localserve`.
+/// Where root's localserve keeps its configuration and data by default.
+pub const ROOT_DIR: &str = "/var/lib/moxd-localserve";
+
+/// The default directory: [`ROOT_DIR`] as root, else `$XDG_DATA_HOME/moxd-localserve` or
+/// `~/.local/share/moxd-localserve`. As root every role runs as its own user and must be able to
+/// pass through each directory above its own, which a home directory (`/root` is 0700 on
+/// Debian) does not allow; `/var/lib` does, as for any system service.
 pub fn default_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(ROOT_DIR);
+    }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("moxd-localserve");
     }
