@@ -24,7 +24,7 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: true,
     },
     tcp_connect: &[25, 465, 587, 443, 53],
-    writes_files: true,
+    file_size: ipc::FileSize::Unlimited,
     run: |ctx| Box::pin(run(ctx)),
 };
 
@@ -45,7 +45,14 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         Ok::<_, String>((queue, limits))
     })
     .await??;
-    let queued = service::Queued::new(queue, limits, space, storage.max_open_bytes_per_peer);
+    let queued = service::Queued::new(
+        queue,
+        limits,
+        space,
+        storage.max_open_bytes_per_peer,
+        // What smtpd's RLIMIT_FSIZE lets it write into one file (ipc::FileSize::Message).
+        ctx.config.smtp.message_file_limit(),
+    );
     tracing::info!("queue open; sending out is not implemented yet");
     let admin = queued.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(
