@@ -266,3 +266,137 @@ fn a_disk_that_really_fills_loses_nothing_acknowledged() {
 fn stored_subject(tree: &Tree, subject: &str) -> bool {
     stored(tree).contains(subject)
 }
+
+/// Disk usage of the file system holding `path`, in bytes.
+fn used(path: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    (s.blocks() - s.blocks_free()) as u64 * s.fragment_size()
+}
+
+/// sled's log fills for real: the database lives on a file system of its own, so the message
+/// files still have room (the floor is off, and it watches the data directory anyway) while
+/// sled's write of its log fails with ENOSPC. storaged then fails the delivery waiting for that
+/// flush (temporarily), exits, and is restarted by the supervisor; sled recovers from its log.
+/// Every acknowledged message is there, `verifydata` finds nothing wrong, and once the database
+/// has room again mail is taken — by a new storaged.
+#[test]
+fn a_database_log_that_cannot_be_written_makes_storaged_restart_and_loses_nothing_acknowledged() {
+    if common::skip_unless_root("a_database_log_that_cannot_be_written_makes_storaged_restart") {
+        return;
+    }
+    let tree = Tree::start(Options {
+        db_tmpfs: Some(DB_TMPFS),
+        extra: "\n[storage]\nmin_free = \"0\"\n".into(),
+        ..Options::default()
+    });
+    for args in [
+        &["domain", "add", "example.org"][..],
+        &["account", "add", "bob", "bob@example.org"],
+    ] {
+        let out = tree.moxctl(args);
+        assert!(out.status.success(), "{args:?}");
+    }
+    let db = tree.dir.path().join("data/storaged/db");
+    let mx = addr(&tree, ListenerKind::Smtp);
+    let first = storaged_pid(&tree).expect("storaged runs");
+    eprintln!("database at start: {} bytes used", used(&db));
+    // Small messages: each goes into sled's log whole (see storaged's `inline`).
+    let (acked, refused) = send_until_refused_sized(mx, "log", 5_000, 5_000);
+    eprintln!(
+        "{} acknowledged, then {refused:?}; database: {} bytes used",
+        acked.len(),
+        used(&db)
+    );
+    let (Sent::AtData(reply) | Sent::AtRcpt(reply)) = &refused else {
+        unreachable!()
+    };
+    assert!(reply.starts_with("45"), "a temporary refusal: {refused:?}");
+    assert!(
+        !acked.is_empty(),
+        "some mail was taken before the log filled"
+    );
+    // storaged exits after the failed flush, and is started again (for as long as the full
+    // database keeps it from opening, again and again).
+    let log = wait_for_log(&tree, "WARN supervisor::tree: storaged exited");
+    assert!(
+        log.contains("ERROR storaged: exiting so that the supervisor restarts storaged"),
+        "storaged said why it exits"
+    );
+    assert!(
+        log.contains("No space left on device"),
+        "sled's log was full"
+    );
+    // A new storaged, on a database still full: it may fail to open it (and be started again),
+    // or open it and take what fits; nothing it acknowledges may be lost either.
+    let start = std::time::Instant::now();
+    while storaged_pid(&tree).is_none_or(|pid| pid == first) {
+        assert!(start.elapsed() < Duration::from_secs(30), "not restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut acked = acked;
+    if send(mx, "while-full", 5_000) == Sent::Accepted {
+        acked.push("while-full".into());
+    }
+    // Room for the database again.
+    let out = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&db)
+        .output()
+        .expect("remount");
+    assert!(out.status.success(), "remount");
+    let start = std::time::Instant::now();
+    loop {
+        match send(mx, "after", 5_000) {
+            Sent::Accepted => break,
+            refused if start.elapsed() > Duration::from_secs(60) => {
+                panic!("mail not taken again: {refused:?}\n{}", tree.log_text())
+            }
+            _ => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+    let now = storaged_pid(&tree).expect("storaged runs");
+    assert_ne!(now, first, "storaged was restarted");
+    let stored = stored(&tree);
+    let lost: Vec<&String> = acked.iter().filter(|s| !stored.contains(*s)).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    assert!(stored.contains("after"));
+    assert_verifydata_clean(&tree);
+}
+
+/// The size of the database's own file system: room for sled's files at start and a few
+/// hundred small messages more.
+const DB_TMPFS: &str = "3m";
+
+/// Like [`send_until_refused`], with messages of `size` bytes.
+fn send_until_refused_sized(
+    mx: SocketAddr,
+    prefix: &str,
+    size: usize,
+    limit: usize,
+) -> (Vec<String>, Sent) {
+    let mut acked = Vec::new();
+    for i in 0..limit {
+        let subject = format!("{prefix}-{i}");
+        match send(mx, &subject, size) {
+            Sent::Accepted => acked.push(subject),
+            refused => return (acked, refused),
+        }
+    }
+    panic!("{limit} messages all accepted");
+}
+
+/// Waits (up to 30 s) until the tree's log holds `line`; returns the log.
+fn wait_for_log(tree: &Tree, line: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let log = tree.log_text();
+        if log.contains(line) {
+            return log;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no `{line}` in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

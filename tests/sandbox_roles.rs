@@ -121,6 +121,87 @@ fn every_role_is_refused_what_its_real_sandbox_forbids() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Set in the child of [`smtpd_cannot_grow_a_file_it_was_handed_past_the_largest_message`].
+const FILE_LIMIT: &str = "MOXD_SANDBOX_FILE_LIMIT";
+/// The largest message in that child's bootstrap.
+const MAX_MESSAGE: u64 = 100_000;
+
+/// queued hands smtpd's submission side an open temporary file to write a message into; a
+/// compromised submission must not be able to grow it without bound. Both smtpd instances
+/// run with RLIMIT_FSIZE at the largest message plus the header fields smtpd adds, and ignore
+/// SIGXFSZ: under the real policy, a child writes up to the limit into a file opened before
+/// the lockdown (as queued's arrives: a descriptor), the next byte fails with EFBIG (and the
+/// process lives on), and a pipe (storaged's deliveries) still takes more than that.
+#[test]
+fn smtpd_cannot_grow_a_file_it_was_handed_past_the_largest_message() {
+    if let Ok(role) = std::env::var(FILE_LIMIT) {
+        file_limit_child(&role);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for role in [Role::Smtpd, Role::Submission] {
+        let dir = tmp.path().join(role.name());
+        std::fs::create_dir(&dir).unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "smtpd_cannot_grow_a_file_it_was_handed_past_the_largest_message",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FILE_LIMIT, role.name())
+            .env(DIR, &dir)
+            .status()
+            .unwrap();
+        assert_eq!(
+            (status.code(), status.signal()),
+            (Some(0), None),
+            "{role}: 1 = a write within the limit failed, 2 = a write past it succeeded, \
+             3 = it failed otherwise than with EFBIG, 4 = the pipe refused bytes"
+        );
+    }
+}
+
+fn file_limit_child(role: &str) -> ! {
+    use std::io::{Read, Write};
+    let spec = moxd::role_specs()
+        .iter()
+        .find(|s| s.role.name() == role)
+        .copied()
+        .unwrap();
+    let dir = PathBuf::from(std::env::var(DIR).unwrap());
+    let mut boot = bootstrap(&spec, &dir);
+    boot.config.smtp.max_message_size = MAX_MESSAGE;
+    let limit = boot.config.smtp.message_file_limit();
+    assert!(limit > MAX_MESSAGE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.join("temp"))
+        .unwrap();
+    let (mut reader, mut writer) = std::io::pipe().unwrap();
+    sandbox::apply(&supervisor::role::policy(&spec, &boot)).expect("lockdown");
+    if file.write_all(&vec![b'x'; limit as usize]).is_err() {
+        std::process::exit(1);
+    }
+    match file.write(b"y") {
+        Ok(_) => std::process::exit(2),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EFBIG) => {}
+        Err(_) => std::process::exit(3),
+    }
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).map(|_| all.len() as u64)
+    });
+    let through_pipe = writer.write_all(&vec![b'x'; limit as usize + 1]).is_ok();
+    drop(writer);
+    let drained = drain.join().unwrap();
+    if !through_pipe || drained.ok() != Some(limit + 1) {
+        std::process::exit(4);
+    }
+    std::process::exit(0)
+}
+
 /// A uid and gid for `role`'s child: unused numbers, one pair per role, like the role users.
 fn ids(role: Role) -> (u32, u32) {
     let i = Role::ALL.iter().position(|r| *r == role).unwrap() as u32;

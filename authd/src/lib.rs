@@ -33,7 +33,7 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: false,
     },
     tcp_connect: &[],
-    writes_files: true,
+    file_size: ipc::FileSize::Unlimited,
     run: |ctx| Box::pin(run(ctx)),
 };
 

@@ -22,7 +22,7 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: true,
     },
     tcp_connect: &[443, 53],
-    writes_files: false,
+    file_size: ipc::FileSize::Nothing,
     run: |ctx| Box::pin(run(ctx)),
 };
 

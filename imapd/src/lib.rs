@@ -22,7 +22,7 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: false,
     },
     tcp_connect: &[],
-    writes_files: false,
+    file_size: ipc::FileSize::Nothing,
     run: |ctx| Box::pin(run(ctx)),
 };
 

@@ -131,6 +131,21 @@ pub struct SmtpSettings {
     pub max_first_time_recipients_per_day: u32,
 }
 
+/// Bytes smtpd may add to a message's header block: its Received field (under 2 KiB: a HELO
+/// name of at most 255 octets, the host name, the TLS summary, one address) and the
+/// `X-Forged-` it puts before each forged Authentication-Results field (9 octets per field of at
+/// least 24, in a header block of at most 64 KiB: under 24 KiB). Rounded up generously.
+pub const ADDED_HEADER_MAX: u64 = 64 * 1024;
+
+impl SmtpSettings {
+    /// The largest file a message of `max_message_size` becomes once smtpd has added its header
+    /// fields: the RLIMIT_FSIZE of smtpd's processes, and what queued counts for each file it
+    /// has handed out and not yet taken back.
+    pub fn message_file_limit(&self) -> u64 {
+        self.max_message_size.saturating_add(ADDED_HEADER_MAX)
+    }
+}
+
 impl Default for SmtpSettings {
     fn default() -> Self {
         SmtpSettings {

@@ -76,9 +76,24 @@ pub struct RoleSpec {
     pub syscalls: sandbox::Syscalls,
     /// TCP ports the role may connect to (Landlock).
     pub tcp_connect: &'static [u16],
-    /// Whether the role writes regular files (else RLIMIT_FSIZE 0).
-    pub writes_files: bool,
+    /// The largest regular file the role may write (RLIMIT_FSIZE).
+    pub file_size: FileSize,
     pub run: RunFn,
+}
+
+/// The largest regular file a role may write, enforced by the kernel as RLIMIT_FSIZE. The
+/// kernel checks the writer's limit, so it also bounds the files another role hands out to it
+/// (queued's temporary files, which smtpd's submission side writes into).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSize {
+    /// The role writes no regular file at all: 0.
+    Nothing,
+    /// The role writes messages into files other roles hand it: the largest message
+    /// (`[smtp] max_message_size`) and the header fields smtpd adds
+    /// ([`crate::config::SmtpSettings::message_file_limit`]).
+    Message,
+    /// The role keeps files of its own (database, queue, keys): no limit.
+    Unlimited,
 }
 
 impl fmt::Debug for RoleSpec {

@@ -25,7 +25,7 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: true,
     },
     tcp_connect: &[25, 465, 587, 443, 53],
-    writes_files: true,
+    file_size: ipc::FileSize::Unlimited,
     run: |ctx| Box::pin(run(ctx)),
 };
 
@@ -51,6 +51,8 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         limits,
         space,
         storage.max_open_bytes_per_peer,
+        // What smtpd's RLIMIT_FSIZE lets it write into one file (ipc::FileSize::Message).
+        ctx.config.smtp.message_file_limit(),
         ctx.peers.storaged.clone(),
     );
     tracing::info!("queue open; sending out is not implemented yet");

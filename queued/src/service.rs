@@ -5,8 +5,14 @@
 //! New messages are refused for lack of space (`InsufficientStorage`, SMTP's `452 4.3.1`)
 //! while the queue directory's free space is under the floor (`[storage] min_free`): when a
 //! file is asked for, and when a message is enqueued (its copy must leave the floor free; a
-//! copy that failed is measured again, so a full disk answers the same way). A link whose open
-//! files already hold `[storage] max_open_per_peer` bytes gets no new one.
+//! copy that failed is measured again, so a full disk answers the same way).
+//!
+//! The writer of an open file can make it grow after it was handed out, up to its own
+//! RLIMIT_FSIZE (smtpd's: the largest message with the header fields smtpd adds, see
+//! `ipc::FileSize::Message`), so each open file counts at that size (or its own, if larger)
+//! against `[storage] max_open_per_peer`: a link gets a new file only if that leaves the sum
+//! within the cap, or if it holds none (one message of the largest size always fits). So what
+//! one link's open files can hold stays within the cap, whatever its writer does.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -40,8 +46,10 @@ pub struct Queued {
     next_id: AtomicU64,
     /// The queue directory's free space against the floor.
     space: FreeSpace,
-    /// Bytes the open files of one link may hold when it asks for another.
+    /// Bytes the open files of one link may hold together.
     max_open_per_peer: u64,
+    /// The size each open file counts at: the largest its writer can make it.
+    file_limit: u64,
 }
 
 /// How long a held message waits for its submitter (a DATA takes at most 10 minutes, the
@@ -98,6 +106,7 @@ impl Queued {
         limits: crate::limits::Limits,
         space: FreeSpace,
         max_open_per_peer: u64,
+        file_limit: u64,
         storaged: PeerSlot<StoreService>,
     ) -> Arc<Queued> {
         let next_id = queue.max_id() + 1;
@@ -111,6 +120,7 @@ impl Queued {
             next_id: AtomicU64::new(next_id),
             space,
             max_open_per_peer,
+            file_limit,
         })
     }
 
@@ -141,11 +151,12 @@ impl Queued {
                 if let Err(short) = self.space.check(0) {
                     return (no_space(short.to_string()), Vec::new());
                 }
-                let held = self.open_bytes(peer);
-                if held >= self.max_open_per_peer {
+                let (files, held) = self.open_bytes(peer);
+                if files > 0 && held.saturating_add(self.file_limit) > self.max_open_per_peer {
                     let why = format!(
-                        "{peer}'s open messages hold {held} bytes, as many as it may ({})",
-                        self.max_open_per_peer
+                        "{peer}'s {files} open messages may hold {held} bytes; one more would \
+                         pass what it may hold ({}, each counting at least {})",
+                        self.max_open_per_peer, self.file_limit
                     );
                     return (no_space(why), Vec::new());
                 }
@@ -300,13 +311,17 @@ impl Queued {
         }
     }
 
-    /// Bytes in the open files of `peer` (each measured: the writer holds them, not us).
-    fn open_bytes(&self, peer: Role) -> u64 {
+    /// How many files `peer` holds open, and the bytes they may hold: each at the size its
+    /// writer can make it, or its own if larger (a writer without the file limit: a role run
+    /// unsandboxed, or a test).
+    fn open_bytes(&self, peer: Role) -> (u64, u64) {
         lock(&self.open)
             .iter()
             .filter(|((p, _), _)| *p == peer)
-            .map(|(_, f)| f.metadata().map_or(0, |m| m.len()))
-            .sum()
+            .fold((0, 0), |(files, bytes), (_, f)| {
+                let len = f.metadata().map_or(0, |m| m.len());
+                (files + 1, bytes + len.max(self.file_limit))
+            })
     }
 
     /// The account of the submission session of `ticket`, as storaged knows it; a temporary
@@ -416,8 +431,12 @@ mod tests {
     use super::*;
 
     /// queued over a temporary directory whose file system reports `free` bytes (set by the
-    /// test) under a floor of 1 MiB; one link may hold `share` bytes in open files.
-    fn queued(share: u64) -> (Arc<Queued>, Arc<AtomicU64>, tempfile::TempDir) {
+    /// test) under a floor of 1 MiB; one link may hold `share` bytes in open files, each
+    /// counting at least `file_limit`.
+    fn queued_with(
+        share: u64,
+        file_limit: u64,
+    ) -> (Arc<Queued>, Arc<AtomicU64>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let free = Arc::new(AtomicU64::new(1 << 30));
         let f = free.clone();
@@ -430,10 +449,14 @@ mod tests {
         // No storaged: these tests stop before a message's account is asked for.
         let storaged = ipc::context::PeerSlot::default();
         (
-            Queued::new(queue, limits, space, share, storaged),
+            Queued::new(queue, limits, space, share, file_limit, storaged),
             free,
             dir,
         )
+    }
+
+    fn queued(share: u64) -> (Arc<Queued>, Arc<AtomicU64>, tempfile::TempDir) {
+        queued_with(share, 1000)
     }
 
     /// Asks for a file and writes `len` bytes into it; returns its id.
@@ -509,5 +532,39 @@ mod tests {
             .answer(Role::Submission, Request::Abort { file: big })
             .await;
         open_with(&q, 100).await.unwrap();
+    }
+
+    /// The writer can grow a file after it was handed out (up to its RLIMIT_FSIZE), so empty
+    /// files count at that size: the link cannot gather more files than the cap holds when
+    /// each is filled to the limit.
+    #[tokio::test]
+    async fn every_open_file_counts_at_the_size_its_writer_may_make_it() {
+        let (q, _, _dir) = queued_with(10_000, 4_000);
+        let files = [
+            open_with(&q, 0).await.unwrap(),
+            open_with(&q, 0).await.unwrap(),
+        ];
+        let answer = open_with(&q, 0).await.unwrap_err();
+        assert!(
+            matches!(&answer, Response::InsufficientStorage { message } if message.contains("2 open messages may hold 8000 bytes")),
+            "{answer:?}"
+        );
+        q.clone()
+            .answer(Role::Submission, Request::Abort { file: files[0] })
+            .await;
+        open_with(&q, 0).await.unwrap();
+    }
+
+    /// A cap smaller than one file of the largest size still lets one message through at a
+    /// time.
+    #[tokio::test]
+    async fn a_link_holding_no_file_always_gets_one() {
+        let (q, _, _dir) = queued_with(1_000, 4_000);
+        let file = open_with(&q, 0).await.unwrap();
+        assert!(open_with(&q, 0).await.is_err());
+        q.clone()
+            .answer(Role::Submission, Request::Abort { file })
+            .await;
+        open_with(&q, 0).await.unwrap();
     }
 }

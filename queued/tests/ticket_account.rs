@@ -53,8 +53,14 @@ fn queued(dir: &std::path::Path) -> Client<QueueService> {
     let queue = queued::store::Queue::open(dir).unwrap();
     let limits = queued::limits::Limits::open(dir, 1, 100).unwrap();
     let space = ipc::space::FreeSpace::open(dir, ipc::config::MinFree::Bytes(0)).unwrap();
-    let service =
-        queued::service::Queued::new(queue, limits, space, u64::MAX, storaged_stand_in().storaged);
+    let service = queued::service::Queued::new(
+        queue,
+        limits,
+        space,
+        u64::MAX,
+        u64::MAX,
+        storaged_stand_in().storaged,
+    );
     let (ours, theirs) = Link::memory_pair("submission→queued", "queued←submission");
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
     incoming_tx.send((Role::Submission, theirs)).unwrap();

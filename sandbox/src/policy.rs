@@ -20,8 +20,10 @@ pub struct Policy {
     pub syscalls: Syscalls,
     /// RLIMIT_NPROC when running under the role's own uid (it counts threads too).
     pub max_threads: u64,
-    /// False sets RLIMIT_FSIZE to 0: the role never writes a regular file.
-    pub writes_files: bool,
+    /// RLIMIT_FSIZE, the largest regular file the role may write (0: none at all); `None`
+    /// leaves it unlimited. With a limit, SIGXFSZ is ignored, so that a write past it fails
+    /// with EFBIG instead of killing the role.
+    pub max_file_size: Option<u64>,
     pub seccomp: SeccompMode,
 }
 

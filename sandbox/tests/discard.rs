@@ -20,7 +20,7 @@ fn policy(syscalls: sandbox::Syscalls) -> sandbox::Policy {
         tcp_connect: Vec::new(),
         syscalls,
         max_threads: 64,
-        writes_files: false,
+        max_file_size: Some(0),
         seccomp: sandbox::SeccompMode::Kill,
     }
 }

@@ -23,7 +23,7 @@ fn network_role() -> sandbox::Policy {
             net_client: false,
         },
         max_threads: 64,
-        writes_files: false,
+        max_file_size: Some(0),
         seccomp: sandbox::SeccompMode::Kill,
     }
 }

@@ -43,9 +43,12 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: true,
     },
     tcp_connect: &[53],
-    // Messages are written into the pipes storaged hands out and the queue files queued hands
-    // out (as passed fds: smtpd can open no file itself), so RLIMIT_FSIZE stays unlimited.
-    writes_files: true,
+    // Messages are written into the pipes storaged hands out (no file limit applies to a pipe)
+    // and, on the submission side, into the temporary files queued hands out (passed fds:
+    // smtpd can open no file itself). The file limit is what bounds those: a compromised
+    // submission cannot grow one past the largest message, and queued counts each open one at
+    // that size against the link's `[storage] max_open_per_peer`.
+    file_size: ipc::FileSize::Message,
     run: |ctx| Box::pin(run(ctx)),
 };
 

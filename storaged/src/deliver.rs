@@ -425,7 +425,10 @@ fn record(
             )
         })
         .collect();
+    // sled's log may have failed on a thread of its own since the last flush: then this write
+    // is the first to hear of it.
     db.append_messages_marked(&entries, marks)
+        .inspect_err(|e| db.notice(e))
 }
 
 /// A message file whose record was written before the file was known to be durable.
@@ -483,13 +486,10 @@ struct FlushState {
     requested: u64,
     /// Every ticket up to this one is covered by a finished flush.
     covered: u64,
+    /// A panic (the build aborts on panic) cannot leave this set. A flush that fails sets the
+    /// database's failure latch (`Db::flush`): every caller waiting then, and every later one,
+    /// gets an error, never a success (see `crate::db::failure`).
     flushing: bool,
-    /// The first flush that failed, for good: after a failed fdatasync the kernel may have
-    /// dropped the pages it could not write and a later sync succeeds without them, so no
-    /// later flush proves anything. storaged refuses what needs durability until restarted
-    /// (as PostgreSQL does after an fsync error). A panic (the build aborts on panic) cannot
-    /// leave `flushing` set.
-    failed: Option<String>,
 }
 
 impl Flusher {
@@ -503,7 +503,6 @@ impl Flusher {
                 requested: 0,
                 covered: 0,
                 flushing: false,
-                failed: None,
             }),
             done: std::sync::Condvar::new(),
         }))
@@ -525,10 +524,8 @@ impl Flusher {
         state.requested += 1;
         let ticket = state.requested;
         loop {
-            if let Some(failed) = &state.failed {
-                return Err(StoreError::Db(format!(
-                    "an earlier flush failed ({failed}); restart storaged"
-                )));
+            if let Some(why) = shared.db.failure.why() {
+                return Err(StoreError::Failed(why.to_string()));
             }
             if state.covered >= ticket {
                 return Ok(());
@@ -552,12 +549,11 @@ impl Flusher {
             })();
             state = lock();
             state.flushing = false;
-            state.covered = upto;
-            if let Err(e) = outcome {
-                tracing::error!(
-                    "flushing the database failed: {e}; nothing more is made durable until storaged restarts"
-                );
-                state.failed = Some(e.to_string());
+            match outcome {
+                Ok(()) => state.covered = upto,
+                // Those it covered hear of the failure from the latch on their next turn of the
+                // loop. (A failed flush set it already; this is for the watermark's read.)
+                Err(e) => shared.db.failure.trip(&e.to_string()),
             }
             shared.done.notify_all();
         }

@@ -6,6 +6,14 @@
 pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
+    /// sled could not read or write its files (its log, a snapshot): it keeps this error and
+    /// fails every later write, so the database is failed (see `db::failure`).
+    #[error("database: {0}")]
+    DbIo(std::io::Error),
+    /// A flush failed earlier in this process: nothing more is made durable until storaged
+    /// has restarted (see `db::failure`).
+    #[error("the database failed earlier ({0}); storaged is restarting")]
+    Failed(String),
     #[error("corrupt record in {tree}: {why}")]
     Corrupt { tree: &'static str, why: String },
     #[error("database schema version {found}, this build knows {known}")]
@@ -52,7 +60,9 @@ impl StoreError {
     pub fn is_no_space(&self) -> bool {
         match self {
             StoreError::NoSpace(_) => true,
-            StoreError::File { source, .. } => ipc::space::is_full(source),
+            StoreError::File { source, .. } | StoreError::DbIo(source) => {
+                ipc::space::is_full(source)
+            }
             _ => false,
         }
     }
@@ -61,9 +71,7 @@ impl StoreError {
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
-            sled::Error::Io(io) if ipc::space::is_full(&io) => {
-                StoreError::NoSpace(format!("database: {io}"))
-            }
+            sled::Error::Io(io) => StoreError::DbIo(io),
             e => StoreError::Db(e.to_string()),
         }
     }

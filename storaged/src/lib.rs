@@ -47,7 +47,7 @@ pub const SPEC: RoleSpec = RoleSpec {
         net_client: false,
     },
     tcp_connect: &[],
-    writes_files: true,
+    file_size: ipc::FileSize::Unlimited,
     run: |ctx| Box::pin(run(ctx)),
 };
 
@@ -99,6 +99,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         storage.max_open_bytes_per_peer,
     );
     tracing::info!("store open");
+    let failure = store.db.failure.clone();
     let admin_store = store.clone();
     ctx.tasks.spawn(ipc::serve::serve_admin(
         ctx.admin,
@@ -106,14 +107,47 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         move |call| admin_store.clone().admin(call),
     ));
     let closing = store.clone();
-    ipc::serve::accept_links::<StoreService, _, _, _>(
-        ctx.incoming,
-        ctx.shutdown,
-        ctx.tasks.clone(),
-        move |peer, incoming| store.clone().handle(peer, incoming),
-        // A network role whose link closed has lost every connection: its sessions end.
-        move |peer| closing.end_sessions(peer),
-    )
-    .await;
-    Ok(())
+    let (shutdown, tasks) = (ctx.shutdown.clone(), ctx.tasks.clone());
+    tokio::select! {
+        () = ipc::serve::accept_links::<StoreService, _, _, _>(
+            ctx.incoming,
+            ctx.shutdown,
+            ctx.tasks.clone(),
+            move |peer, incoming| store.clone().handle(peer, incoming),
+            // A network role whose link closed has lost every connection: its sessions end.
+            move |peer| closing.end_sessions(peer),
+        ) => Ok(()),
+        why = failure.tripped() => Err(exit_failed(&why, shutdown, tasks).await),
+    }
+}
+
+/// How long requests in flight when the database failed get to be answered before storaged
+/// exits. Those waiting for a flush are answered at once (with a failure: the latch is set);
+/// this is for the rest, which cannot succeed either.
+const DRAIN_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The orderly end after the database failed (see [`db::failure`]): no new request is read,
+/// those in flight are answered (every delivery that needed durability with a temporary
+/// failure, never an acknowledgement), and the error returned makes the process exit, so that
+/// the supervisor starts a new storaged and sled recovers from its log what was made durable.
+async fn exit_failed(
+    why: &str,
+    shutdown: tokio_util::sync::CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+) -> RoleError {
+    tracing::error!(
+        "exiting so that the supervisor restarts storaged: the database failed ({why}); \
+         what was acknowledged is in its log, and the next start recovers it"
+    );
+    shutdown.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN_AFTER_FAILURE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {DRAIN_AFTER_FAILURE:?}: their peers see the link close"
+        );
+    }
+    format!("the database failed: {why}").into()
 }

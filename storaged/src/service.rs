@@ -625,8 +625,9 @@ impl Store {
                 why: "delivery is asynchronous".into(),
             }),
         };
-        if result.is_ok() {
-            db.flush()?;
+        match &result {
+            Ok(_) => db.flush()?,
+            Err(e) => db.notice(e),
         }
         Ok(result)
     }

@@ -55,7 +55,10 @@ impl Store {
             };
         let (reply, fds, unlink) = match result {
             Ok(((reply, fds), unlink)) => (reply, fds, unlink),
-            Err(e) => return (refusal(e), Vec::new()),
+            Err(e) => {
+                self.db.notice(&e);
+                return (refusal(e), Vec::new());
+            }
         };
         // Reads wait too: a session must never see a UID or modseq that a crash could still
         // take back. The group flusher makes this cheap when nothing is pending.
@@ -323,6 +326,8 @@ impl Store {
 fn refusal(e: StoreError) -> Response {
     match e {
         StoreError::Db(_)
+        | StoreError::DbIo(_)
+        | StoreError::Failed(_)
         | StoreError::Corrupt { .. }
         | StoreError::File { .. }
         | StoreError::Schema { .. } => {

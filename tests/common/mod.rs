@@ -40,6 +40,9 @@ pub struct Options {
     /// Mount a tmpfs of this size (`"24m"`) as the data directory (root only; unmounted when
     /// the tree is dropped).
     pub data_tmpfs: Option<&'static str>,
+    /// Mount a tmpfs of this size as storaged's database directory (`data/storaged/db`), so
+    /// that sled's log fills while the message files still have room (root only).
+    pub db_tmpfs: Option<&'static str>,
 }
 
 /// A running tree; killed (with every role) on drop.
@@ -49,8 +52,8 @@ pub struct Tree {
     pub socket: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
-    /// A file system mounted for the tree, unmounted on drop.
-    pub mounted: Option<PathBuf>,
+    /// File systems mounted for the tree, unmounted on drop (the last first).
+    pub mounted: Vec<PathBuf>,
 }
 
 impl Tree {
@@ -67,23 +70,21 @@ impl Tree {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .expect("chmod");
-        let mounted = opts.data_tmpfs.map(|size| {
+        let mut mounted = Vec::new();
+        if let Some(size) = opts.data_tmpfs {
             let data = dir.path().join("data");
             std::fs::create_dir(&data).expect("data dir");
-            let out = Command::new("mount")
-                .args(["-t", "tmpfs", "-o"])
-                .arg(format!("size={size},mode=0755"))
-                .arg("tmpfs")
-                .arg(&data)
-                .output()
-                .expect("mount");
-            assert!(
-                out.status.success(),
-                "mounting a tmpfs: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            data
-        });
+            mount_tmpfs(&data, size, "0755");
+            mounted.push(data);
+        }
+        if let Some(size) = opts.db_tmpfs {
+            let db = dir.path().join("data/storaged/db");
+            std::fs::create_dir_all(&db).expect("database dir");
+            // Open to all: the role user does not exist yet, and the directory above it
+            // becomes storaged's own (0700) at start, so no one else can reach it.
+            mount_tmpfs(&db, size, "0777");
+            mounted.push(db);
+        }
         let config = write_config(dir.path(), &opts);
         let log = dir.path().join("moxd.log");
         let out = std::fs::File::create(&log).expect("log file");
@@ -215,11 +216,27 @@ impl Drop for Tree {
         if std::thread::panicking() {
             eprintln!("---- moxd log ----\n{}", self.log_text());
         }
-        if let Some(path) = self.mounted.take() {
+        for path in std::mem::take(&mut self.mounted).iter().rev() {
             // Lazily: a role killed with the supervisor may not have let go of it yet.
-            let _ = Command::new("umount").arg("-l").arg(&path).status();
+            let _ = Command::new("umount").arg("-l").arg(path).status();
         }
     }
+}
+
+/// Mounts a tmpfs of `size` with `mode` on `path` (root only).
+pub fn mount_tmpfs(path: &Path, size: &str, mode: &str) {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("size={size},mode={mode}"))
+        .arg("tmpfs")
+        .arg(path)
+        .output()
+        .expect("mount");
+    assert!(
+        out.status.success(),
+        "mounting a tmpfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_config(dir: &Path, opts: &Options) -> PathBuf {

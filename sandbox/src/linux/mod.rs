@@ -61,8 +61,11 @@ pub(crate) fn apply(policy: &Policy) -> Result<Report, Error> {
         )
         .map_err(|e| Error::sys("RLIMIT_NPROC", e))?;
     }
-    if !policy.writes_files {
-        setrlimit(Resource::RLIMIT_FSIZE, 0, 0).map_err(|e| Error::sys("RLIMIT_FSIZE", e))?;
+    if let Some(max) = policy.max_file_size {
+        // A write past the limit then fails with EFBIG (the role answers it like any failed
+        // write) instead of killing the process with SIGXFSZ's default action.
+        ignore_sigxfsz()?;
+        setrlimit(Resource::RLIMIT_FSIZE, max, max).map_err(|e| Error::sys("RLIMIT_FSIZE", e))?;
     }
     // Descriptors: the soft limit up to the hard one (often 1024 against 4096 or more). A
     // role's connections, open deliveries and message files are bounded by its own limits,
@@ -81,11 +84,9 @@ pub(crate) fn apply(policy: &Policy) -> Result<Report, Error> {
             } else {
                 "unchanged (shared uid)".into()
             },
-            if policy.writes_files {
-                "unlimited"
-            } else {
-                "0"
-            }
+            policy
+                .max_file_size
+                .map_or_else(|| "unlimited".to_string(), |max| max.to_string())
         ),
     );
 
@@ -93,4 +94,14 @@ pub(crate) fn apply(policy: &Policy) -> Result<Report, Error> {
     seccomp::apply(policy, &mut report)?;
 
     Ok(report)
+}
+
+/// Ignores SIGXFSZ, which the kernel sends to a process that writes past its RLIMIT_FSIZE.
+fn ignore_sigxfsz() -> Result<(), Error> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler, so no code of ours ever runs in signal context; the
+    // role is still single-threaded here (the sandbox is applied before any thread exists).
+    unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) }
+        .map(drop)
+        .map_err(|e| Error::sys("SIGXFSZ", e))
 }

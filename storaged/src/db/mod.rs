@@ -16,8 +16,11 @@
 //!   their files are (see [`crate::inline`]).
 //!
 //! Every change that spans trees runs in one sled transaction; [`Db::flush`] makes everything
-//! committed so far durable (fsync) and is called before any change is acknowledged.
+//! committed so far durable (fsync) and is called before any change is acknowledged. A flush
+//! that fails, or a write that finds sled's log unwritable, sets the [`failure::Failure`]
+//! latch: nothing is made durable after that, and storaged exits to recover.
 
+pub mod failure;
 pub mod keys;
 pub mod record;
 pub mod tx;
@@ -68,6 +71,8 @@ pub struct Db {
     ids: std::sync::Arc<std::sync::Mutex<(u64, u64)>>,
     /// Wakes the checkpointer when bodies were added.
     pub(crate) checkpoint: std::sync::Arc<crate::inline::Signal>,
+    /// Set by the first failed flush or log write (see [`failure`]).
+    pub failure: std::sync::Arc<failure::Failure>,
 }
 
 impl Db {
@@ -107,6 +112,7 @@ impl Db {
             bodies: tree("bodies")?,
             ids: Default::default(),
             checkpoint: Default::default(),
+            failure: Default::default(),
             blobs: dir.join("blobs"),
             synced_blobs: std::sync::Arc::new(std::sync::Mutex::new((
                 std::time::UNIX_EPOCH,
@@ -189,15 +195,32 @@ impl Db {
         Ok(())
     }
 
-    /// Makes every committed change durable.
+    /// Makes every committed change durable. Once a flush has failed, every later one fails
+    /// too (see [`failure`]).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        self.log.sync_data().map_err(|e| StoreError::File {
-            path: "database log".into(),
-            source: e,
-        })?;
-        self.sync_recent_blobs()?;
-        Ok(())
+        if let Some(why) = self.failure.why() {
+            return Err(StoreError::Failed(why.to_string()));
+        }
+        let flushed = (|| {
+            self.db.flush()?;
+            self.log.sync_data().map_err(|e| StoreError::File {
+                path: "database log".into(),
+                source: e,
+            })?;
+            self.sync_recent_blobs()
+        })();
+        if let Err(e) = &flushed {
+            self.failure.trip(&e.to_string());
+        }
+        flushed
+    }
+
+    /// Sets the failure latch if `e` says sled could not read or write its files: sled keeps
+    /// such an error and fails every later write, so the database is as good as failed.
+    pub fn notice(&self, e: &StoreError) {
+        if let StoreError::DbIo(io) = e {
+            self.failure.trip(&format!("database: {io}"));
+        }
     }
 
     /// A new unique id (mailboxes, message files). The counter lives in the `meta` tree, so a

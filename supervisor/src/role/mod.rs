@@ -161,7 +161,11 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         },
         syscalls: spec.syscalls,
         max_threads: MAX_THREADS_PER_USER,
-        writes_files: spec.writes_files,
+        max_file_size: match spec.file_size {
+            ipc::FileSize::Nothing => Some(0),
+            ipc::FileSize::Message => Some(boot.config.smtp.message_file_limit()),
+            ipc::FileSize::Unlimited => None,
+        },
         seccomp: match boot.sandbox.seccomp {
             SeccompSetting::Kill => sandbox::SeccompMode::Kill,
             SeccompSetting::Log => sandbox::SeccompMode::Log,
