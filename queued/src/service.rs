@@ -446,13 +446,44 @@ mod tests {
         );
         let queue = Queue::open(dir.path()).unwrap();
         let limits = crate::limits::Limits::open(dir.path(), 1000, 1000).unwrap();
-        // No storaged: these tests stop before a message's account is asked for.
-        let storaged = ipc::context::PeerSlot::default();
         (
-            Queued::new(queue, limits, space, share, file_limit, storaged),
+            Queued::new(
+                queue,
+                limits,
+                space,
+                share,
+                file_limit,
+                storaged_naming("a"),
+            ),
             free,
             dir,
         )
+    }
+
+    /// A storaged stand-in that names `account` for every submission ticket.
+    fn storaged_naming(account: &'static str) -> PeerSlot<StoreService> {
+        let (ours, theirs) = ipc::Link::memory_pair("queued→storaged", "storaged←queued");
+        let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
+        incoming_tx.send((Role::Queued, theirs)).unwrap();
+        std::mem::forget(incoming_tx);
+        tokio::spawn(ipc::serve::accept_links::<StoreService, _, _, _>(
+            incoming,
+            tokio_util::sync::CancellationToken::new(),
+            tokio_util::task::TaskTracker::new(),
+            move |_peer, incoming: Incoming<StoreService>| async move {
+                let response = match incoming.request {
+                    store::Request::SubmissionAccount { .. } => {
+                        store::Response::Login(Some(account.to_string()))
+                    }
+                    other => panic!("queued asked storaged {other:?}"),
+                };
+                incoming.reply.send(&response, Vec::new()).await.unwrap();
+            },
+            |_| {},
+        ));
+        let peers = ipc::Peers::default();
+        peers.connect(Role::Storaged, ours).unwrap();
+        peers.storaged.clone()
     }
 
     fn queued(share: u64) -> (Arc<Queued>, Arc<AtomicU64>, tempfile::TempDir) {
