@@ -21,11 +21,17 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Skips the calling test (returns true) unless running as root, saying why.
+/// Skips the calling test (returns true) unless running as root, saying why. Under
+/// `MOXD_REQUIRE_PEERS=1` (CI) a test that cannot run fails instead: a skip must never pass
+/// for a proof.
 pub fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
+    assert!(
+        std::env::var("MOXD_REQUIRE_PEERS").as_deref() != Ok("1"),
+        "{test} needs root, and MOXD_REQUIRE_PEERS=1 forbids skipping it"
+    );
     eprintln!("SKIPPED {test}: needs root (CI runs as root)");
     true
 }
