@@ -189,23 +189,7 @@ print("submission ok")
         assert!(text.contains(want), "{want}: {text}");
     }
 
-    // Ctrl-C.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
-    let start = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "localserve did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    };
+    let code = ctrl_c(&mut child);
     let log = log.join().expect("log");
     assert_eq!(code, Some(0), "{log}");
     assert!(
@@ -273,23 +257,28 @@ fn localserve_as_root_with_a_private_home_starts_and_says_where_its_data_is() {
         greeting.starts_with("220 localhost ESMTP moxd"),
         "{greeting}"
     );
+    let code = ctrl_c(&mut child);
+    let log = log.join().expect("log");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(std::path::Path::new(dir).join("moxd.toml").exists());
+}
+
+/// Sends SIGINT (Ctrl-C) and waits, generously, for localserve to exit; its exit code.
+fn ctrl_c(child: &mut std::process::Child) -> Option<i32> {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("SIGINT");
     let start = Instant::now();
-    let code = loop {
+    loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
+            return status.code();
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "localserve did not stop"
         );
         std::thread::sleep(Duration::from_millis(25));
-    };
-    let log = log.join().expect("log");
-    assert_eq!(code, Some(0), "{log}");
-    assert!(std::path::Path::new(dir).join("moxd.toml").exists());
+    }
 }
