@@ -35,6 +35,7 @@ pub struct Config {
     pub dns: Dns,
     #[serde(default)]
     pub storage: Storage,
+    #[serde(default)]
     pub dkim: Dkim,
     #[serde(default)]
     pub debug: Debug,
