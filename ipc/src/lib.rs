@@ -24,7 +24,7 @@ pub mod topology;
 pub mod transport;
 
 pub use channel::Channel;
-pub use context::{AdminCall, Context, Listener, Peers, RoleError, RoleSpec, RunFn};
+pub use context::{AdminCall, Context, Listener, Peers, Reporter, RoleError, RoleSpec, RunFn};
 pub use rpc::{Client, Server, Service};
 pub use secret::{Secret, SecretBytes};
 pub use topology::{Role, Side};
