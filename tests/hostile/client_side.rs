@@ -58,10 +58,11 @@ fn a_transaction_on_a_link_closed_under_it_fails_with_451_and_the_sender_is_rest
     let mut smtp = Smtp::connect(&tree);
     assert!(smtp.cmd("EHLO client.example").starts_with("250"));
     assert!(smtp.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
-    // storaged answers again (whether it knows the address does not matter here).
+    // storaged answers again: what it says of the address (here: not a hosted domain) does not
+    // matter, only that it is no temporary failure.
     let reply = smtp.cmd("RCPT TO:<nobody@mx.test.example>");
     assert!(
-        reply.starts_with("250 ") || reply.starts_with("550 "),
+        reply.starts_with('2') || reply.starts_with('5'),
         "after the restart: {reply}"
     );
 }
