@@ -83,6 +83,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks.clone(),
+        ctx.reporter,
         move |peer, incoming| auth.clone().handle(peer, incoming),
         // A network role whose link closed has lost every connection: its tickets end.
         move |peer| closing.end_sessions(peer),

@@ -88,6 +88,7 @@ async fn start_with(auth: AuthSettings) -> Harness {
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
         files: Vec::new(),
+        reporter: ipc::Reporter::detached(),
     };
     tokio::spawn(authd::run(ctx));
     let (auth, _events) = Client::<AuthService>::new(smtpd_side);

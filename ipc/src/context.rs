@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ListenerSpec, RoleConfig};
+use crate::msg::control::{self, ControlService};
 use crate::msg::{auth::AuthService, key::KeyService, queue::QueueService, store::StoreService};
-use crate::rpc::{Client, Service};
+use crate::rpc::{Client, EventSender, Service};
 use crate::topology::Role;
 use crate::transport::{Handle, Link};
 
@@ -35,6 +36,8 @@ pub struct Context {
     pub tasks: TaskTracker,
     /// Files the supervisor opened for this role (keyd: two per `config.certificates` entry).
     pub files: Vec<Handle>,
+    /// Tells the supervisor about peers that broke the protocol on their link to this role.
+    pub reporter: Reporter,
 }
 
 impl Context {
@@ -44,6 +47,52 @@ impl Context {
             .dir
             .clone()
             .ok_or_else(|| format!("{} has no directory configured", self.role).into())
+    }
+}
+
+/// A role's voice to the supervisor over its control channel: when a client of this role sends
+/// a broken frame, the role shuts that link down and says so here, and the supervisor restarts
+/// the client with fresh links (DESIGN.md §3) instead of leaving it running without one.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    control: Option<EventSender<ControlService>>,
+}
+
+/// Longest reason sent with a report; the supervisor cuts and escapes it again.
+const MAX_REASON: usize = 256;
+
+impl Reporter {
+    /// Reports on the control channel whose events go out through `control`.
+    pub fn new(control: EventSender<ControlService>) -> Reporter {
+        Reporter {
+            control: Some(control),
+        }
+    }
+
+    /// A role running without a supervisor (tests, tools): reports are only logged.
+    pub fn detached() -> Reporter {
+        Reporter { control: None }
+    }
+
+    /// Tells the supervisor that `peer` broke the protocol on its link to us (`reason`), after
+    /// that link was shut down.
+    pub async fn broken_link(&self, peer: Role, reason: &str) {
+        let Some(control) = &self.control else {
+            tracing::debug!("no supervisor to tell that {peer} broke its link");
+            return;
+        };
+        let mut reason = reason.to_string();
+        if reason.len() > MAX_REASON {
+            let mut cut = MAX_REASON;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        let event = control::Event::BrokenLink { peer, reason };
+        if let Err(e) = control.send(&event).await {
+            tracing::warn!("telling the supervisor that {peer} broke its link: {e}");
+        }
     }
 }
 

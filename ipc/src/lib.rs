@@ -24,7 +24,9 @@ pub mod topology;
 pub mod transport;
 
 pub use channel::Channel;
-pub use context::{AdminCall, Context, FileSize, Listener, Peers, RoleError, RoleSpec, RunFn};
+pub use context::{
+    AdminCall, Context, FileSize, Listener, Peers, Reporter, RoleError, RoleSpec, RunFn,
+};
 pub use rpc::{Client, Server, Service};
 pub use secret::{Secret, SecretBytes};
 pub use topology::{Role, Side};

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerKind;
-use crate::context::{AdminCall, Listener};
+use crate::context::{AdminCall, Listener, Reporter};
 use crate::rpc::{Incoming, Server, Service};
 use crate::topology::Role;
 use crate::transport::Link;
@@ -20,15 +20,19 @@ pub const MAX_IN_FLIGHT: usize = 32;
 
 /// Serves every link peers open to this role with `handle`, one task per request (at most
 /// [`MAX_IN_FLIGHT`] per link), until shutdown; `closed` hears of each link that ends (the
-/// peer exited or misbehaved). Pings are answered.
+/// peer exited or misbehaved), `reporter` of each a peer broke. Pings are answered.
 ///
 /// What a peer's bad frame costs (DESIGN.md §3, §15):
-/// - a frame that is broken (empty, truncated, oversize, wrong version, unknown kind, a kind a client
+/// - a frame that is broken (truncated, oversize, wrong version, unknown kind, a kind a client
 ///   does not send, a wrong descriptor count, more descriptors than a frame carries, an
 ///   undecodable payload or trailing bytes, a ping with descriptors) costs the sender that one
 ///   link: it is logged (`link from …: …; closing it`, which the supervisor's log carries with
-///   this role's name), shut down for both sides at once, and `closed` is told; the role goes
-///   on serving every other link, and the sender gets a fresh link when it is restarted;
+///   this role's name), shut down for both sides at once, `closed` is told, and so is the
+///   supervisor (through `reporter`), which restarts the sender so that it comes back with
+///   fresh links; the role goes on serving every other link;
+/// - an empty datagram reads like the peer closing its end (on `SOCK_SEQPACKET` the two cannot
+///   be told apart): the link ends for both sides, unreported, which costs nobody but the
+///   sender (any client may close its own link);
 /// - a well-formed request with descriptors it does not take is answered as usual, the
 ///   descriptors closed unread (`handle` discards them);
 /// - a well-formed request the sender's link may not make is refused in an answer, and the
@@ -40,6 +44,7 @@ pub async fn accept_links<S, F, Fut, C>(
     mut incoming: mpsc::UnboundedReceiver<(Role, Link)>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    reporter: Reporter,
     handle: F,
     closed: C,
 ) where
@@ -57,7 +62,7 @@ pub async fn accept_links<S, F, Fut, C>(
             },
         };
         let (shutdown, tasks2, handle) = (shutdown.clone(), tasks.clone(), handle.clone());
-        let closed = closed.clone();
+        let (closed, reporter) = (closed.clone(), reporter.clone());
         tasks.spawn(async move {
             let mut server = Server::<S>::new(link);
             let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
@@ -91,6 +96,9 @@ pub async fn accept_links<S, F, Fut, C>(
                         );
                         server.shut_down();
                         closed(peer);
+                        if e.is_peer_fault() {
+                            reporter.broken_link(peer, &e.to_string()).await;
+                        }
                         return;
                     }
                 }

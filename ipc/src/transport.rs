@@ -35,6 +35,20 @@ pub enum ChannelError {
     Closed,
 }
 
+impl ChannelError {
+    /// Whether the other end caused this error of receiving by sending something malformed (a
+    /// broken frame, an undecodable payload, a frame of a kind it may not send), as opposed to
+    /// the link ending or the system failing us. Only receiving errors are meant: a frame we
+    /// failed to build is our own fault.
+    pub fn is_peer_fault(&self) -> bool {
+        match self {
+            ChannelError::Frame(_) | ChannelError::Protocol(_) => true,
+            ChannelError::Codec(e) => !matches!(e, CodecError::Encode(_)),
+            ChannelError::Io(_) | ChannelError::Closed => false,
+        }
+    }
+}
+
 /// A datagram taken apart: its header, payload and descriptors.
 #[derive(Debug)]
 pub struct Frame {

@@ -241,6 +241,17 @@ fn control_response_refused() {
     assert_golden(&msg, &[3, 7, 110, 111, 116, 32, 110, 111, 119]);
 }
 
+// control: role → supervisor, unasked.
+
+#[test]
+fn control_event_broken_link() {
+    let msg = control::Event::BrokenLink {
+        peer: Role::Imapd,
+        reason: "bad".into(),
+    };
+    assert_golden(&msg, &[0, 6, 3, 98, 97, 100]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // admin: moxctl ⇄ supervisor.
 

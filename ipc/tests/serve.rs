@@ -1,16 +1,19 @@
 //! `serve::accept_links`, the loop every serving role runs over the links its peers open: a
 //! peer that sends a broken frame loses that link at once, for both sides, even while the role
-//! still holds the link for pushing events; the role goes on serving its other links.
+//! still holds the link for pushing events, and the supervisor is told who broke it; the role
+//! goes on serving its other links.
 
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ipc::Reporter;
 use ipc::Role;
 use ipc::codec;
 use ipc::frame::{Header, Kind};
 use ipc::msg::auth::{AuthService, Request, Response};
-use ipc::rpc::{EventSender, Incoming};
+use ipc::msg::control::{self, ControlService};
+use ipc::rpc::{Client, EventSender, Incoming, Server};
 use ipc::transport::{Link, socket_pair};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -62,16 +65,38 @@ fn mechanisms_request(id: u64) -> Vec<u8> {
     Header::encode(Kind::Request, id, 0, &payload).expect("frame")
 }
 
+/// Both ends of a control channel: the role's (serving it, reporting on it) and the
+/// supervisor's (calling it, hearing its events). Both must be kept for the channel to stay open.
+type Control = (
+    (Server<ControlService>, Reporter),
+    (
+        Client<ControlService>,
+        mpsc::UnboundedReceiver<control::Event>,
+    ),
+);
+
+fn control_channel() -> Control {
+    let (role_end, supervisor_end) = Link::memory_pair("role→supervisor", "supervisor→role");
+    let server = Server::<ControlService>::new(role_end);
+    let reporter = Reporter::new(server.events());
+    (
+        (server, reporter),
+        Client::<ControlService>::new(supervisor_end),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_frame_closes_that_link_at_once_and_the_others_keep_working() {
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let subscribers = Subscribers::default();
     let shutdown = CancellationToken::new();
     let handler_subscribers = subscribers.clone();
+    let ((_role, reporter), (_supervisor, mut reports)) = control_channel();
     tokio::spawn(ipc::serve::accept_links::<AuthService, _, _, _>(
         incoming,
         shutdown.clone(),
         TaskTracker::new(),
+        reporter,
         move |_peer, incoming| answer(handler_subscribers.clone(), incoming),
         |_| {},
     ));
@@ -102,6 +127,21 @@ async fn a_broken_frame_closes_that_link_at_once_and_the_others_keep_working() {
         Response::Mechanisms(vec!["PLAIN".into()])
     );
     assert_eq!(subscribers.lock().expect("lock").len(), 2);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The supervisor hears who broke its link and how.
+    let report = tokio::time::timeout(Duration::from_secs(5), reports.recv())
+        .await
+        .expect("a report within 5 s")
+        .expect("the control channel is open");
+    match report {
+        control::Event::BrokenLink { peer, reason } => {
+            assert_eq!(peer, Role::Imapd);
+            assert!(reason.contains("Response"), "{reason}");
+        }
+    }
+    // A peer closing its own end (here: an empty datagram, which reads the same) is not
+    // reported: it costs nobody but itself.
+    assert_eq!(exchange(other, Vec::new()).await, None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(reports.try_recv().is_err(), "an orderly close was reported");
     shutdown.cancel();
 }

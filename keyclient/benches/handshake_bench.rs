@@ -56,6 +56,7 @@ async fn run(seconds: f64) {
         incoming,
         shutdown.clone(),
         tokio_util::task::TaskTracker::new(),
+        ipc::Reporter::detached(),
         move |peer, req| svc.clone().handle(peer, req),
         |_| {},
     ));

@@ -43,6 +43,7 @@ async fn storaged_stand_in() -> Peers {
         incoming,
         tokio_util::sync::CancellationToken::new(),
         tokio_util::task::TaskTracker::new(),
+        ipc::Reporter::detached(),
         |_peer, incoming: ipc::rpc::Incoming<StoreService>| async move {
             let response = match incoming.request {
                 store::Request::SessionOwnsAddress { ticket, address } => {
@@ -92,6 +93,7 @@ async fn keyd() -> Keyd {
         incoming,
         tokio_util::sync::CancellationToken::new(),
         tokio_util::task::TaskTracker::new(),
+        ipc::Reporter::detached(),
         move |peer, req| service.clone().handle(peer, req),
         |_| {},
     ));

@@ -76,6 +76,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks.clone(),
+        ctx.reporter,
         move |peer, incoming| keyd.clone().handle(peer, incoming),
         |_| {},
     )

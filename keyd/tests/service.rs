@@ -68,6 +68,7 @@ async fn start(limits: Limits, roles: &[Role]) -> Harness {
         incoming,
         tokio_util::sync::CancellationToken::new(),
         tokio_util::task::TaskTracker::new(),
+        ipc::Reporter::detached(),
         move |peer, req| service.clone().handle(peer, req),
         |_| {},
     ));

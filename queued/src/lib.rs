@@ -77,6 +77,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         ctx.incoming,
         ctx.shutdown,
         ctx.tasks,
+        ctx.reporter,
         move |peer, incoming| queued.clone().handle(peer, incoming),
         move |peer| closing.link_closed(peer),
     )

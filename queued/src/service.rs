@@ -470,6 +470,7 @@ mod tests {
             incoming,
             tokio_util::sync::CancellationToken::new(),
             tokio_util::task::TaskTracker::new(),
+            ipc::Reporter::detached(),
             move |_peer, incoming: Incoming<StoreService>| async move {
                 let response = match incoming.request {
                     store::Request::SubmissionAccount { .. } => {

@@ -29,6 +29,7 @@ fn storaged_stand_in() -> Peers {
         incoming,
         CancellationToken::new(),
         TaskTracker::new(),
+        ipc::Reporter::detached(),
         |_peer, incoming: Incoming<StoreService>| async move {
             let response = match incoming.request {
                 store::Request::SubmissionAccount { ticket } => store::Response::Login(
@@ -69,6 +70,7 @@ fn queued(dir: &std::path::Path) -> Client<QueueService> {
         incoming,
         CancellationToken::new(),
         TaskTracker::new(),
+        ipc::Reporter::detached(),
         move |peer, incoming| service.clone().handle(peer, incoming),
         |_| {},
     ));

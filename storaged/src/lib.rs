@@ -113,6 +113,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
             ctx.incoming,
             ctx.shutdown,
             ctx.tasks.clone(),
+            ctx.reporter,
             move |peer, incoming| store.clone().handle(peer, incoming),
             // A network role whose link closed has lost every connection: its sessions end.
             move |peer| closing.end_sessions(peer),

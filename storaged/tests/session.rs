@@ -64,6 +64,7 @@ async fn start() -> H {
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
         files: Vec::new(),
+        reporter: ipc::Reporter::detached(),
     };
     tokio::spawn(storaged::run(ctx));
     let h = H {

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc::msg::control::ControlService;
+use ipc::msg::control::{self, ControlService};
 use ipc::msg::setup::{Bootstrap, FromRole, Ready, ToRole};
 use ipc::{Channel, Client, Handle, Link, Role, RoleSpec};
 use tokio::sync::mpsc;
@@ -70,6 +70,8 @@ pub struct Started {
 #[derive(Debug)]
 pub struct Connected {
     pub control: Client<ControlService>,
+    /// What the role tells the supervisor unasked, over `control`.
+    pub reports: mpsc::UnboundedReceiver<control::Event>,
     pub ready: Ready,
     pub pid: u32,
 }
@@ -296,9 +298,10 @@ async fn handshake(
     let (ready, pid) = tokio::time::timeout(HANDSHAKE_TIMEOUT, step)
         .await
         .map_err(|_| format!("no ready within {HANDSHAKE_TIMEOUT:?}"))??;
-    let (control, _events) = Client::<ControlService>::new(channel.into_link());
+    let (control, reports) = Client::<ControlService>::new(channel.into_link());
     Ok(Connected {
         control,
+        reports,
         ready,
         pid,
     })

@@ -16,6 +16,7 @@ mod launch;
 pub mod listeners;
 pub mod localserve;
 pub mod logs;
+mod reports;
 pub mod role;
 mod tree;
 mod users;

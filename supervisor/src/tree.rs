@@ -65,6 +65,12 @@ pub enum Event {
         role: Role,
         epoch: u64,
     },
+    /// A running instance told the supervisor something unasked (see `reports.rs`).
+    Reported {
+        role: Role,
+        epoch: u64,
+        event: control::Event,
+    },
     Admin {
         request: admin::Request,
         fds: Vec<Handle>,
@@ -116,6 +122,8 @@ struct Slot {
     last_error: Option<String>,
     sandbox: Vec<String>,
     restart_requested: bool,
+    /// Why the instance is being restarted on a peer's report, for its exit.
+    reported: Option<String>,
     log_filter: String,
 }
 
@@ -174,6 +182,7 @@ impl Tree {
                         last_error: None,
                         sandbox: Vec::new(),
                         restart_requested: false,
+                        reported: None,
                         log_filter: settings.log_filter.clone(),
                     },
                 )
@@ -252,6 +261,7 @@ impl Tree {
                     });
                 }
             }
+            Event::Reported { role, epoch, event } => self.on_report(role, epoch, event),
             Event::KillIfStill { role, epoch } => {
                 let slot = &self.slots[&role];
                 if slot.epoch == epoch && slot.pid.is_some() {
@@ -400,6 +410,7 @@ impl Tree {
             Ok(connected) => {
                 tracing::info!("{role} ready (pid {})", connected.pid);
                 watch_control(role, epoch, &connected.control, self.events_tx.clone());
+                forward_reports(role, epoch, connected.reports, self.events_tx.clone());
                 slot.state = RoleState::Ready;
                 slot.pid = Some(connected.pid);
                 slot.control = Some(connected.control);
@@ -488,14 +499,17 @@ impl Tree {
             self.advance_shutdown();
             return;
         }
+        let reported = slot.reported.take();
         let delay = if std::mem::take(&mut slot.restart_requested) {
             Duration::ZERO
         } else if was_ready {
+            // A restart on a peer's report counts as a crash: the same backoff bounds how often
+            // a lying server can make its client restart.
             if ready_for.is_some_and(|d| d >= STABLE_AFTER) {
                 slot.crashes = 0;
             }
             slot.crashes += 1;
-            slot.last_error = Some(status.clone());
+            slot.last_error = Some(reported.unwrap_or_else(|| status.clone()));
             doubling(CRASH_BACKOFF, slot.crashes, CRASH_BACKOFF_MAX)
         } else {
             slot.start_failures += 1;
@@ -802,7 +816,6 @@ impl Tree {
         if self.stopping.is_some() {
             return admin::Response::Error("the server is shutting down".into());
         }
-        let grace = self.settings.grace;
         let slot = self
             .slots
             .get_mut(&role)
@@ -814,26 +827,65 @@ impl Tree {
             }
             RoleState::Starting | RoleState::Ready | RoleState::Stopping => {
                 slot.restart_requested = true;
-                slot.state = RoleState::Stopping;
-                let epoch = slot.epoch;
-                if let Some(control) = slot.control.clone() {
-                    tokio::spawn(async move {
-                        let request = control::Request::Shutdown {
-                            grace_ms: grace.as_millis() as u64,
-                        };
-                        let _ = control.call(&request, Vec::new()).await;
-                    });
-                } else if let Some(k) = &slot.killer {
-                    k.kill();
-                }
-                let events = self.events_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    let _ = events.send(Event::KillIfStill { role, epoch });
-                });
+                self.stop_for_restart(role);
             }
         }
         admin::Response::Done(format!("restarting {role}"))
+    }
+
+    /// Asks a running instance to stop within the grace period, then kills it; its exit
+    /// starts the next one.
+    fn stop_for_restart(&mut self, role: Role) {
+        let grace = self.settings.grace;
+        let slot = self
+            .slots
+            .get_mut(&role)
+            .expect("invariant: every role has a slot");
+        slot.state = RoleState::Stopping;
+        let epoch = slot.epoch;
+        if let Some(control) = slot.control.clone() {
+            tokio::spawn(async move {
+                let request = control::Request::Shutdown {
+                    grace_ms: grace.as_millis() as u64,
+                };
+                let _ = control.call(&request, Vec::new()).await;
+            });
+        } else if let Some(k) = &slot.killer {
+            k.kill();
+        }
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = events.send(Event::KillIfStill { role, epoch });
+        });
+    }
+
+    /// A role says a peer broke the protocol on its link: restart that peer if the report can
+    /// be true (see `reports.rs`), else log it and do nothing.
+    fn on_report(&mut self, reporter: Role, epoch: u64, event: control::Event) {
+        let control::Event::BrokenLink { peer, reason } = event;
+        let reason = clip(&reason);
+        let slot = &self.slots[&reporter];
+        if slot.epoch != epoch || slot.pid.is_none() || self.stopping.is_some() {
+            tracing::debug!("{reporter} (gone or stopping) reported {peer}: {reason}");
+            return;
+        }
+        match crate::reports::judge(reporter, peer, self.slots[&peer].state) {
+            Ok(()) => {
+                tracing::warn!(
+                    "{reporter} closed the link from {peer} ({reason}); restarting {peer}"
+                );
+                let offender = self
+                    .slots
+                    .get_mut(&peer)
+                    .expect("invariant: every role has a slot");
+                offender.reported = Some(format!("{reporter} closed its link: {reason}"));
+                self.stop_for_restart(peer);
+            }
+            Err(why) => tracing::warn!(
+                "ignoring a report from {reporter} that {peer} broke its link ({reason}): {why}"
+            ),
+        }
     }
 
     fn set_log_level(&mut self, role: Option<Role>, filter: String) -> admin::Response {
@@ -1010,6 +1062,22 @@ fn watch_control(
     tokio::spawn(async move {
         control.closed().await;
         let _ = events.send(Event::ControlClosed { role, epoch });
+    });
+}
+
+/// Hands the tree what an instance reports over its control link, until that link closes.
+fn forward_reports(
+    role: Role,
+    epoch: u64,
+    mut reports: mpsc::UnboundedReceiver<control::Event>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    tokio::spawn(async move {
+        while let Some(event) = reports.recv().await {
+            if events.send(Event::Reported { role, epoch, event }).is_err() {
+                return;
+            }
+        }
     });
 }
 

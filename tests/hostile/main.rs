@@ -11,8 +11,10 @@
 //! - the serving role keeps running, the same process (no restart), and answers a good
 //!   request from another role at once;
 //! - a broken frame costs the sender that link: the serving role shuts it down (the sender
-//!   reads end of file) and logs why; the sender is then restarted here (as an operator or a
-//!   crash would) and its new link answers a good request;
+//!   reads end of file), logs why and tells the supervisor, which logs it and restarts the
+//!   sender (DESIGN.md §3); the sender's fresh link answers a good request. An empty datagram
+//!   reads like the sender closing its own end and is not reported: that sender is restarted
+//!   here, as an operator would;
 //! - a good request with descriptors is answered, the descriptors closed unread;
 //! - a request the link may not make is refused in an answer, the link kept;
 //! - every descriptor sent is closed by the serving role, none kept.
@@ -20,6 +22,7 @@
 //! Before the fix in `sandbox::fdpass::discard`, the first case killed keyd, storaged, authd
 //! and queued with SIGSYS.
 
+mod client_side;
 #[path = "../common/mod.rs"]
 mod common;
 mod link;
@@ -94,6 +97,7 @@ fn attack(tree: &Tree, target: &Target) {
             // The link works, also after the restarts of earlier cases.
             assert_good(&link, target, &what);
         }
+        let reports_before = reports(tree, target.role, from);
         let (probe, pipe) = std::io::pipe().expect("pipe");
         let copies = vec![pipe.as_raw_fd(); case.fds];
         link.send(&case.datagram, &copies);
@@ -125,9 +129,16 @@ fn attack(tree: &Tree, target: &Target) {
             tree.pid(),
         );
         assert_good(&witness, target, &format!("{what} (witness)"));
+        let sender = link.pid;
         drop((witness, link));
-        if case.expect == Expect::Closed {
-            restart(tree, from);
+        match case.expect {
+            Expect::Closed if case.datagram.is_empty() => restart(tree, from),
+            Expect::Closed => {
+                restarted_on_report(tree, target.role, (from, sender), reports_before, &what);
+                let fresh = Hijacked::take(from, pid(tree, from), served, tree.pid());
+                assert_good(&fresh, target, &format!("{what} (fresh link)"));
+            }
+            Expect::Good | Expect::Refused => {}
         }
     }
     // Every broken frame but the empty datagram (which reads as an orderly close) is logged.
@@ -430,6 +441,45 @@ fn pid(tree: &Tree, role: Role) -> u32 {
         .find(|r| r.role == role)
         .and_then(|r| r.pid)
         .unwrap_or_else(|| panic!("{role} not running"))
+}
+
+/// The supervisor's log lines saying that `server` reported `client` and `client` is restarted.
+fn reports(tree: &Tree, server: Role, client: Role) -> usize {
+    let said = format!("{server} closed the link from {client} (");
+    let then = format!("); restarting {client}");
+    tree.log_text()
+        .lines()
+        // The supervisor's own lines, not a role's (`name[pid]: …`).
+        .filter(|l| !Role::ALL.iter().any(|r| l.contains(&format!("{r}["))))
+        .filter(|l| l.contains(&said) && l.ends_with(&then))
+        .count()
+}
+
+/// Waits until the supervisor, told by `server` that `client` (process `old`) broke its link,
+/// has logged it and restarted `client` (a new process, the tree ready again).
+fn restarted_on_report(
+    tree: &Tree,
+    server: Role,
+    (client, old): (Role, u32),
+    before: usize,
+    what: &str,
+) {
+    tree.wait_for(
+        Duration::from_secs(20),
+        &format!("{client} restarted by the supervisor ({what})"),
+        |s| {
+            s.roles.iter().all(|r| r.state == RoleState::Ready)
+                && s.roles
+                    .iter()
+                    .any(|r| r.role == client && r.pid.is_some_and(|p| p != old))
+        },
+    );
+    assert_eq!(
+        reports(tree, server, client),
+        before + 1,
+        "{what}: the supervisor did not log the report once\n{}",
+        tree.log_text()
+    );
 }
 
 /// Restarts `role` (a fresh process with fresh links) and waits until the tree is ready.

@@ -82,6 +82,12 @@ pub struct PeerPing {
     pub result: Result<u64, String>,
 }
 
-/// Nothing is pushed to the supervisor yet.
+/// What a role tells the supervisor unasked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Event {}
+pub enum Event {
+    /// role → supervisor: this role shut down the link from `peer` because `peer` sent a broken
+    /// frame (`reason`, for the log) (DESIGN.md §3). The supervisor restarts `peer`, so that it
+    /// comes back with fresh links, only if `peer` is a client of the reporting role; any other
+    /// report is logged and ignored.
+    BrokenLink { peer: Role, reason: String },
+}

@@ -9,7 +9,9 @@ use ipc::frame::Kind;
 use ipc::msg::control::{ControlService, PeerPing, Request, Response};
 use ipc::msg::setup::{Bootstrap, FromRole, Ready};
 use ipc::rpc::{Incoming, Server};
-use ipc::{AdminCall, Context, Handle, Link, Listener, Peers, Role, RoleError, RoleSpec, Side};
+use ipc::{
+    AdminCall, Context, Handle, Link, Listener, Peers, Reporter, Role, RoleError, RoleSpec, Side,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,6 +65,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
         files,
+        reporter: Reporter::new(control.events()),
     };
     let mut run = tokio::spawn((spec.run)(ctx));
 

@@ -1,0 +1,206 @@
+//! Reports through the real path: stand-in roles run as tasks (single-process mode), send
+//! reports with their `Context`'s reporter over their control channels, and the running tree
+//! decides. Only the report a server makes about its own client restarts anything.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipc::config::{RoleConfig, SandboxConfig, SeccompSetting};
+use ipc::msg::admin::{self, RoleState, RoleStatus};
+use ipc::{Context, Role, RoleError, RoleSpec};
+use tokio::sync::{Notify, oneshot};
+
+use crate::launch::Launcher;
+use crate::tree::{Event, Settings, Tree};
+
+/// Reports still to send, as (reporter, the peer it names); each is sent once, when `GO` fires.
+static SCRIPT: Mutex<Vec<(Role, Role)>> = Mutex::new(Vec::new());
+static GO: Notify = Notify::const_new();
+
+/// A role that does nothing but send its scripted reports when told to.
+fn stand_in(ctx: Context) -> Pin<Box<dyn Future<Output = Result<(), RoleError>> + Send>> {
+    Box::pin(async move {
+        loop {
+            tokio::select! {
+                () = ctx.shutdown.cancelled() => return Ok(()),
+                () = GO.notified() => {}
+            }
+            let mine: Vec<Role> = {
+                let mut script = SCRIPT.lock().expect("script");
+                let (mine, rest) = script.drain(..).partition(|(r, _)| *r == ctx.role);
+                *script = rest;
+                mine.into_iter().map(|(_, peer)| peer).collect()
+            };
+            for peer in mine {
+                ctx.reporter
+                    .broken_link(peer, "a scripted report\nwith a forged line")
+                    .await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_server_reporting_its_own_client_restarts_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = Tree::new(settings(dir.path()), Arc::new(|_: &str| Ok(())));
+    let events = tree.events();
+    let running = tokio::spawn(tree.run());
+    wait_for(&events, "every role ready", |roles| {
+        roles.iter().all(|r| r.state == RoleState::Ready)
+    })
+    .await;
+
+    *SCRIPT.lock().expect("script") = vec![
+        // Clients about their servers, one of them a core role: ignored.
+        (Role::Imapd, Role::Keyd),
+        (Role::Submission, Role::Authd),
+        (Role::Queued, Role::Storaged),
+        // Roles that share no edge: ignored.
+        (Role::Smtpd, Role::Authd),
+        (Role::Httpd, Role::Smtpd),
+        // About itself: ignored.
+        (Role::Keyd, Role::Keyd),
+        // A server about its client, twice for the same breakage: one restart.
+        (Role::Keyd, Role::Imapd),
+        (Role::Keyd, Role::Imapd),
+    ];
+    // A stand-in listens once its role is ready and its run polled: tell them until every
+    // scripted report is taken.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !SCRIPT.lock().expect("script").is_empty() {
+        assert!(Instant::now() < until, "reports not sent within 10 s");
+        GO.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let roles = wait_for(&events, "imapd restarted and ready", |roles| {
+        roles
+            .iter()
+            .all(|r| r.state == RoleState::Ready && r.restarts == u32::from(r.role == Role::Imapd))
+    })
+    .await;
+    let imapd = roles.iter().find(|r| r.role == Role::Imapd).expect("imapd");
+    let why = imapd.last_error.as_deref().unwrap_or_default();
+    assert!(
+        why.starts_with("keyd closed its link: a scripted report\\nwith"),
+        "{why}"
+    );
+    // Long past the crash backoff: the ignored reports restarted nothing, the duplicate did
+    // not restart imapd a second time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let roles = status(&events).await;
+    for r in &roles {
+        assert_eq!(
+            (r.restarts, r.state),
+            (u32::from(r.role == Role::Imapd), RoleState::Ready),
+            "{r:?}"
+        );
+    }
+
+    let _ = events.send(Event::Shutdown {
+        reason: "test over".into(),
+    });
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the tree stops")
+        .expect("join")
+        .expect("a clean stop");
+}
+
+async fn status(events: &tokio::sync::mpsc::UnboundedSender<Event>) -> Vec<RoleStatus> {
+    let (reply, answer) = oneshot::channel();
+    events
+        .send(Event::Admin {
+            request: admin::Request::Status,
+            fds: Vec::new(),
+            uid: 0,
+            reply,
+        })
+        .expect("the tree runs");
+    match answer.await.expect("an answer") {
+        admin::Response::Status(s) => s.roles,
+        other => panic!("status: {other:?}"),
+    }
+}
+
+async fn wait_for(
+    events: &tokio::sync::mpsc::UnboundedSender<Event>,
+    what: &str,
+    cond: impl Fn(&[RoleStatus]) -> bool,
+) -> Vec<RoleStatus> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let roles = status(events).await;
+        if cond(&roles) {
+            return roles;
+        }
+        assert!(Instant::now() < until, "not {what} within 10 s: {roles:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn settings(dir: &std::path::Path) -> Settings {
+    let text = format!(
+        "[server]\nhostname = \"mx.test.example\"\ndata_dir = \"{}\"\nrun_dir = \"{}\"\nshutdown_grace_secs = 2\n",
+        dir.join("data").display(),
+        dir.join("run").display()
+    );
+    let config = crate::Config::parse("test.toml", &text).expect("config");
+    let specs: Arc<[RoleSpec]> = Role::ALL
+        .into_iter()
+        .map(|role| RoleSpec {
+            role,
+            syscalls: sandbox::Syscalls::default(),
+            tcp_connect: &[],
+            file_size: ipc::FileSize::Nothing,
+            run: stand_in,
+        })
+        .collect();
+    let role_configs: BTreeMap<Role, RoleConfig> = Role::ALL
+        .into_iter()
+        .map(|role| {
+            let config = RoleConfig {
+                hostname: "mx.test.example".into(),
+                dir: None,
+                worker_threads: 1,
+                fail_at_start: false,
+                certificates: Vec::new(),
+                smtp: Default::default(),
+                auth: Default::default(),
+                dns: Vec::new(),
+                storage: Default::default(),
+                dkim: Default::default(),
+            };
+            (role, config)
+        })
+        .collect();
+    let sandbox = Role::ALL
+        .into_iter()
+        .map(|role| {
+            let config = SandboxConfig {
+                ids: None,
+                seccomp: SeccompSetting::Off,
+            };
+            (role, config)
+        })
+        .collect();
+    Settings {
+        launcher: Launcher::InProcess {
+            specs,
+            log: Arc::new(|_: &str| Ok(())),
+        },
+        build_id: "test".into(),
+        listeners: Vec::new(),
+        role_configs,
+        sandbox,
+        log_filter: "info".into(),
+        grace: Duration::from_secs(2),
+        single_process: true,
+        localserve: false,
+        config_path: dir.join("test.toml"),
+        config,
+    }
+}
