@@ -1,13 +1,15 @@
 //! authd — the only checker of passwords: SASL, brute-force throttling, session tickets.
 //!
 //! Runs as: its own system user (`_moxd_authd`), sandboxed (DESIGN.md §4).
-//! May reach: its credential directory; storaged (to register session tickets).
+//! May reach: its credential directory.
 //! Must never: hold keys or mail; log a password.
-//! Peers: smtpd, imapd, httpd (they call authd); storaged (authd calls it).
+//! Peers of authd: calls storaged; called by submission, imapd, httpd.
+//! (storaged resolves login names to accounts and holds the session tickets authd registers.)
 //!
-//! Status: SASL (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256 and -PLUS) for smtpd, imapd and httpd
-//! over IPC, with throttling and session tickets registered at storaged; passwords set through
-//! moxctl. The network roles do not call it yet (each protocol's issue wires it in).
+//! Status: SASL (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256 and -PLUS) over IPC, with throttling
+//! (per client address, account and link) and session tickets registered at storaged;
+//! passwords set through moxctl. Submission relays its AUTH here; imapd and httpd have their
+//! links but do not serve their protocols yet.
 
 pub mod credentials;
 pub mod error;

@@ -1,14 +1,16 @@
 //! httpd — HTTP(S): ACME http-01, MTA-STS, autoconfig, admin and account API, metrics.
 //!
 //! Runs as: its own system user (`_moxd_httpd`), sandboxed (DESIGN.md §4).
-//! May reach: its listeners; outbound 443 to the ACME server; DNS; keyd, authd, storaged, queued over their links.
+//! May reach: its listeners; outbound 443 to the ACME server; DNS.
 //! Must never: hold keys or passwords.
-//! Peers: keyd, authd, storaged, queued (httpd calls them).
+//! Peers of httpd: calls keyd, storaged, authd, queued; called by none.
 //!
 //! Status: the tree, sandbox, listeners and links are in place; the protocol itself arrives with
-//! the HTTP issue. Until then every connection is told so and closed: plain listeners get the protocol's
-//! "service not available" reply; implicit-TLS listeners say it inside TLS, after a handshake
-//! whose signature keyd makes (the role never holds the private key).
+//! the HTTP issue, and of the links only keyd's is used so far (queued refuses httpd every
+//! request until its queue API exists). Until then every connection is told so and closed:
+//! plain listeners get the protocol's "service not available" reply; implicit-TLS listeners say
+//! it inside TLS, after a handshake whose signature keyd makes (the role never holds the
+//! private key).
 
 use ipc::config::ListenerKind;
 use ipc::{Context, RoleError, RoleSpec};

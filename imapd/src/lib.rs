@@ -1,14 +1,15 @@
 //! imapd — IMAP on ports 143 and 993.
 //!
 //! Runs as: its own system user (`_moxd_imapd`), sandboxed (DESIGN.md §4).
-//! May reach: its listeners; keyd, authd and storaged over their links.
+//! May reach: its listeners.
 //! Must never: open any file; hold keys or passwords.
-//! Peers: keyd, authd, storaged (imapd calls them).
+//! Peers of imapd: calls keyd, storaged, authd; called by none.
 //!
 //! Status: the tree, sandbox, listeners and links are in place; the protocol itself arrives with
-//! the IMAP issue. Until then every connection is told so and closed: plain listeners get the protocol's
-//! "service not available" reply; implicit-TLS listeners say it inside TLS, after a handshake
-//! whose signature keyd makes (the role never holds the private key).
+//! the IMAP issue, and of the links only keyd's is used so far. Until then every connection is
+//! told so and closed: plain listeners get the protocol's "service not available" reply;
+//! implicit-TLS listeners say it inside TLS, after a handshake whose signature keyd makes (the
+//! role never holds the private key).
 
 use ipc::config::ListenerKind;
 use ipc::{Context, RoleError, RoleSpec};

@@ -1,5 +1,10 @@
 //! The roles and the one declared list of edges between them. The supervisor creates a
 //! socketpair for exactly these edges; no other way between roles exists.
+//!
+//! [`EDGES`] is the one source of who may reach whom. The places that name it for readers —
+//! each role crate's `//! Peers of …` line and ARCHITECTURE.md's edge table — are checked
+//! against it by `ipc/tests/topology_docs.rs`: change an edge here, and that test names the
+//! lines to change with it.
 
 use std::fmt;
 
@@ -38,7 +43,7 @@ pub enum Side {
     Server,
 }
 
-/// Every edge of the tree (DESIGN.md §1).
+/// Every edge of the tree (explained in ARCHITECTURE.md, "The edges").
 pub const EDGES: &[Edge] = &[
     edge(Role::Smtpd, Role::Keyd),
     edge(Role::Smtpd, Role::Storaged),
@@ -163,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn matches_the_design_table() {
+    fn each_role_reaches_exactly_its_reviewed_peers() {
         let peers = |r: Role| {
             let mut v: Vec<&str> = r.peers().map(|(p, _)| p.name()).collect();
             v.sort();

@@ -1,6 +1,6 @@
-//! keyclient — what smtpd, imapd, httpd and queued use of keyd: a rustls `ServerConfig` whose
-//! private keys stay in keyd, and DKIM signatures that keyd writes over what mail-auth
-//! canonicalized and hashed here ([`dkim`]).
+//! keyclient — what the network roles (smtpd, imapd, httpd) use of keyd: a rustls
+//! `ServerConfig` whose private keys stay in keyd, and DKIM signatures that keyd writes over
+//! what mail-auth canonicalized and hashed here ([`dkim`]).
 //! Certificates and public keys come from keyd; each handshake signature is one round trip to
 //! keyd, bounded by [`SIGN_TIMEOUT`], so a stopped keyd fails handshakes quickly instead of
 //! hanging them. TLS 1.3 session tickets let resumed sessions skip keyd. Certificates are

@@ -1,10 +1,12 @@
-//! keyd — the only holder of private keys: TLS and DKIM signing, ACME account keys.
+//! keyd — the only holder of private keys: TLS and DKIM signing (ACME account keys to come).
 //!
 //! Runs as: its own system user (`_moxd_keyd`), sandboxed (DESIGN.md §4).
 //! May reach: its key directory.
 //! Must never: open network sockets or see message bodies; export a private key.
-//! Peers: smtpd, imapd, httpd, queued (they call keyd); storaged (keyd asks it one question:
-//! does a submission session own the From: address it wants signed).
+//! Peers of keyd: calls storaged; called by queued, smtpd, submission, imapd, httpd.
+//! (What a caller may ask depends on its link, [`service`]: TLS for the network roles, DKIM for
+//! submission and queued only. keyd asks storaged one question: does a submission session own
+//! the From: address it wants signed.)
 //!
 //! Status: the key store, certificates (files of the configuration, reloaded by `moxctl
 //! reload`; self-signed when there are none), TLS and DKIM signing work (DKIM: keyd writes the

@@ -3,8 +3,10 @@
 //! Runs as: its own system user (`_moxd_queued`), sandboxed (DESIGN.md §4).
 //! May reach: its queue directory; outbound TCP to ports 25, 465, 587, 443 and DNS.
 //! Must never: hold keys or passwords; open the mailbox store.
-//! Peers: smtpd, httpd (they call queued); keyd, storaged (queued calls them; storaged names
-//! the account of a submission's session ticket, whose sending limits a message counts against).
+//! Peers of queued: calls keyd, storaged; called by submission, httpd.
+//! (storaged names the account of a submission's session ticket, whose sending limits a
+//! message counts against; keyd is for signing DSNs, which are not sent yet; httpd's link is
+//! refused every request until its queue API exists.)
 //!
 //! Status: messages submitted for other domains are queued durably (and listed by `moxctl
 //! queue list`); sending them out (MX lookup, TLS policy, retries, DSNs) is not implemented yet.

@@ -1,14 +1,19 @@
-//! smtpd — SMTP: inbound mail on port 25 (MX) and submission on 465/587.
+//! smtpd — SMTP: inbound mail on port 25 (MX) and submission on 465/587, one crate run as two
+//! processes with different rights ([`SPEC`], [`SUBMISSION_SPEC`]).
 //!
-//! Runs as: its own system user (`_moxd_smtpd`), sandboxed (DESIGN.md §4).
-//! May reach: its listeners; DNS; keyd, authd, storaged and queued over their links.
+//! Runs as: its own system users (`_moxd_smtpd`, `_moxd_submission`), sandboxed (DESIGN.md §4).
+//! May reach: its listeners; DNS.
 //! Must never: open any file; hold keys or passwords.
-//! Peers: keyd, authd, storaged, queued (smtpd calls them).
+//! Peers of smtpd: calls keyd, storaged; called by none.
+//! Peers of submission: calls keyd, storaged, authd, queued; called by none.
+//! (The MX process has no link to authd or queued, and keyd refuses it DKIM signatures: mail
+//! from the internet is neither authenticated, relayed nor signed here.)
 //!
-//! Status: MX delivery to local recipients; submission with AUTH (relayed to authd) over
-//! STARTTLS or implicit TLS (keys in keyd), the sender's and From: addresses checked, mail for
-//! other domains DKIM-signed through keyd and queued durably in queued. SPF/DKIM/DMARC checks
-//! of inbound mail arrive with the rest of issue 5.
+//! Status: MX delivery to local recipients, with SPF, DKIM, DMARC and iprev checked and
+//! recorded in Authentication-Results (a DMARC `reject` refuses, `quarantine` files into Junk);
+//! submission with AUTH (relayed to authd) over STARTTLS or implicit TLS (keys in keyd), the
+//! sender's and From: addresses checked, mail for other domains DKIM-signed through keyd and
+//! queued durably in queued.
 
 pub mod address;
 mod ahead;

@@ -3,8 +3,11 @@
 //! Runs as: its own system user (`_moxd_storaged`), sandboxed (DESIGN.md §4).
 //! May reach: its data directory.
 //! Must never: open network sockets; hold keys or passwords.
-//! Peers: smtpd, imapd, httpd, queued, authd, keyd (they call storaged; keyd may only ask
-//! whether a submission session owns an address, queued which account a session is).
+//! Peers of storaged: calls none; called by keyd, authd, queued, smtpd, submission, imapd, httpd.
+//! (Each link may ask only its own questions, [`service`]: deliveries from smtpd, submission
+//! and queued; login names and tickets from authd; ticket-scoped mailbox sessions from imapd
+//! and httpd; from submission, which account an address belongs to; from keyd, whether a
+//! submission session owns an address; from queued, which account a submission session is.)
 //!
 //! Status: the database (sled), message files, deliveries through pipes with group flush (small
 //! messages in the database log until a checkpoint, [`inline`]), administration of
