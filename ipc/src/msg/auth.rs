@@ -32,10 +32,10 @@ impl std::fmt::Debug for Ticket {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// smtpd, imapd, httpd → authd: the mechanisms to advertise on a connection with or
+    /// submission, imapd, httpd → authd: the mechanisms to advertise on a connection with or
     /// without TLS channel binding.
     Mechanisms { channel_binding: bool },
-    /// smtpd, imapd, httpd → authd: start an exchange with the client's mechanism and optional
+    /// submission, imapd, httpd → authd: start an exchange with the client's mechanism and optional
     /// initial response (SASL-IR), on a connection from `remote`.
     Start {
         mechanism: String,
@@ -45,15 +45,15 @@ pub enum Request {
         channel_binding: Option<Vec<u8>>,
         remote: IpAddr,
     },
-    /// smtpd, imapd, httpd → authd: the client's next message in exchange `exchange`.
+    /// submission, imapd, httpd → authd: the client's next message in exchange `exchange`.
     Step {
         exchange: u64,
         /// May carry the password (LOGIN): redacted in logs, zeroed when dropped.
         response: SecretBytes,
     },
-    /// smtpd, imapd, httpd → authd: the client aborted or went away.
+    /// submission, imapd, httpd → authd: the client aborted or went away.
     Abort { exchange: u64 },
-    /// smtpd, imapd, httpd → authd: the session of `ticket` ended; revoke it.
+    /// submission, imapd, httpd → authd: the session of `ticket` ended; revoke it.
     Logout { ticket: Ticket },
 }
 

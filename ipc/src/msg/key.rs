@@ -22,26 +22,26 @@ impl Service for KeyService {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// smtpd, imapd, httpd → keyd: the certificates to serve, with their keys' public parts.
+    /// smtpd, submission, imapd, httpd → keyd: the certificates to serve, with their keys' public parts.
     Certificates,
-    /// smtpd, imapd, httpd → keyd: a socket of its own for signing from a thread that may
+    /// smtpd, submission, imapd, httpd → keyd: a socket of its own for signing from a thread that may
     /// block (rustls signs synchronously); keyd serves it with the same rights as this link.
     OpenSigner,
-    /// smtpd, imapd, httpd → keyd: sign a TLS handshake message with key `key`.
+    /// smtpd, submission, imapd, httpd → keyd: sign a TLS handshake message with key `key`.
     SignTls {
         key: String,
         /// The TLS SignatureScheme code point.
         scheme: u16,
         message: Vec<u8>,
     },
-    /// smtpd (submission), queued → keyd: a DKIM-Signature field for a message, made with key
+    /// submission, queued → keyd: a DKIM-Signature field for a message, made with key
     /// `selector` of `domain`. The caller canonicalized the header fields and hashed the body
     /// (relaxed/relaxed); keyd writes the field itself — `t=` now, `x=` after the configured
     /// validity, never `l=` — and signs only a message whose one From: address is in `domain`
     /// or below it and, from submission, owned by the session of `ticket` (asked of storaged);
     /// from queued (no session), only `postmaster@` or `mailer-daemon@` of `domain`.
     SignDkim(DkimRequest),
-    /// smtpd (submission), queued → keyd: the DKIM keys of `domain` (public parts).
+    /// submission, queued → keyd: the DKIM keys of `domain` (public parts).
     DkimKeys { domain: String },
 }
 
@@ -95,7 +95,7 @@ pub struct Certificate {
     pub algorithm: String,
 }
 
-/// keyd → smtpd, imapd, httpd: pushed when certificates change.
+/// keyd → smtpd, submission, imapd, httpd: pushed when certificates change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     CertificatesChanged,

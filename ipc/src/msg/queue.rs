@@ -20,9 +20,9 @@ impl Service for QueueService {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// smtpd → queued: an empty temporary file (read-write fd attached to the answer).
+    /// submission → queued: an empty temporary file (read-write fd attached to the answer).
     OpenMessage,
-    /// smtpd → queued: queue what was written into `file` for `envelope`'s recipients, with
+    /// submission → queued: queue what was written into `file` for `envelope`'s recipients, with
     /// `prepend` (DKIM-Signature fields made after the body was known) before it. The message
     /// counts against the sending limits of the account whose submission session `ticket`
     /// names: queued asks storaged, never the submitter, which account that is.
@@ -37,11 +37,11 @@ pub enum Request {
         /// that queued finds at start, is discarded: its client was not told it was accepted.
         held: bool,
     },
-    /// smtpd → queued: forget temporary file `file`.
+    /// submission → queued: forget temporary file `file`.
     Abort { file: u64 },
-    /// smtpd → queued: held message `id` may be sent (durable when answered).
+    /// submission → queued: held message `id` may be sent (durable when answered).
     Release { id: u64 },
-    /// smtpd → queued: remove held message `id` (its submission failed elsewhere).
+    /// submission → queued: remove held message `id` (its submission failed elsewhere).
     Discard { id: u64 },
 }
 
@@ -93,21 +93,21 @@ pub struct Envelope {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// queued → smtpd: the temporary file `file` (fd attached).
+    /// queued → submission: the temporary file `file` (fd attached).
     Opened { file: u64 },
-    /// queued → smtpd: durable in the queue as message `id`.
+    /// queued → submission: durable in the queue as message `id`.
     Queued { id: u64 },
-    /// queued → smtpd: done (Abort).
+    /// queued → submission: done (Abort).
     Done,
     /// queued → caller: refused; `temporary` says whether trying later may work.
     Failed { temporary: bool, message: String },
-    /// queued → smtpd: the account reached a sending limit; `setting` names it.
+    /// queued → submission: the account reached a sending limit; `setting` names it.
     OverLimit {
         setting: String,
         limit: u32,
         retry_after_secs: u64,
     },
-    /// queued → smtpd: not now, for lack of space: free space is under the configured floor,
+    /// queued → submission: not now, for lack of space: free space is under the configured floor,
     /// a write found the disk full, or the link holds as many bytes of open messages as it
     /// may (SMTP's `452 4.3.1`). Nothing of the message was kept.
     InsufficientStorage { message: String },

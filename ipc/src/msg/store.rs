@@ -23,12 +23,12 @@ impl Service for StoreService {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// smtpd, queued → storaged: may `address` receive mail here? (asked at RCPT time)
+    /// smtpd, submission, queued → storaged: may `address` receive mail here? (asked at RCPT time)
     CheckRecipient { address: String },
-    /// smtpd, queued → storaged: a new delivery to write one message into; the write end of a
+    /// smtpd, submission, queued → storaged: a new delivery to write one message into; the write end of a
     /// pipe comes with the response (closing it ends the message).
     OpenDelivery,
-    /// smtpd, queued → storaged: deliver the bytes written into delivery `id` to `recipients`,
+    /// smtpd, submission, queued → storaged: deliver the bytes written into delivery `id` to `recipients`,
     /// after the header fields in `prepend` (Authentication-Results), into Junk when `junk`;
     /// answered only once the message is durable.
     Deliver {
@@ -37,7 +37,7 @@ pub enum Request {
         prepend: Vec<u8>,
         junk: bool,
     },
-    /// smtpd, queued → storaged: forget delivery `id`.
+    /// smtpd, submission, queued → storaged: forget delivery `id`.
     AbortDelivery { id: u64 },
     /// authd → storaged: the account a login name (an account name or one of its addresses)
     /// belongs to.
@@ -58,7 +58,7 @@ pub enum Request {
         ticket: crate::msg::auth::Ticket,
         op: SessionOp,
     },
-    /// smtpd (submission) → storaged: the account `address` belongs to (as a recipient would
+    /// submission → storaged: the account `address` belongs to (as a recipient would
     /// reach it), to check that a sender uses an address of its own.
     SenderAccount { address: String },
     /// authd → storaged: every ticket of `account` is no longer valid (its password changed or
@@ -333,7 +333,7 @@ pub enum Response {
     Session(SessionReply),
     /// storaged → caller: the request failed as a whole.
     Failed(Failure),
-    /// storaged → smtpd, queued: not now, for lack of space: free space is under the
+    /// storaged → smtpd, submission, queued: not now, for lack of space: free space is under the
     /// configured floor, a write found the disk full, or the calling link holds as many bytes
     /// of open deliveries as it may (SMTP's `452 4.3.1`). Nothing of the delivery was kept.
     InsufficientStorage { message: String },
