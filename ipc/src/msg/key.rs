@@ -22,10 +22,11 @@ impl Service for KeyService {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// smtpd, submission, imapd, httpd → keyd: the certificates to serve, with their keys' public parts.
+    /// smtpd, submission, imapd, httpd → keyd: the certificates to serve, with their keys' public
+    /// parts.
     Certificates,
-    /// smtpd, submission, imapd, httpd → keyd: a socket of its own for signing from a thread that may
-    /// block (rustls signs synchronously); keyd serves it with the same rights as this link.
+    /// smtpd, submission, imapd, httpd → keyd: a socket of its own for signing from a thread that
+    /// may block (rustls signs synchronously); keyd serves it with the same rights as this link.
     OpenSigner,
     /// smtpd, submission, imapd, httpd → keyd: sign a TLS handshake message with key `key`.
     SignTls {

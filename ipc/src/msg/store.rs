@@ -25,12 +25,12 @@ impl Service for StoreService {
 pub enum Request {
     /// smtpd, submission, queued → storaged: may `address` receive mail here? (asked at RCPT time)
     CheckRecipient { address: String },
-    /// smtpd, submission, queued → storaged: a new delivery to write one message into; the write end of a
-    /// pipe comes with the response (closing it ends the message).
+    /// smtpd, submission, queued → storaged: a new delivery to write one message into; the write
+    /// end of a pipe comes with the response (closing it ends the message).
     OpenDelivery,
-    /// smtpd, submission, queued → storaged: deliver the bytes written into delivery `id` to `recipients`,
-    /// after the header fields in `prepend` (Authentication-Results), into Junk when `junk`;
-    /// answered only once the message is durable.
+    /// smtpd, submission, queued → storaged: deliver the bytes written into delivery `id` to
+    /// `recipients`, after the header fields in `prepend` (Authentication-Results), into Junk when
+    /// `junk`; answered only once the message is durable.
     Deliver {
         id: u64,
         recipients: Vec<String>,
