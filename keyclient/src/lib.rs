@@ -17,8 +17,11 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
 
 pub mod dkim;
+mod error;
 mod serve;
 mod signer;
+
+pub use error::SetupError;
 
 pub use serve::{answer_tls_unavailable, serve_unavailable, spawn_tls_unavailable};
 pub use signer::KeydSigner;
@@ -29,10 +32,10 @@ pub const SIGN_TIMEOUT: Duration = Duration::from_secs(2);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the TLS configuration from keyd's certificates, and keeps its certificates current.
-pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConfig>, String> {
+pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConfig>, SetupError> {
     let client = tokio::time::timeout(SETUP_TIMEOUT, keyd.wait())
         .await
-        .map_err(|_| "no link to keyd".to_string())?;
+        .map_err(|_| SetupError::NoLink(SETUP_TIMEOUT))?;
     let signer = KeydSigner::new(keyd.clone());
     let resolver = Arc::new(Resolver::default());
     // Subscribe before the first fetch, so that no change can slip in between.
@@ -49,10 +52,10 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(SetupError::Tls)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(SetupError::Tls)?;
     Ok(Arc::new(config))
 }
 
@@ -114,7 +117,7 @@ async fn keep_current(
                 tracing::info!("TLS certificates from keyd: {}", describe(&entries));
                 resolver.install(entries);
             }
-            Err(e) => tracing::warn!("keeping the current certificates: {e}"),
+            Err(e) => tracing::warn!("keeping the current certificates: {}", e.chain()),
         }
     }
 }
@@ -123,7 +126,7 @@ async fn keep_current(
 async fn fetch(
     client: &ipc::Client<KeyService>,
     signer: &KeydSigner,
-) -> Result<Vec<Entry>, String> {
+) -> Result<Vec<Entry>, SetupError> {
     let certs = match tokio::time::timeout(
         SETUP_TIMEOUT,
         client.call(&key::Request::Certificates, Vec::new()),
@@ -131,9 +134,9 @@ async fn fetch(
     .await
     {
         Ok(Ok((key::Response::Certificates(c), _))) => c,
-        Ok(Ok((other, _))) => return Err(format!("keyd: {other:?}")),
-        Ok(Err(e)) => return Err(format!("keyd: {e}")),
-        Err(_) => return Err("keyd did not answer".into()),
+        Ok(Ok((other, _))) => return Err(SetupError::Unexpected(format!("{other:?}"))),
+        Ok(Err(e)) => return Err(SetupError::Link(e)),
+        Err(_) => return Err(SetupError::Silent(SETUP_TIMEOUT)),
     };
     let mut entries = Vec::new();
     for cert in certs {
@@ -155,12 +158,12 @@ async fn fetch(
             .collect();
         let certified = CertifiedKey::new(chain, Arc::new(remote));
         // keyd's public key must be the one in the certificate.
-        certified.keys_match().map_err(|e| {
-            format!(
-                "certificate {} does not match its key in keyd: {e}",
-                cert.key
-            )
-        })?;
+        certified
+            .keys_match()
+            .map_err(|source| SetupError::KeyMismatch {
+                key: cert.key.clone(),
+                source,
+            })?;
         entries.push(Entry {
             names: cert.names,
             algorithm: certified.key.algorithm(),
@@ -168,7 +171,7 @@ async fn fetch(
         });
     }
     if entries.is_empty() {
-        return Err("keyd has no certificates".into());
+        return Err(SetupError::NoCertificates);
     }
     Ok(entries)
 }

@@ -103,7 +103,7 @@ pub fn spawn_tls_unavailable(
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!("TLS not available yet: {e}; retrying");
+                    tracing::warn!("TLS not available yet: {}; retrying", e.chain());
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -68,7 +68,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let tls = match keyclient::server_config(&ctx.peers.keyd).await {
         Ok(config) => Some(config),
         Err(e) => {
-            tracing::error!("no TLS (STARTTLS and port 465 unavailable): {e}");
+            tracing::error!("no TLS (STARTTLS and port 465 unavailable): {}", e.chain());
             None
         }
     };
