@@ -46,14 +46,14 @@ impl Tree {
             Request::Role(op) => {
                 let role = op.role();
                 tracing::info!("admin uid {uid}: {}", clip(&format!("{op:?}")));
-                let Some(control) = self.slots[&role].control.clone() else {
+                let Some(control) = self.slots[role].control.clone() else {
                     let _ = reply.send(Response::Error(format!("{role} is not running")));
                     return;
                 };
                 // Removing an account also removes its credentials at authd.
                 let follow_up = match &op {
                     RoleAdmin::Store(store::Admin::RemoveAccount { name }) => {
-                        self.slots[&Role::Authd].control.clone().map(|authd| {
+                        self.slots[Role::Authd].control.clone().map(|authd| {
                             (
                                 authd,
                                 RoleAdmin::Auth(auth::Admin::RemoveCredentials {
@@ -82,7 +82,7 @@ impl Tree {
                 let controls: Vec<(Role, Option<Client<ControlService>>)> = self
                     .slots
                     .iter()
-                    .map(|(r, s)| (*r, s.control.clone()))
+                    .map(|(r, s)| (r, s.control.clone()))
                     .collect();
                 tokio::spawn(async move {
                     let _ = reply.send(Response::Pings(ping_all(controls).await));
@@ -112,7 +112,7 @@ impl Tree {
                 return;
             }
         };
-        let Some(keyd) = self.slots[&Role::Keyd].control.clone() else {
+        let Some(keyd) = self.slots[Role::Keyd].control.clone() else {
             let _ = reply.send(Response::Error(
                 "nothing changed: keyd is not running".into(),
             ));
@@ -148,10 +148,7 @@ impl Tree {
         if self.stopping.is_some() {
             return admin::Response::Error("the server is shutting down".into());
         }
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         match slot.state {
             RoleState::Backoff | RoleState::Stopped => {
                 slot.start_failures = 0;
@@ -179,10 +176,7 @@ impl Tree {
             }
         };
         for r in &targets {
-            let slot = self
-                .slots
-                .get_mut(r)
-                .expect("invariant: every role has a slot");
+            let slot = &mut self.slots[*r];
             slot.log_filter = filter.clone();
             if let Some(control) = slot.control.clone() {
                 let request = control::Request::SetLogLevel {
@@ -210,7 +204,7 @@ impl Tree {
                 .slots
                 .iter()
                 .map(|(role, s)| RoleStatus {
-                    role: *role,
+                    role,
                     state: s.state,
                     pid: s.pid,
                     uid: s.uid,

@@ -14,12 +14,15 @@ use ipc::msg::setup::Bootstrap;
 use ipc::{Client, Handle, Role};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::launch::{Connected, Killer, Launcher};
+use crate::launch::{Connected, Launcher};
 use crate::listeners::Bound;
 use crate::role::LogControl;
 
 mod dispatch;
 mod provision;
+mod slots;
+
+use slots::Slots;
 
 /// Never-ready roles: first delay, doubled per failure up to the cap.
 const START_BACKOFF: Duration = Duration::from_secs(1);
@@ -108,32 +111,11 @@ pub struct Settings {
     pub config: crate::Config,
 }
 
-#[derive(Debug)]
-struct Slot {
-    state: RoleState,
-    epoch: u64,
-    pid: Option<u32>,
-    uid: Option<u32>,
-    killer: Option<Killer>,
-    control: Option<Client<ControlService>>,
-    restarts: u32,
-    start_failures: u32,
-    crashes: u32,
-    ready_since: Option<Instant>,
-    backoff: Duration,
-    last_error: Option<String>,
-    sandbox: Vec<String>,
-    restart_requested: bool,
-    /// Why the instance is being restarted on a peer's report, for its exit.
-    reported: Option<String>,
-    log_filter: String,
-}
-
 /// The running tree.
 pub struct Tree {
     settings: Settings,
     log: LogControl,
-    slots: BTreeMap<Role, Slot>,
+    slots: Slots,
     links: HashSet<(Role, Role)>,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
@@ -158,38 +140,17 @@ impl std::fmt::Debug for Tree {
 impl Tree {
     pub fn new(settings: Settings, log: LogControl) -> Tree {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let slots = Role::ALL
-            .into_iter()
-            .map(|role| {
-                let uid = settings
+        let slots = Slots::new(
+            |role| {
+                settings
                     .sandbox
                     .get(&role)
                     .and_then(|s| s.ids)
                     .map(|(uid, _)| uid)
-                    .or_else(|| Some(nix::unistd::getuid().as_raw()));
-                (
-                    role,
-                    Slot {
-                        state: RoleState::Stopped,
-                        epoch: 0,
-                        pid: None,
-                        uid,
-                        killer: None,
-                        control: None,
-                        restarts: 0,
-                        start_failures: 0,
-                        crashes: 0,
-                        ready_since: None,
-                        backoff: Duration::ZERO,
-                        last_error: None,
-                        sandbox: Vec::new(),
-                        restart_requested: false,
-                        reported: None,
-                        log_filter: settings.log_filter.clone(),
-                    },
-                )
-            })
-            .collect();
+                    .or_else(|| Some(nix::unistd::getuid().as_raw()))
+            },
+            &settings.log_filter,
+        );
         Tree {
             settings,
             log,
@@ -242,7 +203,7 @@ impl Tree {
                 status,
             } => self.on_exited(role, epoch, status),
             Event::Retry { role, epoch } => {
-                let slot = &self.slots[&role];
+                let slot = &self.slots[role];
                 if slot.epoch == epoch
                     && slot.state == RoleState::Backoff
                     && self.stopping.is_none()
@@ -251,7 +212,7 @@ impl Tree {
                 }
             }
             Event::ControlClosed { role, epoch } => {
-                let slot = &self.slots[&role];
+                let slot = &self.slots[role];
                 // A role closes its channel as it exits; one that stays alive without it can no
                 // longer be managed: give it a moment to exit, then kill it.
                 if slot.epoch == epoch && slot.pid.is_some() && slot.state != RoleState::Stopping {
@@ -265,7 +226,7 @@ impl Tree {
             }
             Event::Reported { role, epoch, event } => self.on_report(role, epoch, event),
             Event::KillIfStill { role, epoch } => {
-                let slot = &self.slots[&role];
+                let slot = &self.slots[role];
                 if slot.epoch == epoch && slot.pid.is_some() {
                     tracing::warn!("{role} did not stop in time; killing it");
                     if let Some(k) = &slot.killer {
@@ -298,7 +259,7 @@ impl Tree {
     }
 
     fn start(&mut self, role: Role) {
-        let epoch = self.slots[&role].epoch + 1;
+        let epoch = self.slots[role].epoch + 1;
         let mut fds: Vec<Handle> = Vec::new();
         let mut listeners: Vec<ListenerSpec> = Vec::new();
         for bound in self
@@ -334,10 +295,7 @@ impl Tree {
             config.certificates = kept;
             fds.extend(files);
         }
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         let boot = Bootstrap {
             role,
             sandbox: self.settings.sandbox[&role].clone(),
@@ -376,8 +334,8 @@ impl Tree {
     /// If `peer` is up, creates a socketpair for the edge with `role`, hands one end to `peer`
     /// (PeerUp) and returns the other.
     fn link_to(&mut self, peer: Role, role: Role) -> Option<Result<Handle, String>> {
-        let control = self.slots[&peer].control.clone()?;
-        if self.slots[&peer].state != RoleState::Ready {
+        let control = self.slots[peer].control.clone()?;
+        if self.slots[peer].state != RoleState::Ready {
             return None;
         }
         let (ours, theirs) = match ipc::transport::socket_pair() {
@@ -395,10 +353,7 @@ impl Tree {
     }
 
     fn on_connected(&mut self, role: Role, epoch: u64, result: Result<Connected, String>) {
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         if slot.epoch != epoch || slot.pid.is_none() {
             return;
         }
@@ -439,7 +394,7 @@ impl Tree {
                         continue;
                     }
                     if let Some(Ok(ours)) = self.link_to(peer, role) {
-                        let control = self.slots[&role].control.clone();
+                        let control = self.slots[role].control.clone();
                         if let Some(control) = control {
                             tokio::spawn(async move {
                                 let request = control::Request::PeerUp { peer };
@@ -468,10 +423,7 @@ impl Tree {
     fn on_exited(&mut self, role: Role, epoch: u64, status: String) {
         let status = clip(&status);
         let stopping = self.stopping.is_some();
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         if slot.epoch != epoch {
             return;
         }
@@ -483,7 +435,7 @@ impl Tree {
         slot.ready_since = None;
         self.links.retain(|(a, b)| *a != role && *b != role);
         for (peer, _) in role.peers() {
-            if let Some(control) = self.slots[&peer].control.clone() {
+            if let Some(control) = self.slots[peer].control.clone() {
                 tokio::spawn(async move {
                     let _ = control
                         .call(&control::Request::PeerDown { peer: role }, Vec::new())
@@ -491,10 +443,7 @@ impl Tree {
                 });
             }
         }
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         if stopping {
             tracing::info!("{role} stopped ({status})");
             slot.state = RoleState::Stopped;
@@ -568,10 +517,7 @@ impl Tree {
             };
             let mut waiting = false;
             for role in *roles {
-                let slot = self
-                    .slots
-                    .get_mut(role)
-                    .expect("invariant: every role has a slot");
+                let slot = &mut self.slots[*role];
                 match slot.state {
                     RoleState::Stopped => {}
                     RoleState::Backoff => slot.state = RoleState::Stopped,
@@ -594,10 +540,7 @@ impl Tree {
     /// Asks one role to stop gracefully; kills it if it cannot be asked.
     fn stop_role(&mut self, role: Role) {
         let deadline = self.stopping.as_ref().map(|s| s.deadline);
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         slot.state = RoleState::Stopping;
         let grace = deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
@@ -623,10 +566,7 @@ impl Tree {
     /// starts the next one.
     fn stop_for_restart(&mut self, role: Role) {
         let grace = self.settings.grace;
-        let slot = self
-            .slots
-            .get_mut(&role)
-            .expect("invariant: every role has a slot");
+        let slot = &mut self.slots[role];
         slot.state = RoleState::Stopping;
         let epoch = slot.epoch;
         if let Some(control) = slot.control.clone() {
@@ -651,20 +591,17 @@ impl Tree {
     fn on_report(&mut self, reporter: Role, epoch: u64, event: control::Event) {
         let control::Event::BrokenLink { peer, reason } = event;
         let reason = clip(&reason);
-        let slot = &self.slots[&reporter];
+        let slot = &self.slots[reporter];
         if slot.epoch != epoch || slot.pid.is_none() || self.stopping.is_some() {
             tracing::debug!("{reporter} (gone or stopping) reported {peer}: {reason}");
             return;
         }
-        match crate::reports::judge(reporter, peer, self.slots[&peer].state) {
+        match crate::reports::judge(reporter, peer, self.slots[peer].state) {
             Ok(()) => {
                 tracing::warn!(
                     "{reporter} closed the link from {peer} ({reason}); restarting {peer}"
                 );
-                let offender = self
-                    .slots
-                    .get_mut(&peer)
-                    .expect("invariant: every role has a slot");
+                let offender = &mut self.slots[peer];
                 offender.reported = Some(format!("{reporter} closed its link: {reason}"));
                 self.stop_for_restart(peer);
             }

@@ -24,8 +24,8 @@ impl Tree {
             return;
         }
         let (Some(storaged), Some(authd)) = (
-            self.slots[&Role::Storaged].control.clone(),
-            self.slots[&Role::Authd].control.clone(),
+            self.slots[Role::Storaged].control.clone(),
+            self.slots[Role::Authd].control.clone(),
         ) else {
             return;
         };
