@@ -11,7 +11,8 @@ use ipc::msg::{auth, key, store};
 use ipc::{Client, Handle, Role};
 use tokio::sync::oneshot;
 
-use super::{Event, RoleState, Tree, clip};
+use super::{Event, RoleState, Tree};
+use crate::clip::clip;
 
 impl Tree {
     pub(super) fn on_admin(

@@ -14,9 +14,10 @@ use ipc::msg::setup::Bootstrap;
 use ipc::{Client, Handle, Role};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::launch::{Connected, Launcher};
+use crate::clip::clip;
+use crate::launch::{self, Connected, Launcher};
 use crate::listeners::Bound;
-use crate::role::LogControl;
+use crate::logs::LogControl;
 
 mod dispatch;
 mod provision;
@@ -43,6 +44,32 @@ const SHUTDOWN_PHASES: &[&[Role]] = &[
     &[Role::Storaged],
     &[Role::Keyd],
 ];
+
+/// What a started instance reports goes to the tree like any other event.
+impl From<launch::Outcome> for Event {
+    fn from(outcome: launch::Outcome) -> Event {
+        match outcome {
+            launch::Outcome::Connected {
+                role,
+                epoch,
+                result,
+            } => Event::Connected {
+                role,
+                epoch,
+                result,
+            },
+            launch::Outcome::Exited {
+                role,
+                epoch,
+                status,
+            } => Event::Exited {
+                role,
+                epoch,
+                status,
+            },
+        }
+    }
+}
 
 /// Everything the tree reacts to.
 #[derive(Debug)]
@@ -612,28 +639,8 @@ impl Tree {
     }
 }
 
-/// Longest string from a role kept for status output and logs.
-const MAX_ROLE_TEXT: usize = 512;
 /// Most sandbox lines kept per role.
 const MAX_ROLE_LINES: usize = 32;
-
-/// Cuts a string a role supplied to [`MAX_ROLE_TEXT`] and escapes control characters, so it can
-/// neither bloat the status nor forge log lines.
-pub(crate) fn clip(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if out.len() >= MAX_ROLE_TEXT {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Reports when an instance's control link closes.
 fn watch_control(
