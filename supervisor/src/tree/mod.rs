@@ -22,8 +22,10 @@ use crate::logs::LogControl;
 mod dispatch;
 mod provision;
 mod slots;
+mod stop;
 
 use slots::Slots;
+use stop::{SHUTDOWN_PHASES, Stopping};
 
 /// Never-ready roles: first delay, doubled per failure up to the cap.
 const START_BACKOFF: Duration = Duration::from_secs(1);
@@ -35,16 +37,6 @@ const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Failed starts in a row after which a core role stops the tree.
 const CORE_START_FAILURES: u32 = 5;
-/// Shutdown order: the network roles first, so that their in-flight work can still reach the
-/// roles behind them.
-const SHUTDOWN_PHASES: &[&[Role]] = &[
-    &[Role::Httpd, Role::Imapd, Role::Smtpd, Role::Submission],
-    &[Role::Queued],
-    &[Role::Authd],
-    &[Role::Storaged],
-    &[Role::Keyd],
-];
-
 /// What a started instance reports goes to the tree like any other event.
 impl From<launch::Outcome> for Event {
     fn from(outcome: launch::Outcome) -> Event {
@@ -150,12 +142,6 @@ pub struct Tree {
     stopping: Option<Stopping>,
     outcome: Result<(), String>,
     provisioned: bool,
-}
-
-#[derive(Debug)]
-struct Stopping {
-    phase: usize,
-    deadline: Instant,
 }
 
 impl std::fmt::Debug for Tree {
@@ -515,101 +501,6 @@ impl Tree {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = events.send(Event::Retry { role, epoch });
-        });
-    }
-
-    fn begin_shutdown(&mut self, reason: String) {
-        if self.stopping.is_some() {
-            return;
-        }
-        tracing::info!("shutting down: {reason}");
-        let deadline = Instant::now() + self.settings.grace;
-        self.stopping = Some(Stopping { phase: 0, deadline });
-        let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(deadline.into()).await;
-            let _ = events.send(Event::ShutdownDeadline);
-        });
-        self.advance_shutdown();
-    }
-
-    /// Stops the roles of the current phase; moves on when none of them is left running.
-    fn advance_shutdown(&mut self) {
-        loop {
-            let Some(phase) = self.stopping.as_ref().map(|s| s.phase) else {
-                return;
-            };
-            let Some(roles) = SHUTDOWN_PHASES.get(phase) else {
-                return;
-            };
-            let mut waiting = false;
-            for role in *roles {
-                let slot = &mut self.slots[*role];
-                match slot.state {
-                    RoleState::Stopped => {}
-                    RoleState::Backoff => slot.state = RoleState::Stopped,
-                    RoleState::Stopping => waiting = true,
-                    RoleState::Starting | RoleState::Ready => {
-                        self.stop_role(*role);
-                        waiting = true;
-                    }
-                }
-            }
-            if waiting {
-                return;
-            }
-            if let Some(s) = self.stopping.as_mut() {
-                s.phase += 1;
-            }
-        }
-    }
-
-    /// Asks one role to stop gracefully; kills it if it cannot be asked.
-    fn stop_role(&mut self, role: Role) {
-        let deadline = self.stopping.as_ref().map(|s| s.deadline);
-        let slot = &mut self.slots[role];
-        slot.state = RoleState::Stopping;
-        let grace = deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-            .unwrap_or(self.settings.grace);
-        match slot.control.clone() {
-            Some(control) => {
-                tokio::spawn(async move {
-                    let request = control::Request::Shutdown {
-                        grace_ms: grace.as_millis() as u64,
-                    };
-                    let _ = control.call(&request, Vec::new()).await;
-                });
-            }
-            None => {
-                if let Some(k) = &slot.killer {
-                    k.kill();
-                }
-            }
-        }
-    }
-
-    /// Asks a running instance to stop within the grace period, then kills it; its exit
-    /// starts the next one.
-    fn stop_for_restart(&mut self, role: Role) {
-        let grace = self.settings.grace;
-        let slot = &mut self.slots[role];
-        slot.state = RoleState::Stopping;
-        let epoch = slot.epoch;
-        if let Some(control) = slot.control.clone() {
-            tokio::spawn(async move {
-                let request = control::Request::Shutdown {
-                    grace_ms: grace.as_millis() as u64,
-                };
-                let _ = control.call(&request, Vec::new()).await;
-            });
-        } else if let Some(k) = &slot.killer {
-            k.kill();
-        }
-        let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            let _ = events.send(Event::KillIfStill { role, epoch });
         });
     }
 
