@@ -3,27 +3,27 @@
 //! ever race. Links between roles are created only between live instances, on start or when a
 //! peer becomes ready, and torn down (PeerDown) when an instance exits.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ipc::config::{ListenerSpec, RoleConfig, SandboxConfig};
-use ipc::msg::admin::{self, RoleState};
+use ipc::config::ListenerSpec;
+use ipc::msg::admin::RoleState;
 use ipc::msg::control::{self, ControlService};
 use ipc::msg::setup::Bootstrap;
 use ipc::{Client, Handle, Role};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::clip::clip;
-use crate::launch::{self, Connected, Launcher};
-use crate::listeners::Bound;
+use crate::launch::Connected;
 use crate::logs::LogControl;
 
 mod dispatch;
+mod event;
 mod provision;
 mod slots;
 mod stop;
 
+pub use event::{Event, Settings};
 use slots::Slots;
 use stop::{SHUTDOWN_PHASES, Stopping};
 
@@ -37,99 +37,6 @@ const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Failed starts in a row after which a core role stops the tree.
 const CORE_START_FAILURES: u32 = 5;
-/// What a started instance reports goes to the tree like any other event.
-impl From<launch::Outcome> for Event {
-    fn from(outcome: launch::Outcome) -> Event {
-        match outcome {
-            launch::Outcome::Connected {
-                role,
-                epoch,
-                result,
-            } => Event::Connected {
-                role,
-                epoch,
-                result,
-            },
-            launch::Outcome::Exited {
-                role,
-                epoch,
-                status,
-            } => Event::Exited {
-                role,
-                epoch,
-                status,
-            },
-        }
-    }
-}
-
-/// Everything the tree reacts to.
-#[derive(Debug)]
-pub enum Event {
-    Connected {
-        role: Role,
-        epoch: u64,
-        result: Result<Connected, String>,
-    },
-    Exited {
-        role: Role,
-        epoch: u64,
-        status: String,
-    },
-    Retry {
-        role: Role,
-        epoch: u64,
-    },
-    KillIfStill {
-        role: Role,
-        epoch: u64,
-    },
-    /// The control link of a running instance closed: it can no longer be managed.
-    ControlClosed {
-        role: Role,
-        epoch: u64,
-    },
-    /// A running instance told the supervisor something unasked (see `reports.rs`).
-    Reported {
-        role: Role,
-        epoch: u64,
-        event: control::Event,
-    },
-    Admin {
-        request: admin::Request,
-        fds: Vec<Handle>,
-        uid: u32,
-        reply: oneshot::Sender<admin::Response>,
-    },
-    Shutdown {
-        reason: String,
-    },
-    ShutdownDeadline,
-    /// keyd took the certificates of a reloaded configuration: keep them for its next start.
-    Reloaded {
-        config: Box<crate::Config>,
-    },
-}
-
-/// What the tree is started with.
-#[derive(Debug)]
-pub struct Settings {
-    pub launcher: Launcher,
-    pub build_id: Arc<str>,
-    pub listeners: Vec<Bound>,
-    pub role_configs: BTreeMap<Role, RoleConfig>,
-    pub sandbox: BTreeMap<Role, SandboxConfig>,
-    pub log_filter: String,
-    pub grace: Duration,
-    pub single_process: bool,
-    /// Create the localserve account once every role is ready.
-    pub localserve: bool,
-    /// The configuration file, read again by `moxctl reload`.
-    pub config_path: std::path::PathBuf,
-    /// The configuration in force.
-    pub config: crate::Config,
-}
-
 /// The running tree.
 pub struct Tree {
     settings: Settings,
