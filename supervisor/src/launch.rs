@@ -12,8 +12,8 @@ use ipc::msg::setup::{Bootstrap, FromRole, Ready, ToRole};
 use ipc::{Channel, Client, Handle, Link, Role, RoleSpec};
 use tokio::sync::mpsc;
 
-use crate::role::LogControl;
-use crate::tree::Event;
+use crate::clip::clip;
+use crate::logs::LogControl;
 
 /// How long a role may take from exec to `Ready`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -59,6 +59,24 @@ impl Killer {
     }
 }
 
+/// What a started instance reports later, on the channel its starter gave. The starter turns
+/// it into its own event type (`From<Outcome>`), so launching needs to know nothing of the tree.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The handshake ended: the instance is ready, or why it is not.
+    Connected {
+        role: Role,
+        epoch: u64,
+        result: Result<Connected, String>,
+    },
+    /// The instance is gone.
+    Exited {
+        role: Role,
+        epoch: u64,
+        status: String,
+    },
+}
+
 /// A started instance, before its handshake completes.
 #[derive(Debug)]
 pub struct Started {
@@ -77,15 +95,16 @@ pub struct Connected {
 }
 
 impl Launcher {
-    /// Starts `role` generation `epoch`; reports `Event::Connected` or `Event::Exited` later.
-    pub fn start(
+    /// Starts `role` generation `epoch`; reports [`Outcome::Connected`] and
+    /// [`Outcome::Exited`] later on `events`.
+    pub fn start<E: From<Outcome> + Send + 'static>(
         &self,
         role: Role,
         epoch: u64,
         boot: Bootstrap,
         fds: Vec<Handle>,
         build_id: Arc<str>,
-        events: mpsc::UnboundedSender<Event>,
+        events: mpsc::UnboundedSender<E>,
     ) -> Result<Started, String> {
         match self {
             Launcher::Process => start_process(role, epoch, boot, fds, build_id, events),
@@ -100,13 +119,13 @@ impl Launcher {
     }
 }
 
-fn start_process(
+fn start_process<E: From<Outcome> + Send + 'static>(
     role: Role,
     epoch: u64,
     boot: Bootstrap,
     fds: Vec<Handle>,
     build_id: Arc<str>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<E>,
 ) -> Result<Started, String> {
     let (ours, theirs) = ipc::transport::socket_pair().map_err(|e| format!("socketpair: {e}"))?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
@@ -146,22 +165,22 @@ fn start_process(
                 }
             }
         };
-        let _ = exit_events.send(Event::Exited {
+        let _ = exit_events.send(E::from(Outcome::Exited {
             role,
             epoch,
             status,
-        });
+        }));
     });
     tokio::spawn(async move {
         let result = match Link::from_fd(ours, format!("supervisor→{role}")) {
             Ok(link) => handshake(role, Some(pid), link, boot, fds, &build_id).await,
             Err(e) => Err(e.to_string()),
         };
-        let _ = events.send(Event::Connected {
+        let _ = events.send(E::from(Outcome::Connected {
             role,
             epoch,
             result,
-        });
+        }));
     });
     Ok(Started {
         pid,
@@ -169,14 +188,14 @@ fn start_process(
     })
 }
 
-fn start_task(
+fn start_task<E: From<Outcome> + Send + 'static>(
     spec: RoleSpec,
     epoch: u64,
     boot: Bootstrap,
     fds: Vec<Handle>,
     build_id: Arc<str>,
     log: LogControl,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<E>,
 ) -> Result<Started, String> {
     let role = spec.role;
     let pid = std::process::id();
@@ -193,19 +212,19 @@ fn start_task(
             Err(e) if e.is_cancelled() => "killed".to_string(),
             Err(e) => format!("task failed: {e}"),
         };
-        let _ = exit_events.send(Event::Exited {
+        let _ = exit_events.send(E::from(Outcome::Exited {
             role,
             epoch,
             status,
-        });
+        }));
     });
     tokio::spawn(async move {
         let result = handshake(role, None, ours, boot, fds, &build_id).await;
-        let _ = events.send(Event::Connected {
+        let _ = events.send(E::from(Outcome::Connected {
             role,
             epoch,
             result,
-        });
+        }));
     });
     Ok(Started { pid, killer })
 }
@@ -236,7 +255,7 @@ async fn handshake(
                 fds.into_iter().for_each(sandbox::fdpass::discard);
                 return Err(format!(
                     "expected hello (without descriptors), got {}",
-                    crate::tree::clip(&format!("{other:?}"))
+                    clip(&format!("{other:?}"))
                 ));
             }
         };
@@ -290,7 +309,7 @@ async fn handshake(
                 fds.into_iter().for_each(sandbox::fdpass::discard);
                 Err(format!(
                     "expected ready (without descriptors), got {}",
-                    crate::tree::clip(&format!("{other:?}"))
+                    clip(&format!("{other:?}"))
                 ))
             }
         }

@@ -9,6 +9,7 @@
 
 mod admin;
 mod certfiles;
+mod clip;
 pub mod config;
 mod dirs;
 mod error;
@@ -71,7 +72,7 @@ pub fn serve(opts: Options) -> ExitCode {
     }
 }
 
-fn prepare_and_run(opts: Options, config: Config, log: role::LogControl) -> Result<(), Error> {
+fn prepare_and_run(opts: Options, config: Config, log: logs::LogControl) -> Result<(), Error> {
     let as_root = sandbox::is_root();
     let ids = if as_root && !opts.single_process {
         users::resolve_all(&config)?

@@ -9,7 +9,10 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, reload};
 
-use crate::role::LogControl;
+/// Replaces the log filter of this role (process mode) or of the process (single-process
+/// mode). Defined here, with the loggers that make one, so that logging depends on nothing
+/// else in the supervisor.
+pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Installs the role's logger: `LEVEL target: message`, no time (the supervisor adds it).
 pub fn init_role(filter: &str) -> LogControl {

@@ -14,9 +14,9 @@ use ipc::config::SeccompSetting;
 use ipc::msg::setup::{Bootstrap, FromRole, Hello, Ready, ToRole};
 use ipc::{Handle, RoleSpec};
 
-pub use serve::{LogControl, serve};
+pub use serve::serve;
 
-use crate::logs;
+use crate::logs::{self, LogControl};
 
 /// Runs the role process described by `spec`. Returns the process exit code.
 pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {

@@ -1,7 +1,6 @@
 //! The async life of a role, shared by process and single-process mode: wire up listeners and
 //! peer links, say `Ready`, run the role, and carry out the supervisor's control requests.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipc::config::ListenerSpec;
@@ -16,11 +15,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::logs::LogControl;
+
 /// How long a peer may take to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Replaces the log filter of this role (process mode) or of the process (single-process mode).
-pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Runs a role whose bootstrap has arrived on `link`, until it is told to stop, its supervisor
 /// goes away, or its `run` ends.
