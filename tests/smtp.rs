@@ -344,8 +344,13 @@ code, text = s.docmd("")
 assert code == 235, (code, text)
 refused = s.sendmail("bob@example.org", ["bob@example.org"], b"From: <bob+x@example.org>\r\nSubject: marker-sub-SCRAM\r\n\r\nhi\r\n")
 assert refused == {}, refused
+# An authenticated sender may name a remote recipient (submission relays; MX refuses).
+code, text = s.docmd("MAIL", "FROM:<bob@example.org>")
+assert code == 250, ("MAIL for a remote recipient", code, text)
 code, text = s.docmd("RCPT", "TO:<x@elsewhere.example>")
-print("remote", code, text)
+assert code == 250 and text.startswith(b"2.1.5 "), ("remote RCPT", code, text)
+code, text = s.docmd("RSET")
+assert code == 250, ("RSET", code, text)
 s.quit()
 print("ok")
 "#;
