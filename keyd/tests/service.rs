@@ -134,7 +134,6 @@ fn sign_tls(key: &str, scheme: u16, message: Vec<u8>) -> Request {
 /// `r` is a signature of `request`'s message, with its scheme, that the public key of the
 /// requested key's certificate verifies.
 fn is_signature(leaves: &Leaves, request: &Request, r: &Response) -> bool {
-    use rustls::pki_types::SignatureVerificationAlgorithm;
     let (
         Request::SignTls {
             key,
