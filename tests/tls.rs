@@ -41,22 +41,20 @@ fn implicit_tls_listeners_handshake_through_keyd() {
     assert!(rsa.ends_with("220 mx.test.example"), "{rsa}");
     // Nothing but keyd holds the keys: the keyd directory is the only place they exist.
     let keyd_dir = tree.dir.path().join("data/keyd");
-    if common::is_root() {
-        let names: Vec<String> = std::fs::read_dir(&keyd_dir)
-            .expect("keyd dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names.iter().any(|n| n == "selfsigned-ecdsa.key.pem"),
-            "{names:?}"
-        );
-        let meta = std::fs::metadata(keyd_dir.join("selfsigned-ecdsa.key.pem")).expect("key");
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-            0o600
-        );
-    }
+    let names: Vec<String> = std::fs::read_dir(&keyd_dir)
+        .expect("keyd dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "selfsigned-ecdsa.key.pem"),
+        "{names:?}"
+    );
+    let meta = std::fs::metadata(keyd_dir.join("selfsigned-ecdsa.key.pem")).expect("key");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
