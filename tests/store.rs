@@ -159,6 +159,21 @@ fn moxctl_manages_domains_accounts_and_delivers_locally() {
     assert_consistent(&tree);
 }
 
+/// Waits (under a generous deadline) until `more` further deliveries have been acknowledged.
+fn wait_for_more_acks(acked: &Mutex<BTreeSet<String>>, more: usize, tree: &Tree) {
+    let count = || acked.lock().expect("lock").len();
+    let (from, start) = (count(), Instant::now());
+    while count() < from + more {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no {more} more deliveries acknowledged (at {})\n{}",
+            count(),
+            tree.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail() {
     let tree = Arc::new(Tree::start(Options::default()));
@@ -211,7 +226,8 @@ fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail()
         .collect();
 
     for _ in 0..5 {
-        std::thread::sleep(Duration::from_millis(300));
+        // Kill while mail flows: a few more deliveries acknowledged since the last restart.
+        wait_for_more_acks(&acked, 5, &tree);
         let status = tree.status().expect("status");
         let pid = status
             .roles
@@ -230,7 +246,8 @@ fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail()
             })
         });
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Deliveries are acknowledged again after the last restart.
+    wait_for_more_acks(&acked, 5, &tree);
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer");
