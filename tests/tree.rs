@@ -288,7 +288,7 @@ fn killing_the_supervisor_ends_every_role() {
     let start = Instant::now();
     while pids.iter().any(|p| alive(*p)) {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(30),
             "roles outlived the supervisor: {pids:?}"
         );
         std::thread::sleep(Duration::from_millis(20));

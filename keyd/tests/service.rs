@@ -308,7 +308,12 @@ async fn a_flooding_role_does_not_hold_up_another_roles_signatures() {
     // imapd signs as a busy imapd does: two handshakes at a time on signing sockets, now and
     // then one on the async link, each answered before it asks again.
     let imapd = [h.signer(Role::Imapd).await, h.signer(Role::Imapd).await];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The flood is under way (some of its signatures made) before imapd starts.
+    let start = Instant::now();
+    while flooded.load(Ordering::Relaxed) < 16 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no flood");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let flooded_before = flooded.load(Ordering::Relaxed);
     let until = Instant::now() + Duration::from_secs(2);
     let sockets: Vec<_> = imapd
