@@ -65,13 +65,13 @@ fn openssl_cert(dir: &Path, stem: &str, names: &[&str]) -> String {
     String::from_utf8_lossy(&hash.stdout).trim().to_string()
 }
 
-/// The fingerprint served on `kind` (polls until it is `want`, for at most 5 s).
+/// The fingerprint served on `kind` (polls until it is `want`, for at most a generous 30 s).
 fn served_until(tree: &Tree, kind: ListenerKind, want: &str) -> String {
     let start = Instant::now();
     loop {
         let got = python_tls(addr(tree, kind), "- -").expect("handshake");
         let fp = got.split(' ').nth(2).unwrap_or_default().to_string();
-        if fp == want || start.elapsed() > Duration::from_secs(5) {
+        if fp == want || start.elapsed() > Duration::from_secs(30) {
             return fp;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -52,7 +52,7 @@ fn dnsmasq(port: u16, records: &[String]) -> Option<Dns> {
     let child = cmd.spawn().ok()?;
     // Wait until it answers.
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
+    while start.elapsed() < Duration::from_secs(30) {
         let out = Command::new("python3")
             .args(["-c", "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(0.2); q=bytes.fromhex('abcd01000001000000000000076578616d706c65036e65740000100001'); s.sendto(q,('127.0.0.1',int(sys.argv[1]))); s.recv(512); print('ok')"])
             .arg(port.to_string())

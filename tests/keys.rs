@@ -51,15 +51,13 @@ fn moxctl_generates_dkim_keys_and_lists_their_dns_records() {
         !out.contains("PRIVATE"),
         "no private key material leaves keyd"
     );
-    if common::is_root() {
-        let key = tree
-            .dir
-            .path()
-            .join("data/keyd/dkim.example.org.s1.key.pem");
-        let mode = std::fs::metadata(&key).expect("key file in keyd's directory");
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-            0o600
-        );
-    }
+    let key = tree
+        .dir
+        .path()
+        .join("data/keyd/dkim.example.org.s1.key.pem");
+    let mode = std::fs::metadata(&key).expect("key file in keyd's directory");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
 }

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,21 @@ fn moxctl_manages_domains_accounts_and_delivers_locally() {
     assert_consistent(&tree);
 }
 
+/// Waits (under a generous deadline) until `more` further deliveries have been acknowledged.
+fn wait_for_more_acks(acked: &Mutex<BTreeSet<String>>, more: usize, tree: &Tree) {
+    let count = || acked.lock().expect("lock").len();
+    let (from, start) = (count(), Instant::now());
+    while count() < from + more {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no {more} more deliveries acknowledged (at {})\n{}",
+            count(),
+            tree.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail() {
     let tree = Arc::new(Tree::start(Options::default()));
@@ -211,7 +226,8 @@ fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail()
         .collect();
 
     for _ in 0..5 {
-        std::thread::sleep(Duration::from_millis(300));
+        // Kill while mail flows: a few more deliveries acknowledged since the last restart.
+        wait_for_more_acks(&acked, 5, &tree);
         let status = tree.status().expect("status");
         let pid = status
             .roles
@@ -230,7 +246,8 @@ fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail()
             })
         });
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Deliveries are acknowledged again after the last restart.
+    wait_for_more_acks(&acked, 5, &tree);
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer");
@@ -301,6 +318,22 @@ fn memfd_with(bytes: &[u8]) -> std::os::fd::OwnedFd {
     f.into()
 }
 
+/// The numbers `n` of the "Subject: during n" messages among the message files under `msg`.
+fn during_in(msg: &std::path::Path) -> Vec<usize> {
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(msg).expect("msg").flatten() {
+        for file in std::fs::read_dir(shard.path()).expect("shard").flatten() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(file.path()).expect("read")).into_owned();
+            if let Some(rest) = text.split("Subject: during ").nth(1) {
+                let n = rest.split("\r\n").next().expect("subject line");
+                found.push(n.parse().expect("a number"));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn backup_while_delivering_is_consistent() {
     let tree = Arc::new(Tree::start(Options::default()));
@@ -329,25 +362,44 @@ fn backup_while_delivering_is_consistent() {
         assert!(out.status.success(), "{out:?}");
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    // The deliveries that began before the backup command returned and were acknowledged.
     let writer = {
-        let (tree, stop) = (tree.clone(), stop.clone());
+        let (tree, stop, acknowledged) = (tree.clone(), stop.clone(), acknowledged.clone());
         std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                moxctl_deliver(
+            let mut done = Vec::new();
+            for n in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let out = moxctl_deliver(
                     &tree,
                     &["bob@example.org"],
                     format!("Subject: during {n}\r\n\r\ny\r\n").as_bytes(),
                 );
-                n += 1;
+                if out.status.success() {
+                    done.push(n);
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                }
             }
-            n
+            done
         })
     };
+    // The writer is under way (one delivery acknowledged) before the backup starts.
+    let start = Instant::now();
+    while acknowledged.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no delivery acknowledged\n{}",
+            tree.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let dest = tree.dir.path().join("backup");
     let out = tree.moxctl(&["backup", dest.to_str().expect("utf-8")]);
-    stop.store(true, Ordering::Relaxed);
-    let during = writer.join().expect("writer");
+    stop.store(true, Ordering::SeqCst);
+    let delivered = writer.join().expect("writer");
+    let during = delivered.len();
     assert!(out.status.success(), "{out:?}\n{}", tree.log_text());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -371,6 +423,20 @@ fn backup_while_delivering_is_consistent() {
         "at least the messages delivered before: {files}"
     );
     eprintln!("backup holds {files} messages; {during} deliveries ran meanwhile");
+    // The two overlapped: of the deliveries acknowledged while the backup ran, some are in
+    // it (acknowledged before its snapshot) and some are not (acknowledged after it, though
+    // begun before the backup command returned).
+    let in_backup = during_in(&dest.join("msg"));
+    let (before, after): (Vec<usize>, Vec<usize>) =
+        delivered.iter().partition(|n| in_backup.contains(n));
+    assert!(
+        !before.is_empty() && !after.is_empty(),
+        "deliveries on both sides of the snapshot: in it {before:?}, after it {after:?}"
+    );
+    assert!(
+        in_backup.iter().all(|n| delivered.contains(n)),
+        "only acknowledged deliveries are in the backup: {in_backup:?} of {delivered:?}"
+    );
     // A second backup into the same directory is refused.
     let again = tree.moxctl(&["backup", dest.to_str().expect("utf-8")]);
     assert!(!again.status.success());

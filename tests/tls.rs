@@ -41,22 +41,20 @@ fn implicit_tls_listeners_handshake_through_keyd() {
     assert!(rsa.ends_with("220 mx.test.example"), "{rsa}");
     // Nothing but keyd holds the keys: the keyd directory is the only place they exist.
     let keyd_dir = tree.dir.path().join("data/keyd");
-    if common::is_root() {
-        let names: Vec<String> = std::fs::read_dir(&keyd_dir)
-            .expect("keyd dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names.iter().any(|n| n == "selfsigned-ecdsa.key.pem"),
-            "{names:?}"
-        );
-        let meta = std::fs::metadata(keyd_dir.join("selfsigned-ecdsa.key.pem")).expect("key");
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-            0o600
-        );
-    }
+    let names: Vec<String> = std::fs::read_dir(&keyd_dir)
+        .expect("keyd dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "selfsigned-ecdsa.key.pem"),
+        "{names:?}"
+    );
+    let meta = std::fs::metadata(keyd_dir.join("selfsigned-ecdsa.key.pem")).expect("key");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -78,12 +76,14 @@ fn a_stopped_keyd_fails_handshakes_quickly_instead_of_hanging_them() {
     let stopped = python_tls(imaps, "- -");
     let took = start.elapsed();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
-    assert!(stopped.is_err(), "no key, no handshake: {stopped:?}");
+    // Failed, not hung: the server ended the handshake (an alert or a close), not the
+    // client's own 15 s timeout. How fast that is belongs in a benchmark, not here.
+    let err = stopped.expect_err("no key, no handshake");
     assert!(
-        took < Duration::from_secs(12),
-        "the handshake hung for {took:?}"
+        !err.contains("timed out") && (err.contains("ALERT") || err.contains("EOF")),
+        "the server ended the handshake: {err}"
     );
-    eprintln!("handshake with keyd stopped failed after {took:?}");
+    eprintln!("handshake with keyd stopped failed after {took:?}: {err}");
     python_tls(imaps, "- -").expect("handshakes work again once keyd continues");
 }
 

@@ -244,13 +244,16 @@ fn killed_roles_come_back_under_the_same_uid_with_working_links() {
             .expect("slot")
             .clone();
         let pid = old.pid.expect("running");
+        // Read before the kill: afterwards the old process's /proc entry is gone.
+        let old_proc_uid = proc_field(pid, "Uid").expect("the running role's uid");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         )
         .expect("kill");
         let killed = Instant::now();
-        let after = tree.wait_for(Duration::from_secs(5), &format!("{role} back"), |s| {
+        // A generous deadline for the state; how fast a restart is belongs in a benchmark.
+        let after = tree.wait_for(Duration::from_secs(30), &format!("{role} back"), |s| {
             s.roles.iter().all(|r| r.state == RoleState::Ready)
                 && s.roles
                     .iter()
@@ -261,8 +264,9 @@ fn killed_roles_come_back_under_the_same_uid_with_working_links() {
         assert_eq!(new.uid, old.uid);
         assert_eq!(new.restarts, old.restarts + 1);
         assert_eq!(
-            proc_field(new.pid.expect("pid"), "Uid"),
-            proc_field(pid, "Uid").or(proc_field(new.pid.expect("pid"), "Uid"))
+            proc_field(new.pid.expect("pid"), "Uid").as_deref(),
+            Some(old_proc_uid.as_str()),
+            "{role} runs under the uid it had before the kill"
         );
         assert_links_work(&tree);
     }
@@ -284,7 +288,7 @@ fn killing_the_supervisor_ends_every_role() {
     let start = Instant::now();
     while pids.iter().any(|p| alive(*p)) {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(30),
             "roles outlived the supervisor: {pids:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -368,8 +372,30 @@ fn sigterm_stops_every_role_gracefully_in_order() {
         );
     }
     let pos = |role: Role| log.find(&format!("{role} stopped")).expect("stopped line");
-    assert!(pos(Role::Smtpd) < pos(Role::Queued) && pos(Role::Queued) < pos(Role::Storaged));
-    assert!(pos(Role::Storaged) < pos(Role::Keyd));
+    // The network roles first (in any order among themselves), then the roles behind them,
+    // one at a time: every role of a phase has stopped before any role of the next.
+    let phases: [&[Role]; 5] = [
+        &[Role::Smtpd, Role::Submission, Role::Imapd, Role::Httpd],
+        &[Role::Queued],
+        &[Role::Authd],
+        &[Role::Storaged],
+        &[Role::Keyd],
+    ];
+    assert_eq!(
+        phases.iter().map(|p| p.len()).sum::<usize>(),
+        Role::ALL.len(),
+        "every role is in a phase"
+    );
+    for pair in phases.windows(2) {
+        for &earlier in pair[0] {
+            for &later in pair[1] {
+                assert!(
+                    pos(earlier) < pos(later),
+                    "{earlier} stopped before {later}: {log}"
+                );
+            }
+        }
+    }
     assert!(!tree.socket.exists(), "admin socket removed");
 }
 
@@ -391,8 +417,26 @@ fn moxctl_restart_loglevel_and_stop() {
             .any(|r| r.role == Role::Imapd && r.state == RoleState::Ready && r.pid != old)
     });
     assert_links_work(&tree);
+    // smtpd logs "<peer>: done" at debug level when a session ends cleanly: the filter's
+    // effect is seen in the log, not only in moxctl's exit status.
+    let smtp = common::addr(&tree, ListenerKind::Smtp);
+    let at_info = smtp_session(smtp);
     let out = tree.moxctl(&["loglevel", "smtpd", "debug"]);
     assert!(out.status.success(), "{out:?}");
+    let at_debug = smtp_session(smtp);
+    wait_log_line(&tree, &format!("{at_debug}: done"));
+    let out = tree.moxctl(&["loglevel", "smtpd", "info"]);
+    assert!(out.status.success(), "{out:?}");
+    let at_info_again = smtp_session(smtp);
+    // Back at debug once more, only so that a line marks how far smtpd's log has come: each
+    // session above had ended (and logged, or not) before the next filter change was asked.
+    let out = tree.moxctl(&["loglevel", "smtpd", "debug"]);
+    assert!(out.status.success(), "{out:?}");
+    let marker = smtp_session(smtp);
+    wait_log_line(&tree, &format!("{marker}: done"));
+    let log = tree.log_text();
+    assert!(!log.contains(&format!("{at_info}: done")), "{log}");
+    assert!(!log.contains(&format!("{at_info_again}: done")), "{log}");
     let out = tree.moxctl(&["loglevel", "nonsense=[["]);
     assert!(!out.status.success());
     let out = tree.moxctl(&["restart", "nosuchrole"]);
@@ -400,6 +444,33 @@ fn moxctl_restart_loglevel_and_stop() {
     let out = tree.moxctl(&["stop"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(tree.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+/// One SMTP session on `addr` that ends with QUIT and the server's close; returns the
+/// client's address as smtpd names the peer.
+fn smtp_session(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(b"QUIT\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .expect("read to the server's close");
+    assert!(out.contains("\r\n221 "), "{out}");
+    s.local_addr().expect("local address")
+}
+
+/// Waits (under a generous deadline) until the tree's log holds `needle`.
+fn wait_log_line(tree: &Tree, needle: &str) {
+    let start = Instant::now();
+    while !tree.log_text().contains(needle) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {needle:?} in the log:\n{}",
+            tree.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 #[test]
@@ -433,9 +504,24 @@ fn network_roles_say_their_protocol_is_not_served_yet() {
     let http = read_all(addr(ListenerKind::Http), b"GET / HTTP/1.0\r\n\r\n");
     assert!(http.starts_with("HTTP/1.1 503 "), "{http}");
     // An implicit-TLS port speaks only TLS (tests/tls.rs does the handshake): plaintext gets
-    // no plaintext answer.
-    let plain = read_all(addr(ListenerKind::Imaps), b"a001 CAPABILITY\r\n");
-    assert!(!plain.contains("BYE"), "{plain:?}");
+    // no plaintext answer. What comes back is a TLS alert record (content type 21, version
+    // 3.x): the port was reached and a TLS server read the bytes. An empty answer (a refused
+    // or dropped connection) does not pass.
+    let mut s = TcpStream::connect_timeout(&addr(ListenerKind::Imaps), Duration::from_secs(5))
+        .expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"a001 CAPABILITY\r\n").expect("write");
+    let mut plain = Vec::new();
+    let _ = s.read_to_end(&mut plain);
+    assert!(
+        !String::from_utf8_lossy(&plain).contains("BYE"),
+        "{plain:?}"
+    );
+    assert!(
+        plain.len() >= 7 && plain[0] == 21 && plain[1] == 3,
+        "a TLS alert record: {plain:?}"
+    );
 }
 
 #[test]

@@ -879,6 +879,78 @@ fn queue_enqueue() {
 }
 
 #[test]
+fn queue_file_and_hold_requests() {
+    use ipc::msg::queue::Request;
+    assert_golden(&Request::OpenMessage, &[0]);
+    assert_golden(&Request::Abort { file: 7 }, &[2, 7]);
+    assert_golden(&Request::Release { id: 300 }, &[3, 251, 44, 1]);
+    assert_golden(&Request::Discard { id: 9 }, &[4, 9]);
+}
+
+#[test]
+fn queue_responses() {
+    use ipc::msg::queue::Response;
+    assert_golden(&Response::Opened { file: 7 }, &[0, 7]);
+    assert_golden(&Response::Queued { id: 300 }, &[1, 251, 44, 1]);
+    assert_golden(&Response::Done, &[2]);
+    assert_golden(
+        &Response::Failed {
+            temporary: true,
+            message: "x".into(),
+        },
+        &[3, 1, 1, 120],
+    );
+    assert_golden(
+        &Response::OverLimit {
+            setting: "s".into(),
+            limit: 5,
+            retry_after_secs: 60,
+        },
+        &[4, 1, 115, 5, 60],
+    );
+}
+
+#[test]
+fn queue_admin_list() {
+    use ipc::msg::queue;
+    let op = control::RoleAdmin::Queue(queue::Admin::List);
+    assert_golden(&control::Request::Admin(op.clone()), &[5, 3, 0]);
+    assert_golden(&admin::Request::Role(op), &[5, 3, 0]);
+    let entry = queue::QueueEntry {
+        id: 2,
+        envelope: queue::SubmittedEnvelope {
+            from: "a@d".into(),
+            recipients: vec!["b@e".into()],
+            smtputf8: true,
+            eight_bit: false,
+            requiretls: true,
+        }
+        .for_account("bob".into()),
+        size: 10,
+        queued_at: -1,
+        attempts: 3,
+        last_error: Some("e".into()),
+        held: false,
+    };
+    assert_golden(
+        &queue::AdminReply::List(vec![entry.clone()]),
+        &[
+            0, 1, 2, 3, 97, 64, 100, 1, 3, 98, 64, 101, 3, 98, 111, 98, 1, 0, 1, 10, 1, 3, 1, 1,
+            101, 0,
+        ],
+    );
+    assert_golden(
+        &control::Response::Admin(control::AdminReply::Queue(queue::AdminReply::List(vec![
+            entry,
+        ]))),
+        &[
+            2, 3, 0, 1, 2, 3, 97, 64, 100, 1, 3, 98, 64, 101, 3, 98, 111, 98, 1, 0, 1, 10, 1, 3, 1,
+            1, 101, 0,
+        ],
+    );
+}
+
+#[test]
 fn store_session_requests() {
     let golden = |op: store::SessionOp, bytes: &[u8]| {
         assert_golden(

@@ -26,7 +26,12 @@ struct Harness {
     /// Names of the self-signed certificates' keys.
     ecdsa: String,
     rsa: String,
+    /// Each key's certificate, whose public key checks the signatures.
+    leaves: Leaves,
 }
+
+/// The leaf certificate of each key, by key name.
+type Leaves = Arc<HashMap<String, Vec<u8>>>;
 
 /// keyd with self-signed ECDSA and RSA certificates, bounded by `limits`, and a link from each
 /// of `roles`.
@@ -45,6 +50,12 @@ async fn start(limits: Limits, roles: &[Role]) -> Harness {
             .unwrap()
     };
     let (ecdsa, rsa) = (key_of("ecdsa"), key_of("rsa"));
+    let leaves: Leaves = Arc::new(
+        certs
+            .iter()
+            .map(|c| (c.key.clone(), c.chain[0].to_vec()))
+            .collect(),
+    );
     let service = keyd::service::Keyd::with_limits(
         dir.path().to_path_buf(),
         "mx.example.org".into(),
@@ -78,6 +89,7 @@ async fn start(limits: Limits, roles: &[Role]) -> Harness {
         links,
         ecdsa,
         rsa,
+        leaves,
     }
 }
 
@@ -119,8 +131,33 @@ fn sign_tls(key: &str, scheme: u16, message: Vec<u8>) -> Request {
     }
 }
 
-fn is_signature(r: &Response) -> bool {
-    matches!(r, Response::Signature(s) if !s.is_empty())
+/// `r` is a signature of `request`'s message, with its scheme, that the public key of the
+/// requested key's certificate verifies.
+fn is_signature(leaves: &Leaves, request: &Request, r: &Response) -> bool {
+    let (
+        Request::SignTls {
+            key,
+            scheme,
+            message,
+        },
+        Response::Signature(signature),
+    ) = (request, r)
+    else {
+        return false;
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaves[key]).unwrap();
+    let public_key = &cert.public_key().subject_public_key.data;
+    let scheme = rustls::SignatureScheme::from(*scheme);
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let (_, algorithms) = provider
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(s, _)| *s == scheme)
+        .unwrap();
+    algorithms
+        .iter()
+        .any(|a| a.verify_signature(public_key, message, signature).is_ok())
 }
 
 fn generous() -> Limits {
@@ -137,7 +174,7 @@ async fn tls_signing_is_refused_to_roles_that_serve_no_tls() {
     let h = start(generous(), &roles).await;
     let good = sign_tls(&h.ecdsa, ECDSA_P256_SHA256, certificate_verify());
     assert!(
-        is_signature(&h.call(Role::Smtpd, &good).await),
+        is_signature(&h.leaves, &good, &h.call(Role::Smtpd, &good).await),
         "the input is signable"
     );
     for role in [Role::Storaged, Role::Authd, Role::Queued] {
@@ -196,7 +233,7 @@ async fn inputs_not_shaped_like_a_handshake_are_refused_on_both_paths() {
         }
     }
     let good = sign_tls(&h.rsa, RSA_PSS_SHA256, certificate_verify());
-    assert!(is_signature(&sign_on(&signer, &good)));
+    assert!(is_signature(&h.leaves, &good, &sign_on(&signer, &good)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +253,10 @@ async fn the_signing_budget_holds_per_role_across_its_links() {
         } else {
             sign_on(&signer, &good)
         };
-        assert!(is_signature(&answer), "signature {i}: {answer:?}");
+        assert!(
+            is_signature(&h.leaves, &good, &answer),
+            "signature {i}: {answer:?}"
+        );
     }
     for answer in [h.call(Role::Smtpd, &good).await, sign_on(&signer, &good)] {
         assert_eq!(
@@ -225,7 +265,7 @@ async fn the_signing_budget_holds_per_role_across_its_links() {
         );
     }
     assert!(
-        is_signature(&h.call(Role::Imapd, &good).await),
+        is_signature(&h.leaves, &good, &h.call(Role::Imapd, &good).await),
         "imapd's budget is its own"
     );
 }
@@ -245,12 +285,13 @@ async fn a_flooding_role_does_not_hold_up_another_roles_signatures() {
     for _ in 0..16 {
         let fd = h.signer(Role::Smtpd).await;
         let (request, stop, flooded) = (request.clone(), stop.clone(), flooded.clone());
+        let leaves = h.leaves.clone();
         flooders.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 // A flooding smtpd may wait past its own timeout: that is its loss.
                 let answer =
                     ipc::blocking::call::<KeyService>(fd.as_fd(), &request, CLIENT_TIMEOUT);
-                if answer.is_ok_and(|a| is_signature(&a)) {
+                if answer.is_ok_and(|a| is_signature(&leaves, &request, &a)) {
                     flooded.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -267,19 +308,27 @@ async fn a_flooding_role_does_not_hold_up_another_roles_signatures() {
     // imapd signs as a busy imapd does: two handshakes at a time on signing sockets, now and
     // then one on the async link, each answered before it asks again.
     let imapd = [h.signer(Role::Imapd).await, h.signer(Role::Imapd).await];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The flood is under way (some of its signatures made) before imapd starts.
+    let start = Instant::now();
+    while flooded.load(Ordering::Relaxed) < 16 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no flood");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let flooded_before = flooded.load(Ordering::Relaxed);
     let until = Instant::now() + Duration::from_secs(2);
     let sockets: Vec<_> = imapd
         .into_iter()
         .map(|fd| {
-            let request = request.clone();
+            let (request, leaves) = (request.clone(), h.leaves.clone());
             std::thread::spawn(move || {
                 let (mut signed, mut slowest) = (0usize, Duration::ZERO);
                 while Instant::now() < until {
                     let started = Instant::now();
                     let answer = sign_on(&fd, &request);
-                    assert!(is_signature(&answer), "imapd's signature: {answer:?}");
+                    assert!(
+                        is_signature(&leaves, &request, &answer),
+                        "imapd's signature: {answer:?}"
+                    );
                     slowest = slowest.max(started.elapsed());
                     signed += 1;
                 }
@@ -291,7 +340,10 @@ async fn a_flooding_role_does_not_hold_up_another_roles_signatures() {
     while Instant::now() < until {
         let started = Instant::now();
         let answer = h.call(Role::Imapd, &request).await;
-        assert!(is_signature(&answer), "imapd's signature: {answer:?}");
+        assert!(
+            is_signature(&h.leaves, &request, &answer),
+            "imapd's signature: {answer:?}"
+        );
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
