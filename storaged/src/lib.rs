@@ -26,6 +26,7 @@ mod identity;
 pub mod inline;
 pub mod mailboxes;
 pub mod messages;
+mod ops;
 pub mod search;
 pub mod service;
 mod session;

@@ -17,10 +17,9 @@ use std::sync::{Arc, Mutex};
 use ipc::msg::auth::Ticket;
 use ipc::msg::control::{AdminReply as RoleReply, RoleAdmin};
 use ipc::msg::store::{
-    AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, Request, Response,
-    StoreService,
+    AccountInfo, Admin, AdminReply, DomainInfo, Failure, RecipientResult, Response, StoreService,
 };
-use ipc::rpc::{EventSender, Incoming};
+use ipc::rpc::Incoming;
 use ipc::space::FreeSpace;
 use ipc::{AdminCall, Handle, Role};
 
@@ -28,7 +27,9 @@ use crate::db::Db;
 use crate::deliver::{self, Flusher, Outcome};
 use crate::error::StoreError;
 use crate::files::Files;
-use crate::spool::{Budget, SpoolError, Spooled};
+use crate::spool::{Budget, Spooled};
+
+mod requests;
 
 /// Largest message accepted, in bytes.
 pub const MAX_MESSAGE_SIZE: u64 = 100 * 1024 * 1024;
@@ -156,137 +157,6 @@ impl Store {
         };
         if let Err(e) = reply.send_or(&response, fds, too_large).await {
             tracing::warn!("answering {peer}: {e}");
-        }
-    }
-
-    async fn answer(
-        self: Arc<Self>,
-        peer: Role,
-        request: Request,
-        events: EventSender<StoreService>,
-    ) -> Result<(Response, Vec<Handle>), Refusal> {
-        let permitted = match &request {
-            Request::SenderAccount { .. } => peer == Role::Submission,
-            Request::CheckRecipient { .. }
-            | Request::OpenDelivery
-            | Request::Deliver { .. }
-            | Request::AbortDelivery { .. } => {
-                matches!(peer, Role::Smtpd | Role::Submission | Role::Queued)
-            }
-            Request::ResolveLogin { .. }
-            | Request::RegisterTicket { .. }
-            | Request::RevokeTicket { .. }
-            | Request::RevokeAccountTickets { .. } => peer == Role::Authd,
-            Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
-            Request::SessionOwnsAddress { .. } => peer == Role::Keyd,
-            Request::SubmissionAccount { .. } => peer == Role::Queued,
-        };
-        if !permitted {
-            let name = format!("{request:?}");
-            let variant = name.split([' ', '(', '{']).next().unwrap_or("?");
-            tracing::warn!("{peer} asked for {variant}, which its link does not permit");
-            return Err(permanent(format!("{peer} may not make this request")).into());
-        }
-        match request {
-            Request::Session { ticket, op } => {
-                Ok(self.clone().session_op(peer, ticket, op, events).await)
-            }
-            Request::ResolveLogin { username } => {
-                let store = self.clone();
-                let account = blocking(move || store.db.login_account(&username)).await?;
-                Ok((Response::Login(account), Vec::new()))
-            }
-            Request::RegisterTicket {
-                ticket,
-                account,
-                role,
-                expires,
-            } => {
-                let mut tickets = lock(&self.tickets);
-                let now = crate::db::now();
-                tickets.retain(|_, s| s.expires > now);
-                tickets.insert(
-                    ticket,
-                    Session {
-                        account,
-                        role,
-                        expires,
-                    },
-                );
-                Ok((Response::Done, Vec::new()))
-            }
-            Request::RevokeTicket { ticket } => {
-                lock(&self.tickets).remove(&ticket);
-                self.feed.unwatch(&ticket);
-                Ok((Response::Done, Vec::new()))
-            }
-            Request::RevokeAccountTickets { account } => {
-                self.revoke_account_tickets(&account);
-                Ok((Response::Done, Vec::new()))
-            }
-            Request::SessionOwnsAddress { ticket, address } => Ok((
-                self.clone().session_owns_address(ticket, address).await?,
-                Vec::new(),
-            )),
-            Request::SubmissionAccount { ticket } => {
-                Ok((self.submission_account(&ticket), Vec::new()))
-            }
-            Request::CheckRecipient { address } => {
-                let store = self.clone();
-                let status = blocking(move || store.db.recipient_status(&address)).await?;
-                if status == ipc::msg::store::RecipientStatus::Local {
-                    self.room(0)?;
-                }
-                Ok((Response::Recipient(status), Vec::new()))
-            }
-            Request::SenderAccount { address } => {
-                let store = self.clone();
-                let account = blocking(move || store.db.resolve(&address)).await?;
-                Ok((Response::Login(account), Vec::new()))
-            }
-            Request::OpenDelivery => {
-                let (id, fd) = self.open_pipe(peer)?;
-                Ok((Response::DeliveryOpened { id }, vec![fd]))
-            }
-            Request::AbortDelivery { id } => {
-                lock(&self.open).remove(&(peer, id));
-                Ok((Response::Done, Vec::new()))
-            }
-            Request::Deliver {
-                id,
-                recipients,
-                prepend,
-                junk,
-            } => {
-                let open = lock(&self.open)
-                    .remove(&(peer, id))
-                    // Temporary: storaged may have restarted since it was opened.
-                    .ok_or_else(|| temporary(format!("no open delivery {id}")))?;
-                // The peer's share stays taken until the delivery is done.
-                let (spooled, _share) = match open {
-                    Open::Pipe(pump) => pump.finish().await.map_err(|e| {
-                        tracing::warn!("delivery {id} of {peer}: {e}");
-                        match e {
-                            SpoolError::NoSpace(m) => Refusal::NoSpace(m),
-                            SpoolError::Failed(m) => Refusal::Failed(temporary(m)),
-                        }
-                    })?,
-                    Open::File(file) => {
-                        let len = file.metadata().map_err(|e| temporary(e.to_string()))?.len();
-                        (Spooled::File(file, len), self.peer_budget(peer).none())
-                    }
-                };
-                let placement = deliver::Placement {
-                    prepend,
-                    junk,
-                    all_or_nothing: true,
-                };
-                let results = self.deliver(spooled, recipients, placement).await?;
-                Ok((
-                    Response::Delivered(results.into_iter().map(|(_, r)| r).collect()),
-                    Vec::new(),
-                ))
-            }
         }
     }
 

@@ -1,0 +1,106 @@
+//! Operations that read messages: fetch metadata, open a message file, search, changes since a
+//! modseq. Each first checks that the mailbox belongs to the session's account.
+
+use std::os::fd::OwnedFd;
+
+use ipc::msg::store::{MessageMeta, Search, SessionReply};
+
+use super::wire::{meta, wire_flags};
+use super::{Outcome, done};
+use crate::error::StoreError;
+use crate::service::Store;
+
+/// Encoded size a page of fetched metadata stays under (frames carry at most 64 KiB).
+const PAGE_BYTES: usize = 48 * 1024;
+
+impl Store {
+    /// Metadata of the messages in `uids` after `after`, one page at a time: `more` names the
+    /// last uid sent when the page filled up, so the caller asks again from there.
+    pub(super) fn fetch(
+        &self,
+        account: &str,
+        mailbox: u64,
+        uids: &[(u32, u32)],
+        after: Option<u32>,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, mailbox)?;
+        let mut messages = Vec::new();
+        let mut bytes = 0;
+        let mut more = None;
+        for (uid, m) in self.db.message_records(mailbox)? {
+            if after.is_some_and(|a| uid <= a) || !crate::messages::contains(uids, uid) {
+                continue;
+            }
+            let meta = meta(uid, m);
+            let size = ipc::codec::encode(&meta)
+                .map(|b| b.len())
+                .unwrap_or(PAGE_BYTES);
+            if bytes + size > PAGE_BYTES && !messages.is_empty() {
+                more = messages.last().map(|m: &MessageMeta| m.uid);
+                break;
+            }
+            bytes += size;
+            messages.push(meta);
+        }
+        done(SessionReply::Messages { messages, more })
+    }
+
+    /// Opens message `uid` for reading; the descriptor travels with the answer.
+    pub(super) fn open(
+        &self,
+        account: &str,
+        mailbox: u64,
+        uid: u32,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, mailbox)?;
+        let m = self
+            .db
+            .message_records(mailbox)?
+            .into_iter()
+            .find(|(u, _)| *u == uid)
+            .ok_or_else(|| StoreError::Invalid {
+                what: "uid",
+                why: format!("no message {uid}"),
+            })?
+            .1;
+        let file = self.files.open_read(m.file)?;
+        Ok((
+            (
+                SessionReply::Opened { size: m.size },
+                vec![OwnedFd::from(file)],
+            ),
+            Vec::new(),
+        ))
+    }
+
+    pub(super) fn search(
+        &self,
+        account: &str,
+        mailbox: u64,
+        criteria: &Search,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, mailbox)?;
+        done(SessionReply::Uids(crate::search::search(
+            &self.db,
+            &self.files,
+            mailbox,
+            criteria,
+        )?))
+    }
+
+    /// Flag changes and expunges since modseq `since`, for CONDSTORE/QRESYNC resynchronisation.
+    pub(super) fn changes(
+        &self,
+        account: &str,
+        mailbox: u64,
+        since: u64,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, mailbox)?;
+        let c = self.db.changes_since(mailbox, since)?;
+        done(SessionReply::Changes {
+            changed: c.changed.into_iter().map(wire_flags).collect(),
+            vanished: c.vanished,
+            highest_modseq: c.highest_modseq,
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! Store records as catalogue types: the shapes the mailbox API sends to imapd and httpd.
+
+use ipc::msg::store::{Envelope as WireEnvelope, MessageFlags, MessageMeta};
+
+use crate::db::record::Message;
+use crate::envelope::{Envelope, EnvelopeAddress};
+use crate::messages::Updated;
+
+pub(super) fn wire_flags(u: Updated) -> MessageFlags {
+    MessageFlags {
+        uid: u.uid,
+        modseq: u.modseq,
+        flags: u.flags.0,
+        keywords: u.keywords,
+    }
+}
+
+pub(super) fn meta(uid: u32, m: Message) -> MessageMeta {
+    MessageMeta {
+        uid,
+        modseq: m.modseq,
+        flags: m.flags.0,
+        keywords: m.keywords,
+        internal_date: m.internal_date,
+        size: m.size,
+        envelope: wire_envelope(m.envelope),
+        structure: m.structure.into_iter().map(wire_part).collect(),
+    }
+}
+
+fn wire_envelope(e: Envelope) -> WireEnvelope {
+    let list =
+        |v: Vec<EnvelopeAddress>| v.into_iter().map(|a| (a.name, a.local, a.domain)).collect();
+    WireEnvelope {
+        date: e.date,
+        subject: e.subject,
+        from: list(e.from),
+        sender: list(e.sender),
+        reply_to: list(e.reply_to),
+        to: list(e.to),
+        cc: list(e.cc),
+        bcc: list(e.bcc),
+        in_reply_to: e.in_reply_to,
+        message_id: e.message_id,
+    }
+}
+
+fn wire_part(p: crate::structure::BodyPart) -> ipc::msg::store::BodyPart {
+    ipc::msg::store::BodyPart {
+        parent: p.parent,
+        content_type: p.content_type,
+        subtype: p.subtype,
+        params: p.params,
+        id: p.id,
+        description: p.description,
+        encoding: p.encoding,
+        disposition: p.disposition,
+        language: p.language,
+        location: p.location,
+        header_start: p.header_start,
+        body_start: p.body_start,
+        end: p.end,
+        lines: p.lines,
+    }
+}

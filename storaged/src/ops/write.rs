@@ -1,0 +1,185 @@
+//! Operations that change messages: upload and append, flag changes, copy, move, expunge. The
+//! message files a change frees are returned for unlinking once the change is durable.
+
+use ipc::Role;
+use ipc::msg::store::{FlagChange, SessionReply};
+
+use super::wire::wire_flags;
+use super::{Outcome, done};
+use crate::db::now;
+use crate::db::record::{Flags, Message};
+use crate::error::StoreError;
+use crate::messages::{Change, check_keyword};
+use crate::service::Store;
+
+/// What `Append` says about the message besides its mailbox.
+pub(super) struct Upload {
+    pub(super) upload: u64,
+    pub(super) flags: u8,
+    pub(super) keywords: Vec<String>,
+    pub(super) internal_date: Option<i64>,
+}
+
+/// What `Store` changes on the messages it names.
+pub(super) struct FlagUpdate {
+    pub(super) change: FlagChange,
+    pub(super) flags: u8,
+    pub(super) keywords: Vec<String>,
+    pub(super) unchanged_since: Option<u64>,
+}
+
+impl Store {
+    /// Opens a temporary file that `peer` fills and then names in `Append`.
+    pub(super) fn open_upload(&self, peer: Role) -> Result<Outcome, StoreError> {
+        let (id, fd) = self.open_temp(peer).map_err(|r| match r {
+            crate::service::Refusal::NoSpace(m) => StoreError::NoSpace(m),
+            crate::service::Refusal::Failed(f) => StoreError::Db(f.message),
+        })?;
+        Ok((
+            (SessionReply::UploadOpened { upload: id }, vec![fd]),
+            Vec::new(),
+        ))
+    }
+
+    /// Files `peer`'s upload into mailbox `name`. The stored file is removed again if analysis
+    /// or the database append fails, so a refused append leaves nothing behind.
+    pub(super) fn append(
+        &self,
+        peer: Role,
+        account: &str,
+        name: &str,
+        up: Upload,
+    ) -> Result<Outcome, StoreError> {
+        for k in &up.keywords {
+            check_keyword(k)?;
+        }
+        if up.keywords.len() > crate::messages::MAX_KEYWORDS {
+            return Err(StoreError::Invalid {
+                what: "keywords",
+                why: "too many".into(),
+            });
+        }
+        let (id, m) = self.named(account, name)?;
+        let upload = up.upload;
+        let file = self
+            .take_temp(peer, upload)
+            .ok_or_else(|| StoreError::Invalid {
+                what: "upload",
+                why: format!("no upload {upload}"),
+            })?;
+        let size = file
+            .metadata()
+            .map_err(|e| StoreError::File {
+                path: "(upload)".into(),
+                source: e,
+            })?
+            .len();
+        if size > crate::service::MAX_MESSAGE_SIZE {
+            return Err(StoreError::Invalid {
+                what: "message",
+                why: format!("{size} bytes is too large"),
+            });
+        }
+        let file_id = self.db.new_id()?;
+        let head = self.files.store(&file, size, &[file_id])?;
+        let (envelope, structure) =
+            match crate::structure::analyze(&self.files, file_id, size, &head) {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = self.files.remove(file_id);
+                    return Err(e);
+                }
+            };
+        let message = Message {
+            file: file_id,
+            size,
+            modseq: 0,
+            flags: Flags(up.flags & 0x1f),
+            keywords: up.keywords,
+            internal_date: up.internal_date.unwrap_or_else(now),
+            envelope,
+            structure,
+        };
+        let uid = match self.db.append_messages(&[(id, message)]) {
+            Ok(uids) => uids[0],
+            Err(e) => {
+                let _ = self.files.remove(file_id);
+                return Err(e);
+            }
+        };
+        done(SessionReply::Appended {
+            uidvalidity: m.uidvalidity,
+            uid,
+        })
+    }
+
+    pub(super) fn store_flags(
+        &self,
+        account: &str,
+        mailbox: u64,
+        uids: &[(u32, u32)],
+        update: FlagUpdate,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, mailbox)?;
+        let change = match update.change {
+            FlagChange::Add => Change::Add,
+            FlagChange::Remove => Change::Remove,
+            FlagChange::Replace => Change::Replace,
+        };
+        let r = self.db.store_flags(
+            mailbox,
+            uids,
+            change,
+            Flags(update.flags & 0x1f),
+            &update.keywords,
+            update.unchanged_since,
+        )?;
+        done(SessionReply::Stored {
+            updated: r.updated.into_iter().map(wire_flags).collect(),
+            modified: r.modified,
+        })
+    }
+
+    pub(super) fn copy(
+        &self,
+        account: &str,
+        from: u64,
+        uids: &[(u32, u32)],
+        to: &str,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, from)?;
+        let (to, _) = self.named(account, to)?;
+        let (pairs, uidvalidity) = self.db.copy_messages(&self.files, from, uids, to)?;
+        done(SessionReply::Copied { uidvalidity, pairs })
+    }
+
+    /// Moves messages; the answer is the same `Copied` a copy gives (old and new uids).
+    pub(super) fn move_to(
+        &self,
+        account: &str,
+        from: u64,
+        uids: &[(u32, u32)],
+        to: &str,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, from)?;
+        let (to, _) = self.named(account, to)?;
+        let moved = self.db.move_messages(&self.files, from, uids, to)?;
+        let reply = SessionReply::Copied {
+            uidvalidity: moved.uidvalidity,
+            pairs: moved.pairs,
+        };
+        Ok(((reply, Vec::new()), moved.unlink))
+    }
+
+    /// Expunges the messages flagged `\Deleted` (only those in `uids`, if given).
+    pub(super) fn expunge(
+        &self,
+        account: &str,
+        mailbox: u64,
+        uids: Option<Vec<(u32, u32)>>,
+    ) -> Result<Outcome, StoreError> {
+        self.owned(account, mailbox)?;
+        let (gone, unlink) = self.db.expunge(mailbox, uids.as_deref())?;
+        Ok(((SessionReply::Expunged(gone), Vec::new()), unlink))
+    }
+}
