@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Options, Tree, addr};
+use common::{Options, SmtpClient as Client, Tree, addr};
 use ipc::config::ListenerKind;
 
 /// A tree with example.org (`+` separator), account bob (bob@, jøran@) and its password.
@@ -64,51 +64,6 @@ fn stored_with(tree: &Tree, marker: &str) -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-/// A minimal SMTP client for exact byte-level conversations.
-struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut c = Client {
-            r: BufReader::new(s.try_clone().expect("clone")),
-            w: s,
-        };
-        let greeting = c.reply();
-        assert!(greeting.starts_with("220 "), "{greeting}");
-        c
-    }
-
-    /// One whole reply (all its lines).
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
-                return all + "<closed>";
-            }
-            all += &line;
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).expect("send");
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
 }
 
 fn python(script: &str, args: &[String]) -> (bool, String) {
@@ -458,10 +413,8 @@ fn load_sender(
             continue;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let Ok(w) = s.try_clone() else { continue };
-        let mut c = Client {
-            r: BufReader::new(s),
-            w,
+        let Ok(mut c) = Client::over(s) else {
+            continue;
         };
         if !c.reply().starts_with("220") || !c.cmd("EHLO load.test").starts_with("250") {
             continue;

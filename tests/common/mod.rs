@@ -461,3 +461,58 @@ pub fn nxdomain_resolver() -> std::net::SocketAddr {
         addr
     })
 }
+
+/// Just enough SMTP to see one whole reply (all its lines) per command; `<closed>` ends the
+/// reply when the server closes the connection.
+pub struct SmtpClient {
+    r: std::io::BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl SmtpClient {
+    /// Connects and checks the 220 greeting.
+    pub fn connect(addr: std::net::SocketAddr) -> SmtpClient {
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut c = SmtpClient::over(s).expect("clone");
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        c
+    }
+
+    /// A client over a connected stream whose greeting is not read yet.
+    pub fn over(s: std::net::TcpStream) -> std::io::Result<SmtpClient> {
+        Ok(SmtpClient {
+            r: std::io::BufReader::new(s.try_clone()?),
+            w: s,
+        })
+    }
+
+    /// One whole reply (all its lines).
+    pub fn reply(&mut self) -> String {
+        use std::io::BufRead;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                return all + "<closed>";
+            }
+            all += &line;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).expect("send");
+    }
+
+    /// Sends one command line and reads its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}

@@ -3,15 +3,13 @@
 //! role's calls on that link fail at once, and an SMTP transaction that needs the peer gets a
 //! temporary failure (`451`) instead of hanging; the supervisor then restarts the sender.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ipc::Role;
 use ipc::config::ListenerKind;
 use ipc::frame::{Header, Kind};
 
-use crate::common::{Options, Tree, addr, skip_unless_root};
+use crate::common::{Options, SmtpClient, Tree, addr, skip_unless_root};
 use crate::link::Hijacked;
 use crate::{pid, reports, restarted_on_report};
 
@@ -23,7 +21,7 @@ fn a_transaction_on_a_link_closed_under_it_fails_with_451_and_the_sender_is_rest
     let tree = Tree::start(Options::default());
     let smtpd = pid(&tree, Role::Smtpd);
     let storaged = pid(&tree, Role::Storaged);
-    let mut smtp = Smtp::connect(&tree);
+    let mut smtp = SmtpClient::connect(addr(&tree, ListenerKind::Smtp));
     assert!(smtp.cmd("EHLO client.example").starts_with("250"));
     assert!(smtp.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
 
@@ -36,7 +34,7 @@ fn a_transaction_on_a_link_closed_under_it_fails_with_451_and_the_sender_is_rest
     );
     assert!(link.closes(), "storaged did not shut the link down");
     // The next command is waiting for smtpd when it thaws: its recipient check needs storaged.
-    smtp.send("RCPT TO:<nobody@mx.test.example>");
+    smtp.send(b"RCPT TO:<nobody@mx.test.example>\r\n");
     drop(link);
     let started = Instant::now();
     let reply = smtp.reply();
@@ -55,7 +53,7 @@ fn a_transaction_on_a_link_closed_under_it_fails_with_451_and_the_sender_is_rest
         before,
         "smtpd's undecodable request",
     );
-    let mut smtp = Smtp::connect(&tree);
+    let mut smtp = SmtpClient::connect(addr(&tree, ListenerKind::Smtp));
     assert!(smtp.cmd("EHLO client.example").starts_with("250"));
     assert!(smtp.cmd("MAIL FROM:<a@example.net>").starts_with("250 "));
     // storaged answers again: what it says of the address (here: not a hosted domain) does not
@@ -65,50 +63,4 @@ fn a_transaction_on_a_link_closed_under_it_fails_with_451_and_the_sender_is_rest
         reply.starts_with('2') || reply.starts_with('5'),
         "after the restart: {reply}"
     );
-}
-
-/// Just enough SMTP to see one reply per command.
-struct Smtp {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Smtp {
-    fn connect(tree: &Tree) -> Smtp {
-        let s = TcpStream::connect(addr(tree, ListenerKind::Smtp)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut c = Smtp {
-            r: BufReader::new(s.try_clone().expect("clone")),
-            w: s,
-        };
-        let greeting = c.reply();
-        assert!(greeting.starts_with("220 "), "{greeting}");
-        c
-    }
-
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
-                return all + "<closed>";
-            }
-            all += &line;
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        self.w
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
-    }
-
-    fn cmd(&mut self, line: &str) -> String {
-        self.send(line);
-        self.reply()
-    }
 }
