@@ -20,6 +20,7 @@ pub mod rpc;
 pub mod secret;
 pub mod serve;
 pub mod space;
+pub mod span;
 pub mod topology;
 pub mod transport;
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::codec;
 use crate::frame::Kind;
@@ -74,13 +75,16 @@ impl<S: Service> Client<S> {
         let pending: Pending<S::Response> = Arc::default();
         let (closed_tx, closed) = watch::channel(false);
         let (events_tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(read_responses::<S>(
-            link.rx,
-            link.tx.clone(),
-            pending.clone(),
-            events_tx,
-            closed_tx,
-        ));
+        tokio::spawn(
+            read_responses::<S>(
+                link.rx,
+                link.tx.clone(),
+                pending.clone(),
+                events_tx,
+                closed_tx,
+            )
+            .in_current_span(),
+        );
         let client = Client {
             tx: link.tx,
             pending,
@@ -293,6 +297,11 @@ impl<S: Service> fmt::Debug for Responder<S> {
 }
 
 impl<S: Service> Responder<S> {
+    /// The request's id on its link (the frame header's), for the request's span.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Pushes events to the client this request came from.
     pub fn events(&self) -> EventSender<S> {
         EventSender {

@@ -7,10 +7,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::ListenerKind;
 use crate::context::{AdminCall, Listener, Reporter};
 use crate::rpc::{Incoming, Server, Service};
+use crate::span;
 use crate::topology::Role;
 use crate::transport::Link;
 
@@ -63,7 +65,8 @@ pub async fn accept_links<S, F, Fut, C>(
         };
         let (shutdown, tasks2, handle) = (shutdown.clone(), tasks.clone(), handle.clone());
         let (closed, reporter) = (closed.clone(), reporter.clone());
-        tasks.spawn(async move {
+        let link_span = span::link(link.rx.name());
+        let serve_link = async move {
             let mut server = Server::<S>::new(link);
             let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
             loop {
@@ -76,11 +79,17 @@ pub async fn accept_links<S, F, Fut, C>(
                 };
                 match next {
                     Ok(Some(request)) => {
-                        let work = handle(peer, request);
-                        tasks2.spawn(async move {
-                            work.await;
-                            drop(permit);
-                        });
+                        // Hook: once the catalogue names its requests, record the name here
+                        // (`request_span.record("request", …)`, see `span::request`).
+                        let request_span = span::request(request.reply.id());
+                        let work = request_span.in_scope(|| handle(peer, request));
+                        tasks2.spawn(
+                            async move {
+                                work.await;
+                                drop(permit);
+                            }
+                            .instrument(request_span),
+                        );
                     }
                     Ok(None) => {
                         // The peer closed the link, or sent an empty datagram, which reads the
@@ -90,10 +99,7 @@ pub async fn accept_links<S, F, Fut, C>(
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(
-                            "link from {peer} ({}): {e}; closing it",
-                            server.link_name()
-                        );
+                        tracing::warn!("link from {peer}: {e}; closing it");
                         server.shut_down();
                         closed(peer);
                         if e.is_peer_fault() {
@@ -103,7 +109,8 @@ pub async fn accept_links<S, F, Fut, C>(
                     }
                 }
             }
-        });
+        };
+        tasks.spawn(serve_link.instrument(link_span));
     }
 }
 
@@ -122,7 +129,7 @@ pub async fn serve_admin<F, Fut>(
             _ = shutdown.cancelled() => return,
             call = admin.recv() => match call {
                 Some(call) => {
-                    tokio::spawn(handle(call));
+                    tokio::spawn(handle(call).in_current_span());
                 }
                 None => return,
             },
@@ -141,13 +148,14 @@ pub fn answer_unavailable(
     tasks: TaskTracker,
     reply: Reply,
 ) -> std::io::Result<()> {
+    let ids = std::sync::Arc::new(span::Ids::new());
     for listener in listeners {
         let kind = listener.spec.kind;
         let std_listener = std::net::TcpListener::from(listener.fd);
         std_listener.set_nonblocking(true)?;
         let socket = tokio::net::TcpListener::from_std(std_listener)?;
-        let (shutdown, reply) = (shutdown.clone(), reply.clone());
-        tasks.spawn(async move {
+        let (shutdown, reply, ids) = (shutdown.clone(), reply.clone(), ids.clone());
+        let accept = async move {
             loop {
                 let (mut conn, peer) = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -160,16 +168,18 @@ pub fn answer_unavailable(
                         }
                     },
                 };
-                tracing::info!(
-                    "{} connection from {peer}: protocol not served yet",
-                    kind.name()
-                );
-                if let Some(line) = reply(kind) {
-                    let _ = conn.write_all(line.as_bytes()).await;
+                async {
+                    tracing::info!("{} connection: protocol not served yet", kind.name());
+                    if let Some(line) = reply(kind) {
+                        let _ = conn.write_all(line.as_bytes()).await;
+                    }
+                    let _ = conn.shutdown().await;
                 }
-                let _ = conn.shutdown().await;
+                .instrument(span::connection(peer, ids.next()))
+                .await;
             }
-        });
+        };
+        tasks.spawn(accept.in_current_span());
     }
     Ok(())
 }
