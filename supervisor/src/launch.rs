@@ -11,6 +11,7 @@ use ipc::msg::control::{self, ControlService};
 use ipc::msg::setup::{Bootstrap, FromRole, Ready, ToRole};
 use ipc::{Channel, Client, Handle, Link, Role, RoleSpec};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::clip::clip;
 use crate::logs::LogControl;
@@ -202,7 +203,11 @@ fn start_task<E: From<Outcome> + Send + 'static>(
     let (ours, theirs) =
         Link::memory_pair(&format!("supervisor→{role}"), &format!("{role}→supervisor"));
     let task_build = build_id.clone();
-    let task = tokio::spawn(crate::role::run_in_process(spec, theirs, task_build, log));
+    // The role's span, so that its lines say which role wrote them.
+    let task = tokio::spawn(
+        crate::role::run_in_process(spec, theirs, task_build, log)
+            .instrument(ipc::span::role(role)),
+    );
     let killer = Killer::Task(task.abort_handle());
     let exit_events = events.clone();
     tokio::spawn(async move {

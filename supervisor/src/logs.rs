@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, reload};
 
 /// Replaces the log filter of this role (process mode) or of the process (single-process
@@ -14,7 +16,8 @@ use tracing_subscriber::{EnvFilter, reload};
 /// else in the supervisor.
 pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-/// Installs the role's logger: `LEVEL target: message`, no time (the supervisor adds it).
+/// Installs the role's logger: `LEVEL target: message fields`, then the fields of the spans
+/// it is in, no time (the supervisor adds it).
 pub fn init_role(filter: &str) -> LogControl {
     install(filter, false)
 }
@@ -25,29 +28,69 @@ pub fn init_supervisor(filter: &str) -> LogControl {
 }
 
 fn install(filter: &str, with_time: bool) -> LogControl {
-    let initial = EnvFilter::builder()
-        .parse(filter)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let initial = parse_filter(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter_layer, handle) = reload::Layer::new(initial);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_target(true);
-    let registry = tracing_subscriber::registry().with(filter_layer);
-    let installed = if with_time {
-        registry.with(fmt).try_init()
-    } else {
-        registry.with(fmt.without_time()).try_init()
-    };
+        .event_format(LineFormat { with_time });
+    let installed = tracing_subscriber::registry()
+        .with(filter_layer)
+        .with(fmt)
+        .try_init();
     if let Err(e) = installed {
         eprintln!("logging already initialised: {e}");
     }
     Arc::new(move |filter: &str| {
-        let parsed = EnvFilter::builder()
-            .parse(filter)
-            .map_err(|e| format!("invalid log filter `{filter}`: {e}"))?;
+        let parsed =
+            parse_filter(filter).map_err(|e| format!("invalid log filter `{filter}`: {e}"))?;
         handle.reload(parsed).map_err(|e| e.to_string())
     })
+}
+
+/// An operator's filter, plus the spans that say who wrote a line ([`ipc::span`]): whatever
+/// the filter, a line that is written carries them.
+fn parse_filter(filter: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let context: tracing_subscriber::filter::Directive =
+        format!("{}=error", ipc::span::TARGET).parse()?;
+    Ok(EnvFilter::builder().parse(filter)?.add_directive(context))
+}
+
+/// One line per event: `[time ]LEVEL target: message fields span-fields`, the fields of the
+/// spans it is in from the outermost (`role=smtpd peer=192.0.2.1:4711 session=…`). The span
+/// names are left out: the field names say enough, and a line begins the same whether or not
+/// it is inside a span.
+struct LineFormat {
+    with_time: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if self.with_time {
+            SystemTime.format_time(&mut writer)?;
+            writer.write_char(' ')?;
+        }
+        write!(writer, "{:>5} {}: ", meta.level(), meta.target())?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
+            if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
+                && !fields.is_empty()
+            {
+                write!(writer, " {fields}")?;
+            }
+        }
+        writeln!(writer)
+    }
 }
 
 /// The current time as the logger prints it.
@@ -181,6 +224,76 @@ fn writer() -> &'static LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lines a logger like ours (`filter`, no time) writes while `f` runs.
+    fn lines_logged(filter: &str, f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(parse_filter(filter).unwrap())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .event_format(LineFormat { with_time: false }),
+            );
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_line_ends_with_the_fields_of_its_role_and_connection() {
+        let peer: std::net::SocketAddr = "192.0.2.1:4711".parse().unwrap();
+        let logged = lines_logged("info", || {
+            let _role = ipc::span::role(ipc::Role::Submission).entered();
+            let _conn = ipc::span::connection(peer, ipc::span::Id(0x1f)).entered();
+            tracing::info!(target: "smtpd::conn", account = "bob", "authenticated");
+        });
+        assert_eq!(
+            logged,
+            " INFO smtpd::conn: authenticated account=\"bob\" role=submission peer=192.0.2.1:4711 session=1f\n"
+        );
+    }
+
+    #[test]
+    fn a_request_line_names_its_link_and_id() {
+        let logged = lines_logged("info", || {
+            let _role = ipc::span::role(ipc::Role::Storaged).entered();
+            let _link = ipc::span::link("smtpd→storaged").entered();
+            let request = ipc::span::request(7).entered();
+            tracing::warn!(target: "storaged::service", "refused");
+            // What the catalogue's request names will fill in.
+            request.record("request", tracing::field::display("Deliver"));
+            tracing::warn!(target: "storaged::service", "refused again");
+        });
+        assert_eq!(
+            logged,
+            " WARN storaged::service: refused role=storaged link=smtpd→storaged id=7\n \
+             WARN storaged::service: refused again role=storaged link=smtpd→storaged id=7 request=Deliver\n"
+        );
+    }
+
+    #[test]
+    fn a_filter_naming_only_some_targets_keeps_the_role_on_their_lines() {
+        let logged = lines_logged("smtpd=debug", || {
+            let _role = ipc::span::role(ipc::Role::Smtpd).entered();
+            tracing::debug!(target: "smtpd::conn", "done");
+            tracing::info!(target: "storaged", "not shown");
+        });
+        assert_eq!(logged, "DEBUG smtpd::conn: done role=smtpd\n");
+    }
 
     #[tokio::test]
     async fn cuts_long_lines_and_escapes_control_characters() {

@@ -13,6 +13,7 @@ use ipc::blocking::BlockingChannel;
 use ipc::config::SeccompSetting;
 use ipc::msg::setup::{Bootstrap, FromRole, Hello, Ready, ToRole};
 use ipc::{Handle, RoleSpec};
+use tracing::Instrument;
 
 pub use serve::serve;
 
@@ -40,6 +41,10 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
         }
     };
     let log = logs::init_role(&boot.log_filter);
+    // Every line of this process, on any thread, carries the role's name (in single-process
+    // mode, where every line goes to one log, that is how lines of smtpd and submission differ).
+    let span = ipc::span::role(spec.role);
+    let _in_role = span.enter();
     let fail = |channel: &BlockingChannel<FromRole, ToRole>, reason: String| {
         tracing::error!("{reason}");
         let _ = channel.send(&FromRole::Failed { reason }, &[]);
@@ -78,10 +83,13 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
         warnings: report.warnings().map(|s| s.to_string()).collect(),
     };
     let fd = channel.into_fd();
-    let result = runtime.block_on(async move {
-        let link = ipc::Link::from_fd(fd, format!("{}→supervisor", spec.role))?;
-        serve(*spec, *boot, link, fds, ready, log).await
-    });
+    let result = runtime.block_on(
+        async move {
+            let link = ipc::Link::from_fd(fd, format!("{}→supervisor", spec.role))?;
+            serve(*spec, *boot, link, fds, ready, log).await
+        }
+        .instrument(span.clone()),
+    );
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,6 +14,7 @@ use ipc::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::logs::LogControl;
 
@@ -65,7 +66,7 @@ pub async fn serve(
         files,
         reporter: Reporter::new(control.events()),
     };
-    let mut run = tokio::spawn((spec.run)(ctx));
+    let mut run = tokio::spawn((spec.run)(ctx).in_current_span());
 
     loop {
         tokio::select! {
@@ -153,22 +154,25 @@ async fn handle(
             // Answered from a task, each ping bounded: a peer that never answers must not hold
             // up this role's control loop.
             let peers = peers.clone();
-            tokio::spawn(async move {
-                let mut pings = Vec::new();
-                for (peer, side) in role.peers() {
-                    if side == Side::Client {
-                        let result =
-                            match tokio::time::timeout(PING_TIMEOUT, peers.ping(peer)).await {
-                                Ok(r) => r.map(|d| d.as_micros() as u64),
-                                Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
-                            };
-                        pings.push(PeerPing { peer, result });
+            tokio::spawn(
+                async move {
+                    let mut pings = Vec::new();
+                    for (peer, side) in role.peers() {
+                        if side == Side::Client {
+                            let result =
+                                match tokio::time::timeout(PING_TIMEOUT, peers.ping(peer)).await {
+                                    Ok(r) => r.map(|d| d.as_micros() as u64),
+                                    Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
+                                };
+                            pings.push(PeerPing { peer, result });
+                        }
+                    }
+                    if let Err(e) = reply.send(&Response::Pings(pings), Vec::new()).await {
+                        tracing::warn!("answering the supervisor: {e}");
                     }
                 }
-                if let Err(e) = reply.send(&Response::Pings(pings), Vec::new()).await {
-                    tracing::warn!("answering the supervisor: {e}");
-                }
-            });
+                .in_current_span(),
+            );
             return None;
         }
         Request::Admin(request) => {
@@ -183,16 +187,19 @@ async fn handle(
             if admin_tx.send(call).is_err() {
                 Response::Refused(format!("{role} takes no administrative requests"))
             } else {
-                tokio::spawn(async move {
-                    let response = match rx.await {
-                        Ok(Ok(reply)) => Response::Admin(reply),
-                        Ok(Err(e)) => Response::Refused(e),
-                        Err(_) => Response::Refused(format!("{role} dropped the request")),
-                    };
-                    if let Err(e) = reply.send(&response, Vec::new()).await {
-                        tracing::warn!("answering the supervisor: {e}");
+                tokio::spawn(
+                    async move {
+                        let response = match rx.await {
+                            Ok(Ok(reply)) => Response::Admin(reply),
+                            Ok(Err(e)) => Response::Refused(e),
+                            Err(_) => Response::Refused(format!("{role} dropped the request")),
+                        };
+                        if let Err(e) = reply.send(&response, Vec::new()).await {
+                            tracing::warn!("answering the supervisor: {e}");
+                        }
                     }
-                });
+                    .in_current_span(),
+                );
                 return None;
             }
         }
