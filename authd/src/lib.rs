@@ -25,6 +25,7 @@ pub mod service;
 
 use ipc::msg::auth::AuthService;
 use ipc::{Context, RoleError, RoleSpec};
+use tracing::Instrument;
 
 /// How the runtime starts and confines authd.
 pub const SPEC: RoleSpec = RoleSpec {
@@ -44,7 +45,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx.dir()?;
     let open_dir = dir.clone();
     let limits = ctx.config.auth.clone();
-    let (creds, throttle) = tokio::task::spawn_blocking(move || {
+    let (creds, throttle) = ipc::span::spawn_blocking(move || {
         Ok::<_, error::StoreError>((
             store::CredentialStore::open(&open_dir)?,
             throttle::Throttle::load(&open_dir)?.with_limits(limits),
@@ -61,25 +62,29 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     tracing::info!("credential store open");
     let (admin_auth, expiry_auth) = (auth.clone(), auth.clone());
     let shutdown = ctx.shutdown.clone();
-    ctx.tasks.spawn(async move {
-        let mut expiry = tokio::time::interval(std::time::Duration::from_secs(60));
-        let mut save = tokio::time::interval(std::time::Duration::from_secs(2));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    expiry_auth.save_throttle().await;
-                    return;
+    ctx.tasks.spawn(
+        async move {
+            let mut expiry = tokio::time::interval(std::time::Duration::from_secs(60));
+            let mut save = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        expiry_auth.save_throttle().await;
+                        return;
+                    }
+                    _ = expiry.tick() => expiry_auth.expire_tickets().await,
+                    _ = save.tick() => expiry_auth.save_throttle().await,
                 }
-                _ = expiry.tick() => expiry_auth.expire_tickets().await,
-                _ = save.tick() => expiry_auth.save_throttle().await,
             }
         }
-    });
-    ctx.tasks.spawn(ipc::serve::serve_admin(
-        ctx.admin,
-        ctx.shutdown.clone(),
-        move |call| admin_auth.clone().admin(call),
-    ));
+        .in_current_span(),
+    );
+    ctx.tasks.spawn(
+        ipc::serve::serve_admin(ctx.admin, ctx.shutdown.clone(), move |call| {
+            admin_auth.clone().admin(call)
+        })
+        .in_current_span(),
+    );
     let closing = auth.clone();
     ipc::serve::accept_links::<AuthService, _, _, _>(
         ctx.incoming,

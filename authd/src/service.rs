@@ -91,11 +91,11 @@ impl Auth {
         let response = if matches!(peer, Role::Submission | Role::Imapd | Role::Httpd) {
             self.answer(peer, request).await
         } else {
-            tracing::warn!("{peer} asked for authentication, which its link does not permit");
+            tracing::warn!("refused authentication: not permitted on this link");
             Response::Failure(Failure::Malformed("not permitted on this link".into()))
         };
         if let Err(e) = reply.send(&response, Vec::new()).await {
-            tracing::warn!("answering {peer}: {e}");
+            tracing::warn!("answering: {e}");
         }
     }
 
@@ -149,7 +149,7 @@ impl Auth {
                     let initial = initial_response.as_ref().map(|r| r.expose().as_slice());
                     sasl::start(mechanism, &ctx, initial, &lookup)
                 };
-                let Ok((session, step)) = tokio::task::spawn_blocking(run).await else {
+                let Ok((session, step)) = ipc::span::spawn_blocking(run).await else {
                     return Response::Failure(Failure::Temporary(
                         "authentication task failed".into(),
                     ));
@@ -195,7 +195,7 @@ impl Auth {
                     };
                     (ex, step)
                 };
-                let Ok((ex, step)) = tokio::task::spawn_blocking(run).await else {
+                let Ok((ex, step)) = ipc::span::spawn_blocking(run).await else {
                     return Response::Failure(Failure::Temporary(
                         "authentication task failed".into(),
                     ));
@@ -349,7 +349,7 @@ impl Auth {
             return;
         }
         let this = self.clone();
-        let saved = tokio::task::spawn_blocking(move || {
+        let saved = ipc::span::spawn_blocking(move || {
             let throttle = lock(&this.throttle);
             throttle.save(&this.dir)
         })
@@ -366,7 +366,7 @@ impl Auth {
         let revoked = lock(&self.tickets).revoke_channel(peer.name());
         lock(&self.exchanges).retain(|(p, _), _| *p != peer);
         if !revoked.is_empty() {
-            tracing::info!("{} tickets of {peer} revoked with its link", revoked.len());
+            tracing::info!("{} tickets revoked with the link", revoked.len());
         }
     }
 
@@ -410,7 +410,7 @@ impl Auth {
                 self.check_account(&account).await?;
                 let this = self.clone();
                 let name = account.clone();
-                tokio::task::spawn_blocking(move || {
+                ipc::span::spawn_blocking(move || {
                     let password = read_password(fd)?;
                     write(&this.creds)
                         .set_password(&name, &password)
@@ -428,7 +428,7 @@ impl Auth {
             auth::Admin::RemoveCredentials { account } => {
                 let this = self.clone();
                 let name = account.clone();
-                let removed = tokio::task::spawn_blocking(move || {
+                let removed = ipc::span::spawn_blocking(move || {
                     write(&this.creds).remove(&name).map_err(|e| e.to_string())
                 })
                 .await

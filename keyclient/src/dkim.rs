@@ -116,7 +116,7 @@ pub async fn sign(
     if keys.is_empty() {
         return Ok(String::new());
     }
-    let canonical = tokio::task::spawn_blocking(move || canonicalize(&message))
+    let canonical = ipc::span::spawn_blocking(move || canonicalize(&message))
         .await
         .map_err(|e| format!("canonicalizing: {e}"))?
         .ok_or("the message has no header fields")?;

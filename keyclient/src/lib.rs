@@ -15,6 +15,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
+use tracing::Instrument;
 
 pub mod dkim;
 mod error;
@@ -43,12 +44,7 @@ pub async fn server_config(keyd: &PeerSlot<KeyService>) -> Result<Arc<ServerConf
     let links = keyd.links();
     signer.reopen(&client).await;
     resolver.install(fetch(&client, &signer).await?);
-    tokio::spawn(keep_current(
-        events,
-        links,
-        Arc::downgrade(&resolver),
-        signer,
-    ));
+    tokio::spawn(keep_current(events, links, Arc::downgrade(&resolver), signer).in_current_span());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -69,14 +65,17 @@ pub async fn keyd_signer(keyd: &PeerSlot<KeyService>) -> KeydSigner {
         signer.reopen(&client).await;
     }
     let fresh = signer.clone();
-    tokio::spawn(async move {
-        while links.changed().await.is_ok() {
-            let client = links.borrow_and_update().clone();
-            if let Some(client) = client.filter(|c| !c.is_closed()) {
-                fresh.reopen(&client).await;
+    tokio::spawn(
+        async move {
+            while links.changed().await.is_ok() {
+                let client = links.borrow_and_update().clone();
+                if let Some(client) = client.filter(|c| !c.is_closed()) {
+                    fresh.reopen(&client).await;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     signer
 }
 

@@ -10,6 +10,7 @@ use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,18 +24,20 @@ pub fn answer_tls_unavailable(
     reply: Reply,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let ids = Arc::new(ipc::span::Ids::new());
     for listener in listeners {
         let kind = listener.spec.kind;
         let std_listener = std::net::TcpListener::from(listener.fd);
         std_listener.set_nonblocking(true)?;
         let socket = tokio::net::TcpListener::from_std(std_listener)?;
-        let (shutdown, acceptor, tasks2, reply) = (
+        let (shutdown, acceptor, tasks2, reply, ids) = (
             shutdown.clone(),
             acceptor.clone(),
             tasks.clone(),
             reply.clone(),
+            ids.clone(),
         );
-        tasks.spawn(async move {
+        let accept = async move {
             loop {
                 let (conn, peer) = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -48,28 +51,27 @@ pub fn answer_tls_unavailable(
                     },
                 };
                 let (acceptor, reply) = (acceptor.clone(), reply.clone());
-                tasks2.spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
-                        Ok(Ok(mut tls)) => {
-                            tracing::info!(
-                                "{} TLS connection from {peer}: protocol not served yet",
-                                kind.name()
-                            );
-                            if let Some(line) = reply(kind) {
-                                let _ = tls.write_all(line.as_bytes()).await;
+                let span = ipc::span::connection(peer, ids.next());
+                tasks2.spawn(
+                    async move {
+                        let name = kind.name();
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
+                            Ok(Ok(mut tls)) => {
+                                tracing::info!("{name} TLS connection: protocol not served yet");
+                                if let Some(line) = reply(kind) {
+                                    let _ = tls.write_all(line.as_bytes()).await;
+                                }
+                                let _ = tls.shutdown().await;
                             }
-                            let _ = tls.shutdown().await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!("{} TLS handshake with {peer} failed: {e}", kind.name())
-                        }
-                        Err(_) => {
-                            tracing::info!("{} TLS handshake with {peer} timed out", kind.name())
+                            Ok(Err(e)) => tracing::info!("{name} TLS handshake failed: {e}"),
+                            Err(_) => tracing::info!("{name} TLS handshake timed out"),
                         }
                     }
-                });
+                    .instrument(span),
+                );
             }
-        });
+        };
+        tasks.spawn(accept.in_current_span());
     }
     Ok(())
 }
@@ -87,31 +89,34 @@ pub fn spawn_tls_unavailable(
         return;
     }
     let tasks2 = tasks.clone();
-    tasks.spawn(async move {
-        loop {
-            let config = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                c = crate::server_config(&keyd) => c,
-            };
-            match config {
-                Ok(config) => {
-                    if let Err(e) =
-                        answer_tls_unavailable(listeners, config, shutdown, tasks2, reply)
-                    {
-                        tracing::error!("TLS listeners: {e}");
+    tasks.spawn(
+        async move {
+            loop {
+                let config = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    c = crate::server_config(&keyd) => c,
+                };
+                match config {
+                    Ok(config) => {
+                        if let Err(e) =
+                            answer_tls_unavailable(listeners, config, shutdown, tasks2, reply)
+                        {
+                            tracing::error!("TLS listeners: {e}");
+                        }
+                        return;
                     }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!("TLS not available yet: {}; retrying", e.chain());
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    Err(e) => {
+                        tracing::warn!("TLS not available yet: {}; retrying", e.chain());
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                     }
                 }
             }
         }
-    });
+        .in_current_span(),
+    );
 }
 
 /// The whole life of a network role whose protocol is not served yet: plain listeners answer

@@ -10,6 +10,7 @@ use ipc::msg::key::{self, KeyService};
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::sign::{Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
+use tracing::Instrument;
 
 use crate::SIGN_TIMEOUT;
 
@@ -55,20 +56,23 @@ impl KeydSigner {
     /// Opens one signing socket in place of one that failed.
     fn replace_one(&self) {
         let (keyd, sockets) = (self.keyd.clone(), self.sockets.clone());
-        self.runtime.spawn(async move {
-            let Some(client) = keyd.current() else {
-                return;
-            };
-            if let Ok((key::Response::SignerOpened, mut fds)) =
-                client.call(&key::Request::OpenSigner, Vec::new()).await
-                && fds.len() == 1
-            {
-                sockets
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(fds.remove(0));
+        self.runtime.spawn(
+            async move {
+                let Some(client) = keyd.current() else {
+                    return;
+                };
+                if let Ok((key::Response::SignerOpened, mut fds)) =
+                    client.call(&key::Request::OpenSigner, Vec::new()).await
+                    && fds.len() == 1
+                {
+                    sockets
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(fds.remove(0));
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 
     fn take(&self) -> Option<OwnedFd> {

@@ -49,7 +49,7 @@ impl DkimPolicy {
         request: DkimRequest,
     ) -> Response {
         let what = format!(
-            "{peer} asked for a DKIM signature for {} (selector {})",
+            "a DKIM signature for {} (selector {})",
             request.domain, request.selector
         );
         match self.check_and_sign(keys, peer, request).await {
@@ -77,7 +77,7 @@ impl DkimPolicy {
         self.authorize(peer, request.ticket, &prepared.from, &prepared.domain)
             .await?;
         // RSA takes a millisecond or more: off the async workers.
-        tokio::task::spawn_blocking(move || prepared.sign())
+        ipc::span::spawn_blocking(move || prepared.sign())
             .await
             .map_err(|e| DkimError::Signing(e.to_string()))?
     }

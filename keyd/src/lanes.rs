@@ -143,6 +143,7 @@ impl Lane {
             .as_ref()
             .map_err(|e| Busy::NoThread(e.clone()))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = ipc::span::in_current_span(job);
         let job: Job = Box::new(move || {
             let _ = tx.send(job());
         });

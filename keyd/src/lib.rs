@@ -25,6 +25,7 @@ pub mod shape;
 
 use ipc::msg::key::KeyService;
 use ipc::{Context, RoleError, RoleSpec};
+use tracing::Instrument;
 
 /// How the runtime starts and confines keyd.
 pub const SPEC: RoleSpec = RoleSpec {
@@ -46,7 +47,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let open_dir = dir.clone();
     let (files, fds) = (ctx.config.certificates.clone(), ctx.files);
     let self_name = hostname.clone();
-    let (keys, certs) = tokio::task::spawn_blocking(move || {
+    let (keys, certs) = ipc::span::spawn_blocking(move || {
         // Certificate files of the configuration: read once from the supervisor's fds.
         // At start a bad file is skipped (and logged), so keyd never crash-loops on it; a
         // reload, by contrast, changes nothing unless every file is good.
@@ -69,11 +70,12 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     );
     let keyd = service::Keyd::new(dir, hostname, keys, certs, dkim);
     let admin_keyd = keyd.clone();
-    ctx.tasks.spawn(ipc::serve::serve_admin(
-        ctx.admin,
-        ctx.shutdown.clone(),
-        move |call| admin_keyd.clone().admin(call),
-    ));
+    ctx.tasks.spawn(
+        ipc::serve::serve_admin(ctx.admin, ctx.shutdown.clone(), move |call| {
+            admin_keyd.clone().admin(call)
+        })
+        .in_current_span(),
+    );
     ipc::serve::accept_links::<KeyService, _, _, _>(
         ctx.incoming,
         ctx.shutdown,

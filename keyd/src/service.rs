@@ -119,7 +119,7 @@ impl Keyd {
         for s in subscribers {
             match s.send(&Event::CertificatesChanged).await {
                 Ok(()) => alive.push(s),
-                Err(e) => tracing::debug!("{}: {e}; unsubscribed", s.link_name()),
+                Err(e) => tracing::debug!(link = s.link_name(), "{e}; unsubscribed"),
             }
         }
         self.subscribers
@@ -154,10 +154,7 @@ impl Keyd {
                 other => (self.answer(peer, other).await, Vec::new()),
             }
         } else {
-            tracing::warn!(
-                "{peer} asked for {}, which its link does not permit",
-                kind(&request)
-            );
+            tracing::warn!("refused {}: not permitted on this link", kind(&request));
             (
                 Response::Refused("not permitted on this link".into()),
                 Vec::new(),
@@ -165,7 +162,7 @@ impl Keyd {
         };
         let too_large = || Response::Refused("the answer is too large for one message".into());
         if let Err(e) = reply.send_or(&response, fds, too_large).await {
-            tracing::warn!("answering {peer}: {e}");
+            tracing::warn!("answering: {e}");
         }
     }
 
@@ -189,25 +186,26 @@ impl Keyd {
         // A thread of its own, blocking on the socket: a signature is then one wakeup of one
         // thread, with no async scheduling between the socket and the key.
         let this = self.clone();
+        // In the span of the request that opened it: its lines name the link.
         let spawned = std::thread::Builder::new()
             .name(format!("signer-{peer}"))
-            .spawn(move || {
+            .spawn(ipc::span::in_current_span(move || {
                 let served = ipc::blocking::serve::<KeyService>(ours, |request| {
                     if permitted(peer, &request) {
                         this.answer_now(peer, request)
                     } else {
-                        tracing::warn!("{peer} asked for {} on a signing socket", kind(&request));
+                        tracing::warn!("refused {} on a signing socket", kind(&request));
                         Response::Refused("not permitted on this link".into())
                     }
                 });
                 if let Err(e) = served {
-                    tracing::warn!("signing socket of {peer}: {e}; closed");
+                    tracing::warn!("signing socket: {e}; closed");
                 }
                 let mut signers = this.signers.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(count) = signers.get_mut(&peer) {
                     *count = count.saturating_sub(1);
                 }
-            });
+            }));
         if let Err(e) = spawned {
             let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(count) = signers.get_mut(&peer) {
@@ -231,7 +229,7 @@ impl Keyd {
                 .on_worker(move || self.answer_now(peer, request))
                 .await
                 .unwrap_or_else(|e| {
-                    tracing::warn!("a TLS signature for {peer}: {e}; refused");
+                    tracing::warn!("a TLS signature: {e}; refused");
                     Response::Refused(e.to_string())
                 });
         }
@@ -269,7 +267,7 @@ impl Keyd {
             } => {
                 if let Err(e) = crate::shape::classify(&message) {
                     tracing::warn!(
-                        "{peer} asked to sign {} bytes with {key}: {e}; refused",
+                        "asked to sign {} bytes with {key}: {e}; refused",
                         message.len()
                     );
                     return Response::Refused(e.to_string());
@@ -294,7 +292,7 @@ impl Keyd {
                     Ok(Ok(signature)) => Response::Signature(signature),
                     Ok(Err(e)) => Response::Refused(e.to_string()),
                     Err(busy) => {
-                        tracing::warn!("a TLS signature for {peer}: {busy}; refused");
+                        tracing::warn!("a TLS signature: {busy}; refused");
                         Response::Refused(busy.to_string())
                     }
                 }
@@ -348,7 +346,7 @@ impl Keyd {
         }
         fds.into_iter().for_each(sandbox::fdpass::discard);
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || match request {
+        let result = ipc::span::spawn_blocking(move || match request {
             Admin::DkimGenKey {
                 domain,
                 selector,
@@ -386,7 +384,7 @@ impl Keyd {
         // One reload at a time: load, swap and notify belong together.
         let _one = self.reloading.lock().await;
         let this = self.clone();
-        let certs = tokio::task::spawn_blocking(move || {
+        let certs = ipc::span::spawn_blocking(move || {
             let from_files = crate::certs::from_files(&files, fds)?;
             let mut keys = this.keys.write().unwrap_or_else(|e| e.into_inner());
             crate::certs::serving(&this.dir, &mut keys, from_files, &this.hostname)

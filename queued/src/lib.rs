@@ -17,6 +17,7 @@ pub mod store;
 
 use ipc::msg::queue::QueueService;
 use ipc::{Context, RoleError, RoleSpec};
+use tracing::Instrument;
 
 /// How the runtime starts and confines queued.
 pub const SPEC: RoleSpec = RoleSpec {
@@ -38,7 +39,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let storage = ctx.config.storage.clone();
     let space = ipc::space::FreeSpace::open(&dir, storage.min_free)
         .map_err(|e| format!("opening the queue directory to watch its free space: {e}"))?;
-    let (queue, limits) = tokio::task::spawn_blocking(move || {
+    let (queue, limits) = ipc::span::spawn_blocking(move || {
         let queue = store::Queue::open(&dir)?;
         let limits = limits::Limits::open(
             &dir,
@@ -59,21 +60,25 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     );
     tracing::info!("queue open; sending out is not implemented yet");
     let admin = queued.clone();
-    ctx.tasks.spawn(ipc::serve::serve_admin(
-        ctx.admin,
-        ctx.shutdown.clone(),
-        move |call| admin.clone().admin(call),
-    ));
+    ctx.tasks.spawn(
+        ipc::serve::serve_admin(ctx.admin, ctx.shutdown.clone(), move |call| {
+            admin.clone().admin(call)
+        })
+        .in_current_span(),
+    );
     let (expiring, shutdown) = (queued.clone(), ctx.shutdown.clone());
-    ctx.tasks.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => expiring.expire_held(),
+    ctx.tasks.spawn(
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => expiring.expire_held(),
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     let closing = queued.clone();
     ipc::serve::accept_links::<QueueService, _, _, _>(
         ctx.incoming,

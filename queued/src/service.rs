@@ -27,6 +27,8 @@ use ipc::msg::store::{self, StoreService};
 use ipc::rpc::Incoming;
 use ipc::space::FreeSpace;
 
+use tracing::Instrument;
+
 use crate::store::{Queue, Record};
 
 /// Temporary files one role may hold open.
@@ -132,13 +134,13 @@ impl Queued {
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
         let (response, fds) = if peer != Role::Submission {
-            tracing::warn!("{peer} asked queued for something its link does not permit");
+            tracing::warn!("refused a request: not permitted on this link");
             (failed(false, "not permitted on this link"), Vec::new())
         } else {
             self.answer(peer, request).await
         };
         if let Err(e) = reply.send(&response, fds).await {
-            tracing::warn!("answering {peer}: {e}");
+            tracing::warn!("answering: {e}");
         }
     }
 
@@ -181,7 +183,7 @@ impl Queued {
                     return (failed(false, format!("no held message {id}")), Vec::new());
                 };
                 let this = self.clone();
-                match tokio::task::spawn_blocking(move || this.queue.release(id)).await {
+                match ipc::span::spawn_blocking(move || this.queue.release(id)).await {
                     Ok(Ok(())) => {
                         drop(admitted);
                         tracing::info!("released {id}");
@@ -253,7 +255,7 @@ impl Queued {
                     };
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let this = self.clone();
-                let done = tokio::task::spawn_blocking(move || {
+                let done = ipc::span::spawn_blocking(move || {
                     let mut record = Record {
                         envelope,
                         prepend,
@@ -284,7 +286,7 @@ impl Queued {
                             } else {
                                 // The link it came on is gone: nobody will release it.
                                 drop(held);
-                                tokio::spawn(self.clone().discard(id, admitted));
+                                tokio::spawn(self.clone().discard(id, admitted).in_current_span());
                             }
                         }
                         tracing::info!(
@@ -368,14 +370,14 @@ impl Queued {
     fn discard_all(self: &Arc<Self>, messages: Vec<(u64, crate::limits::Admitted)>, why: &str) {
         for (id, admitted) in messages {
             tracing::warn!("discarding held message {id}: {why}");
-            tokio::spawn(self.clone().discard(id, admitted));
+            tokio::spawn(self.clone().discard(id, admitted).in_current_span());
         }
     }
 
     /// Removes held message `id` and gives its recipients back to the sending limits.
     async fn discard(self: Arc<Self>, id: u64, admitted: crate::limits::Admitted) {
         let this = self.clone();
-        let removed = tokio::task::spawn_blocking(move || {
+        let removed = ipc::span::spawn_blocking(move || {
             let removed = this.queue.remove(id);
             if removed.is_ok() {
                 this.limits.rollback(&admitted);
@@ -406,7 +408,7 @@ impl Queued {
             return;
         };
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || this.queue.list())
+        let result = ipc::span::spawn_blocking(move || this.queue.list())
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r)

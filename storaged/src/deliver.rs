@@ -511,7 +511,7 @@ impl Flusher {
     /// Returns once everything committed before this call is durable.
     pub async fn flush(&self) -> Result<()> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.flush_blocking())
+        ipc::span::spawn_blocking(move || this.flush_blocking())
             .await
             .map_err(|e| StoreError::Db(format!("flush task: {e}")))?
     }

@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ipc::Role;
 use ipc::msg::auth::Ticket;
 use ipc::msg::store::{Change, Event, StoreService};
 use ipc::rpc::EventSender;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::db::record::{self, Account, FeedRecord};
 use crate::db::{Db, keys};
@@ -42,12 +42,11 @@ struct Watcher {
 }
 
 impl Feed {
-    /// Sends `account`'s changes to `events` (the link `link` of `peer`) until `ticket` is
+    /// Sends `account`'s changes to `events` (on the link named `link`) until `ticket` is
     /// revoked or the link closes. A second watch of the same account on the same link shares
     /// the first (the link demultiplexes by account itself) and keeps it alive.
     pub fn watch(
         &self,
-        peer: Role,
         account: &str,
         ticket: Ticket,
         events: EventSender<StoreService>,
@@ -65,14 +64,17 @@ impl Feed {
             return;
         }
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if events.send(&event).await.is_err() {
-                    break;
+        tokio::spawn(
+            async move {
+                while let Some(event) = rx.recv().await {
+                    if events.send(&event).await.is_err() {
+                        break;
+                    }
                 }
             }
-        });
-        tracing::debug!("{peer} watches {account}");
+            .in_current_span(),
+        );
+        tracing::debug!("watching {account}");
         watchers.push(Watcher {
             account: account.to_string(),
             tickets: vec![ticket],

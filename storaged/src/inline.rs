@@ -249,7 +249,7 @@ impl Checkpointer {
         let signal = db.checkpoint.clone();
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
-            .spawn(move || run(&db, &files))?;
+            .spawn(ipc::span::in_current_span(move || run(&db, &files)))?;
         Ok(Checkpointer {
             signal,
             thread: Some(thread),

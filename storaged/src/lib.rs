@@ -41,6 +41,7 @@ mod tests_mailbox;
 
 use ipc::msg::store::StoreService;
 use ipc::{Context, RoleError, RoleSpec};
+use tracing::Instrument;
 
 /// How the runtime starts and confines storaged.
 pub const SPEC: RoleSpec = RoleSpec {
@@ -58,7 +59,7 @@ pub const SPEC: RoleSpec = RoleSpec {
 /// storaged's entry point.
 pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let dir = ctx.dir()?;
-    let (db, files) = tokio::task::spawn_blocking(move || {
+    let (db, files) = ipc::span::spawn_blocking(move || {
         let db = db::Db::open(&dir.join("db"))?;
         let files = files::Files::open(&dir)?;
         // A backup interrupted by a crash leaves its staging directory (hard links) behind.
@@ -105,11 +106,12 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     tracing::info!("store open");
     let failure = store.db.failure.clone();
     let admin_store = store.clone();
-    ctx.tasks.spawn(ipc::serve::serve_admin(
-        ctx.admin,
-        ctx.shutdown.clone(),
-        move |call| admin_store.clone().admin(call),
-    ));
+    ctx.tasks.spawn(
+        ipc::serve::serve_admin(ctx.admin, ctx.shutdown.clone(), move |call| {
+            admin_store.clone().admin(call)
+        })
+        .in_current_span(),
+    );
     let closing = store.clone();
     let (shutdown, tasks) = (ctx.shutdown.clone(), ctx.tasks.clone());
     tokio::select! {

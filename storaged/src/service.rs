@@ -144,7 +144,7 @@ impl Store {
             Ok(x) => x,
             Err(Refusal::Failed(failure)) => (Response::Failed(failure), Vec::new()),
             Err(Refusal::NoSpace(message)) => {
-                tracing::warn!("refused {peer}: {message}");
+                tracing::warn!("refused: {message}");
                 (Response::InsufficientStorage { message }, Vec::new())
             }
         };
@@ -154,7 +154,7 @@ impl Store {
             ))
         };
         if let Err(e) = reply.send_or(&response, fds, too_large).await {
-            tracing::warn!("answering {peer}: {e}");
+            tracing::warn!("answering: {e}");
         }
     }
 
@@ -308,7 +308,7 @@ impl Store {
             self.feed.unwatch(t);
         }
         if !ended.is_empty() {
-            tracing::info!("{} sessions of {peer} ended with its link", ended.len());
+            tracing::info!("{} sessions ended with the link", ended.len());
         }
     }
 
@@ -327,7 +327,7 @@ impl Store {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    match tokio::task::spawn_blocking(f).await {
+    match ipc::span::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if e.is_no_space() => {
             tracing::warn!("{e}");

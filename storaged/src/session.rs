@@ -33,15 +33,15 @@ impl Store {
         let account = session.account;
         if op == SessionOp::Watch {
             let link = events.link_name().to_string();
-            self.feed.watch(peer, &account, ticket, events, &link);
+            self.feed.watch(&account, ticket, events, &link);
             return (Response::Session(SessionReply::Done), Vec::new());
         }
         let store = self.clone();
-        let result =
-            match tokio::task::spawn_blocking(move || store.run_op(peer, &account, op)).await {
-                Ok(r) => r,
-                Err(e) => Err(StoreError::Db(format!("store task: {e}"))),
-            };
+        let result = match ipc::span::spawn_blocking(move || store.run_op(peer, &account, op)).await
+        {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Db(format!("store task: {e}"))),
+        };
         let (reply, fds, unlink) = match result {
             Ok(((reply, fds), unlink)) => (reply, fds, unlink),
             Err(e) => {

@@ -191,7 +191,7 @@ impl Pump {
         let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
             .map_err(|e| SpoolError::io("delivery pipe", &e))?;
         Ok(Pump {
-            task: tokio::spawn(read_all(rx, limits)),
+            task: tokio::spawn(tracing::Instrument::in_current_span(read_all(rx, limits))),
         })
     }
 
@@ -321,7 +321,7 @@ async fn write_blocking(
         .check(bytes.len() as u64)
         .map_err(|short| SpoolError::NoSpace(short.to_string()))?;
     let file = file.clone();
-    tokio::task::spawn_blocking(move || (&*file).write_all(&bytes))
+    ipc::span::spawn_blocking(move || (&*file).write_all(&bytes))
         .await
         .map_err(|e| SpoolError::Failed(format!("delivery file writer: {e}")))?
         .map_err(|e| SpoolError::io("writing a delivery file", &e))

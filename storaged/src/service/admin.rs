@@ -48,7 +48,7 @@ impl Store {
                     .into_iter()
                     .next()
                     .ok_or("no descriptor attached for the backup")?;
-                let summary = tokio::task::spawn_blocking(move || {
+                let summary = ipc::span::spawn_blocking(move || {
                     let staging = store
                         .files
                         .root()

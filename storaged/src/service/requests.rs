@@ -28,7 +28,7 @@ impl Store {
         if !permitted(peer, &request) {
             let name = format!("{request:?}");
             let variant = name.split([' ', '(', '{']).next().unwrap_or("?");
-            tracing::warn!("{peer} asked for {variant}, which its link does not permit");
+            tracing::warn!("refused {variant}: not permitted on this link");
             return Err(permanent(format!("{peer} may not make this request")).into());
         }
         match request {
