@@ -417,14 +417,15 @@ fn moxctl_restart_loglevel_and_stop() {
             .any(|r| r.role == Role::Imapd && r.state == RoleState::Ready && r.pid != old)
     });
     assert_links_work(&tree);
-    // smtpd logs "<peer>: done" at debug level when a session ends cleanly: the filter's
-    // effect is seen in the log, not only in moxctl's exit status.
+    // smtpd logs "done" (in its connection's span, naming the peer) at debug level when a
+    // session ends cleanly: the filter's effect is seen in the log, not only in moxctl's exit
+    // status.
     let smtp = common::addr(&tree, ListenerKind::Smtp);
     let at_info = smtp_session(smtp);
     let out = tree.moxctl(&["loglevel", "smtpd", "debug"]);
     assert!(out.status.success(), "{out:?}");
     let at_debug = smtp_session(smtp);
-    wait_log_line(&tree, &format!("{at_debug}: done"));
+    wait_log_line(&tree, &done_line(Role::Smtpd, at_debug));
     let out = tree.moxctl(&["loglevel", "smtpd", "info"]);
     assert!(out.status.success(), "{out:?}");
     let at_info_again = smtp_session(smtp);
@@ -433,10 +434,13 @@ fn moxctl_restart_loglevel_and_stop() {
     let out = tree.moxctl(&["loglevel", "smtpd", "debug"]);
     assert!(out.status.success(), "{out:?}");
     let marker = smtp_session(smtp);
-    wait_log_line(&tree, &format!("{marker}: done"));
+    wait_log_line(&tree, &done_line(Role::Smtpd, marker));
     let log = tree.log_text();
-    assert!(!log.contains(&format!("{at_info}: done")), "{log}");
-    assert!(!log.contains(&format!("{at_info_again}: done")), "{log}");
+    assert!(!log.contains(&done_line(Role::Smtpd, at_info)), "{log}");
+    assert!(
+        !log.contains(&done_line(Role::Smtpd, at_info_again)),
+        "{log}"
+    );
     let out = tree.moxctl(&["loglevel", "nonsense=[["]);
     assert!(!out.status.success());
     let out = tree.moxctl(&["restart", "nosuchrole"]);
@@ -458,6 +462,12 @@ fn smtp_session(addr: std::net::SocketAddr) -> std::net::SocketAddr {
         .expect("read to the server's close");
     assert!(out.contains("\r\n221 "), "{out}");
     s.local_addr().expect("local address")
+}
+
+/// The line `role` (smtpd or submission) logs at debug level when the session of the client at
+/// `peer` ends cleanly: the message, then the fields of the role's and the connection's spans.
+fn done_line(role: Role, peer: std::net::SocketAddr) -> String {
+    format!("DEBUG smtpd::conn: done role={role} peer={peer} session=")
 }
 
 /// Waits (under a generous deadline) until the tree's log holds `needle`.
@@ -548,6 +558,57 @@ fn single_process_mode_runs_every_role_in_one_process() {
     )
     .expect("SIGTERM");
     assert_eq!(tree.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn single_process_mode_lines_say_which_role_and_connection_wrote_them() {
+    let tree = Tree::start(Options {
+        single_process: true,
+        ..Options::default()
+    });
+    let out = tree.moxctl(&["loglevel", "info,smtpd::conn=debug"]);
+    assert!(out.status.success(), "{out:?}");
+    // smtpd and submission run the same code in one process, writing to one log: each line
+    // says which of them wrote it, and for which client.
+    let mx = smtp_session(common::addr(&tree, ListenerKind::Smtp));
+    let submission = smtp_session(common::addr(&tree, ListenerKind::Submission));
+    wait_log_line(&tree, &done_line(Role::Smtpd, mx));
+    wait_log_line(&tree, &done_line(Role::Submission, submission));
+    let log = tree.log_text();
+    assert!(!log.contains(&done_line(Role::Submission, mx)), "{log}");
+    assert!(!log.contains(&done_line(Role::Smtpd, submission)), "{log}");
+    // And so does every other line of a role's code (`TIME LEVEL target: …`), whichever task
+    // or thread wrote it.
+    let role_code = [
+        "keyd",
+        "storaged",
+        "authd",
+        "queued",
+        "smtpd",
+        "imapd",
+        "httpd",
+        "keyclient",
+        "ipc::serve",
+        "supervisor::role",
+    ];
+    let mut seen = 0;
+    for line in log.lines() {
+        let Some(target) = line.split_whitespace().nth(2) else {
+            continue;
+        };
+        let target = target.trim_end_matches(':');
+        if role_code
+            .iter()
+            .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+        {
+            assert!(
+                line.contains(" role="),
+                "a role's line without its role: {line}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 16, "only {seen} lines of roles in\n{log}");
 }
 
 #[test]

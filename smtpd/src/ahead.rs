@@ -8,6 +8,7 @@
 use std::os::fd::OwnedFd;
 
 use ipc::msg::store::{self, StoreService};
+use tracing::Instrument;
 
 /// An open delivery at storaged.
 pub struct Opened {
@@ -35,7 +36,7 @@ pub struct OpenedAhead {
 impl OpenedAhead {
     /// Asks `storaged` for a delivery now, without waiting for the answer.
     pub fn start(storaged: ipc::Client<StoreService>) -> OpenedAhead {
-        let task = tokio::spawn(async move { open(&storaged).await });
+        let task = tokio::spawn(async move { open(&storaged).await }.in_current_span());
         OpenedAhead { task: Some(task) }
     }
 
@@ -56,17 +57,20 @@ impl Drop for OpenedAhead {
             task.abort();
             return;
         };
-        runtime.spawn(async move {
-            if let Ok(Ok(opened)) = task.await {
-                drop(opened.pipe);
-                if !opened.storaged.is_closed() {
-                    let _ = opened
-                        .storaged
-                        .call(&store::Request::AbortDelivery { id: opened.id }, Vec::new())
-                        .await;
+        runtime.spawn(
+            async move {
+                if let Ok(Ok(opened)) = task.await {
+                    drop(opened.pipe);
+                    if !opened.storaged.is_closed() {
+                        let _ = opened
+                            .storaged
+                            .call(&store::Request::AbortDelivery { id: opened.id }, Vec::new())
+                            .await;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 

@@ -11,6 +11,7 @@ use ipc::config::SmtpSettings;
 use ipc::msg::store::{self, RecipientStatus};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 use crate::address::Address;
 use crate::command::{self, MAX_LINE};
@@ -25,7 +26,8 @@ pub struct Shared {
     pub peers: Peers,
     /// Open connections per client address (IPv4, or IPv6 /64).
     pub open: Mutex<HashMap<IpAddr, u32>>,
-    pub next_id: std::sync::atomic::AtomicU64,
+    /// Ids of connections and messages, unique across restarts.
+    pub ids: ipc::span::Ids,
     /// SPF/DKIM/DMARC/iprev for mail on port 25.
     pub checker: Option<crate::inbound::Checker>,
     /// Local addresses storaged confirmed lately (a storaged round trip less per RCPT on a
@@ -74,7 +76,8 @@ fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Serves one connection until QUIT, an error, a timeout or shutdown.
+/// Serves one connection until QUIT, an error, a timeout or shutdown. Runs inside the
+/// connection's span (`ipc::span::connection`), which names the peer in every line.
 pub async fn serve(
     shared: Arc<Shared>,
     config: Arc<Config>,
@@ -97,16 +100,16 @@ pub async fn serve(
     let mut conn = Conn::new(tcp, peer, Duration::from_secs(shared.settings.timeout_secs));
     if implicit_tls {
         let Some(tls) = shared.tls.clone() else {
-            tracing::warn!("{peer}: no TLS certificates; closing");
+            tracing::warn!("no TLS certificates; closing");
             return;
         };
         if let Err(e) = conn.start_tls(tls).await {
-            tracing::info!("{peer}: {e}");
+            tracing::info!("{e}");
             return;
         }
     }
     if !admitted {
-        tracing::info!("{peer}: too many connections from its address; refused");
+        tracing::info!("too many connections from its address; refused");
         conn.queue(&Reply::new(
             421,
             "4.7.0",
@@ -134,8 +137,8 @@ pub async fn serve(
     )
     .await;
     match &result {
-        Ok(()) | Err(ConnError::Closed) => tracing::debug!("{peer}: done"),
-        Err(e) => tracing::info!("{peer}: {e}"),
+        Ok(()) | Err(ConnError::Closed) => tracing::debug!("done"),
+        Err(e) => tracing::info!("{e}"),
     }
     if let Err(ConnError::Timeout(_)) = result {
         conn.queue(&Reply::new(
@@ -248,7 +251,7 @@ async fn run(
                 };
                 match crate::auth::relay(conn, &authd, mechanism, initial).await? {
                     crate::auth::Authenticated::Yes { account, ticket: t } => {
-                        tracing::info!("{}: authenticated as {account}", conn.peer);
+                        tracing::info!("authenticated as {account}");
                         session.authenticated(account);
                         *ticket = Some(t);
                         Reply::new(235, "2.7.0", "authentication successful")
@@ -417,24 +420,24 @@ async fn data(
         checks,
         opened,
     };
-    let id = format!(
-        "{:x}",
-        shared
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let outcome = crate::receive::receive(conn, session, &tx, plan, peers, &id).await;
+    let id = shared.ids.next().to_string();
+    // The message's span: its id in every line about it.
+    let span = tracing::error_span!(target: ipc::span::TARGET, "message", msg = %id);
+    let outcome = crate::receive::receive(conn, session, &tx, plan, peers, &id)
+        .instrument(span.clone())
+        .await;
     session.transaction_done();
     let outcome = outcome?;
-    tracing::info!(
-        "{}: message {id} from <{}> to {} local and {} remote recipient(s), {} octets: {}",
-        conn.peer,
-        tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
-        tx.local.len(),
-        tx.remote.len(),
-        outcome.size,
-        outcome.reply
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            "message from <{}> to {} local and {} remote recipient(s), {} octets: {}",
+            tx.from.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+            tx.local.len(),
+            tx.remote.len(),
+            outcome.size,
+            outcome.reply
+        )
+    });
     Ok(if outcome.reply.is_error() {
         // A recipient may be why (removed since it was confirmed): ask storaged afresh.
         let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());

@@ -28,6 +28,8 @@ use mail_auth::{
     SpfOutput,
 };
 
+use tracing::Instrument;
+
 use crate::reply::Reply;
 
 /// How long all checks of one message may take.
@@ -221,9 +223,12 @@ impl Checker {
     pub fn connected(&self, ip: IpAddr) -> ConnectionChecks {
         let auth = self.auth.clone();
         let (tx, iprev) = tokio::sync::watch::channel(None);
-        let task = tokio::spawn(async move {
-            let _ = tx.send(Some(auth.verify_iprev(ip).await));
-        });
+        let task = tokio::spawn(
+            async move {
+                let _ = tx.send(Some(auth.verify_iprev(ip).await));
+            }
+            .in_current_span(),
+        );
         ConnectionChecks { ip, iprev, task }
     }
 
@@ -238,10 +243,13 @@ impl Checker {
         let (auth, host) = (self.auth.clone(), self.hostname.clone());
         let (h, m) = (helo.clone(), mail_from.clone());
         let ip = connection.ip;
-        let task = tokio::spawn(async move {
-            auth.verify_spf(SpfParameters::verify(ip, &h, &host, &m))
-                .await
-        });
+        let task = tokio::spawn(
+            async move {
+                auth.verify_spf(SpfParameters::verify(ip, &h, &host, &m))
+                    .await
+            }
+            .in_current_span(),
+        );
         MessageChecks {
             task,
             iprev: connection.iprev.clone(),

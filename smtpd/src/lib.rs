@@ -32,10 +32,10 @@ mod session_tests;
 mod submission;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use ipc::config::ListenerKind;
 use ipc::{Context, RoleError, RoleSpec};
+use tracing::Instrument;
 
 use crate::session::{Config, Mode};
 
@@ -78,7 +78,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         tls: tls.clone(),
         peers: ctx.peers.clone(),
         open: Default::default(),
-        next_id: AtomicU64::new(first_id()),
+        ids: ipc::span::Ids::new(),
         known_local: Default::default(),
         checker: if settings.localserve {
             None
@@ -128,6 +128,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
                         }
                     },
                 };
+                let span = ipc::span::connection(peer, shared.ids.next());
                 let (shared, config, shutdown) = (shared.clone(), config.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     tokio::select! {
@@ -135,9 +136,9 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
                         // At shutdown a connection in the middle of a message loses it, unacknowledged.
                         _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {}
                     }
-                });
+                }.instrument(span));
             }
-        });
+        }.in_current_span());
     }
     ctx.shutdown.cancelled().await;
     Ok(())
@@ -145,10 +146,3 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
 
 /// How long connections may go on after shutdown begins.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Message ids are unique across restarts: they start from the clock.
-fn first_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}

@@ -46,7 +46,7 @@ pub(super) async fn commit(
                     requiretls: tx.params.requiretls,
                 };
                 let held = store_id.is_some();
-                match enqueue(peers, (file_id, file), envelope, head, held, id).await {
+                match enqueue(peers, (file_id, file), envelope, head, held).await {
                     Ok(q) => queued = Some(q),
                     Err(reply) => {
                         abort_committed_store(&store_id).await;
@@ -59,7 +59,7 @@ pub(super) async fn commit(
     if let Some((delivery, storaged)) = store_id {
         let reply = deliver(&storaged, delivery, plan.local, placement, id).await;
         if let Some(q) = queued
-            && let Some(refusal) = settle_queued(peers, q, &reply, id).await
+            && let Some(refusal) = settle_queued(peers, q, &reply).await
         {
             return refusal;
         }
@@ -83,11 +83,10 @@ async fn enqueue(
     envelope: queue::SubmittedEnvelope,
     head: &[u8],
     held: bool,
-    id: &str,
 ) -> Result<u64, Reply> {
     // Only an authenticated session relays; its ticket names the account.
     let Some(ticket) = peers.ticket else {
-        tracing::warn!("{id}: a message to relay without a session ticket");
+        tracing::warn!("a message to relay without a session ticket");
         abort_queue(peers, file_id).await;
         return Err(Reply::new(
             451,
@@ -99,7 +98,7 @@ async fn enqueue(
     {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!("{id}: DKIM signing failed: {e}");
+            tracing::warn!("DKIM signing failed: {e}");
             abort_queue(peers, file_id).await;
             return Err(Reply::new(
                 451,
@@ -133,11 +132,11 @@ async fn enqueue(
             ),
         )),
         Ok((queue::Response::InsufficientStorage { message }, _)) => {
-            tracing::warn!("queueing {id}: {message}");
+            tracing::warn!("queueing: {message}");
             Err(Reply::insufficient_storage())
         }
         other => {
-            tracing::warn!("queueing {id}: {other:?}");
+            tracing::warn!("queueing: {other:?}");
             Err(Reply::new(
                 451,
                 "4.3.0",
@@ -150,7 +149,7 @@ async fn enqueue(
 /// Releases the held queued copy `q` once the local delivery succeeded (`reply`), or discards
 /// it when that failed. Returns the client's refusal when a successful delivery leaves the
 /// copy for other domains stuck.
-async fn settle_queued(peers: &Peers<'_>, q: u64, reply: &Reply, id: &str) -> Option<Reply> {
+async fn settle_queued(peers: &Peers<'_>, q: u64, reply: &Reply) -> Option<Reply> {
     let (request, what) = if reply.is_error() {
         (queue::Request::Discard { id: q }, "discarding")
     } else {
@@ -159,7 +158,7 @@ async fn settle_queued(peers: &Peers<'_>, q: u64, reply: &Reply, id: &str) -> Op
     match call_queued(peers, &request, "queued went away").await {
         Ok((queue::Response::Done, _)) => None,
         other => {
-            tracing::error!("{id}: {what} queued message {q}: {other:?}");
+            tracing::error!("{what} queued message {q}: {other:?}");
             // Delivered here, but the copy for other domains is stuck held (and discarded
             // later): the client must send again.
             (!reply.is_error()).then(|| {
@@ -222,7 +221,7 @@ async fn deliver(
             Reply::new(250, "2.0.0", format!("{id} delivered"))
         }
         Ok((store::Response::InsufficientStorage { message }, _)) => {
-            tracing::warn!("{id}: not delivered: {message}");
+            tracing::warn!("not delivered: {message}");
             Reply::insufficient_storage()
         }
         Ok((store::Response::Failed(f), _)) if f.temporary => Reply::new(

@@ -109,7 +109,7 @@ pub async fn receive(
     {
         let verdict = checker.check(checks).await;
         if let Some(reply) = verdict.reject {
-            tracing::info!("{id}: {reply}");
+            tracing::info!("{reply}");
             sink::abort(&peers, sinks).await;
             return Ok(refuse(reply));
         }
