@@ -145,9 +145,7 @@ pub async fn serve(
         ));
     }
     if let (Some(ticket), Some(authd)) = (ticket, shared.peers.authd.current()) {
-        let _ = authd
-            .call(&ipc::msg::auth::Request::Logout { ticket }, Vec::new())
-            .await;
+        let _ = authd.ask(ipc::msg::auth::Logout { ticket }).await;
     }
     conn.close().await;
 }
@@ -249,7 +247,7 @@ async fn run(
                 match crate::auth::relay(conn, &authd, mechanism, initial).await? {
                     crate::auth::Authenticated::Yes { account, ticket: t } => {
                         tracing::info!("{}: authenticated as {account}", conn.peer);
-                        session.authenticated(account);
+                        session.authenticated(account.into_string());
                         *ticket = Some(t);
                         Reply::new(235, "2.7.0", "authentication successful")
                     }
@@ -304,11 +302,11 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
     if known {
         return Ok(Recipient::Local);
     }
-    let request = store::Request::CheckRecipient {
+    let request = store::CheckRecipient {
         address: address.clone(),
     };
-    match storaged.call(&request, Vec::new()).await {
-        Ok((store::Response::Recipient(status), _)) => Ok(match status {
+    match storaged.ask(request).await {
+        Ok(Ok(status)) => Ok(match status {
             RecipientStatus::Local => {
                 let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
                 if known.len() >= KNOWN_MAX {
@@ -320,7 +318,7 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
             RecipientStatus::Unknown => Recipient::Unknown,
             RecipientStatus::NotLocal => Recipient::Remote,
         }),
-        Ok((store::Response::InsufficientStorage { message }, _)) => {
+        Ok(Err(store::Refused::InsufficientStorage { message })) => {
             tracing::warn!("recipient {address} refused for now: {message}");
             Err(Reply::insufficient_storage())
         }
@@ -371,11 +369,11 @@ async fn sender_account(
             "the message store is not available; try again later",
         )
     })?;
-    let request = store::Request::SenderAccount {
+    let request = store::SenderAccount {
         address: from.to_string(),
     };
-    match storaged.call(&request, Vec::new()).await {
-        Ok((store::Response::Login(account), _)) => Ok(account),
+    match storaged.ask(request).await {
+        Ok(Ok(account)) => Ok(account.map(store::AccountId::into_string)),
         other => {
             tracing::warn!("checking a sender at storaged: {other:?}");
             Err(Reply::new(
