@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ipc::msg::admin::{
-    AdminService, ClientHello, Request, Response, RoleState, ServerHello, Status,
+    self, AdminService, ClientHello, Request, RolePings, RoleState, ServerHello, Status,
 };
 use ipc::msg::control::{AdminReply, RoleAdmin};
 use ipc::msg::store::{self as store_msg, Admin as StoreAdmin};
+use ipc::rpc::Call;
 use ipc::{Channel, Client, Link, Role};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
 
@@ -232,21 +233,23 @@ pub fn main() -> ExitCode {
 fn request_for(command: &Command) -> Result<Request, String> {
     let role = |name: &str| Role::from_name(name).ok_or_else(|| format!("unknown role `{name}`"));
     Ok(match command {
-        Command::Status { .. } => Request::Status,
-        Command::Stop => Request::Stop,
-        Command::Restart { role: name } => Request::Restart { role: role(name)? },
+        Command::Status { .. } => admin::GetStatus {}.into(),
+        Command::Stop => admin::Stop {}.into(),
+        Command::Restart { role: name } => admin::Restart { role: role(name)? }.into(),
         Command::Loglevel { args } => match args.as_slice() {
-            [level] => Request::LogLevel {
+            [level] => admin::LogLevel {
                 role: None,
                 filter: level.clone(),
-            },
-            [name, level] => Request::LogLevel {
+            }
+            .into(),
+            [name, level] => admin::LogLevel {
                 role: Some(role(name)?),
                 filter: level.clone(),
-            },
+            }
+            .into(),
             _ => return Err("usage: moxctl loglevel [ROLE] LEVEL".into()),
         },
-        Command::Ping => Request::Ping,
+        Command::Ping => admin::Ping {}.into(),
         Command::Domain { op } => store(match op {
             DomainOp::Add { domain, separator } => StoreAdmin::AddDomain {
                 domain: domain.clone(),
@@ -259,16 +262,18 @@ fn request_for(command: &Command) -> Result<Request, String> {
         }),
         Command::Account { op } => store(match op {
             AccountOp::Add { name, address } => StoreAdmin::AddAccount {
-                name: name.clone(),
+                name: name.as_str().into(),
                 address: address.clone(),
             },
-            AccountOp::Remove { name } => StoreAdmin::RemoveAccount { name: name.clone() },
+            AccountOp::Remove { name } => StoreAdmin::RemoveAccount {
+                name: name.as_str().into(),
+            },
             AccountOp::List => StoreAdmin::ListAccounts,
         }),
         Command::Address { op } => store(match op {
             AddressOp::Add { address, account } => StoreAdmin::AddAddress {
                 address: address.clone(),
-                account: account.clone(),
+                account: account.as_str().into(),
             },
             AddressOp::Remove { address } => StoreAdmin::RemoveAddress {
                 address: address.clone(),
@@ -278,7 +283,7 @@ fn request_for(command: &Command) -> Result<Request, String> {
             recipients: recipients.clone(),
         }),
         Command::Verifydata => store(StoreAdmin::VerifyData),
-        Command::Dkim { op } => Request::Role(RoleAdmin::Key(match op {
+        Command::Dkim { op } => for_role(RoleAdmin::Key(match op {
             DkimOp::Genkey {
                 domain,
                 selector,
@@ -291,28 +296,65 @@ fn request_for(command: &Command) -> Result<Request, String> {
             DkimOp::List => ipc::msg::key::Admin::DkimList,
         })),
         Command::Backup { .. } => store(StoreAdmin::Backup),
-        Command::Reload => Request::Reload,
+        Command::Reload => admin::Reload {}.into(),
         Command::Queue { op: QueueOp::List } => {
-            Request::Role(RoleAdmin::Queue(ipc::msg::queue::Admin::List))
+            for_role(RoleAdmin::Queue(ipc::msg::queue::Admin::List))
         }
         Command::Tls { op: TlsOp::Status } => {
-            Request::Role(RoleAdmin::Key(ipc::msg::key::Admin::TlsStatus))
+            for_role(RoleAdmin::Key(ipc::msg::key::Admin::TlsStatus))
         }
         Command::Password {
             op: PasswordOp::Set { account, .. },
-        } => Request::Role(RoleAdmin::Auth(ipc::msg::auth::Admin::SetPassword {
-            account: account.clone(),
+        } => for_role(RoleAdmin::Auth(ipc::msg::auth::Admin::SetPassword {
+            account: account.as_str().into(),
         })),
         Command::Mailbox {
             op: MailboxOp::List { account },
         } => store(StoreAdmin::ListMailboxes {
-            account: account.clone(),
+            account: account.as_str().into(),
         }),
     })
 }
 
 fn store(op: StoreAdmin) -> Request {
-    Request::Role(RoleAdmin::Store(op))
+    for_role(RoleAdmin::Store(op))
+}
+
+fn for_role(request: RoleAdmin) -> Request {
+    admin::ForRole { request }.into()
+}
+
+/// The supervisor's answer to any request, as moxctl shows it. On the wire each request has
+/// its own answer type; this gathers them for printing, with the supervisor's refusal as
+/// `Error` (a failure to reach it is the `Err` beside it).
+#[derive(Debug)]
+pub enum Response {
+    Status(Status),
+    Done(String),
+    Pings(Vec<RolePings>),
+    Role(AdminReply),
+    Error(String),
+}
+
+/// Sends `request` with `fds` on `client` and turns its typed answer into a [`Response`].
+async fn ask_any(
+    client: &Client<AdminService>,
+    request: Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<Response, ipc::ChannelError> {
+    fn shown<T>(answer: Result<T, admin::Error>, f: impl FnOnce(T) -> Response) -> Response {
+        answer.map_or_else(|e| Response::Error(e.0), f)
+    }
+    // No answer to moxctl carries descriptors; any that come are closed.
+    Ok(match request {
+        Request::GetStatus(r) => shown(client.call(r, fds).await?.0, Response::Status),
+        Request::Stop(r) => shown(client.call(r, fds).await?.0, Response::Done),
+        Request::Restart(r) => shown(client.call(r, fds).await?.0, Response::Done),
+        Request::LogLevel(r) => shown(client.call(r, fds).await?.0, Response::Done),
+        Request::Ping(r) => shown(client.call(r, fds).await?.0, Response::Pings),
+        Request::ForRole(r) => shown(client.call(r, fds).await?.0, Response::Role),
+        Request::Reload(r) => shown(client.call(r, fds).await?.0, Response::Done),
+    })
 }
 
 /// Sends one request to the admin socket at `path` and waits for the answer (blocking).
@@ -338,6 +380,41 @@ async fn call_with(
     request: &Request,
     fds: Vec<std::os::fd::OwnedFd>,
 ) -> Result<Response, String> {
+    let backup = admin::ForRole {
+        request: RoleAdmin::Store(StoreAdmin::Backup),
+    };
+    // A backup takes as long as the data takes to stream; everything else answers promptly.
+    let timeout = if *request == Request::ForRole(backup) {
+        Duration::from_secs(24 * 3600)
+    } else {
+        Duration::from_secs(30)
+    };
+    let client = connect_admin(path).await?;
+    match tokio::time::timeout(timeout, ask_any(&client, request.clone(), fds)).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// Sends one request of a known type to the admin socket at `path` and waits (at most 30 s)
+/// for its typed answer; `Err` when the supervisor could not be asked.
+pub async fn ask<C: Call<Service = AdminService>>(
+    path: &std::path::Path,
+    request: C,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<C::Answer, String> {
+    let client = connect_admin(path).await?;
+    let timeout = Duration::from_secs(30);
+    match tokio::time::timeout(timeout, client.call(request, fds)).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok((answer, _))) => Ok(answer),
+    }
+}
+
+/// Connects to the admin socket at `path` and says hello.
+async fn connect_admin(path: &std::path::Path) -> Result<Client<AdminService>, String> {
     let fd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -369,12 +446,7 @@ async fn call_with(
         protocol: ipc::frame::PROTOCOL_VERSION,
         client: format!("moxctl {}", crate::BUILD_ID),
     };
-    // A backup takes as long as the data takes to stream; everything else answers promptly.
-    let timeout = if matches!(request, Request::Role(RoleAdmin::Store(StoreAdmin::Backup))) {
-        Duration::from_secs(24 * 3600)
-    } else {
-        Duration::from_secs(30)
-    };
+    let timeout = Duration::from_secs(30);
     channel
         .send(&hello, Vec::new())
         .await
@@ -388,11 +460,7 @@ async fn call_with(
         Ok(Ok((ServerHello::Welcome { .. }, _))) => {}
     }
     let (client, _events) = Client::<AdminService>::new(channel.into_link());
-    match tokio::time::timeout(timeout, client.call(request, fds)).await {
-        Err(_) => Err(format!("no answer within {timeout:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok((response, _))) => Ok(response),
-    }
+    Ok(client)
 }
 
 fn print(command: &Command, response: Response) -> ExitCode {

@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 
-use ipc::msg::admin::Response;
+use crate::admin_client::Response;
 
 /// Creates DIR and starts `tar -x` reading from a pipe; returns the pipe's write end.
 pub fn start(dir: &Path) -> Result<(OwnedFd, Child), String> {

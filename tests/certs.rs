@@ -190,11 +190,11 @@ fn certificate_files_are_served_reloaded_and_a_bad_file_changes_nothing() {
     assert_eq!(served_until(&tree, ListenerKind::Https, &second), second);
     // An admin client cannot hand keyd files of its own choosing: only the supervisor does.
     use ipc::msg::{admin, control::RoleAdmin, key};
-    let answer = tree.request(admin::Request::Role(RoleAdmin::Key(
-        key::Admin::LoadCertificates(Vec::new()),
-    )));
+    let answer = tree.request(admin::ForRole {
+        request: RoleAdmin::Key(key::Admin::LoadCertificates(Vec::new())),
+    });
     assert!(
-        matches!(&answer, admin::Response::Error(e) if e.contains("moxctl reload")),
+        matches!(&answer, moxd::admin_client::Response::Error(e) if e.contains("moxctl reload")),
         "{answer:?}"
     );
     assert_eq!(served_until(&tree, ListenerKind::Imaps, &second), second);

@@ -13,15 +13,34 @@ use std::time::{Duration, Instant};
 
 use common::{Options, Tree};
 use ipc::Role;
-use ipc::msg::admin::{Request, Response, RoleState};
+use ipc::msg::admin::{self, RoleState};
 use ipc::msg::control::{AdminReply, RoleAdmin};
 use ipc::msg::store::{Admin, AdminReply as StoreReply, MailboxInfo, RecipientResult};
 
 fn store(tree: &Tree, op: Admin) -> Result<StoreReply, String> {
-    match moxd::admin_client::request(&tree.socket, &Request::Role(RoleAdmin::Store(op)))? {
-        Response::Role(AdminReply::Store(r)) => Ok(r),
-        Response::Error(e) => Err(e),
-        other => Err(format!("unexpected {other:?}")),
+    store_with(tree, op, Vec::new())
+}
+
+/// A store request from the admin socket, with descriptors; `Err` if it was refused or could
+/// not be made.
+fn store_with(
+    tree: &Tree,
+    op: Admin,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<StoreReply, String> {
+    let request = admin::ForRole {
+        request: RoleAdmin::Store(op),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    match runtime.block_on(moxd::admin_client::ask(&tree.socket, request, fds))? {
+        Ok(AdminReply::Store(r)) => Ok(r),
+        Ok(other) => Err(format!(
+            "a store request answered for another role: {other:?}"
+        )),
+        Err(e) => Err(e.0),
     }
 }
 
@@ -114,7 +133,7 @@ fn moxctl_manages_domains_accounts_and_delivers_locally() {
     let inbox = inbox(&tree, "bob");
     assert_eq!(
         (inbox.total, inbox.unseen, inbox.uidnext),
-        (1, 1, 2),
+        (1, 1, ipc::msg::store::Uid(2)),
         "one copy per account"
     );
     assert_eq!(inbox.size, msg.len() as u64);
@@ -208,14 +227,11 @@ fn storaged_survives_kill_9_during_deliveries_without_losing_acknowledged_mail()
                         "Subject: {marker}\r\nMessage-ID: <{marker}@test>\r\n\r\n{marker}\r\n"
                     );
                     let fd = memfd_with(msg.as_bytes());
-                    let reply = moxd::admin_client::request_with(
-                        &tree.socket,
-                        &Request::Role(RoleAdmin::Store(Admin::Deliver {
-                            recipients: vec!["bob@example.org".into()],
-                        })),
-                        vec![fd],
-                    );
-                    if let Ok(Response::Role(AdminReply::Store(StoreReply::Delivered(r)))) = reply
+                    let deliver = Admin::Deliver {
+                        recipients: vec!["bob@example.org".into()],
+                    };
+                    let reply = store_with(&tree, deliver, vec![fd]);
+                    if let Ok(StoreReply::Delivered(r)) = reply
                         && r == [("bob@example.org".to_string(), RecipientResult::Delivered)]
                     {
                         acked.lock().expect("lock").insert(marker);

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::{Options, Tree, alive, proc_field, skip_unless_root};
 use ipc::Role;
 use ipc::config::ListenerKind;
-use ipc::msg::admin::{Request, Response, RoleState};
+use ipc::msg::admin::{self, RoleState};
+use moxd::admin_client::Response;
 
 #[test]
 fn tree_starts_and_moxctl_lists_all_nine_processes() {
@@ -54,7 +55,7 @@ fn every_link_answers_pings() {
 
 /// Pings every role and every edge; panics naming what failed.
 fn assert_links_work(tree: &Tree) {
-    let Response::Pings(pings) = tree.request(Request::Ping) else {
+    let Response::Pings(pings) = tree.request(admin::Ping {}) else {
         panic!("no pings")
     };
     let mut edges = BTreeSet::new();

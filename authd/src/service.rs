@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use ipc::context::PeerSlot;
-use ipc::msg::auth::{self, AuthService, Failure, Request, Response, Ticket};
+use ipc::msg::auth::{self, AuthService, Failure, Progress, Request, Ticket};
 use ipc::msg::control::{AdminReply, RoleAdmin};
 use ipc::msg::store::{self, StoreService};
-use ipc::rpc::Incoming;
+use ipc::rpc::{Answer, Call, Incoming};
 use ipc::{AdminCall, Handle, Role};
 
 use crate::credentials::{CredentialLookup, Decoy, Entry};
@@ -88,150 +88,161 @@ impl Auth {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let response = if matches!(peer, Role::Submission | Role::Imapd | Role::Httpd) {
+        let answer = if matches!(peer, Role::Submission | Role::Imapd | Role::Httpd) {
             self.answer(peer, request).await
         } else {
             tracing::warn!("refused authentication: not permitted on this link");
-            Response::Failure(Failure::Malformed("not permitted on this link".into()))
+            request.refuse(Failure::Malformed("not permitted on this link".into()))
         };
-        if let Err(e) = reply.send(&response, Vec::new()).await {
+        if let Err(e) = reply.send(answer).await {
             tracing::warn!("answering: {e}");
         }
     }
 
-    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
+    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Answer<AuthService> {
         match request {
-            Request::Mechanisms { channel_binding } => Response::Mechanisms(
-                sasl::advertised(channel_binding)
+            Request::Mechanisms(auth::Mechanisms { channel_binding }) => {
+                let names = sasl::advertised(channel_binding)
                     .into_iter()
                     .map(|m| m.name().to_string())
-                    .collect(),
-            ),
-            Request::Start {
-                mechanism,
-                initial_response,
-                channel_binding,
-                remote,
-            } => {
-                let Some(mechanism) = Mechanism::parse(&mechanism) else {
-                    return Response::Failure(Failure::Malformed(format!(
-                        "unknown mechanism {mechanism}"
-                    )));
-                };
-                {
-                    let mut exchanges = lock(&self.exchanges);
-                    exchanges.retain(|_, e| e.started.elapsed() < EXCHANGE_LIFETIME);
-                    if exchanges.keys().filter(|(p, _)| *p == peer).count() >= MAX_EXCHANGES
-                        || exchanges.values().filter(|e| e.remote == remote).count()
-                            >= MAX_EXCHANGES_PER_REMOTE
-                    {
-                        return Response::Failure(Failure::Temporary(
-                            "too many exchanges in progress".into(),
-                        ));
-                    }
-                }
-                // A refusal is not answered now: the exchange runs its course and fails as bad
-                // credentials would, at the same step.
-                let refusal = self.refusal(Attempt::new(remote, None).through(peer.name()));
-                let ctx = SaslContext {
-                    hostname: self.hostname.clone(),
-                    channel_binding,
-                };
-                let this = self.clone();
-                let gate = Gate {
-                    remote,
-                    link: peer,
-                    refusal: refusal.clone(),
-                };
-                let run = move || {
-                    let creds = read(&this.creds);
-                    let lookup = Lookup::new(&creds, &this, gate);
-                    let initial = initial_response.as_ref().map(|r| r.expose().as_slice());
-                    sasl::start(mechanism, &ctx, initial, &lookup)
-                };
-                let Ok((session, step)) = ipc::span::spawn_blocking(run).await else {
-                    return Response::Failure(Failure::Temporary(
-                        "authentication task failed".into(),
-                    ));
-                };
-                self.finish(
-                    peer,
-                    None,
-                    Exchange {
-                        session,
-                        remote,
-                        refusal,
-                        started: std::time::Instant::now(),
-                    },
-                    step,
-                )
-                .await
+                    .collect();
+                auth::Mechanisms::reply(&Ok(names), Vec::new())
             }
-            Request::Step { exchange, response } => {
-                let Some(mut ex) = lock(&self.exchanges).remove(&(peer, exchange)) else {
-                    return Response::Failure(Failure::Malformed(format!(
-                        "no exchange {exchange}"
-                    )));
-                };
-                if ex.started.elapsed() >= EXCHANGE_LIFETIME {
-                    return Response::Failure(Failure::Malformed(
-                        "the exchange took too long".into(),
-                    ));
-                }
-                if ex.refusal.is_none() {
-                    ex.refusal = self.refusal(Attempt::new(ex.remote, None).through(peer.name()));
-                }
-                let this = self.clone();
-                let gate = Gate {
-                    remote: ex.remote,
-                    link: peer,
-                    refusal: ex.refusal.clone(),
-                };
-                let run = move || {
-                    let step = {
-                        let creds = read(&this.creds);
-                        let lookup = Lookup::new(&creds, &this, gate);
-                        ex.session.step(response.expose(), &lookup)
-                    };
-                    (ex, step)
-                };
-                let Ok((ex, step)) = ipc::span::spawn_blocking(run).await else {
-                    return Response::Failure(Failure::Temporary(
-                        "authentication task failed".into(),
-                    ));
-                };
-                self.finish(peer, Some(exchange), ex, step).await
-            }
-            Request::Abort { exchange } => {
+            Request::Start(start) => auth::Start::reply(&self.start(peer, start).await, Vec::new()),
+            Request::Step(step) => auth::Step::reply(&self.step(peer, step).await, Vec::new()),
+            Request::Abort(auth::Abort { exchange }) => {
                 lock(&self.exchanges).remove(&(peer, exchange));
-                Response::Done
+                auth::Abort::reply(&Ok(()), Vec::new())
             }
-            Request::Logout { ticket } => {
+            Request::Logout(auth::Logout { ticket }) => {
                 let id = crate::ticket::TicketId::from_bytes(ticket.0);
                 lock(&self.tickets).revoke(&id);
                 // Always tell storaged: after a restart of authd it may hold tickets authd no
                 // longer remembers.
                 if let Some(storaged) = self.storaged.current() {
-                    let _ = storaged
-                        .call(&store::Request::RevokeTicket { ticket }, Vec::new())
-                        .await;
+                    let _ = storaged.ask(store::RevokeTicket { ticket }).await;
                 }
-                Response::Done
+                auth::Logout::reply(&Ok(()), Vec::new())
             }
         }
     }
 
+    /// Starts an exchange.
+    async fn start(
+        self: Arc<Self>,
+        peer: Role,
+        auth::Start {
+            mechanism,
+            initial_response,
+            channel_binding,
+            remote,
+        }: auth::Start,
+    ) -> Result<Progress, Failure> {
+        {
+            let Some(mechanism) = Mechanism::parse(&mechanism) else {
+                return Err(Failure::Malformed(format!("unknown mechanism {mechanism}")));
+            };
+            {
+                let mut exchanges = lock(&self.exchanges);
+                exchanges.retain(|_, e| e.started.elapsed() < EXCHANGE_LIFETIME);
+                if exchanges.keys().filter(|(p, _)| *p == peer).count() >= MAX_EXCHANGES
+                    || exchanges.values().filter(|e| e.remote == remote).count()
+                        >= MAX_EXCHANGES_PER_REMOTE
+                {
+                    return Err(Failure::Temporary("too many exchanges in progress".into()));
+                }
+            }
+            // A refusal is not answered now: the exchange runs its course and fails as bad
+            // credentials would, at the same step.
+            let refusal = self.refusal(Attempt::new(remote, None).through(peer.name()));
+            let ctx = SaslContext {
+                hostname: self.hostname.clone(),
+                channel_binding,
+            };
+            let this = self.clone();
+            let gate = Gate {
+                remote,
+                link: peer,
+                refusal: refusal.clone(),
+            };
+            let run = move || {
+                let creds = read(&this.creds);
+                let lookup = Lookup::new(&creds, &this, gate);
+                let initial = initial_response.as_ref().map(|r| r.expose().as_slice());
+                sasl::start(mechanism, &ctx, initial, &lookup)
+            };
+            let Ok((session, step)) = ipc::span::spawn_blocking(run).await else {
+                return Err(Failure::Temporary("authentication task failed".into()));
+            };
+            self.finish(
+                peer,
+                None,
+                Exchange {
+                    session,
+                    remote,
+                    refusal,
+                    started: std::time::Instant::now(),
+                },
+                step,
+            )
+            .await
+        }
+    }
+
+    /// Takes an exchange one step on.
+    async fn step(
+        self: Arc<Self>,
+        peer: Role,
+        auth::Step { exchange, response }: auth::Step,
+    ) -> Result<Progress, Failure> {
+        {
+            let Some(mut ex) = lock(&self.exchanges).remove(&(peer, exchange)) else {
+                return Err(Failure::Malformed(format!("no exchange {exchange}")));
+            };
+            if ex.started.elapsed() >= EXCHANGE_LIFETIME {
+                return Err(Failure::Malformed("the exchange took too long".into()));
+            }
+            if ex.refusal.is_none() {
+                ex.refusal = self.refusal(Attempt::new(ex.remote, None).through(peer.name()));
+            }
+            let this = self.clone();
+            let gate = Gate {
+                remote: ex.remote,
+                link: peer,
+                refusal: ex.refusal.clone(),
+            };
+            let run = move || {
+                let step = {
+                    let creds = read(&this.creds);
+                    let lookup = Lookup::new(&creds, &this, gate);
+                    ex.session.step(response.expose(), &lookup)
+                };
+                (ex, step)
+            };
+            let Ok((ex, step)) = ipc::span::spawn_blocking(run).await else {
+                return Err(Failure::Temporary("authentication task failed".into()));
+            };
+            self.finish(peer, Some(exchange), ex, step).await
+        }
+    }
+
     /// Turns a SASL step into the answer, keeping the exchange when it continues.
-    async fn finish(&self, peer: Role, id: Option<u64>, ex: Exchange, step: Step) -> Response {
+    async fn finish(
+        &self,
+        peer: Role,
+        id: Option<u64>,
+        ex: Exchange,
+        step: Step,
+    ) -> Result<Progress, Failure> {
         let mechanism = ex.session.mechanism();
         match step {
             Step::Continue(challenge) => {
                 let id = id.unwrap_or_else(|| self.next_exchange.fetch_add(1, Ordering::Relaxed));
                 lock(&self.exchanges).insert((peer, id), ex);
-                Response::Continue {
+                Ok(Progress::Continue {
                     exchange: id,
                     challenge,
-                }
+                })
             }
             Step::Success {
                 account,
@@ -247,15 +258,15 @@ impl Auth {
                             account.escape_debug(),
                             ex.remote
                         );
-                        Response::Success {
-                            account,
+                        Ok(Progress::Success {
+                            account: account.into(),
                             ticket,
                             additional,
-                        }
+                        })
                     }
                     Err(e) => {
                         tracing::error!("issuing a ticket for {account}: {e}");
-                        Response::Failure(Failure::Temporary(e))
+                        Err(Failure::Temporary(e))
                     }
                 }
             }
@@ -289,14 +300,12 @@ impl Auth {
                     refused.as_deref().unwrap_or("bad credentials")
                 );
                 tokio::time::sleep(delay).await;
-                Response::Failure(Failure::Credentials)
+                Err(Failure::Credentials)
             }
-            Step::Failure(AuthFailure::Malformed(e)) => {
-                Response::Failure(Failure::Malformed(e.to_string()))
-            }
+            Step::Failure(AuthFailure::Malformed(e)) => Err(Failure::Malformed(e.to_string())),
             Step::Failure(AuthFailure::Internal(e)) => {
                 tracing::error!("authentication: {e}");
-                Response::Failure(Failure::Temporary("internal error".into()))
+                Err(Failure::Temporary("internal error".into()))
             }
         }
     }
@@ -329,15 +338,15 @@ impl Auth {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let storaged = self.storaged.current().ok_or("storaged is not reachable")?;
-        let request = store::Request::RegisterTicket {
+        let request = store::RegisterTicket {
             ticket,
-            account: account.to_string(),
+            account: account.into(),
             role: peer,
             expires,
         };
-        match storaged.call(&request, Vec::new()).await {
-            Ok((store::Response::Done, _)) => Ok(ticket),
-            Ok((other, _)) => Err(format!("storaged: {other:?}")),
+        match storaged.ask(request).await {
+            Ok(Ok(())) => Ok(ticket),
+            Ok(Err(refused)) => Err(format!("storaged: {refused}")),
             Err(e) => Err(format!("storaged: {e}")),
         }
     }
@@ -376,9 +385,7 @@ impl Auth {
         if let Some(storaged) = self.storaged.current() {
             for t in expired {
                 let ticket = Ticket(t.id.to_bytes());
-                let _ = storaged
-                    .call(&store::Request::RevokeTicket { ticket }, Vec::new())
-                    .await;
+                let _ = storaged.ask(store::RevokeTicket { ticket }).await;
             }
         }
     }
@@ -459,12 +466,12 @@ impl Auth {
             .storaged
             .current()
             .ok_or("storaged is not reachable to end the account's sessions")?;
-        let request = store::Request::RevokeAccountTickets {
-            account: account.to_owned(),
+        let request = store::RevokeAccountTickets {
+            account: account.into(),
         };
-        match storaged.call(&request, Vec::new()).await {
-            Ok((store::Response::Done, _)) => Ok(()),
-            Ok((other, _)) => Err(format!("storaged: {other:?}")),
+        match storaged.ask(request).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refused)) => Err(format!("storaged: {refused}")),
             Err(e) => Err(format!("storaged: {e}")),
         }
     }
@@ -475,18 +482,13 @@ impl Auth {
             .storaged
             .current()
             .ok_or("storaged is not reachable to check the account")?;
-        match storaged
-            .call(
-                &store::Request::ResolveLogin {
-                    username: account.into(),
-                },
-                Vec::new(),
-            )
-            .await
-        {
-            Ok((store::Response::Login(Some(a)), _)) if a == account => Ok(()),
-            Ok((store::Response::Login(_), _)) => Err(format!("no such account `{account}`")),
-            Ok((other, _)) => Err(format!("storaged: {other:?}")),
+        let request = store::ResolveLogin {
+            username: account.into(),
+        };
+        match storaged.ask(request).await {
+            Ok(Ok(Some(a))) if a == account => Ok(()),
+            Ok(Ok(_)) => Err(format!("no such account `{account}`")),
+            Ok(Err(refused)) => Err(format!("storaged: {refused}")),
             Err(e) => Err(format!("storaged: {e}")),
         }
     }
@@ -529,14 +531,13 @@ impl CredentialLookup for Lookup<'_> {
             return None;
         }
         let (runtime, storaged) = (self.runtime.as_ref()?, self.auth.storaged.current()?);
-        let request = store::Request::ResolveLogin {
+        let request = store::ResolveLogin {
             username: username.into(),
         };
-        let call = async {
-            tokio::time::timeout(Duration::from_secs(5), storaged.call(&request, Vec::new())).await
-        };
+        let call =
+            async { tokio::time::timeout(Duration::from_secs(5), storaged.ask(request)).await };
         match runtime.block_on(call) {
-            Ok(Ok((store::Response::Login(Some(account)), _))) => self.store.lookup(&account),
+            Ok(Ok(Ok(Some(account)))) => self.store.lookup(account.as_str()),
             _ => None,
         }
     }

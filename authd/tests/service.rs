@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use ipc::config::{AuthSettings, RoleConfig};
-use ipc::msg::auth::{AuthService, Failure, Request, Response};
+use ipc::msg::auth::{self, AuthService, Failure, Progress};
 use ipc::msg::store::{self, StoreService};
-use ipc::rpc::{Client, Server};
+use ipc::rpc::{Call, Client, Server};
 use ipc::{Context, Link, Peers, Role};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,23 +43,28 @@ async fn start_with(auth: AuthSettings) -> Harness {
     tokio::spawn(async move {
         let mut server = Server::<StoreService>::new(storaged_side);
         while let Ok(Some(incoming)) = server.next().await {
-            let response = match incoming.request {
-                store::Request::ResolveLogin { username } => store::Response::Login(
-                    matches!(username.as_str(), "bob" | "bob@example.org")
-                        .then(|| "bob".to_string()),
-                ),
-                store::Request::RegisterTicket { account, role, .. } => {
-                    recorded.lock().unwrap().push((account, role));
-                    store::Response::Done
+            let answer = match incoming.request {
+                store::Request::ResolveLogin(store::ResolveLogin { username }) => {
+                    let known = matches!(username.as_str(), "bob" | "bob@example.org");
+                    let account = known.then(|| store::AccountId::from("bob"));
+                    store::ResolveLogin::reply(&Ok(account), Vec::new())
                 }
-                store::Request::RevokeAccountTickets { account } => {
+                store::Request::RegisterTicket(store::RegisterTicket { account, role, .. }) => {
+                    recorded.lock().unwrap().push((account.into_string(), role));
+                    store::RegisterTicket::reply(&Ok(()), Vec::new())
+                }
+                store::Request::RevokeAccountTickets(store::RevokeAccountTickets { account }) => {
                     // Recorded as the account with the supervisor's "role" as a marker.
-                    recorded.lock().unwrap().push((account, Role::Keyd));
-                    store::Response::Done
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .push((account.into_string(), Role::Keyd));
+                    store::RevokeAccountTickets::reply(&Ok(()), Vec::new())
                 }
-                _ => store::Response::Done,
+                store::Request::RevokeTicket(_) => store::RevokeTicket::reply(&Ok(()), Vec::new()),
+                other => other.refuse(store::Refused::permanent("not in this test")),
             };
-            incoming.reply.send(&response, Vec::new()).await.unwrap();
+            incoming.reply.send(answer).await.unwrap();
         }
     });
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
@@ -104,12 +109,12 @@ async fn start_with(auth: AuthSettings) -> Harness {
 
 const REMOTE: &str = "192.0.2.7";
 
-async fn call(h: &Harness, r: Request) -> Response {
-    h.auth.call(&r, Vec::new()).await.unwrap().0
+async fn call<C: Call<Service = AuthService>>(h: &Harness, r: C) -> C::Answer {
+    h.auth.ask(r).await.unwrap()
 }
 
-fn start_plain(authcid: &str, password: &str) -> Request {
-    Request::Start {
+fn start_plain(authcid: &str, password: &str) -> auth::Start {
+    auth::Start {
         mechanism: "PLAIN".into(),
         initial_response: Some(format!("\0{authcid}\0{password}").into_bytes().into()),
         channel_binding: None,
@@ -122,11 +127,11 @@ async fn plain_login_by_account_and_by_address_issues_registered_tickets() {
     let h = start().await;
     for user in ["bob", "bob@example.org"] {
         match call(&h, start_plain(user, "correct horse")).await {
-            Response::Success {
+            Ok(Progress::Success {
                 account,
                 additional,
                 ..
-            } => {
+            }) => {
                 assert_eq!(account, "bob");
                 assert_eq!(additional, None);
             }
@@ -149,11 +154,11 @@ async fn wrong_password_and_unknown_user_fail_alike() {
     let h = start().await;
     assert_eq!(
         call(&h, start_plain("bob", "wrong")).await,
-        Response::Failure(Failure::Credentials)
+        Err(Failure::Credentials)
     );
     assert_eq!(
         call(&h, start_plain("nobody", "x")).await,
-        Response::Failure(Failure::Credentials)
+        Err(Failure::Credentials)
     );
     assert!(h.tickets.lock().unwrap().is_empty());
     h.shutdown.cancel();
@@ -162,26 +167,26 @@ async fn wrong_password_and_unknown_user_fail_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_takes_two_steps_and_unknown_exchanges_are_refused() {
     let h = start().await;
-    let start = Request::Start {
+    let start = auth::Start {
         mechanism: "LOGIN".into(),
         initial_response: None,
         channel_binding: None,
         remote: REMOTE.parse::<IpAddr>().unwrap(),
     };
-    let Response::Continue {
+    let Ok(Progress::Continue {
         exchange,
         challenge,
-    } = call(&h, start).await
+    }) = call(&h, start).await
     else {
         panic!("no challenge")
     };
     assert_eq!(challenge, b"Username:");
-    let Response::Continue {
+    let Ok(Progress::Continue {
         exchange: same,
         challenge,
-    } = call(
+    }) = call(
         &h,
-        Request::Step {
+        auth::Step {
             exchange,
             response: b"bob".to_vec().into(),
         },
@@ -193,30 +198,27 @@ async fn login_takes_two_steps_and_unknown_exchanges_are_refused() {
     assert_eq!((same, challenge.as_slice()), (exchange, &b"Password:"[..]));
     let done = call(
         &h,
-        Request::Step {
+        auth::Step {
             exchange,
             response: b"correct horse".to_vec().into(),
         },
     )
     .await;
     assert!(
-        matches!(done, Response::Success { ref account, .. } if account == "bob"),
+        matches!(done, Ok(Progress::Success { ref account, .. }) if account == "bob"),
         "{done:?}"
     );
     // The exchange is over; stepping it again, or a made-up one, is refused.
     for id in [exchange, 999] {
         let r = call(
             &h,
-            Request::Step {
+            auth::Step {
                 exchange: id,
                 response: b"x".to_vec().into(),
             },
         )
         .await;
-        assert!(
-            matches!(r, Response::Failure(Failure::Malformed(_))),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(Failure::Malformed(_))), "{r:?}");
     }
     h.shutdown.cancel();
 }
@@ -224,9 +226,9 @@ async fn login_takes_two_steps_and_unknown_exchanges_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advertises_plus_mechanisms_only_with_channel_binding_and_rejects_unknown_ones() {
     let h = start().await;
-    let Response::Mechanisms(with) = call(
+    let Ok(with) = call(
         &h,
-        Request::Mechanisms {
+        auth::Mechanisms {
             channel_binding: true,
         },
     )
@@ -234,9 +236,9 @@ async fn advertises_plus_mechanisms_only_with_channel_binding_and_rejects_unknow
     else {
         panic!()
     };
-    let Response::Mechanisms(without) = call(
+    let Ok(without) = call(
         &h,
-        Request::Mechanisms {
+        auth::Mechanisms {
             channel_binding: false,
         },
     )
@@ -249,7 +251,7 @@ async fn advertises_plus_mechanisms_only_with_channel_binding_and_rejects_unknow
     assert!(without.iter().any(|m| m == "PLAIN"));
     let r = call(
         &h,
-        Request::Start {
+        auth::Start {
             mechanism: "GSSAPI".into(),
             initial_response: None,
             channel_binding: None,
@@ -257,10 +259,7 @@ async fn advertises_plus_mechanisms_only_with_channel_binding_and_rejects_unknow
         },
     )
     .await;
-    assert!(
-        matches!(r, Response::Failure(Failure::Malformed(_))),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(Failure::Malformed(_))), "{r:?}");
     h.shutdown.cancel();
 }
 
@@ -273,8 +272,8 @@ fn low_limits() -> AuthSettings {
     }
 }
 
-fn plain_from(authcid: &str, password: &str, remote: [u8; 4]) -> Request {
-    Request::Start {
+fn plain_from(authcid: &str, password: &str, remote: [u8; 4]) -> auth::Start {
+    auth::Start {
         mechanism: "PLAIN".into(),
         initial_response: Some(format!("\0{authcid}\0{password}").into_bytes().into()),
         channel_binding: None,
@@ -290,7 +289,7 @@ async fn guessing_one_account_by_name_and_address_from_many_networks_is_refused_
     for (i, name) in ["bob", "bob@example.org", "BOB"].into_iter().enumerate() {
         assert_eq!(
             call(&h, plain_from(name, "wrong", [10, i as u8, 0, 1])).await,
-            Response::Failure(Failure::Credentials),
+            Err(Failure::Credentials),
             "guess {i}"
         );
     }
@@ -299,7 +298,7 @@ async fn guessing_one_account_by_name_and_address_from_many_networks_is_refused_
     for name in ["bob", "bob@example.org"] {
         assert_eq!(
             call(&h, plain_from(name, "correct horse", [198, 51, 100, 9])).await,
-            Response::Failure(Failure::Credentials),
+            Err(Failure::Credentials),
             "{name}"
         );
     }
@@ -311,36 +310,39 @@ async fn guessing_one_account_by_name_and_address_from_many_networks_is_refused_
 async fn a_refused_login_exchange_asks_every_question_before_failing() {
     let h = start_with(low_limits()).await;
     for i in 0..3 {
-        call(&h, plain_from("bob", "wrong", [10, i, 0, 1])).await;
+        assert_eq!(
+            call(&h, plain_from("bob", "wrong", [10, i, 0, 1])).await,
+            Err(Failure::Credentials)
+        );
     }
-    let start = Request::Start {
+    let start = auth::Start {
         mechanism: "LOGIN".into(),
         initial_response: None,
         channel_binding: None,
         remote: IpAddr::from([198, 51, 100, 9]),
     };
-    let Response::Continue {
+    let Ok(Progress::Continue {
         exchange,
         challenge,
-    } = call(&h, start).await
+    }) = call(&h, start).await
     else {
         panic!("no challenge")
     };
     assert_eq!(challenge, b"Username:");
-    let step = |response: &[u8]| Request::Step {
+    let step = |response: &[u8]| auth::Step {
         exchange,
         response: response.to_vec().into(),
     };
     assert_eq!(
         call(&h, step(b"bob")).await,
-        Response::Continue {
+        Ok(Progress::Continue {
             exchange,
             challenge: b"Password:".to_vec()
-        }
+        })
     );
     assert_eq!(
         call(&h, step(b"correct horse")).await,
-        Response::Failure(Failure::Credentials)
+        Err(Failure::Credentials)
     );
     assert!(h.tickets.lock().unwrap().is_empty());
     h.shutdown.cancel();
@@ -355,12 +357,12 @@ async fn a_link_that_invents_an_address_per_guess_runs_out_of_its_budget() {
         let name = ["alice", "carol", "bob", "dave", "erin", "frank"][usize::from(i)];
         assert_eq!(
             call(&h, plain_from(name, "guess", [10, i, 0, 1])).await,
-            Response::Failure(Failure::Credentials)
+            Err(Failure::Credentials)
         );
     }
     assert_eq!(
         call(&h, plain_from("bob", "correct horse", [172, 16, 0, 1])).await,
-        Response::Failure(Failure::Credentials),
+        Err(Failure::Credentials),
         "the link is out of its budget, whatever address it claims"
     );
     assert!(h.tickets.lock().unwrap().is_empty());
@@ -371,11 +373,14 @@ async fn a_link_that_invents_an_address_per_guess_runs_out_of_its_budget() {
 async fn below_the_limits_the_right_password_still_works_after_failures() {
     let h = start_with(low_limits()).await;
     for i in 0..2 {
-        call(&h, plain_from("bob@example.org", "wrong", [10, i, 0, 1])).await;
+        assert_eq!(
+            call(&h, plain_from("bob@example.org", "wrong", [10, i, 0, 1])).await,
+            Err(Failure::Credentials)
+        );
     }
     assert!(matches!(
         call(&h, plain_from("bob", "correct horse", [10, 9, 0, 1])).await,
-        Response::Success { .. }
+        Ok(Progress::Success { .. })
     ));
     h.shutdown.cancel();
 }
@@ -408,7 +413,7 @@ async fn a_new_password_or_removed_credentials_revoke_the_accounts_tickets() {
     let h = start().await;
     assert!(matches!(
         call(&h, start_plain("bob", "correct horse")).await,
-        Response::Success { .. }
+        Ok(Progress::Success { .. })
     ));
     let set = ipc::msg::auth::Admin::SetPassword {
         account: "bob".into(),
@@ -423,11 +428,11 @@ async fn a_new_password_or_removed_credentials_revoke_the_accounts_tickets() {
     // The old password no longer works; the new one does.
     assert_eq!(
         call(&h, start_plain("bob", "correct horse")).await,
-        Response::Failure(Failure::Credentials)
+        Err(Failure::Credentials)
     );
     assert!(matches!(
         call(&h, start_plain("bob", "battery staple")).await,
-        Response::Success { .. }
+        Ok(Progress::Success { .. })
     ));
     let remove = ipc::msg::auth::Admin::RemoveCredentials {
         account: "bob".into(),

@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ipc::rpc::{Client, Incoming, Server, Service};
+use ipc::rpc::{Call, Client, Incoming, Server, Service};
 use ipc::transport::{ChannelError, Link, socket_pair};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -84,12 +84,13 @@ async fn serve(mut server: Server<Bench>) -> Result<(), ChannelError> {
         reply,
     }) = server.next().await?
     {
+        let BenchRequest::Echo(Echo { bytes }) = request;
         let response = BenchResponse {
-            bytes: request.bytes,
+            bytes,
             fds: fds.len(),
         };
         drop(fds);
-        reply.send(&response, Vec::new()).await?;
+        reply.send(Echo::reply(&Ok(response), Vec::new())).await?;
     }
     Ok(())
 }
@@ -97,7 +98,7 @@ async fn serve(mut server: Server<Bench>) -> Result<(), ChannelError> {
 /// Runs every measurement over `link`, whose far end serves [`Bench`], then closes it.
 async fn measure(transport: &'static str, link: Link, table: &mut Table) -> Result<(), BoxError> {
     let (client, _events) = Client::<Bench>::new(link);
-    let request = BenchRequest {
+    let request = Echo {
         bytes: vec![0x5a; REQUEST_BYTES],
     };
     let devnull = File::open("/dev/null")?;
@@ -163,13 +164,12 @@ async fn measure(transport: &'static str, link: Link, table: &mut Table) -> Resu
     Ok(())
 }
 
-async fn call(
-    client: &Client<Bench>,
-    request: &BenchRequest,
-    fd: Option<OwnedFd>,
-) -> Result<(), BoxError> {
+async fn call(client: &Client<Bench>, request: &Echo, fd: Option<OwnedFd>) -> Result<(), BoxError> {
     let expected_fds = usize::from(fd.is_some());
-    let (response, _) = client.call(request, fd.into_iter().collect()).await?;
+    let (response, _) = client
+        .call(request.clone(), fd.into_iter().collect())
+        .await?;
+    let response = response?;
     if response.bytes != request.bytes || response.fds != expected_fds {
         return Err(format!("wrong echo: {response:?}").into());
     }
@@ -200,29 +200,31 @@ fn wait_for_exit(mut child: Child) -> Result<(), BoxError> {
 // The bench service.
 
 #[derive(Debug)]
-enum Bench {}
+pub enum Bench {}
 
 impl Service for Bench {
     const NAME: &'static str = "bench";
     type Request = BenchRequest;
-    type Response = BenchResponse;
     type Event = NoEvent;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BenchRequest {
-    bytes: Vec<u8>,
+ipc::requests! {
+    /// The one request of the bench service.
+    pub enum BenchRequest for Bench, refused: String {
+        /// Echo `bytes` back, saying how many descriptors came with them.
+        Echo { bytes: Vec<u8> } -> BenchResponse,
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct BenchResponse {
-    bytes: Vec<u8>,
+pub struct BenchResponse {
+    pub bytes: Vec<u8>,
     /// How many fds came with the request.
-    fds: usize,
+    pub fds: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum NoEvent {}
+pub enum NoEvent {}
 
 // ---------------------------------------------------------------------------------------------
 // The printed table.

@@ -71,24 +71,25 @@ impl<Out: Serialize, In: DeserializeOwned> BlockingChannel<Out, In> {
 /// One request/response exchange of service `S` on a blocking socket used by one caller at a
 /// time, waiting at most `timeout` for the answer. After an error the socket's state is unknown
 /// (a late answer may still come): drop it.
-pub fn call<S: crate::rpc::Service>(
+pub fn call<C: crate::rpc::Call>(
     fd: BorrowedFd<'_>,
-    request: &S::Request,
+    request: C,
     timeout: std::time::Duration,
-) -> Result<S::Response, ChannelError> {
-    send_request::<S>(fd, request)?;
+) -> Result<C::Answer, ChannelError> {
+    send_request(fd, request)?;
     // A quick answer (an ECDSA signature) is waited for spinning: sleeping and being woken
     // again costs more than the signature on a virtual machine.
     spin_until_readable(fd, SPIN, &CALLERS);
-    wait_answer::<S>(fd, timeout)
+    wait_answer::<C>(fd, timeout)
 }
 
 /// The first half of [`call`]: sends `request`. Then [`answered_within`] and [`wait_answer`].
-pub fn send_request<S: crate::rpc::Service>(
+pub fn send_request<C: crate::rpc::Call>(
     fd: BorrowedFd<'_>,
-    request: &S::Request,
+    request: C,
 ) -> Result<(), ChannelError> {
-    let payload = codec::encode(request)?;
+    let request: <C::Service as crate::rpc::Service>::Request = request.into();
+    let payload = codec::encode(&request)?;
     let datagram = Header::encode(Kind::Request, 1, 0, &payload)?;
     sandbox::fdpass::send(fd, &datagram, &[])?;
     Ok(())
@@ -115,10 +116,10 @@ pub fn answered_within(fd: BorrowedFd<'_>, limit: std::time::Duration) -> bool {
 }
 
 /// The second half of [`call`]: waits at most `timeout` for the answer and reads it.
-pub fn wait_answer<S: crate::rpc::Service>(
+pub fn wait_answer<C: crate::rpc::Call>(
     fd: BorrowedFd<'_>,
     timeout: std::time::Duration,
-) -> Result<S::Response, ChannelError> {
+) -> Result<C::Answer, ChannelError> {
     let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     match nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)) {
@@ -216,7 +217,7 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(60);
 
 pub fn serve<S: crate::rpc::Service>(
     fd: OwnedFd,
-    mut handle: impl FnMut(S::Request) -> S::Response,
+    mut handle: impl FnMut(S::Request) -> crate::rpc::Answer<S>,
 ) -> Result<(), ChannelError> {
     let mut buf = vec![0u8; MAX_FRAME + 1];
     // When requests come close together (a busy TLS listener), the next one is waited for
@@ -245,8 +246,10 @@ pub fn serve<S: crate::rpc::Service>(
         let answer = match header.kind {
             Kind::Ping => Header::encode(Kind::Pong, header.id, 0, &[])?,
             Kind::Request => {
-                let response = handle(codec::decode(payload)?);
-                Header::encode(Kind::Response, header.id, 0, &codec::encode(&response)?)?
+                let (answer, fds) = handle(codec::decode(payload)?).into_parts();
+                // This socket carries no descriptors either way.
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                Header::encode(Kind::Response, header.id, 0, &answer?)?
             }
             other => {
                 return Err(ChannelError::Protocol(format!(

@@ -13,7 +13,7 @@
 //! its header says, or names an unknown version or kind, is rejected: the channel is then closed.
 
 /// Bumped on every change to the frame or the message catalogue.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 16;
 /// Largest payload: bulk data moves as file descriptors, never inside frames.

@@ -3,6 +3,11 @@
 //! A [`Client`] sends requests tagged with ids and matches responses to them as they arrive, in
 //! any order; a [`Server`] yields requests with a [`Responder`] each, and may push events. Both
 //! ends answer pings, so every link can be checked for life without knowing its service.
+//!
+//! Every request is a type of its own that names the type of its answer ([`Call`]): the caller
+//! decodes the response as that type, and the server can only build an [`Answer`] of it from a
+//! value of that type. So no role can be sent, or send, the wrong kind of answer; there is no
+//! response enum on the wire, only the answer's own encoding.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,28 +25,95 @@ use crate::codec;
 use crate::frame::Kind;
 use crate::transport::{ChannelError, Handle, Link, LinkReceiver, LinkSender};
 
-/// A service: the requests a client may send, the responses and events it gets back.
+/// A service: the requests a client may send (one [`Call`] type each, gathered in the
+/// `Request` enum that goes on the wire) and the events it gets back.
 pub trait Service: 'static {
     const NAME: &'static str;
-    type Request: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
-    type Response: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
+    type Request: Serialize + DeserializeOwned + Send + fmt::Debug + Named + 'static;
     type Event: Serialize + DeserializeOwned + Send + Clone + fmt::Debug + 'static;
 }
 
-/// What the reader hands a waiting call: already decoded, so that an undecodable response
-/// closes the channel (a broken peer) instead of failing one call and carrying on.
-enum Reply<R> {
-    Pong,
-    Response(R, Vec<Handle>),
+/// A request's name, from its type (for logs and spans).
+pub trait Named {
+    fn name(&self) -> &'static str;
 }
 
-type Pending<R> = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply<R>>>>>;
+/// One request of a service and the type of its answer. Declared with [`crate::requests!`].
+pub trait Call: Serialize + fmt::Debug + Send + Into<<Self::Service as Service>::Request> {
+    type Service: Service;
+    type Answer: Serialize + DeserializeOwned + Send + fmt::Debug + 'static;
+    const NAME: &'static str;
+
+    /// The answer to a request of this type, with the descriptors that go with it.
+    fn reply(answer: &Self::Answer, fds: Vec<Handle>) -> Answer<Self::Service> {
+        Answer {
+            payload: codec::encode(answer),
+            fds,
+            _service: PhantomData,
+        }
+    }
+
+    /// Like [`Call::reply`], but an answer that cannot be encoded into one frame (too large) is
+    /// replaced by `fallback()`, sent without descriptors: the caller always hears back instead
+    /// of waiting for an answer that was dropped.
+    fn reply_or(
+        answer: &Self::Answer,
+        fds: Vec<Handle>,
+        fallback: impl FnOnce() -> Self::Answer,
+    ) -> Answer<Self::Service> {
+        match codec::encode(answer) {
+            Ok(payload) => Answer {
+                payload: Ok(payload),
+                fds,
+                _service: PhantomData,
+            },
+            Err(_) => {
+                fds.into_iter().for_each(sandbox::fdpass::discard);
+                Self::reply(&fallback(), Vec::new())
+            }
+        }
+    }
+}
+
+/// An answer encoded as the type its request names (made by [`Call::reply`]), with its
+/// descriptors; sent by [`Responder::send`].
+pub struct Answer<S: Service> {
+    payload: Result<Vec<u8>, codec::CodecError>,
+    fds: Vec<Handle>,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> fmt::Debug for Answer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("service", &S::NAME)
+            .field("bytes", &self.payload.as_ref().map(Vec::len))
+            .field("fds", &self.fds.len())
+            .finish()
+    }
+}
+
+impl<S: Service> Answer<S> {
+    /// The encoded bytes (what goes on the wire), or why there are none.
+    pub fn into_parts(self) -> (Result<Vec<u8>, codec::CodecError>, Vec<Handle>) {
+        (self.payload, self.fds)
+    }
+}
+
+/// What the reader hands a waiting call: the raw answer, which the call decodes as the type
+/// its request names; an undecodable one shuts the link (a broken peer).
+enum Reply {
+    Pong,
+    Response(Vec<u8>, Vec<Handle>),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
 
 /// The calling end of a service. Clones share the link, which closes when the last clone is
 /// dropped.
 pub struct Client<S: Service> {
     tx: LinkSender,
-    pending: Pending<S::Response>,
+    pending: Pending,
     next_id: Arc<AtomicU64>,
     closed: watch::Receiver<bool>,
     _service: PhantomData<fn() -> S>,
@@ -72,7 +144,7 @@ impl<S: Service> Client<S> {
     /// Starts the reader task (inside a tokio runtime) and returns the client and the stream of
     /// events the server pushes.
     pub fn new(link: Link) -> (Client<S>, mpsc::UnboundedReceiver<S::Event>) {
-        let pending: Pending<S::Response> = Arc::default();
+        let pending: Pending = Arc::default();
         let (closed_tx, closed) = watch::channel(false);
         let (events_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(
@@ -95,19 +167,43 @@ impl<S: Service> Client<S> {
         (client, events)
     }
 
-    /// Sends `request` with `fds` and waits for its response.
-    pub async fn call(
+    /// Sends `request` with `fds` and waits for its answer and the descriptors that came with
+    /// it. An answer that does not decode as the request's answer type shuts the link: the
+    /// server is broken.
+    pub async fn call<C: Call<Service = S>>(
         &self,
-        request: &S::Request,
+        request: C,
         fds: Vec<Handle>,
-    ) -> Result<(S::Response, Vec<Handle>), ChannelError> {
-        let payload = codec::encode(request)?;
+    ) -> Result<(C::Answer, Vec<Handle>), ChannelError> {
+        let request: S::Request = request.into();
+        let payload = codec::encode(&request)?;
         match self.exchange(Kind::Request, &payload, fds).await? {
-            Reply::Response(response, fds) => Ok((response, fds)),
+            Reply::Response(payload, fds) => match codec::decode::<C::Answer>(&payload) {
+                Ok(answer) => Ok((answer, fds)),
+                Err(e) => {
+                    fds.into_iter().for_each(sandbox::fdpass::discard);
+                    tracing::warn!(
+                        link = self.tx.name(),
+                        service = S::NAME,
+                        "closing channel: the answer to {} does not decode: {e}",
+                        C::NAME
+                    );
+                    self.tx.shut_down();
+                    Err(e.into())
+                }
+            },
             Reply::Pong => Err(ChannelError::Protocol(
                 "a request answered with a pong".into(),
             )),
         }
+    }
+
+    /// [`Client::call`] for a request whose answer carries no descriptors: any that come are
+    /// closed unread.
+    pub async fn ask<C: Call<Service = S>>(&self, request: C) -> Result<C::Answer, ChannelError> {
+        let (answer, fds) = self.call(request, Vec::new()).await?;
+        fds.into_iter().for_each(sandbox::fdpass::discard);
+        Ok(answer)
     }
 
     /// Measures one round trip to the other end.
@@ -141,7 +237,7 @@ impl<S: Service> Client<S> {
         kind: Kind,
         payload: &[u8],
         fds: Vec<Handle>,
-    ) -> Result<Reply<S::Response>, ChannelError> {
+    ) -> Result<Reply, ChannelError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         lock(&self.pending).insert(id, reply_tx);
@@ -160,12 +256,12 @@ impl<S: Service> Client<S> {
     }
 }
 
-struct PendingGuard<'a, R> {
-    pending: &'a Pending<R>,
+struct PendingGuard<'a> {
+    pending: &'a Pending,
     id: u64,
 }
 
-impl<R> Drop for PendingGuard<'_, R> {
+impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         lock(self.pending).remove(&self.id);
     }
@@ -180,7 +276,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn read_responses<S: Service>(
     mut rx: LinkReceiver,
     tx: LinkSender,
-    pending: Pending<S::Response>,
+    pending: Pending,
     events: mpsc::UnboundedSender<S::Event>,
     closed: watch::Sender<bool>,
 ) {
@@ -208,17 +304,10 @@ async fn read_responses<S: Service>(
                 }
             }
             Kind::Response => {
-                let response = match codec::decode::<S::Response>(&frame.payload) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        frame.fds.into_iter().for_each(sandbox::fdpass::discard);
-                        break Err(e.into());
-                    }
-                };
                 match lock(&pending).remove(&frame.header.id) {
                     Some(waiter) => {
                         if let Err(Reply::Response(_, fds)) =
-                            waiter.send(Reply::Response(response, frame.fds))
+                            waiter.send(Reply::Response(frame.payload, frame.fds))
                         {
                             // The caller gave up: nobody else may close these.
                             fds.into_iter().for_each(sandbox::fdpass::discard);
@@ -310,30 +399,18 @@ impl<S: Service> Responder<S> {
         }
     }
 
-    pub async fn send(self, response: &S::Response, fds: Vec<Handle>) -> Result<(), ChannelError> {
-        let payload = codec::encode(response)?;
-        self.tx.send(Kind::Response, self.id, &payload, fds).await
-    }
-
-    /// Like [`Responder::send`], but an answer that cannot be encoded into one frame (too
-    /// large) is replaced by `fallback()`, sent without descriptors: the caller always hears
-    /// back instead of waiting for an answer that was dropped.
-    pub async fn send_or(
-        self,
-        response: &S::Response,
-        fds: Vec<Handle>,
-        fallback: impl FnOnce() -> S::Response,
-    ) -> Result<(), ChannelError> {
-        match codec::encode(response) {
-            Ok(payload) if payload.len() <= crate::frame::MAX_PAYLOAD => {
-                self.tx.send(Kind::Response, self.id, &payload, fds).await
-            }
-            _ => {
-                fds.into_iter().for_each(sandbox::fdpass::discard);
-                let payload = codec::encode(&fallback())?;
+    /// Sends `answer` (made by the request type's [`Call::reply`]). An answer that could not
+    /// be encoded is not sent: its descriptors are closed and the error returned.
+    pub async fn send(self, answer: Answer<S>) -> Result<(), ChannelError> {
+        match answer.payload {
+            Ok(payload) => {
                 self.tx
-                    .send(Kind::Response, self.id, &payload, Vec::new())
+                    .send(Kind::Response, self.id, &payload, answer.fds)
                     .await
+            }
+            Err(e) => {
+                answer.fds.into_iter().for_each(sandbox::fdpass::discard);
+                Err(e.into())
             }
         }
     }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version these bytes belong to.
-const GOLDEN_PROTOCOL_VERSION: u16 = 5;
+const GOLDEN_PROTOCOL_VERSION: u16 = 6;
 
 #[test]
 fn golden_bytes_belong_to_the_current_protocol_version() {
@@ -180,46 +180,46 @@ fn setup_to_role_refused() {
 #[test]
 fn control_request_shutdown() {
     assert_golden(
-        &control::Request::Shutdown { grace_ms: 5000 },
+        &control::Request::from(control::Shutdown { grace_ms: 5000 }),
         &[0, 251, 136, 19],
     );
 }
 
 #[test]
 fn control_request_set_log_level() {
-    let msg = control::Request::SetLogLevel {
+    let msg = control::Request::from(control::SetLogLevel {
         filter: "debug".into(),
-    };
+    });
     assert_golden(&msg, &[1, 5, 100, 101, 98, 117, 103]);
 }
 
 #[test]
 fn control_request_peer_up() {
-    let msg = control::Request::PeerUp {
+    let msg = control::Request::from(control::PeerUp {
         peer: Role::Storaged,
-    };
+    });
     assert_golden(&msg, &[2, 1]);
 }
 
 #[test]
 fn control_request_peer_down() {
-    let msg = control::Request::PeerDown { peer: Role::Authd };
+    let msg = control::Request::from(control::PeerDown { peer: Role::Authd });
     assert_golden(&msg, &[3, 2]);
 }
 
 #[test]
 fn control_request_ping_peers() {
-    assert_golden(&control::Request::PingPeers, &[4]);
+    assert_golden(&control::Request::from(control::PingPeers {}), &[4]);
 }
 
 #[test]
 fn control_response_done() {
-    assert_golden(&control::Response::Done, &[0]);
+    assert_golden(&Ok::<(), control::Refused>(()), &[0]);
 }
 
 #[test]
 fn control_response_pings() {
-    let msg = control::Response::Pings(vec![
+    let msg = Ok::<_, control::Refused>(vec![
         PeerPing {
             peer: Role::Keyd,
             result: Ok(12),
@@ -231,14 +231,14 @@ fn control_response_pings() {
     ]);
     assert_golden(
         &msg,
-        &[1, 2, 0, 0, 12, 2, 1, 6, 99, 108, 111, 115, 101, 100],
+        &[0, 2, 0, 0, 12, 2, 1, 6, 99, 108, 111, 115, 101, 100],
     );
 }
 
 #[test]
 fn control_response_refused() {
-    let msg = control::Response::Refused("not now".into());
-    assert_golden(&msg, &[3, 7, 110, 111, 116, 32, 110, 111, 119]);
+    let msg = Err::<(), control::Refused>(control::Refused("not now".into()));
+    assert_golden(&msg, &[1, 7, 110, 111, 116, 32, 110, 111, 119]);
 }
 
 // control: role → supervisor, unasked.
@@ -292,41 +292,41 @@ fn admin_server_hello_denied() {
 
 #[test]
 fn admin_request_status() {
-    assert_golden(&admin::Request::Status, &[0]);
+    assert_golden(&admin::Request::from(admin::GetStatus {}), &[0]);
 }
 
 #[test]
 fn admin_request_stop() {
-    assert_golden(&admin::Request::Stop, &[1]);
+    assert_golden(&admin::Request::from(admin::Stop {}), &[1]);
 }
 
 #[test]
 fn admin_request_restart() {
-    let msg = admin::Request::Restart { role: Role::Imapd };
+    let msg = admin::Request::from(admin::Restart { role: Role::Imapd });
     assert_golden(&msg, &[2, 6]);
 }
 
 #[test]
 fn admin_request_log_level_of_one_role() {
-    let msg = admin::Request::LogLevel {
+    let msg = admin::Request::from(admin::LogLevel {
         role: Some(Role::Smtpd),
         filter: "trace".into(),
-    };
+    });
     assert_golden(&msg, &[3, 1, 4, 5, 116, 114, 97, 99, 101]);
 }
 
 #[test]
 fn admin_request_log_level_of_all() {
-    let msg = admin::Request::LogLevel {
+    let msg = admin::Request::from(admin::LogLevel {
         role: None,
         filter: "warn".into(),
-    };
+    });
     assert_golden(&msg, &[3, 0, 4, 119, 97, 114, 110]);
 }
 
 #[test]
 fn admin_request_ping() {
-    assert_golden(&admin::Request::Ping, &[4]);
+    assert_golden(&admin::Request::from(admin::Ping {}), &[4]);
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn admin_response_status() {
         last_error: None,
         sandbox: vec![],
     };
-    let msg = admin::Response::Status(admin::Status {
+    let msg = Ok::<_, admin::Error>(admin::Status {
         supervisor_pid: 100,
         uptime_ms: 70_000,
         single_process: false,
@@ -383,16 +383,16 @@ fn admin_response_status() {
 #[test]
 fn admin_response_done() {
     assert_golden(
-        &admin::Response::Done("restarted imapd".into()),
+        &Ok::<String, admin::Error>("restarted imapd".into()),
         &[
-            1, 15, 114, 101, 115, 116, 97, 114, 116, 101, 100, 32, 105, 109, 97, 112, 100,
+            0, 15, 114, 101, 115, 116, 97, 114, 116, 101, 100, 32, 105, 109, 97, 112, 100,
         ],
     );
 }
 
 #[test]
 fn admin_response_pings() {
-    let msg = admin::Response::Pings(vec![
+    let msg = Ok::<_, admin::Error>(vec![
         RolePings {
             role: Role::Smtpd,
             control: Ok(15),
@@ -410,7 +410,7 @@ fn admin_response_pings() {
     assert_golden(
         &msg,
         &[
-            2, 2, 4, 0, 15, 1, 0, 0, 20, 7, 1, 11, 110, 111, 116, 32, 114, 117, 110, 110, 105, 110,
+            0, 2, 4, 0, 15, 1, 0, 0, 20, 7, 1, 11, 110, 111, 116, 32, 114, 117, 110, 110, 105, 110,
             103, 0,
         ],
     );
@@ -419,9 +419,9 @@ fn admin_response_pings() {
 #[test]
 fn admin_response_error() {
     assert_golden(
-        &admin::Response::Error("no such role".into()),
+        &Err::<String, admin::Error>(admin::Error("no such role".into())),
         &[
-            4, 12, 110, 111, 32, 115, 117, 99, 104, 32, 114, 111, 108, 101,
+            1, 12, 110, 111, 32, 115, 117, 99, 104, 32, 114, 111, 108, 101,
         ],
     );
 }
@@ -478,6 +478,7 @@ fn every_seccomp_setting() {
 
 // ---------------------------------------------------------------------------------------------
 
+#[track_caller]
 fn assert_golden<T>(msg: &T, expected: &[u8])
 where
     T: Serialize + DeserializeOwned + PartialEq + Debug,
@@ -504,85 +505,90 @@ use ipc::msg::store;
 #[test]
 fn store_request_check_recipient() {
     assert_golden(
-        &store::Request::CheckRecipient {
+        &store::Request::from(store::CheckRecipient {
             address: "a@b".into(),
-        },
+        }),
         &[0, 3, 97, 64, 98],
     );
 }
 
 #[test]
 fn store_request_open_delivery() {
-    assert_golden(&store::Request::OpenDelivery, &[1]);
+    assert_golden(&store::Request::from(store::OpenDelivery {}), &[1]);
 }
 
 #[test]
 fn store_request_deliver() {
     assert_golden(
-        &store::Request::Deliver {
-            id: 300,
+        &store::Request::from(store::Deliver {
+            id: store::DeliveryId(300),
             recipients: vec!["a@b".into()],
             prepend: b"X".to_vec(),
             junk: true,
-        },
+        }),
         &[2, 251, 44, 1, 1, 3, 97, 64, 98, 1, 88, 1],
     );
 }
 
 #[test]
 fn store_request_abort_delivery() {
-    assert_golden(&store::Request::AbortDelivery { id: 7 }, &[3, 7]);
+    assert_golden(
+        &store::Request::from(store::AbortDelivery {
+            id: store::DeliveryId(7),
+        }),
+        &[3, 7],
+    );
 }
 
 #[test]
 fn store_response_recipient() {
     assert_golden(
-        &store::Response::Recipient(store::RecipientStatus::Unknown),
+        &Ok::<_, store::Refused>(store::RecipientStatus::Unknown),
         &[0, 1],
     );
 }
 
 #[test]
 fn store_response_delivery_opened() {
-    assert_golden(&store::Response::DeliveryOpened { id: 1 }, &[1, 1]);
+    assert_golden(&Ok::<_, store::Refused>(store::DeliveryId(1)), &[0, 1]);
 }
 
 #[test]
 fn store_response_delivered() {
     assert_golden(
-        &store::Response::Delivered(vec![
+        &Ok::<_, store::Refused>(vec![
             store::RecipientResult::Delivered,
             store::RecipientResult::UnknownAddress,
         ]),
-        &[2, 2, 0, 1],
+        &[0, 2, 0, 1],
     );
 }
 
 #[test]
 fn store_response_done_and_failed() {
-    assert_golden(&store::Response::Done, &[3]);
+    assert_golden(&Ok::<(), store::Refused>(()), &[0]);
     assert_golden(
-        &store::Response::Failed(store::Failure {
+        &Err::<(), store::Refused>(store::Refused::Failed(store::Failure {
             temporary: true,
             message: "x".into(),
-        }),
-        &[6, 1, 1, 120],
+        })),
+        &[1, 0, 1, 1, 120],
     );
 }
 
 #[test]
 fn store_and_queue_response_insufficient_storage() {
     assert_golden(
-        &store::Response::InsufficientStorage {
+        &Err::<(), store::Refused>(store::Refused::InsufficientStorage {
             message: "x".into(),
-        },
-        &[7, 1, 120],
+        }),
+        &[1, 1, 1, 120],
     );
     assert_golden(
-        &ipc::msg::queue::Response::InsufficientStorage {
+        &Err::<(), ipc::msg::queue::Refused>(ipc::msg::queue::Refused::InsufficientStorage {
             message: "x".into(),
-        },
-        &[5, 1, 120],
+        }),
+        &[1, 2, 1, 120],
     );
 }
 
@@ -593,14 +599,16 @@ fn control_request_admin_store() {
         address: "bob@example.org".into(),
     });
     assert_golden(
-        &control::Request::Admin(op.clone()),
+        &control::Request::from(control::Admin {
+            request: op.clone(),
+        }),
         &[
             5, 0, 3, 3, 98, 111, 98, 15, 98, 111, 98, 64, 101, 120, 97, 109, 112, 108, 101, 46,
             111, 114, 103,
         ],
     );
     assert_golden(
-        &admin::Request::Role(op),
+        &admin::Request::from(admin::ForRole { request: op }),
         &[
             5, 0, 3, 3, 98, 111, 98, 15, 98, 111, 98, 64, 101, 120, 97, 109, 112, 108, 101, 46,
             111, 114, 103,
@@ -654,46 +662,40 @@ fn store_admin_requests() {
 
 #[test]
 fn store_admin_replies() {
-    let golden = |r: store::AdminReply, control_bytes: &[u8], admin_bytes: &[u8]| {
+    // The role's answer to the supervisor and the supervisor's to moxctl are the same bytes.
+    #[track_caller]
+    fn golden(r: store::AdminReply, bytes: &[u8]) {
         assert_golden(
-            &control::Response::Admin(control::AdminReply::Store(r.clone())),
-            control_bytes,
+            &Ok::<_, control::Refused>(control::AdminReply::Store(r.clone())),
+            bytes,
         );
-        assert_golden(
-            &admin::Response::Role(control::AdminReply::Store(r)),
-            admin_bytes,
-        );
-    };
+        assert_golden(&Ok::<_, admin::Error>(control::AdminReply::Store(r)), bytes);
+    }
     golden(
         store::AdminReply::Done("ok".into()),
-        &[2, 0, 0, 2, 111, 107],
-        &[3, 0, 0, 2, 111, 107],
+        &[0, 0, 0, 2, 111, 107],
     );
     golden(
         store::AdminReply::Domains(vec![store::DomainInfo {
             domain: "d".into(),
             separator: None,
         }]),
-        &[2, 0, 1, 1, 1, 100, 0],
-        &[3, 0, 1, 1, 1, 100, 0],
+        &[0, 0, 1, 1, 1, 100, 0],
     );
     golden(
         store::AdminReply::Accounts(vec![store::AccountInfo {
             name: "n".into(),
             addresses: vec!["a@d".into()],
         }]),
-        &[2, 0, 2, 1, 1, 110, 1, 3, 97, 64, 100],
-        &[3, 0, 2, 1, 1, 110, 1, 3, 97, 64, 100],
+        &[0, 0, 2, 1, 1, 110, 1, 3, 97, 64, 100],
     );
     golden(
         store::AdminReply::Delivered(vec![("a@d".into(), store::RecipientResult::Delivered)]),
-        &[2, 0, 3, 1, 3, 97, 64, 100, 0],
-        &[3, 0, 3, 1, 3, 97, 64, 100, 0],
+        &[0, 0, 3, 1, 3, 97, 64, 100, 0],
     );
     golden(
         store::AdminReply::Problems(vec!["p".into()]),
-        &[2, 0, 4, 1, 1, 112],
-        &[3, 0, 4, 1, 1, 112],
+        &[0, 0, 4, 1, 1, 112],
     );
 }
 
@@ -706,80 +708,85 @@ use ipc::msg::auth;
 fn auth_requests() {
     let golden = |r: auth::Request, bytes: &[u8]| assert_golden(&r, bytes);
     golden(
-        auth::Request::Mechanisms {
+        auth::Request::from(auth::Mechanisms {
             channel_binding: true,
-        },
+        }),
         &[0, 1],
     );
     golden(
-        auth::Request::Start {
+        auth::Request::from(auth::Start {
             mechanism: "PLAIN".into(),
             initial_response: Some(b"\0u\0p".to_vec().into()),
             channel_binding: None,
             remote: Ipv4Addr::new(192, 0, 2, 1).into(),
-        },
+        }),
         &[
             1, 5, 80, 76, 65, 73, 78, 1, 4, 0, 117, 0, 112, 0, 0, 192, 0, 2, 1,
         ],
     );
     golden(
-        auth::Request::Step {
+        auth::Request::from(auth::Step {
             exchange: 9,
             response: b"r".to_vec().into(),
-        },
+        }),
         &[2, 9, 1, 114],
     );
-    golden(auth::Request::Abort { exchange: 9 }, &[3, 9]);
+    golden(auth::Request::from(auth::Abort { exchange: 9 }), &[3, 9]);
     golden(
-        auth::Request::Logout {
+        auth::Request::from(auth::Logout {
             ticket: auth::Ticket([7; 16]),
-        },
+        }),
         &[4, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7],
     );
 }
 
 #[test]
 fn auth_responses() {
-    let golden = |r: auth::Response, bytes: &[u8]| assert_golden(&r, bytes);
-    golden(
-        auth::Response::Mechanisms(vec!["PLAIN".into()]),
+    assert_golden(
+        &Ok::<_, auth::Failure>(vec!["PLAIN".to_string()]),
         &[0, 1, 5, 80, 76, 65, 73, 78],
     );
-    golden(
-        auth::Response::Continue {
+    assert_golden(
+        &Ok::<_, auth::Failure>(auth::Progress::Continue {
             exchange: 1,
             challenge: b"c".to_vec(),
-        },
-        &[1, 1, 1, 99],
+        }),
+        &[0, 0, 1, 1, 99],
     );
-    golden(
-        auth::Response::Success {
+    assert_golden(
+        &Ok::<_, auth::Failure>(auth::Progress::Success {
             account: "bob".into(),
             ticket: auth::Ticket([1; 16]),
             additional: Some(b"v=x".to_vec()),
-        },
+        }),
         &[
-            2, 3, 98, 111, 98, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 118, 61, 120,
+            0, 1, 3, 98, 111, 98, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 118, 61,
+            120,
         ],
     );
-    golden(auth::Response::Failure(auth::Failure::Credentials), &[3, 0]);
-    golden(
-        auth::Response::Failure(auth::Failure::Malformed("m".into())),
-        &[3, 1, 1, 109],
+    assert_golden(
+        &Err::<auth::Progress, auth::Failure>(auth::Failure::Credentials),
+        &[1, 0],
     );
-    golden(
-        auth::Response::Failure(auth::Failure::Temporary("t".into())),
-        &[3, 2, 1, 116],
+    assert_golden(
+        &Err::<auth::Progress, auth::Failure>(auth::Failure::Malformed("m".into())),
+        &[1, 1, 1, 109],
     );
-    golden(auth::Response::Done, &[4]);
+    assert_golden(
+        &Err::<auth::Progress, auth::Failure>(auth::Failure::Temporary("t".into())),
+        &[1, 2, 1, 116],
+    );
+    assert_golden(&Ok::<(), auth::Failure>(()), &[0]);
 }
 
 #[test]
 fn auth_admin() {
     assert_golden(
-        &control::Request::Admin(control::RoleAdmin::Auth(auth::Admin::SetPassword {
-            account: "bob".into(),
-        })),
+        &control::Request::from(control::Admin {
+            request: control::RoleAdmin::Auth(auth::Admin::SetPassword {
+                account: "bob".into(),
+            }),
+        }),
         &[5, 1, 0, 3, 98, 111, 98],
     );
     assert_golden(
@@ -789,77 +796,77 @@ fn auth_admin() {
         &[1, 3, 98, 111, 98],
     );
     assert_golden(
-        &control::Response::Admin(control::AdminReply::Auth(auth::AdminReply::Done(
+        &Ok::<_, control::Refused>(control::AdminReply::Auth(auth::AdminReply::Done(
             "ok".into(),
         ))),
-        &[2, 1, 0, 2, 111, 107],
+        &[0, 1, 0, 2, 111, 107],
     );
 }
 
 #[test]
 fn store_login_and_tickets() {
     assert_golden(
-        &store::Request::ResolveLogin {
+        &store::Request::from(store::ResolveLogin {
             username: "bob@d".into(),
-        },
+        }),
         &[4, 5, 98, 111, 98, 64, 100],
     );
     assert_golden(
-        &store::Request::RegisterTicket {
+        &store::Request::from(store::RegisterTicket {
             ticket: auth::Ticket([2; 16]),
             account: "bob".into(),
             role: Role::Imapd,
             expires: 1_800_000_000,
-        },
+        }),
         &[
             5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 98, 111, 98, 6, 252, 0, 164, 147,
             214,
         ],
     );
     assert_golden(
-        &store::Request::RevokeTicket {
+        &store::Request::from(store::RevokeTicket {
             ticket: auth::Ticket([2; 16]),
-        },
+        }),
         &[6, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
     );
     assert_golden(
-        &store::Request::RevokeAccountTickets {
+        &store::Request::from(store::RevokeAccountTickets {
             account: "bob".into(),
-        },
+        }),
         &[9, 3, 98, 111, 98],
     );
     assert_golden(
-        &store::Response::Login(Some("bob".into())),
-        &[4, 1, 3, 98, 111, 98],
+        &Ok::<_, store::Refused>(Some(store::AccountId::from("bob"))),
+        &[0, 1, 3, 98, 111, 98],
     );
 }
 
 #[test]
 fn store_identity_questions() {
     assert_golden(
-        &store::Request::SessionOwnsAddress {
+        &store::Request::from(store::SessionOwnsAddress {
             ticket: auth::Ticket([2; 16]),
             address: "a@d".into(),
-        },
+        }),
         &[
             10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100,
         ],
     );
     assert_golden(
-        &store::Request::SubmissionAccount {
+        &store::Request::from(store::SubmissionAccount {
             ticket: auth::Ticket([2; 16]),
-        },
+        }),
         &[11, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
     );
-    assert_golden(&store::Response::Owns(true), &[8, 1]);
+    assert_golden(&Ok::<_, store::Refused>(true), &[0, 1]);
 }
 
 #[test]
 fn queue_enqueue() {
     use ipc::msg::queue;
     assert_golden(
-        &queue::Request::Enqueue {
-            file: 3,
+        &queue::Request::from(queue::Enqueue {
+            file: queue::FileId(3),
             ticket: auth::Ticket([2; 16]),
             envelope: queue::SubmittedEnvelope {
                 from: "a@d".into(),
@@ -870,7 +877,7 @@ fn queue_enqueue() {
             },
             prepend: vec![1],
             held: true,
-        },
+        }),
         &[
             1, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100, 1, 3, 98, 64,
             101, 0, 1, 0, 1, 1, 1,
@@ -880,33 +887,39 @@ fn queue_enqueue() {
 
 #[test]
 fn queue_file_and_hold_requests() {
-    use ipc::msg::queue::Request;
-    assert_golden(&Request::OpenMessage, &[0]);
-    assert_golden(&Request::Abort { file: 7 }, &[2, 7]);
-    assert_golden(&Request::Release { id: 300 }, &[3, 251, 44, 1]);
-    assert_golden(&Request::Discard { id: 9 }, &[4, 9]);
+    use ipc::msg::queue::{self, FileId, QueueId, Request};
+    assert_golden(&Request::from(queue::OpenMessage {}), &[0]);
+    assert_golden(&Request::from(queue::Abort { file: FileId(7) }), &[2, 7]);
+    assert_golden(
+        &Request::from(queue::Release { id: QueueId(300) }),
+        &[3, 251, 44, 1],
+    );
+    assert_golden(&Request::from(queue::Discard { id: QueueId(9) }), &[4, 9]);
 }
 
 #[test]
 fn queue_responses() {
-    use ipc::msg::queue::Response;
-    assert_golden(&Response::Opened { file: 7 }, &[0, 7]);
-    assert_golden(&Response::Queued { id: 300 }, &[1, 251, 44, 1]);
-    assert_golden(&Response::Done, &[2]);
+    use ipc::msg::queue;
+    assert_golden(&Ok::<_, queue::Refused>(queue::FileId(7)), &[0, 7]);
     assert_golden(
-        &Response::Failed {
+        &Ok::<_, queue::Refused>(queue::QueueId(300)),
+        &[0, 251, 44, 1],
+    );
+    assert_golden(&Ok::<(), queue::Refused>(()), &[0]);
+    assert_golden(
+        &Err::<(), queue::Refused>(queue::Refused::Failed {
             temporary: true,
             message: "x".into(),
-        },
-        &[3, 1, 1, 120],
+        }),
+        &[1, 0, 1, 1, 120],
     );
     assert_golden(
-        &Response::OverLimit {
+        &Err::<(), queue::Refused>(queue::Refused::OverLimit {
             setting: "s".into(),
             limit: 5,
             retry_after_secs: 60,
-        },
-        &[4, 1, 115, 5, 60],
+        }),
+        &[1, 1, 1, 115, 5, 60],
     );
 }
 
@@ -914,10 +927,18 @@ fn queue_responses() {
 fn queue_admin_list() {
     use ipc::msg::queue;
     let op = control::RoleAdmin::Queue(queue::Admin::List);
-    assert_golden(&control::Request::Admin(op.clone()), &[5, 3, 0]);
-    assert_golden(&admin::Request::Role(op), &[5, 3, 0]);
+    assert_golden(
+        &control::Request::from(control::Admin {
+            request: op.clone(),
+        }),
+        &[5, 3, 0],
+    );
+    assert_golden(
+        &admin::Request::from(admin::ForRole { request: op }),
+        &[5, 3, 0],
+    );
     let entry = queue::QueueEntry {
-        id: 2,
+        id: queue::QueueId(2),
         envelope: queue::SubmittedEnvelope {
             from: "a@d".into(),
             recipients: vec!["b@e".into()],
@@ -940,11 +961,11 @@ fn queue_admin_list() {
         ],
     );
     assert_golden(
-        &control::Response::Admin(control::AdminReply::Queue(queue::AdminReply::List(vec![
+        &Ok::<_, control::Refused>(control::AdminReply::Queue(queue::AdminReply::List(vec![
             entry,
         ]))),
         &[
-            2, 3, 0, 1, 2, 3, 97, 64, 100, 1, 3, 98, 64, 101, 3, 98, 111, 98, 1, 0, 1, 10, 1, 3, 1,
+            0, 3, 0, 1, 2, 3, 97, 64, 100, 1, 3, 98, 64, 101, 3, 98, 111, 98, 1, 0, 1, 10, 1, 3, 1,
             1, 101, 0,
         ],
     );
@@ -952,15 +973,16 @@ fn queue_admin_list() {
 
 #[test]
 fn store_session_requests() {
-    let golden = |op: store::SessionOp, bytes: &[u8]| {
+    #[track_caller]
+    fn golden(op: store::SessionOp, bytes: &[u8]) {
         assert_golden(
-            &store::Request::Session {
+            &store::Request::from(store::Session {
                 ticket: auth::Ticket([3; 16]),
                 op,
-            },
+            }),
             bytes,
         )
-    };
+    }
     golden(
         store::SessionOp::ListMailboxes,
         &[7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0],
@@ -975,9 +997,9 @@ fn store_session_requests() {
     );
     golden(
         store::SessionOp::Fetch {
-            mailbox: 5,
-            uids: vec![(1, u32::MAX)],
-            after: Some(7),
+            mailbox: store::MailboxId(5),
+            uids: store::UidSet::from([(1, u32::MAX)]),
+            after: Some(store::Uid(7)),
         },
         &[
             7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 6, 5, 1, 1, 252, 255, 255, 255, 255,
@@ -986,12 +1008,12 @@ fn store_session_requests() {
     );
     golden(
         store::SessionOp::Store {
-            mailbox: 5,
-            uids: vec![(2, 3)],
+            mailbox: store::MailboxId(5),
+            uids: store::UidSet::from([(2, 3)]),
             change: store::FlagChange::Add,
-            flags: 1,
+            flags: store::Flags::SEEN,
             keywords: vec!["$Work".into()],
-            unchanged_since: Some(9),
+            unchanged_since: Some(store::ModSeq(9)),
         },
         &[
             7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 10, 5, 1, 2, 3, 0, 1, 1, 5, 36, 87,
@@ -1000,7 +1022,7 @@ fn store_session_requests() {
     );
     golden(
         store::SessionOp::Search {
-            mailbox: 5,
+            mailbox: store::MailboxId(5),
             criteria: store::Search(vec![
                 store::SearchTerm::Text("x".into()),
                 store::SearchTerm::Not,
@@ -1014,52 +1036,61 @@ fn store_session_requests() {
 
 #[test]
 fn store_session_replies() {
-    let golden =
-        |r: store::SessionReply, bytes: &[u8]| assert_golden(&store::Response::Session(r), bytes);
-    golden(store::SessionReply::Done, &[5, 0]);
-    golden(store::SessionReply::InvalidTicket, &[5, 12]);
+    #[track_caller]
+    fn golden(r: store::SessionReply, bytes: &[u8]) {
+        assert_golden(&Ok::<_, store::Refused>(r), bytes)
+    }
+    golden(store::SessionReply::Done, &[0, 0]);
+    golden(store::SessionReply::InvalidTicket, &[0, 12]);
     golden(
         store::SessionReply::Copied {
             uidvalidity: 3,
-            pairs: vec![(1, 2)],
+            pairs: vec![(store::Uid(1), store::Uid(2))],
         },
-        &[5, 8, 3, 1, 1, 2],
+        &[0, 8, 3, 1, 1, 2],
     );
-    golden(store::SessionReply::Uids(vec![1, 5]), &[5, 10, 2, 1, 5]);
+    golden(
+        store::SessionReply::Uids(vec![store::Uid(1), store::Uid(5)]),
+        &[0, 10, 2, 1, 5],
+    );
     golden(
         store::SessionReply::Refused("no".into()),
-        &[5, 13, 2, 110, 111],
+        &[0, 13, 2, 110, 111],
     );
 }
 
 #[test]
 fn store_watch_and_events() {
     assert_golden(
-        &store::Request::Session {
+        &store::Request::from(store::Session {
             ticket: auth::Ticket([4; 16]),
             op: store::SessionOp::Watch,
-        },
+        }),
         &[7, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 16],
     );
-    let event = |change: store::Change, bytes: &[u8]| {
+    #[track_caller]
+    fn event(change: store::Change, bytes: &[u8]) {
         assert_golden(
             &store::Event::Changed {
                 account: "bob".into(),
-                modseq: 42,
+                modseq: store::ModSeq(42),
                 change,
             },
             bytes,
         )
-    };
+    }
     event(
-        store::Change::New { mailbox: 3, uid: 7 },
+        store::Change::New {
+            mailbox: store::MailboxId(3),
+            uid: store::Uid(7),
+        },
         &[0, 3, 98, 111, 98, 42, 0, 3, 7],
     );
     event(
         store::Change::Flags {
-            mailbox: 3,
-            uid: 7,
-            flags: 9,
+            mailbox: store::MailboxId(3),
+            uid: store::Uid(7),
+            flags: store::Flags::SEEN | store::Flags::DELETED,
             keywords: vec!["$Work".into()],
         },
         &[
@@ -1068,8 +1099,8 @@ fn store_watch_and_events() {
     );
     event(
         store::Change::Expunged {
-            mailbox: 3,
-            uids: vec![7, 8],
+            mailbox: store::MailboxId(3),
+            uids: vec![store::Uid(7), store::Uid(8)],
         },
         &[0, 3, 98, 111, 98, 42, 2, 3, 2, 7, 8],
     );
@@ -1078,32 +1109,38 @@ fn store_watch_and_events() {
 #[test]
 fn key_service() {
     use ipc::msg::key;
-    assert_golden(&key::Request::Certificates, &[0]);
-    assert_golden(&key::Request::OpenSigner, &[1]);
+    assert_golden(&key::Request::from(key::Certificates {}), &[0]);
+    assert_golden(&key::Request::from(key::OpenSigner {}), &[1]);
     assert_golden(
-        &key::Request::SignTls {
+        &key::Request::from(key::SignTls {
             key: "k".into(),
             scheme: 0x0403,
             message: vec![1, 2],
-        },
+        }),
         &[2, 1, 107, 251, 3, 4, 2, 1, 2],
     );
-    assert_golden(&key::Response::Signature(vec![9]), &[1, 1, 9]);
-    assert_golden(&key::Response::SignerOpened, &[2]);
-    assert_golden(&key::Request::DkimKeys { domain: "d".into() }, &[4, 1, 100]);
+    assert_golden(&Ok::<_, key::Refused>(vec![9]), &[0, 1, 18]);
+    assert_golden(&Ok::<(), key::Refused>(()), &[0]);
     assert_golden(
-        &key::Response::DkimKeys(vec![key::DkimKey {
+        &key::Request::from(key::DkimKeys { domain: "d".into() }),
+        &[4, 1, 100],
+    );
+    assert_golden(
+        &Ok::<_, key::Refused>(vec![key::DkimKey {
             domain: "d".into(),
             selector: "s".into(),
             algorithm: "rsa".into(),
             name: "n".into(),
             record: "r".into(),
         }]),
-        &[4, 1, 1, 100, 1, 115, 3, 114, 115, 97, 1, 110, 1, 114],
+        &[0, 1, 1, 100, 1, 115, 3, 114, 115, 97, 1, 110, 1, 114],
     );
-    assert_golden(&key::Response::Refused("no".into()), &[3, 2, 110, 111]);
     assert_golden(
-        &key::Response::Certificates(vec![key::Certificate {
+        &Err::<(), key::Refused>(key::Refused("no".into())),
+        &[1, 2, 110, 111],
+    );
+    assert_golden(
+        &Ok::<_, key::Refused>(vec![key::Certificate {
             names: vec!["mx".into()],
             chain: vec![vec![0x30]],
             key: "k".into(),
@@ -1117,13 +1154,15 @@ fn key_service() {
     );
     assert_golden(&key::Event::CertificatesChanged, &[0]);
     assert_golden(
-        &key::Request::SignDkim(key::DkimRequest {
-            ticket: Some(ipc::msg::auth::Ticket([2; 16])),
-            domain: "d".into(),
-            selector: "s".into(),
-            signed: vec!["from".into()],
-            headers: vec![1, 2],
-            body_hash: vec![3],
+        &key::Request::from(key::SignDkim {
+            request: key::DkimRequest {
+                ticket: Some(ipc::msg::auth::Ticket([2; 16])),
+                domain: "d".into(),
+                selector: "s".into(),
+                signed: vec!["from".into()],
+                headers: vec![1, 2],
+                body_hash: vec![3],
+            },
         }),
         &[
             3, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 100, 1, 115, 1, 4, 102, 114,
@@ -1131,19 +1170,21 @@ fn key_service() {
         ],
     );
     assert_golden(
-        &key::Request::SignDkim(key::DkimRequest {
-            ticket: None,
-            domain: "d".into(),
-            selector: "s".into(),
-            signed: Vec::new(),
-            headers: Vec::new(),
-            body_hash: Vec::new(),
+        &key::Request::from(key::SignDkim {
+            request: key::DkimRequest {
+                ticket: None,
+                domain: "d".into(),
+                selector: "s".into(),
+                signed: Vec::new(),
+                headers: Vec::new(),
+                body_hash: Vec::new(),
+            },
         }),
         &[3, 0, 1, 100, 1, 115, 0, 0, 0],
     );
     assert_golden(
-        &key::Response::DkimSignature("D: x".into()),
-        &[5, 4, 68, 58, 32, 120],
+        &Ok::<String, key::Refused>("D: x".into()),
+        &[0, 4, 68, 58, 32, 120],
     );
 }
 
@@ -1151,22 +1192,26 @@ fn key_service() {
 fn key_admin() {
     use ipc::msg::key;
     assert_golden(
-        &admin::Request::Role(control::RoleAdmin::Key(key::Admin::DkimGenKey {
-            domain: "example.org".into(),
-            selector: "s1".into(),
-            algorithm: "ed25519".into(),
-        })),
+        &admin::Request::from(admin::ForRole {
+            request: control::RoleAdmin::Key(key::Admin::DkimGenKey {
+                domain: "example.org".into(),
+                selector: "s1".into(),
+                algorithm: "ed25519".into(),
+            }),
+        }),
         &[
             5, 2, 0, 11, 101, 120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 2, 115, 49, 7, 101,
             100, 50, 53, 53, 49, 57,
         ],
     );
     assert_golden(
-        &control::Request::Admin(control::RoleAdmin::Key(key::Admin::DkimList)),
+        &control::Request::from(control::Admin {
+            request: control::RoleAdmin::Key(key::Admin::DkimList),
+        }),
         &[5, 2, 1],
     );
     assert_golden(
-        &admin::Response::Role(control::AdminReply::Key(key::AdminReply::Dkim(vec![
+        &Ok::<_, admin::Error>(control::AdminReply::Key(key::AdminReply::Dkim(vec![
             key::DkimKey {
                 domain: "d".into(),
                 selector: "s".into(),
@@ -1176,22 +1221,26 @@ fn key_admin() {
             },
         ]))),
         &[
-            3, 2, 0, 1, 1, 100, 1, 115, 3, 114, 115, 97, 14, 115, 46, 95, 100, 111, 109, 97, 105,
+            0, 2, 0, 1, 1, 100, 1, 115, 3, 114, 115, 97, 14, 115, 46, 95, 100, 111, 109, 97, 105,
             110, 107, 101, 121, 46, 100, 7, 118, 61, 68, 75, 73, 77, 49,
         ],
     );
     assert_golden(
-        &control::Request::Admin(control::RoleAdmin::Key(key::Admin::LoadCertificates(vec![
-            ipc::config::CertificateFiles {
-                names: vec!["m".into()],
-                cert: "/c".into(),
-                key: "/k".into(),
-            },
-        ]))),
+        &control::Request::from(control::Admin {
+            request: control::RoleAdmin::Key(key::Admin::LoadCertificates(vec![
+                ipc::config::CertificateFiles {
+                    names: vec!["m".into()],
+                    cert: "/c".into(),
+                    key: "/k".into(),
+                },
+            ])),
+        }),
         &[5, 2, 2, 1, 1, 1, 109, 2, 47, 99, 2, 47, 107],
     );
     assert_golden(
-        &control::Request::Admin(control::RoleAdmin::Key(key::Admin::TlsStatus)),
+        &control::Request::from(control::Admin {
+            request: control::RoleAdmin::Key(key::Admin::TlsStatus),
+        }),
         &[5, 2, 3],
     );
     assert_golden(

@@ -16,7 +16,7 @@ use std::time::Duration;
 use ipc::Channel;
 use ipc::codec::{self, CodecError};
 use ipc::frame::{FrameError, HEADER_LEN, Header, Kind, MAX_FRAME};
-use ipc::rpc::{Client, Incoming, Server, Service};
+use ipc::rpc::{Call, Client, Incoming, Server, Service};
 use ipc::transport::{ChannelError, Link, socket_pair};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use serde::{Deserialize, Serialize};
@@ -58,19 +58,19 @@ on_both_transports!(
 /// An answer that cannot fit a frame would otherwise be dropped and leave the caller waiting.
 async fn an_answer_too_large_for_a_frame_is_replaced_by_the_fallback(t: Transport) {
     let (a, b) = t.pair();
-    let (client, _events) = Client::<Echo>::new(a);
-    let mut server = Server::<Echo>::new(b);
-    let call = tokio::spawn(async move { client.call(&EchoRequest::Echo(1), vec![]).await });
+    let (client, _events) = Client::<EchoService>::new(a);
+    let mut server = Server::<EchoService>::new(b);
+    let call = tokio::spawn(async move { client.call(Echo { n: 1 }, vec![]).await });
     let incoming = within("request", server.next())
         .await
         .expect("next")
         .expect("a request");
-    let huge = EchoResponse::Failed("x".repeat(ipc::frame::MAX_PAYLOAD + 1));
+    let huge = Err("x".repeat(ipc::frame::MAX_PAYLOAD + 1));
     within(
         "answer",
         incoming
             .reply
-            .send_or(&huge, vec![], || EchoResponse::Failed("too large".into())),
+            .send(Echo::reply_or(&huge, vec![], || Err("too large".into()))),
     )
     .await
     .expect("the fallback is sent");
@@ -78,7 +78,7 @@ async fn an_answer_too_large_for_a_frame_is_replaced_by_the_fallback(t: Transpor
         .await
         .expect("join")
         .expect("an answer");
-    assert_eq!(answer, EchoResponse::Failed("too large".into()));
+    assert_eq!(answer, Err("too large".into()));
     assert!(fds.is_empty());
 }
 
@@ -148,8 +148,8 @@ async fn rpc_matches_many_out_of_order_responses(t: Transport) {
     const IN_FLIGHT: usize = 100;
     const EVENTS: u32 = 3;
     let (a, b) = t.pair();
-    let (client, mut events) = Client::<Echo>::new(a);
-    let mut server = Server::<Echo>::new(b);
+    let (client, mut events) = Client::<EchoService>::new(a);
+    let mut server = Server::<EchoService>::new(b);
 
     let server_task = tokio::spawn(async move {
         // Hold every request before answering any: all IN_FLIGHT calls are then waiting at once.
@@ -158,7 +158,7 @@ async fn rpc_matches_many_out_of_order_responses(t: Transport) {
             held.push(server.next().await?.expect("client stayed"));
         }
         // 37 is coprime with 100: this answers every request once, scrambled.
-        let mut held: Vec<Option<Incoming<Echo>>> = held.into_iter().map(Some).collect();
+        let mut held: Vec<Option<Incoming<EchoService>>> = held.into_iter().map(Some).collect();
         for i in 0..IN_FLIGHT {
             answer(held[i * 37 % IN_FLIGHT].take().expect("answered once")).await;
         }
@@ -172,13 +172,13 @@ async fn rpc_matches_many_out_of_order_responses(t: Transport) {
     let mut calls = JoinSet::new();
     for n in 0..IN_FLIGHT as u32 {
         let client = client.clone();
-        calls.spawn(async move { (n, client.call(&EchoRequest::Echo(n), vec![]).await) });
+        calls.spawn(async move { (n, client.call(Echo { n }, vec![]).await) });
     }
     let mut answered = HashSet::new();
     while let Some(joined) = within("calls", calls.join_next()).await {
         let (n, result) = joined.expect("call task");
         let (response, fds) = result.expect("call");
-        assert_eq!(response, EchoResponse::Echoed(n));
+        assert_eq!(response, Ok(n));
         assert!(fds.is_empty());
         answered.insert(n);
     }
@@ -189,38 +189,38 @@ async fn rpc_matches_many_out_of_order_responses(t: Transport) {
         assert_eq!(event, Some(EchoEvent::Tick(n)));
     }
     within("ping", client.ping()).await.expect("ping");
-    let (response, _) = within("call", client.call(&EchoRequest::Echo(7), vec![]))
+    let (response, _) = within("call", client.call(Echo { n: 7 }, vec![]))
         .await
         .expect("call after the burst");
-    assert_eq!(response, EchoResponse::Echoed(7));
+    assert_eq!(response, Ok(7));
     assert!(!client.is_closed());
     server_task.abort();
 }
 
 async fn rpc_passes_fds_both_ways(t: Transport) {
     let (a, b) = t.pair();
-    let (client, _events) = Client::<Echo>::new(a);
-    let server = tokio::spawn(serve(Server::<Echo>::new(b)));
+    let (client, _events) = Client::<EchoService>::new(a);
+    let server = tokio::spawn(serve(Server::<EchoService>::new(b)));
 
     // Client → server: the server writes through the pipe end it was given.
     let (mut pipe_r, pipe_w) = std::io::pipe().expect("pipe");
-    let request = EchoRequest::WriteThrough {
+    let request = WriteThrough {
         text: "through the fd".into(),
     };
-    let (response, _) = within("write through", client.call(&request, vec![pipe_w.into()]))
+    let (response, _) = within("write through", client.call(request, vec![pipe_w.into()]))
         .await
         .expect("call");
-    assert_eq!(response, EchoResponse::Wrote);
+    assert_eq!(response, Ok(()));
     assert_eq!(read_all(&mut pipe_r), "through the fd");
 
     // Server → client: the response carries the read end of a pipe the server filled.
-    let request = EchoRequest::OpenPipe {
+    let request = OpenPipe {
         text: "from the server".into(),
     };
-    let (response, fds) = within("open pipe", client.call(&request, vec![]))
+    let (response, fds) = within("open pipe", client.call(request, vec![]))
         .await
         .expect("call");
-    assert_eq!(response, EchoResponse::Pipe);
+    assert_eq!(response, Ok(()));
     let [fd] = <[OwnedFd; 1]>::try_from(fds).expect("one fd");
     assert_eq!(read_all(&mut File::from(fd)), "from the server");
     server.abort();
@@ -228,13 +228,13 @@ async fn rpc_passes_fds_both_ways(t: Transport) {
 
 async fn dropping_every_client_closes_the_link(t: Transport) {
     let (a, b) = t.pair();
-    let (client, events) = Client::<Echo>::new(a);
+    let (client, events) = Client::<EchoService>::new(a);
     let second = client.clone();
-    let server = tokio::spawn(serve(Server::<Echo>::new(b)));
-    let (response, _) = within("call", second.call(&EchoRequest::Echo(1), vec![]))
+    let server = tokio::spawn(serve(Server::<EchoService>::new(b)));
+    let (response, _) = within("call", second.call(Echo { n: 1 }, vec![]))
         .await
         .expect("call");
-    assert_eq!(response, EchoResponse::Echoed(1));
+    assert_eq!(response, Ok(1));
     drop((client, second, events));
     let served = within("server sees the close", server)
         .await
@@ -245,21 +245,21 @@ async fn dropping_every_client_closes_the_link(t: Transport) {
 
 async fn server_sees_peer_close(t: Transport) {
     let (a, b) = t.pair();
-    let mut server = Server::<Echo>::new(b);
+    let mut server = Server::<EchoService>::new(b);
     drop(a);
     let next = within("next", server.next()).await.expect("orderly close");
     assert!(next.is_none());
 }
 
 async fn server_rejects_wrong_frames(t: Transport) {
-    let valid = codec::encode(&EchoRequest::Echo(7)).expect("encode");
+    let valid = codec::encode(&EchoRequest::from(Echo { n: 7 })).expect("encode");
     let mut cases = wrong_frames(Kind::Request, Kind::Message, &valid);
     for kind in [Kind::Response, Kind::Event, Kind::Pong] {
         cases.push((kind, valid.clone(), is_protocol));
     }
     for (kind, payload, expected) in cases {
         let (a, b) = t.pair();
-        let mut server = Server::<Echo>::new(b);
+        let mut server = Server::<EchoService>::new(b);
         within("send", a.tx.send(kind, 1, &payload, vec![]))
             .await
             .expect("send");
@@ -270,8 +270,8 @@ async fn server_rejects_wrong_frames(t: Transport) {
 
 async fn client_fails_pending_calls_when_the_server_goes_away(t: Transport) {
     let (a, b) = t.pair();
-    let (client, _events) = Client::<Echo>::new(a);
-    let mut server = Server::<Echo>::new(b);
+    let (client, _events) = Client::<EchoService>::new(a);
+    let mut server = Server::<EchoService>::new(b);
     let calls = start_calls(&client, 10);
     let mut held = Vec::new();
     while held.len() < 10 {
@@ -296,7 +296,7 @@ async fn client_closes_on_wrong_frames(t: Transport) {
     ];
     for (kind, payload) in garbage {
         let (a, b) = t.pair();
-        let (client, _events) = Client::<Echo>::new(a);
+        let (client, _events) = Client::<EchoService>::new(a);
         let mut peer = b;
         let calls = start_calls(&client, 3);
         for _ in 0..3 {
@@ -315,11 +315,11 @@ async fn client_closes_on_wrong_frames(t: Transport) {
 /// A response that does not decode means a broken peer: the channel closes and the call fails.
 async fn undecodable_response_fails_the_call(t: Transport) {
     let (a, b) = t.pair();
-    let (client, _events) = Client::<Echo>::new(a);
+    let (client, _events) = Client::<EchoService>::new(a);
     let mut peer = b;
     let call = {
         let client = client.clone();
-        tokio::spawn(async move { client.call(&EchoRequest::Echo(1), vec![]).await })
+        tokio::spawn(async move { client.call(Echo { n: 1 }, vec![]).await })
     };
     let frame = within("request", peer.rx.recv())
         .await
@@ -346,10 +346,10 @@ async fn undecodable_response_fails_the_call(t: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_rejects_malformed_datagrams() {
-    let valid = codec::encode(&EchoRequest::Echo(7)).expect("encode");
+    let valid = codec::encode(&EchoRequest::from(Echo { n: 7 })).expect("encode");
     for case in malformed(Kind::Request, &valid) {
         let (raw, link) = raw_and_link();
-        let mut server = Server::<Echo>::new(link);
+        let mut server = Server::<EchoService>::new(link);
         let leak_probe = case.send_on(raw.as_fd());
         let err = within(case.name, server.next()).await.expect_err(case.name);
         assert!((case.expected)(&err), "{}: {err:?}", case.name);
@@ -379,7 +379,8 @@ async fn client_closes_on_malformed_datagrams() {
         let (a, b) = socket_pair().expect("socketpair");
         let raw = a.try_clone().expect("dup");
         let mut peer = Link::from_fd(a, "server").expect("link");
-        let (client, _events) = Client::<Echo>::new(Link::from_fd(b, "client").expect("link"));
+        let (client, _events) =
+            Client::<EchoService>::new(Link::from_fd(b, "client").expect("link"));
         let calls = start_calls(&client, 3);
         for _ in 0..3 {
             within("request", peer.rx.recv())
@@ -398,7 +399,7 @@ async fn client_closes_on_malformed_datagrams() {
 #[tokio::test]
 async fn empty_datagram_reads_as_close() {
     let (raw, link) = raw_and_link();
-    let mut server = Server::<Echo>::new(link);
+    let mut server = Server::<EchoService>::new(link);
     sandbox::fdpass::send(raw.as_fd(), &[], &[]).expect("send");
     let next = within("next", server.next()).await.expect("no error");
     assert!(next.is_none());
@@ -421,18 +422,18 @@ async fn received_fds_are_close_on_exec() {
 
     // Request (server side) and response (client side).
     let (a, b) = Transport::Socket.pair();
-    let (client, _events) = Client::<Echo>::new(a);
-    let server = tokio::spawn(serve(Server::<Echo>::new(b)));
+    let (client, _events) = Client::<EchoService>::new(a);
+    let server = tokio::spawn(serve(Server::<EchoService>::new(b)));
     let (_pipe_r, pipe_w) = std::io::pipe().expect("pipe");
     let (response, _) = within(
         "probe",
-        client.call(&EchoRequest::Probe, vec![inheritable(pipe_w.into())]),
+        client.call(Probe {}, vec![inheritable(pipe_w.into())]),
     )
     .await
     .expect("call");
-    assert_eq!(response, EchoResponse::CloseOnExec(true), "request fd");
-    let request = EchoRequest::OpenPipe { text: "x".into() };
-    let (_, fds) = within("open pipe", client.call(&request, vec![]))
+    assert_eq!(response, Ok(true), "request fd");
+    let request = OpenPipe { text: "x".into() };
+    let (_, fds) = within("open pipe", client.call(request, vec![]))
         .await
         .expect("call");
     assert_eq!(fds.len(), 1);
@@ -444,34 +445,25 @@ async fn received_fds_are_close_on_exec() {
 async fn a_blocking_server_answers_requests_and_pings_and_refuses_fds() {
     let (ours, theirs) = socket_pair().unwrap();
     let server = std::thread::spawn(move || {
-        ipc::blocking::serve::<Echo>(theirs, |request| match request {
-            EchoRequest::Echo(n) => EchoResponse::Echoed(n + 1),
-            _ => EchoResponse::Failed("unexpected".into()),
+        ipc::blocking::serve::<EchoService>(theirs, |request| match request {
+            EchoRequest::Echo(Echo { n }) => Echo::reply(&Ok(n + 1), Vec::new()),
+            other => other.refuse("unexpected".into()),
         })
     });
     for n in [1, 41] {
-        let answer = ipc::blocking::call::<Echo>(
-            ours.as_fd(),
-            &EchoRequest::Echo(n),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        assert_eq!(answer, EchoResponse::Echoed(n + 1));
+        let answer = ipc::blocking::call(ours.as_fd(), Echo { n }, Duration::from_secs(2)).unwrap();
+        assert_eq!(answer, Ok(n + 1));
     }
     // An async client on the same kind of socket: pings are answered too.
-    let client = Client::<Echo>::new(Link::from_fd(ours, "blocking").unwrap()).0;
+    let client = Client::<EchoService>::new(Link::from_fd(ours, "blocking").unwrap()).0;
     client.ping().await.unwrap();
     assert_eq!(
-        client
-            .call(&EchoRequest::Echo(7), Vec::new())
-            .await
-            .unwrap()
-            .0,
-        EchoResponse::Echoed(8)
+        client.call(Echo { n: 7 }, Vec::new()).await.unwrap().0,
+        Ok(8)
     );
     // A descriptor on a request socket is a protocol error: the server stops.
     let (r, _w) = nix::unistd::pipe().unwrap();
-    assert!(client.call(&EchoRequest::Probe, vec![r]).await.is_err());
+    assert!(client.call(Probe {}, vec![r]).await.is_err());
     let ended = tokio::task::spawn_blocking(move || server.join().unwrap())
         .await
         .unwrap();
@@ -482,42 +474,31 @@ async fn a_blocking_server_answers_requests_and_pings_and_refuses_fds() {
 // The test service and messages.
 
 #[derive(Debug)]
-enum Echo {}
+pub enum EchoService {}
 
-impl Service for Echo {
+impl Service for EchoService {
     const NAME: &'static str = "echo";
     type Request = EchoRequest;
-    type Response = EchoResponse;
     type Event = EchoEvent;
 }
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-enum EchoRequest {
-    Echo(u32),
-    /// One fd attached, writable: the server writes `text` through it.
-    WriteThrough {
-        text: String,
-    },
-    /// The response carries the read end of a pipe holding `text`, made inheritable by the
-    /// server so that the client's close-on-exec check means something.
-    OpenPipe {
-        text: String,
-    },
-    /// One fd attached: the server reports whether it arrived close-on-exec.
-    Probe,
-}
-
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-enum EchoResponse {
-    Echoed(u32),
-    Wrote,
-    Pipe,
-    CloseOnExec(bool),
-    Failed(String),
+ipc::requests! {
+    /// The test service's requests.
+    pub enum EchoRequest for EchoService, refused: String {
+        /// Answered with `n`.
+        Echo { n: u32 } -> u32,
+        /// One fd attached, writable: the server writes `text` through it.
+        WriteThrough { text: String } -> (),
+        /// The answer carries the read end of a pipe holding `text`, made inheritable by the
+        /// server so that the client's close-on-exec check means something.
+        OpenPipe { text: String } -> (),
+        /// One fd attached: the server says whether it arrived close-on-exec.
+        Probe {} -> bool,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum EchoEvent {
+pub enum EchoEvent {
     Tick(u32),
 }
 
@@ -530,7 +511,7 @@ enum Note {
     },
 }
 
-async fn serve(mut server: Server<Echo>) -> Result<usize, ChannelError> {
+async fn serve(mut server: Server<EchoService>) -> Result<usize, ChannelError> {
     let mut served = 0;
     while let Some(incoming) = server.next().await? {
         answer(incoming).await;
@@ -539,34 +520,28 @@ async fn serve(mut server: Server<Echo>) -> Result<usize, ChannelError> {
     Ok(served)
 }
 
-async fn answer(incoming: Incoming<Echo>) {
+async fn answer(incoming: Incoming<EchoService>) {
     let Incoming {
         request,
         mut fds,
         reply,
     } = incoming;
-    let (response, fds) = match (request, fds.len()) {
-        (EchoRequest::Echo(n), 0) => (EchoResponse::Echoed(n), vec![]),
-        (EchoRequest::WriteThrough { text }, 1) => {
+    let answer = match (request, fds.len()) {
+        (EchoRequest::Echo(Echo { n }), 0) => Echo::reply(&Ok(n), vec![]),
+        (EchoRequest::WriteThrough(WriteThrough { text }), 1) => {
             let mut file = File::from(fds.remove(0));
             file.write_all(text.as_bytes()).expect("write through");
-            (EchoResponse::Wrote, vec![])
+            WriteThrough::reply(&Ok(()), vec![])
         }
-        (EchoRequest::OpenPipe { text }, 0) => {
+        (EchoRequest::OpenPipe(OpenPipe { text }), 0) => {
             let (r, mut w) = std::io::pipe().expect("pipe");
             w.write_all(text.as_bytes()).expect("fill pipe");
-            (EchoResponse::Pipe, vec![inheritable(r.into())])
+            OpenPipe::reply(&Ok(()), vec![inheritable(r.into())])
         }
-        (EchoRequest::Probe, 1) => (
-            EchoResponse::CloseOnExec(is_close_on_exec(fds[0].as_fd())),
-            vec![],
-        ),
-        (request, n) => (
-            EchoResponse::Failed(format!("{request:?} with {n} fds")),
-            vec![],
-        ),
+        (EchoRequest::Probe(_), 1) => Probe::reply(&Ok(is_close_on_exec(fds[0].as_fd())), vec![]),
+        (request, n) => request.refuse(format!("{request:?} with {n} fds")),
     };
-    reply.send(&response, fds).await.expect("reply");
+    reply.send(answer).await.expect("reply");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,26 +581,26 @@ async fn within<F: Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what}: timed out"))
 }
 
-type CallResult = Result<(EchoResponse, Vec<OwnedFd>), ChannelError>;
+type CallResult = Result<(<Echo as Call>::Answer, Vec<OwnedFd>), ChannelError>;
 
-fn start_calls(client: &Client<Echo>, n: u32) -> JoinSet<CallResult> {
+fn start_calls(client: &Client<EchoService>, n: u32) -> JoinSet<CallResult> {
     let mut calls = JoinSet::new();
     for i in 0..n {
         let client = client.clone();
-        calls.spawn(async move { client.call(&EchoRequest::Echo(i), vec![]).await });
+        calls.spawn(async move { client.call(Echo { n: i }, vec![]).await });
     }
     calls
 }
 
 /// The client marked itself closed, failed every pending call and refuses new ones.
-async fn assert_client_gave_up(client: &Client<Echo>, mut calls: JoinSet<CallResult>) {
+async fn assert_client_gave_up(client: &Client<EchoService>, mut calls: JoinSet<CallResult>) {
     within("closed()", client.closed()).await;
     assert!(client.is_closed());
     while let Some(joined) = within("pending calls", calls.join_next()).await {
         let err = joined.expect("call task").expect_err("no answer");
         assert!(matches!(err, ChannelError::Closed), "{err:?}");
     }
-    let err = within("new call", client.call(&EchoRequest::Echo(0), vec![]))
+    let err = within("new call", client.call(Echo { n: 0 }, vec![]))
         .await
         .expect_err("closed");
     assert!(matches!(err, ChannelError::Closed), "{err:?}");

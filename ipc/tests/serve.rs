@@ -11,9 +11,9 @@ use ipc::Reporter;
 use ipc::Role;
 use ipc::codec;
 use ipc::frame::{Header, Kind};
-use ipc::msg::auth::{AuthService, Request, Response};
+use ipc::msg::auth::{AuthService, Mechanisms, Request};
 use ipc::msg::control::{self, ControlService};
-use ipc::rpc::{Client, EventSender, Incoming, Server};
+use ipc::rpc::{Call, Client, EventSender, Incoming, Server};
 use ipc::transport::{Link, socket_pair};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +28,8 @@ async fn answer(subscribers: Subscribers, incoming: Incoming<AuthService>) {
         .lock()
         .expect("lock")
         .push(incoming.reply.events());
-    let response = Response::Mechanisms(vec!["PLAIN".into()]);
-    incoming
-        .reply
-        .send(&response, Vec::new())
-        .await
-        .expect("reply");
+    let answer = Mechanisms::reply(&Ok(vec!["PLAIN".into()]), Vec::new());
+    incoming.reply.send(answer).await.expect("reply");
 }
 
 /// Sends one raw datagram on `raw` and waits (blocking, off the runtime) for what comes back:
@@ -58,9 +54,9 @@ async fn exchange(raw: &Arc<std::os::fd::OwnedFd>, datagram: Vec<u8>) -> Option<
 }
 
 fn mechanisms_request(id: u64) -> Vec<u8> {
-    let payload = codec::encode(&Request::Mechanisms {
+    let payload = codec::encode(&Request::from(Mechanisms {
         channel_binding: false,
-    })
+    }))
     .expect("encode");
     Header::encode(Kind::Request, id, 0, &payload).expect("frame")
 }
@@ -123,8 +119,8 @@ async fn a_broken_frame_closes_that_link_at_once_and_the_others_keep_working() {
     let (header, payload) = Header::decode(&answer, 0).expect("header");
     assert_eq!((header.kind, header.id), (Kind::Response, 1));
     assert_eq!(
-        codec::decode::<Response>(payload).expect("decode"),
-        Response::Mechanisms(vec!["PLAIN".into()])
+        codec::decode::<<Mechanisms as Call>::Answer>(payload).expect("decode"),
+        Ok(vec!["PLAIN".to_string()])
     );
     assert_eq!(subscribers.lock().expect("lock").len(), 2);
     // The supervisor hears who broke its link and how.

@@ -36,17 +36,12 @@ pub async fn keys_for(
     keyd: &ipc::Client<key::KeyService>,
     domain: &str,
 ) -> Result<Vec<DkimKey>, String> {
-    match keyd
-        .call(
-            &key::Request::DkimKeys {
-                domain: domain.to_string(),
-            },
-            Vec::new(),
-        )
-        .await
-    {
-        Ok((key::Response::DkimKeys(keys), _)) => Ok(keys),
-        Ok((other, _)) => Err(format!("keyd: {other:?}")),
+    let request = key::DkimKeys {
+        domain: domain.to_string(),
+    };
+    match keyd.ask(request).await {
+        Ok(Ok(keys)) => Ok(keys),
+        Ok(Err(refused)) => Err(format!("keyd refused the DKIM keys of {domain}: {refused}")),
         Err(e) => Err(format!("keyd: {e}")),
     }
 }
@@ -122,23 +117,24 @@ pub async fn sign(
         .ok_or("the message has no header fields")?;
     let mut fields = String::new();
     for k in keys {
-        let request = key::Request::SignDkim(key::DkimRequest {
-            ticket,
-            domain: k.domain.clone(),
-            selector: k.selector.clone(),
-            signed: canonical.signed.clone(),
-            headers: canonical.headers.clone(),
-            body_hash: canonical.body_hash.clone(),
-        });
-        match keyd.call(&request, Vec::new()).await {
-            Ok((key::Response::DkimSignature(field), _)) => fields += &field,
-            Ok((key::Response::Refused(why), _)) => {
+        let request = key::SignDkim {
+            request: key::DkimRequest {
+                ticket,
+                domain: k.domain.clone(),
+                selector: k.selector.clone(),
+                signed: canonical.signed.clone(),
+                headers: canonical.headers.clone(),
+                body_hash: canonical.body_hash.clone(),
+            },
+        };
+        match keyd.ask(request).await {
+            Ok(Ok(field)) => fields += &field,
+            Ok(Err(why)) => {
                 return Err(format!(
                     "keyd refused a DKIM signature for {} ({}): {why}",
                     k.domain, k.selector
                 ));
             }
-            Ok((other, _)) => return Err(format!("keyd: {other:?}")),
             Err(e) => return Err(format!("keyd: {e}")),
         }
     }

@@ -15,9 +15,9 @@ pub enum SetupError {
     /// The link to keyd failed during the request.
     #[error("asking keyd for certificates")]
     Link(#[source] ipc::ChannelError),
-    /// keyd answered something other than certificates.
-    #[error("keyd answered the certificate request with {0}")]
-    Unexpected(String),
+    /// keyd refused the certificate request.
+    #[error("keyd refused the certificate request: {0}")]
+    Refused(ipc::msg::key::Refused),
     /// keyd serves no certificate at all.
     #[error("keyd has no certificates")]
     NoCertificates,

@@ -126,14 +126,9 @@ async fn fetch(
     client: &ipc::Client<KeyService>,
     signer: &KeydSigner,
 ) -> Result<Vec<Entry>, SetupError> {
-    let certs = match tokio::time::timeout(
-        SETUP_TIMEOUT,
-        client.call(&key::Request::Certificates, Vec::new()),
-    )
-    .await
-    {
-        Ok(Ok((key::Response::Certificates(c), _))) => c,
-        Ok(Ok((other, _))) => return Err(SetupError::Unexpected(format!("{other:?}"))),
+    let certs = match tokio::time::timeout(SETUP_TIMEOUT, client.ask(key::Certificates {})).await {
+        Ok(Ok(Ok(c))) => c,
+        Ok(Ok(Err(refused))) => return Err(SetupError::Refused(refused)),
         Ok(Err(e)) => return Err(SetupError::Link(e)),
         Err(_) => return Err(SetupError::Silent(SETUP_TIMEOUT)),
     };

@@ -4,13 +4,13 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 use ipc::context::PeerSlot;
 use ipc::msg::key::{self, KeyService};
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::sign::{Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
-use tracing::Instrument;
 
 use crate::SIGN_TIMEOUT;
 
@@ -42,11 +42,13 @@ impl KeydSigner {
     pub async fn reopen(&self, client: &ipc::Client<KeyService>) {
         let mut fresh = Vec::new();
         for _ in 0..SIGNERS {
-            match client.call(&key::Request::OpenSigner, Vec::new()).await {
-                Ok((key::Response::SignerOpened, mut fds)) if fds.len() == 1 => {
-                    fresh.push(fds.remove(0))
+            match client.call(key::OpenSigner {}, Vec::new()).await {
+                Ok((Ok(()), mut fds)) if fds.len() == 1 => fresh.push(fds.remove(0)),
+                Ok((Ok(()), fds)) => {
+                    tracing::warn!("keyd gave {} signing sockets for one", fds.len());
+                    drop(fds);
                 }
-                Ok((other, _)) => tracing::warn!("keyd gave no signing socket: {other:?}"),
+                Ok((Err(refused), _)) => tracing::warn!("keyd gave no signing socket: {refused}"),
                 Err(e) => tracing::warn!("keyd gave no signing socket: {e}"),
             }
         }
@@ -61,8 +63,7 @@ impl KeydSigner {
                 let Some(client) = keyd.current() else {
                     return;
                 };
-                if let Ok((key::Response::SignerOpened, mut fds)) =
-                    client.call(&key::Request::OpenSigner, Vec::new()).await
+                if let Ok((Ok(()), mut fds)) = client.call(key::OpenSigner {}, Vec::new()).await
                     && fds.len() == 1
                 {
                     sockets
@@ -87,11 +88,12 @@ impl KeydSigner {
     }
 
     /// One signature, synchronously. Call from a runtime worker (rustls) or a blocking thread.
-    pub fn sign(&self, request: &key::Request) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, request: key::SignTls) -> Result<Vec<u8>, String> {
         let in_runtime = tokio::runtime::Handle::try_current().is_ok();
         // `block_in_place` first hands this worker's queued tasks to another thread: keyd may
         // be a task of this very runtime (single-process mode) and must not wait behind us.
-        let block = |f: &mut dyn FnMut() -> Result<key::Response, String>| {
+        type Answer = <key::SignTls as ipc::rpc::Call>::Answer;
+        let block = |f: &mut dyn FnMut() -> Result<Answer, String>| {
             if in_runtime {
                 tokio::task::block_in_place(f)
             } else {
@@ -104,15 +106,15 @@ impl KeydSigner {
                 // The socket is served by a thread of keyd's own (never a task of this
                 // runtime), so a quick answer is waited for right here; only a slow one (keyd
                 // busy or stopped) hands this worker's tasks to another thread first.
-                let answer = ipc::blocking::send_request::<KeyService>(fd.as_fd(), request)
+                let answer = ipc::blocking::send_request(fd.as_fd(), request)
                     .and_then(|()| {
                         let started = std::time::Instant::now();
                         if ipc::blocking::answered_within(fd.as_fd(), QUICK) {
-                            ipc::blocking::wait_answer::<KeyService>(fd.as_fd(), SIGN_TIMEOUT)
+                            ipc::blocking::wait_answer::<key::SignTls>(fd.as_fd(), SIGN_TIMEOUT)
                         } else {
                             let left = SIGN_TIMEOUT.saturating_sub(started.elapsed());
                             let mut wait = || {
-                                ipc::blocking::wait_answer::<KeyService>(fd.as_fd(), left)
+                                ipc::blocking::wait_answer::<key::SignTls>(fd.as_fd(), left)
                                     .map_err(|e| e.to_string())
                             };
                             block(&mut wait).map_err(ipc::ChannelError::Protocol)
@@ -132,21 +134,26 @@ impl KeydSigner {
             // All signing sockets busy: the shared link.
             None => {
                 let client = self.keyd.current().ok_or("keyd is not reachable")?;
-                let call = || async {
-                    tokio::time::timeout(SIGN_TIMEOUT, client.call(request, Vec::new())).await
+                let mut request = Some(request);
+                let mut call = || {
+                    let request = request.take();
+                    let client = client.clone();
+                    async move {
+                        let request = request.ok_or(ipc::ChannelError::Closed)?;
+                        match tokio::time::timeout(SIGN_TIMEOUT, client.ask(request)).await {
+                            Ok(answer) => answer.map(Some),
+                            Err(_) => Ok(None),
+                        }
+                    }
                 };
                 block(&mut || match self.runtime.block_on(call()) {
-                    Ok(Ok((answer, _))) => Ok(answer),
-                    Ok(Err(e)) => Err(format!("keyd: {e}")),
-                    Err(_) => Err(format!("keyd did not sign within {SIGN_TIMEOUT:?}")),
+                    Ok(Some(answer)) => Ok(answer),
+                    Err(e) => Err(format!("keyd: {e}")),
+                    Ok(None) => Err(format!("keyd did not sign within {SIGN_TIMEOUT:?}")),
                 })
             }
         }?;
-        match answer {
-            key::Response::Signature(sig) => Ok(sig),
-            key::Response::Refused(why) => Err(format!("keyd refused: {why}")),
-            other => Err(format!("keyd: {other:?}")),
-        }
+        answer.map_err(|why| format!("keyd refused: {why}"))
     }
 }
 
@@ -213,12 +220,12 @@ impl Signer for RemoteSigner {
     /// rustls signs synchronously: one blocking round trip to keyd, bounded by
     /// [`SIGN_TIMEOUT`].
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        let request = key::Request::SignTls {
+        let request = key::SignTls {
             key: self.name.clone(),
             scheme: u16::from(self.scheme),
             message: message.to_vec(),
         };
-        self.signer.sign(&request).map_err(rustls::Error::General)
+        self.signer.sign(request).map_err(rustls::Error::General)
     }
 
     fn scheme(&self) -> SignatureScheme {

@@ -45,13 +45,18 @@ async fn storaged_stand_in() -> Peers {
         tokio_util::task::TaskTracker::new(),
         ipc::Reporter::detached(),
         |_peer, incoming: ipc::rpc::Incoming<StoreService>| async move {
-            let response = match incoming.request {
-                store::Request::SessionOwnsAddress { ticket, address } => {
-                    store::Response::Owns(ticket == ALICE && address == "alice@example.org")
+            use ipc::rpc::Call;
+            let answer = match incoming.request {
+                store::Request::SessionOwnsAddress(store::SessionOwnsAddress {
+                    ticket,
+                    address,
+                }) => {
+                    let owns = ticket == ALICE && address == "alice@example.org";
+                    store::SessionOwnsAddress::reply(&Ok(owns), Vec::new())
                 }
                 other => panic!("keyd asked storaged {other:?}"),
             };
-            incoming.reply.send(&response, Vec::new()).await.unwrap();
+            incoming.reply.send(answer).await.unwrap();
         },
         |_| {},
     ));
@@ -265,16 +270,18 @@ async fn messages_signed_through_keyd_carry_its_expiry_and_verify_with_dkimpy() 
 /// What keyd answers `client` for `message` signed with key rsa1, for `ticket`.
 async fn refusal(client: &Client<KeyService>, ticket: Option<Ticket>, message: &str) -> String {
     let canonical = keyclient::dkim::canonicalize(message.as_bytes()).unwrap();
-    let request = key::Request::SignDkim(key::DkimRequest {
-        ticket,
-        domain: "example.org".into(),
-        selector: "rsa1".into(),
-        signed: canonical.signed,
-        headers: canonical.headers,
-        body_hash: canonical.body_hash,
-    });
-    match client.call(&request, Vec::new()).await.unwrap().0 {
-        key::Response::Refused(why) => why,
+    let request = key::SignDkim {
+        request: key::DkimRequest {
+            ticket,
+            domain: "example.org".into(),
+            selector: "rsa1".into(),
+            signed: canonical.signed,
+            headers: canonical.headers,
+            body_hash: canonical.body_hash,
+        },
+    };
+    match client.ask(request).await.unwrap() {
+        Err(why) => why.0,
         other => panic!("signed: {other:?}"),
     }
 }
@@ -316,18 +323,18 @@ async fn keyd_signs_only_for_addresses_the_session_owns_in_the_keys_domain() {
     // queued has no session: only the domain's own system senders.
     let postmaster = from("Mail Delivery System <postmaster@example.org>");
     let canonical = keyclient::dkim::canonicalize(postmaster.as_bytes()).unwrap();
-    let request = key::Request::SignDkim(key::DkimRequest {
-        ticket: None,
-        domain: "example.org".into(),
-        selector: "rsa1".into(),
-        signed: canonical.signed,
-        headers: canonical.headers,
-        body_hash: canonical.body_hash,
-    });
-    assert!(matches!(
-        keyd.queued.call(&request, Vec::new()).await.unwrap().0,
-        key::Response::DkimSignature(_)
-    ));
+    let request = key::SignDkim {
+        request: key::DkimRequest {
+            ticket: None,
+            domain: "example.org".into(),
+            selector: "rsa1".into(),
+            signed: canonical.signed,
+            headers: canonical.headers,
+            body_hash: canonical.body_hash,
+        },
+    };
+    let signed = keyd.queued.ask(request).await.unwrap();
+    assert!(signed.is_ok(), "{signed:?}");
     let why = refusal(&keyd.queued, None, MESSAGE).await;
     assert!(why.contains("postmaster@ or mailer-daemon@"), "{why}");
     let why = refusal(&keyd.queued, Some(ALICE), &postmaster).await;
@@ -338,46 +345,38 @@ async fn keyd_signs_only_for_addresses_the_session_owns_in_the_keys_domain() {
 async fn keyd_refuses_arbitrary_bytes_and_links_that_may_not_sign_mail() {
     let keyd = keyd().await;
     let smtpd = keyd.smtpd.keyd.wait().await;
-    let ask = |headers: &[u8]| {
-        key::Request::SignDkim(key::DkimRequest {
+    let ask = |headers: &[u8]| key::SignDkim {
+        request: key::DkimRequest {
             ticket: Some(ALICE),
             domain: "example.org".into(),
             selector: "rsa1".into(),
             signed: vec!["from".into(), "from".into()],
             headers: headers.to_vec(),
             body_hash: vec![0; 32],
-        })
+        },
     };
-    let refused = |r: (key::Response, Vec<ipc::Handle>)| match r.0 {
-        key::Response::Refused(why) => why,
-        other => panic!("signed: {other:?}"),
-    };
-    let why = refused(
-        smtpd
-            .call(&ask(b"arbitrary bytes to sign"), Vec::new())
-            .await
-            .unwrap(),
-    );
+    fn refused<T: std::fmt::Debug>(r: Result<T, key::Refused>) -> String {
+        match r {
+            Err(why) => why.0,
+            other => panic!("signed: {other:?}"),
+        }
+    }
+    let why = refused(smtpd.ask(ask(b"arbitrary bytes to sign")).await.unwrap());
     assert!(why.contains("not relaxed-canonicalized"), "{why}");
     let good = b"from:alice@example.org\r\n";
-    assert!(matches!(
-        smtpd.call(&ask(good), Vec::new()).await.unwrap().0,
-        key::Response::DkimSignature(_)
-    ));
+    let signed = smtpd.ask(ask(good)).await.unwrap();
+    assert!(signed.is_ok(), "{signed:?}");
     // The MX process takes mail from the internet: it may never sign any.
-    let why = refused(keyd.mx.call(&ask(good), Vec::new()).await.unwrap());
+    let why = refused(keyd.mx.ask(ask(good)).await.unwrap());
     assert!(why.contains("not permitted"), "{why}");
     // imapd serves TLS but never sends mail: no DKIM signatures, no DKIM keys.
-    let why = refused(keyd.imapd.call(&ask(good), Vec::new()).await.unwrap());
+    let why = refused(keyd.imapd.ask(ask(good)).await.unwrap());
     assert!(why.contains("not permitted"), "{why}");
     let why = refused(
         keyd.imapd
-            .call(
-                &key::Request::DkimKeys {
-                    domain: "example.org".into(),
-                },
-                Vec::new(),
-            )
+            .ask(key::DkimKeys {
+                domain: "example.org".into(),
+            })
             .await
             .unwrap(),
     );

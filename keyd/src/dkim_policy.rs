@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use ipc::Role;
 use ipc::context::PeerSlot;
 use ipc::msg::auth::Ticket;
-use ipc::msg::key::{DkimRequest, Response};
+use ipc::msg::key::{DkimRequest, Refused};
 use ipc::msg::store::{self, StoreService};
 
 use crate::dkim_sign::{DkimError, Prepared};
@@ -47,16 +47,16 @@ impl DkimPolicy {
         keys: &RwLock<KeyStore>,
         peer: Role,
         request: DkimRequest,
-    ) -> Response {
+    ) -> Result<String, Refused> {
         let what = format!(
             "a DKIM signature for {} (selector {})",
             request.domain, request.selector
         );
         match self.check_and_sign(keys, peer, request).await {
-            Ok(field) => Response::DkimSignature(field),
+            Ok(field) => Ok(field),
             Err(e) => {
                 tracing::warn!("{what}: {e}; refused");
-                Response::Refused(e.to_string())
+                Err(Refused(e.to_string()))
             }
         }
     }
@@ -113,14 +113,14 @@ impl DkimPolicy {
             .storaged
             .current()
             .ok_or_else(|| DkimError::Unavailable("storaged is not reachable".into()))?;
-        let request = store::Request::SessionOwnsAddress {
+        let request = store::SessionOwnsAddress {
             ticket,
             address: address.clone(),
         };
-        match tokio::time::timeout(ASK_TIMEOUT, storaged.call(&request, Vec::new())).await {
-            Ok(Ok((store::Response::Owns(true), _))) => Ok(()),
-            Ok(Ok((store::Response::Owns(false), _))) => Err(DkimError::NotOwned(address)),
-            Ok(Ok((other, _))) => Err(DkimError::Unavailable(format!("storaged: {other:?}"))),
+        match tokio::time::timeout(ASK_TIMEOUT, storaged.ask(request)).await {
+            Ok(Ok(Ok(true))) => Ok(()),
+            Ok(Ok(Ok(false))) => Err(DkimError::NotOwned(address)),
+            Ok(Ok(Err(refused))) => Err(DkimError::Unavailable(format!("storaged: {refused}"))),
             Ok(Err(e)) => Err(DkimError::Unavailable(format!("storaged: {e}"))),
             Err(_) => Err(DkimError::Unavailable("storaged did not answer".into())),
         }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use ipc::Role;
-use ipc::msg::key::{Certificate, Event, KeyService, Request, Response};
+use ipc::msg::key::{self as msg, Certificate, DkimKey, Event, KeyService, Refused, Request};
+use ipc::rpc::{Answer, Call, Named};
 use ipc::rpc::{EventSender, Incoming};
 use rustls::SignatureScheme;
 
@@ -64,9 +65,9 @@ fn permitted(peer: Role, request: &Request) -> bool {
     // sender first). Never the MX instance: mail from the internet is not ours to sign.
     let dkim = matches!(peer, Role::Submission | Role::Queued);
     match request {
-        Request::Certificates | Request::SignTls { .. } => tls,
-        Request::OpenSigner => tls || dkim,
-        Request::SignDkim(_) | Request::DkimKeys { .. } => dkim,
+        Request::Certificates(_) | Request::SignTls(_) => tls,
+        Request::OpenSigner(_) => tls || dkim,
+        Request::SignDkim(_) | Request::DkimKeys(_) => dkim,
     }
 }
 
@@ -144,58 +145,56 @@ impl Keyd {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let (response, fds) = if permitted(peer, &request) {
+        let answer = if permitted(peer, &request) {
             match request {
-                Request::OpenSigner => self.open_signer(peer),
-                Request::Certificates => {
-                    self.subscribe(reply.events());
-                    (Response::Certificates(self.certificates()), Vec::new())
+                Request::OpenSigner(_) => {
+                    let (answer, fds) = self.open_signer(peer);
+                    msg::OpenSigner::reply(&answer, fds)
                 }
-                other => (self.answer(peer, other).await, Vec::new()),
+                Request::Certificates(_) => {
+                    self.subscribe(reply.events());
+                    msg::Certificates::reply_or(&Ok(self.certificates()), Vec::new(), || {
+                        Err(Refused("the answer is too large for one message".into()))
+                    })
+                }
+                other => self.answer(peer, other).await,
             }
         } else {
-            tracing::warn!("refused {}: not permitted on this link", kind(&request));
-            (
-                Response::Refused("not permitted on this link".into()),
-                Vec::new(),
-            )
+            tracing::warn!("refused {}: not permitted on this link", request.name());
+            request.refuse(Refused("not permitted on this link".into()))
         };
-        let too_large = || Response::Refused("the answer is too large for one message".into());
-        if let Err(e) = reply.send_or(&response, fds, too_large).await {
+        if let Err(e) = reply.send(answer).await {
             tracing::warn!("answering: {e}");
         }
     }
 
     /// A socket of `peer`'s own for blocking signatures, served with the same rights.
-    fn open_signer(self: Arc<Self>, peer: Role) -> (Response, Vec<ipc::Handle>) {
+    fn open_signer(self: Arc<Self>, peer: Role) -> (Result<(), Refused>, Vec<ipc::Handle>) {
         {
             let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
             let count = signers.entry(peer).or_insert(0);
             if *count >= MAX_SIGNERS {
-                return (
-                    Response::Refused("too many signing sockets".into()),
-                    Vec::new(),
-                );
+                return (Err(Refused("too many signing sockets".into())), Vec::new());
             }
             *count += 1;
         }
         let (ours, theirs) = match ipc::transport::socket_pair() {
             Ok(pair) => pair,
-            Err(e) => return (Response::Refused(e.to_string()), Vec::new()),
+            Err(e) => return (Err(Refused(e.to_string())), Vec::new()),
         };
         // A thread of its own, blocking on the socket: a signature is then one wakeup of one
         // thread, with no async scheduling between the socket and the key.
         let this = self.clone();
-        // In the span of the request that opened it: its lines name the link.
         let spawned = std::thread::Builder::new()
             .name(format!("signer-{peer}"))
+            // In the span of the request that opened it: its lines name the link.
             .spawn(ipc::span::in_current_span(move || {
                 let served = ipc::blocking::serve::<KeyService>(ours, |request| {
                     if permitted(peer, &request) {
                         this.answer_now(peer, request)
                     } else {
-                        tracing::warn!("refused {} on a signing socket", kind(&request));
-                        Response::Refused("not permitted on this link".into())
+                        tracing::warn!("refused {} on a signing socket", request.name());
+                        request.refuse(Refused("not permitted on this link".into()))
                     }
                 });
                 if let Err(e) = served {
@@ -211,66 +210,92 @@ impl Keyd {
             if let Some(count) = signers.get_mut(&peer) {
                 *count = count.saturating_sub(1);
             }
-            return (
-                Response::Refused(format!("no signing thread: {e}")),
-                Vec::new(),
-            );
+            return (Err(Refused(format!("no signing thread: {e}"))), Vec::new());
         }
-        (Response::SignerOpened, vec![theirs])
+        (Ok(()), vec![theirs])
     }
 
     /// Answers on the async link: TLS signatures on the asking role's own workers (never in a
     /// queue shared with other roles), DKIM signatures after storaged vouched for the sender,
     /// the rest inline.
-    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Response {
-        if let Request::SignTls { .. } = request {
-            let lane = self.lanes.lane(peer);
-            return lane
-                .on_worker(move || self.answer_now(peer, request))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!("a TLS signature: {e}; refused");
-                    Response::Refused(e.to_string())
-                });
-        }
-        if let Request::SignDkim(request) = request {
-            if !self.within_rate(peer) {
-                return Response::Refused("too many signatures; slow down".into());
+    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Answer<KeyService> {
+        match request {
+            Request::SignTls(sign) => {
+                let lane = self.lanes.lane(peer);
+                let signature = lane
+                    .on_worker(move || self.sign_tls(peer, sign))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("a TLS signature: {e}; refused");
+                        Err(Refused(e.to_string()))
+                    });
+                msg::SignTls::reply(&signature, Vec::new())
             }
-            return self.dkim.sign(&self.keys, peer, request).await;
+            Request::SignDkim(msg::SignDkim { request }) => {
+                let field = if self.within_rate(peer) {
+                    self.dkim.sign(&self.keys, peer, request).await
+                } else {
+                    Err(Refused("too many signatures; slow down".into()))
+                };
+                msg::SignDkim::reply(&field, Vec::new())
+            }
+            other => self.answer_now(peer, other),
         }
-        self.answer_now(peer, request)
     }
 
     /// Answers a request of `peer` (already known to be permitted) on this thread.
-    fn answer_now(&self, peer: Role, request: Request) -> Response {
+    fn answer_now(&self, peer: Role, request: Request) -> Answer<KeyService> {
         match request {
-            Request::OpenSigner => Response::Refused("signers are opened on the main link".into()),
-            Request::Certificates => Response::Certificates(self.certificates()),
-            Request::DkimKeys { domain } => {
-                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-                Response::DkimKeys(
-                    crate::dkim::list(&read(&self.keys))
-                        .into_iter()
-                        .filter(|k| k.domain == domain)
-                        .collect(),
-                )
+            Request::OpenSigner(_) => msg::OpenSigner::reply(
+                &Err(Refused("signers are opened on the main link".into())),
+                Vec::new(),
+            ),
+            Request::Certificates(_) => {
+                msg::Certificates::reply_or(&Ok(self.certificates()), Vec::new(), || {
+                    Err(Refused("the answer is too large for one message".into()))
+                })
+            }
+            Request::DkimKeys(msg::DkimKeys { domain }) => {
+                msg::DkimKeys::reply(&Ok(self.dkim_keys(&domain)), Vec::new())
             }
             // It may wait for storaged: served on the async link only.
-            Request::SignDkim(_) => Response::Refused(
-                "DKIM signatures are asked on the link, not a signing socket".into(),
+            Request::SignDkim(_) => msg::SignDkim::reply(
+                &Err(Refused(
+                    "DKIM signatures are asked on the link, not a signing socket".into(),
+                )),
+                Vec::new(),
             ),
-            Request::SignTls {
-                key,
-                scheme,
-                message,
-            } => {
+            Request::SignTls(sign) => msg::SignTls::reply(&self.sign_tls(peer, sign), Vec::new()),
+        }
+    }
+
+    /// The DKIM keys of `domain`, public parts.
+    fn dkim_keys(&self, domain: &str) -> Vec<DkimKey> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        crate::dkim::list(&read(&self.keys))
+            .into_iter()
+            .filter(|k| k.domain == domain)
+            .collect()
+    }
+
+    /// A TLS handshake signature of `peer` (already known to be permitted), on this thread.
+    fn sign_tls(
+        &self,
+        peer: Role,
+        msg::SignTls {
+            key,
+            scheme,
+            message,
+        }: msg::SignTls,
+    ) -> Result<Vec<u8>, Refused> {
+        {
+            {
                 if let Err(e) = crate::shape::classify(&message) {
                     tracing::warn!(
                         "asked to sign {} bytes with {key}: {e}; refused",
                         message.len()
                     );
-                    return Response::Refused(e.to_string());
+                    return Err(Refused(e.to_string()));
                 }
                 let signing_key = {
                     let keys = read(&self.keys);
@@ -282,18 +307,18 @@ impl Keyd {
                         .and_then(|c| c.signing_key(&keys))
                 };
                 let Some(signing_key) = signing_key else {
-                    return Response::Refused(format!("no certificate key `{key}`"));
+                    return Err(Refused(format!("no certificate key `{key}`")));
                 };
                 if !self.within_rate(peer) {
-                    return Response::Refused("too many signatures; slow down".into());
+                    return Err(Refused("too many signatures; slow down".into()));
                 }
                 let lane = self.lanes.lane(peer);
                 match lane.sign_here(|| signing_key.sign(SignatureScheme::from(scheme), &message)) {
-                    Ok(Ok(signature)) => Response::Signature(signature),
-                    Ok(Err(e)) => Response::Refused(e.to_string()),
+                    Ok(Ok(signature)) => Ok(signature),
+                    Ok(Err(e)) => Err(Refused(e.to_string())),
                     Err(busy) => {
                         tracing::warn!("a TLS signature: {busy}; refused");
-                        Response::Refused(busy.to_string())
+                        Err(Refused(busy.to_string()))
                     }
                 }
             }
@@ -399,16 +424,6 @@ impl Keyd {
         };
         self.replace_certificates(certs).await;
         Ok(ipc::msg::key::AdminReply::Tls(status))
-    }
-}
-
-fn kind(r: &Request) -> &'static str {
-    match r {
-        Request::SignDkim(_) => "a DKIM signature",
-        Request::DkimKeys { .. } => "DKIM keys",
-        Request::Certificates => "certificates",
-        Request::SignTls { .. } => "a TLS signature",
-        Request::OpenSigner => "a signing socket",
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc::msg::key::{KeyService, Request, Response};
+use ipc::msg::key::{self, KeyService, Refused};
+use ipc::rpc::Call;
 use ipc::rpc::Client;
 use ipc::{Link, Role};
 use keyd::lanes::Limits;
@@ -94,25 +95,26 @@ async fn start(limits: Limits, roles: &[Role]) -> Harness {
 }
 
 impl Harness {
-    async fn call(&self, role: Role, request: &Request) -> Response {
-        self.links[&role].call(request, Vec::new()).await.unwrap().0
+    async fn call<C: Call<Service = KeyService> + Clone>(
+        &self,
+        role: Role,
+        request: &C,
+    ) -> C::Answer {
+        self.links[&role].ask(request.clone()).await.unwrap()
     }
 
     /// A signing socket of `role`'s own.
     async fn signer(&self, role: Role) -> OwnedFd {
-        match self.links[&role]
-            .call(&Request::OpenSigner, Vec::new())
-            .await
-        {
-            Ok((Response::SignerOpened, mut fds)) if fds.len() == 1 => fds.remove(0),
+        match self.links[&role].call(key::OpenSigner {}, Vec::new()).await {
+            Ok((Ok(()), mut fds)) if fds.len() == 1 => fds.remove(0),
             other => panic!("{role}: no signing socket: {other:?}"),
         }
     }
 }
 
 /// One signature on a signing socket, as keyclient asks for it.
-fn sign_on(fd: &OwnedFd, request: &Request) -> Response {
-    ipc::blocking::call::<KeyService>(fd.as_fd(), request, CLIENT_TIMEOUT).unwrap()
+fn sign_on(fd: &OwnedFd, request: &key::SignTls) -> Result<Vec<u8>, Refused> {
+    ipc::blocking::call(fd.as_fd(), request.clone(), CLIENT_TIMEOUT).unwrap()
 }
 
 /// A TLS 1.3 server CertificateVerify input with a SHA-256 transcript hash.
@@ -123,8 +125,8 @@ fn certificate_verify() -> Vec<u8> {
     m
 }
 
-fn sign_tls(key: &str, scheme: u16, message: Vec<u8>) -> Request {
-    Request::SignTls {
+fn sign_tls(key: &str, scheme: u16, message: Vec<u8>) -> key::SignTls {
+    key::SignTls {
         key: key.into(),
         scheme,
         message,
@@ -133,16 +135,13 @@ fn sign_tls(key: &str, scheme: u16, message: Vec<u8>) -> Request {
 
 /// `r` is a signature of `request`'s message, with its scheme, that the public key of the
 /// requested key's certificate verifies.
-fn is_signature(leaves: &Leaves, request: &Request, r: &Response) -> bool {
-    let (
-        Request::SignTls {
-            key,
-            scheme,
-            message,
-        },
-        Response::Signature(signature),
-    ) = (request, r)
-    else {
+fn is_signature(leaves: &Leaves, request: &key::SignTls, r: &Result<Vec<u8>, Refused>) -> bool {
+    let key::SignTls {
+        key,
+        scheme,
+        message,
+    } = request;
+    let Ok(signature) = r else {
         return false;
     };
     let (_, cert) = x509_parser::parse_x509_certificate(&leaves[key]).unwrap();
@@ -178,25 +177,21 @@ async fn tls_signing_is_refused_to_roles_that_serve_no_tls() {
         "the input is signable"
     );
     for role in [Role::Storaged, Role::Authd, Role::Queued] {
-        for request in [good.clone(), Request::Certificates] {
-            assert!(
-                matches!(h.call(role, &request).await, Response::Refused(_)),
-                "{role}: {request:?}"
-            );
-        }
+        assert!(h.call(role, &good).await.is_err(), "{role}: {good:?}");
+        assert!(
+            h.call(role, &key::Certificates {}).await.is_err(),
+            "{role}: certificates"
+        );
     }
     for role in [Role::Storaged, Role::Authd] {
         assert!(
-            matches!(
-                h.call(role, &Request::OpenSigner).await,
-                Response::Refused(_)
-            ),
+            h.call(role, &key::OpenSigner {}).await.is_err(),
             "{role} gets no signing socket"
         );
     }
     // queued signs DKIM on its signing socket, never TLS.
     let queued = h.signer(Role::Queued).await;
-    assert!(matches!(sign_on(&queued, &good), Response::Refused(_)));
+    assert!(sign_on(&queued, &good).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,11 +218,11 @@ async fn inputs_not_shaped_like_a_handshake_are_refused_on_both_paths() {
         for (key, scheme) in [(&h.ecdsa, ECDSA_P256_SHA256), (&h.rsa, RSA_PSS_SHA256)] {
             let request = sign_tls(key, scheme, message.clone());
             assert!(
-                matches!(h.call(Role::Smtpd, &request).await, Response::Refused(_)),
+                h.call(Role::Smtpd, &request).await.is_err(),
                 "async link: {message:?}"
             );
             assert!(
-                matches!(sign_on(&signer, &request), Response::Refused(_)),
+                sign_on(&signer, &request).is_err(),
                 "signing socket: {message:?}"
             );
         }
@@ -261,7 +256,7 @@ async fn the_signing_budget_holds_per_role_across_its_links() {
     for answer in [h.call(Role::Smtpd, &good).await, sign_on(&signer, &good)] {
         assert_eq!(
             answer,
-            Response::Refused("too many signatures; slow down".into())
+            Err(Refused("too many signatures; slow down".into()))
         );
     }
     assert!(
@@ -289,8 +284,7 @@ async fn a_flooding_role_does_not_hold_up_another_roles_signatures() {
         flooders.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 // A flooding smtpd may wait past its own timeout: that is its loss.
-                let answer =
-                    ipc::blocking::call::<KeyService>(fd.as_fd(), &request, CLIENT_TIMEOUT);
+                let answer = ipc::blocking::call(fd.as_fd(), request.clone(), CLIENT_TIMEOUT);
                 if answer.is_ok_and(|a| is_signature(&leaves, &request, &a)) {
                     flooded.fetch_add(1, Ordering::Relaxed);
                 }
@@ -301,7 +295,7 @@ async fn a_flooding_role_does_not_hold_up_another_roles_signatures() {
         let (h, request, stop) = (h.clone(), request.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                h.call(Role::Smtpd, &request).await;
+                let _ = h.call(Role::Smtpd, &request).await;
             }
         });
     }

@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use ipc::Role;
 use ipc::context::PeerSlot;
 use ipc::msg::auth::Ticket;
-use ipc::msg::queue::{Admin, AdminReply, QueueService, Request, Response};
+use ipc::msg::queue::{
+    self as msg, Admin, AdminReply, FileId, QueueId, QueueService, Refused, Request,
+};
 use ipc::msg::store::{self, StoreService};
-use ipc::rpc::Incoming;
+use ipc::rpc::{Answer, Call, Incoming};
 use ipc::space::FreeSpace;
 
 use tracing::Instrument;
@@ -89,17 +91,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn failed(temporary: bool, message: impl Into<String>) -> Response {
-    Response::Failed {
+fn failed(temporary: bool, message: impl Into<String>) -> Refused {
+    Refused::Failed {
         temporary,
         message: message.into(),
     }
 }
 
-fn no_space(message: impl Into<String>) -> Response {
+fn no_space(message: impl Into<String>) -> Refused {
     let message = message.into();
     tracing::warn!("refused for lack of space: {message}");
-    Response::InsufficientStorage { message }
+    Refused::InsufficientStorage { message }
 }
 
 impl Queued {
@@ -133,182 +135,213 @@ impl Queued {
             fds,
         } = incoming;
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let (response, fds) = if peer != Role::Submission {
+        let answer = if peer != Role::Submission {
             tracing::warn!("refused a request: not permitted on this link");
-            (failed(false, "not permitted on this link"), Vec::new())
+            request.refuse(failed(false, "not permitted on this link"))
         } else {
             self.answer(peer, request).await
         };
-        if let Err(e) = reply.send(&response, fds).await {
+        if let Err(e) = reply.send(answer).await {
             tracing::warn!("answering: {e}");
         }
     }
 
-    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> (Response, Vec<ipc::Handle>) {
+    async fn answer(self: Arc<Self>, peer: Role, request: Request) -> Answer<QueueService> {
         match request {
-            Request::OpenMessage => {
-                if lock(&self.open).keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN {
-                    return (failed(true, "too many open messages"), Vec::new());
-                }
-                if let Err(short) = self.space.check(0) {
-                    return (no_space(short.to_string()), Vec::new());
-                }
-                let (files, held) = self.open_bytes(peer);
-                if files > 0 && held.saturating_add(self.file_limit) > self.max_open_per_peer {
-                    let why = format!(
-                        "{peer}'s {files} open messages may hold {held} bytes; one more would \
+            Request::OpenMessage(_) => match self.open_message(peer) {
+                Ok((file, fd)) => msg::OpenMessage::reply(&Ok(file), vec![fd]),
+                Err(refused) => msg::OpenMessage::reply(&Err(refused), Vec::new()),
+            },
+            Request::Abort(msg::Abort { file }) => {
+                self.abort(peer, file);
+                msg::Abort::reply(&Ok(()), Vec::new())
+            }
+            Request::Release(msg::Release { id }) => {
+                msg::Release::reply(&self.release(peer, id.0).await, Vec::new())
+            }
+            Request::Discard(msg::Discard { id }) => {
+                let Some((admitted, _)) = lock(&self.held).messages.remove(&(peer, id.0)) else {
+                    let refused = failed(false, format!("no held message {id}"));
+                    return msg::Discard::reply(&Err(refused), Vec::new());
+                };
+                self.clone().discard(id.0, admitted).await;
+                msg::Discard::reply(&Ok(()), Vec::new())
+            }
+            Request::Enqueue(enqueue) => {
+                msg::Enqueue::reply(&self.enqueue(peer, enqueue).await, Vec::new())
+            }
+        }
+    }
+
+    /// Forgets temporary file `file` of `peer`.
+    fn abort(&self, peer: Role, file: FileId) {
+        lock(&self.open).remove(&(peer, file.0));
+    }
+
+    /// A temporary file for `peer` to write a message into.
+    fn open_message(&self, peer: Role) -> Result<(FileId, std::os::fd::OwnedFd), Refused> {
+        {
+            if lock(&self.open).keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN {
+                return Err(failed(true, "too many open messages"));
+            }
+            if let Err(short) = self.space.check(0) {
+                return Err(no_space(short.to_string()));
+            }
+            let (files, held) = self.open_bytes(peer);
+            if files > 0 && held.saturating_add(self.file_limit) > self.max_open_per_peer {
+                let why = format!(
+                    "{peer}'s {files} open messages may hold {held} bytes; one more would \
                          pass what it may hold ({}, each counting at least {})",
-                        self.max_open_per_peer, self.file_limit
+                    self.max_open_per_peer, self.file_limit
+                );
+                return Err(no_space(why));
+            }
+            let file = match self.queue.temp_file() {
+                Ok(f) => f,
+                Err(e) => return Err(failed(true, e)),
+            };
+            let theirs = match file.try_clone() {
+                Ok(f) => std::os::fd::OwnedFd::from(f),
+                Err(e) => return Err(failed(true, e.to_string())),
+            };
+            let id = self.next_file.fetch_add(1, Ordering::Relaxed);
+            lock(&self.open).insert((peer, id), file);
+            Ok((FileId(id), theirs))
+        }
+    }
+
+    /// Lets held message `id` of `peer` go.
+    async fn release(self: Arc<Self>, peer: Role, id: u64) -> Result<(), Refused> {
+        {
+            let Some((admitted, _)) = lock(&self.held).messages.remove(&(peer, id)) else {
+                return Err(failed(false, format!("no held message {id}")));
+            };
+            let this = self.clone();
+            match ipc::span::spawn_blocking(move || this.queue.release(id)).await {
+                Ok(Ok(())) => {
+                    drop(admitted);
+                    tracing::info!("released {id}");
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    // Its state on disk is unknown: it stays held, and goes at start.
+                    tracing::error!("releasing {id}: {e}");
+                    Err(failed(true, e))
+                }
+                Err(e) => Err(failed(true, format!("release task: {e}"))),
+            }
+        }
+    }
+
+    /// Queues the message `peer` wrote, once it is durable.
+    async fn enqueue(
+        self: Arc<Self>,
+        peer: Role,
+        msg::Enqueue {
+            file,
+            ticket,
+            envelope,
+            prepend,
+            held,
+        }: msg::Enqueue,
+    ) -> Result<QueueId, Refused> {
+        let file = file.0;
+        {
+            let generation = lock(&self.held)
+                .links_closed
+                .get(&peer)
+                .copied()
+                .unwrap_or(0);
+            let Some(mut src) = lock(&self.open).remove(&(peer, file)) else {
+                return Err(failed(false, format!("no open message {file}")));
+            };
+            if envelope.recipients.is_empty() {
+                return Err(failed(false, "no recipients"));
+            }
+            // Its copy must leave the floor free.
+            let need = src.metadata().map_or(0, |m| m.len()) + prepend.len() as u64;
+            if let Err(short) = self.space.check(need) {
+                return Err(no_space(short.to_string()));
+            }
+            let account = match self.account_of(ticket).await {
+                Ok(account) => account,
+                Err(refused) => return Err(refused),
+            };
+            let envelope = envelope.for_account(account);
+            let admitted = match self
+                .limits
+                .admit(&envelope.account, &envelope.recipients, now())
+            {
+                Ok(a) => a,
+                Err(over) => {
+                    tracing::warn!(
+                        "{} reached {} = {}: message refused",
+                        envelope.account,
+                        over.setting,
+                        over.limit
                     );
-                    return (no_space(why), Vec::new());
+                    return Err(Refused::OverLimit {
+                        setting: over.setting.to_string(),
+                        limit: over.limit,
+                        retry_after_secs: over.retry_after_secs,
+                    });
                 }
-                let file = match self.queue.temp_file() {
-                    Ok(f) => f,
-                    Err(e) => return (failed(true, e), Vec::new()),
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let this = self.clone();
+            let done = ipc::span::spawn_blocking(move || {
+                let mut record = Record {
+                    envelope,
+                    prepend,
+                    size: 0,
+                    queued_at: now(),
+                    attempts: 0,
+                    last_error: None,
+                    held,
                 };
-                let theirs = match file.try_clone() {
-                    Ok(f) => std::os::fd::OwnedFd::from(f),
-                    Err(e) => return (failed(true, e.to_string()), Vec::new()),
-                };
-                let id = self.next_file.fetch_add(1, Ordering::Relaxed);
-                lock(&self.open).insert((peer, id), file);
-                (Response::Opened { file: id }, vec![theirs])
-            }
-            Request::Abort { file } => {
-                lock(&self.open).remove(&(peer, file));
-                (Response::Done, Vec::new())
-            }
-            Request::Release { id } => {
-                let Some((admitted, _)) = lock(&self.held).messages.remove(&(peer, id)) else {
-                    return (failed(false, format!("no held message {id}")), Vec::new());
-                };
-                let this = self.clone();
-                match ipc::span::spawn_blocking(move || this.queue.release(id)).await {
-                    Ok(Ok(())) => {
-                        drop(admitted);
-                        tracing::info!("released {id}");
-                        (Response::Done, Vec::new())
-                    }
-                    Ok(Err(e)) => {
-                        // Its state on disk is unknown: it stays held, and goes at start.
-                        tracing::error!("releasing {id}: {e}");
-                        (failed(true, e), Vec::new())
-                    }
-                    Err(e) => (failed(true, format!("release task: {e}")), Vec::new()),
+                if let Err(e) = this.queue.enqueue(id, &mut src, &mut record) {
+                    this.limits.rollback(&admitted);
+                    return Err(e);
                 }
-            }
-            Request::Discard { id } => {
-                let Some((admitted, _)) = lock(&self.held).messages.remove(&(peer, id)) else {
-                    return (failed(false, format!("no held message {id}")), Vec::new());
-                };
-                self.clone().discard(id, admitted).await;
-                (Response::Done, Vec::new())
-            }
-            Request::Enqueue {
-                file,
-                ticket,
-                envelope,
-                prepend,
-                held,
-            } => {
-                let generation = lock(&self.held)
-                    .links_closed
-                    .get(&peer)
-                    .copied()
-                    .unwrap_or(0);
-                let Some(mut src) = lock(&self.open).remove(&(peer, file)) else {
-                    return (failed(false, format!("no open message {file}")), Vec::new());
-                };
-                if envelope.recipients.is_empty() {
-                    return (failed(false, "no recipients"), Vec::new());
+                if let Err(e) = this.limits.save(&admitted) {
+                    tracing::error!("saving the sending ledger: {e}");
                 }
-                // Its copy must leave the floor free.
-                let need = src.metadata().map_or(0, |m| m.len()) + prepend.len() as u64;
-                if let Err(short) = self.space.check(need) {
-                    return (no_space(short.to_string()), Vec::new());
-                }
-                let account = match self.account_of(ticket).await {
-                    Ok(account) => account,
-                    Err(refused) => return (refused, Vec::new()),
-                };
-                let envelope = envelope.for_account(account);
-                let admitted =
-                    match self
-                        .limits
-                        .admit(&envelope.account, &envelope.recipients, now())
-                    {
-                        Ok(a) => a,
-                        Err(over) => {
-                            tracing::warn!(
-                                "{} reached {} = {}: message refused",
-                                envelope.account,
-                                over.setting,
-                                over.limit
-                            );
-                            let response = Response::OverLimit {
-                                setting: over.setting.to_string(),
-                                limit: over.limit,
-                                retry_after_secs: over.retry_after_secs,
-                            };
-                            return (response, Vec::new());
-                        }
-                    };
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                let this = self.clone();
-                let done = ipc::span::spawn_blocking(move || {
-                    let mut record = Record {
-                        envelope,
-                        prepend,
-                        size: 0,
-                        queued_at: now(),
-                        attempts: 0,
-                        last_error: None,
-                        held,
-                    };
-                    if let Err(e) = this.queue.enqueue(id, &mut src, &mut record) {
-                        this.limits.rollback(&admitted);
-                        return Err(e);
-                    }
-                    if let Err(e) = this.limits.save(&admitted) {
-                        tracing::error!("saving the sending ledger: {e}");
-                    }
-                    Ok::<_, String>((record, admitted))
-                })
-                .await;
-                match done {
-                    Ok(Ok((record, admitted))) => {
-                        if record.held {
-                            let mut held = lock(&self.held);
-                            let now_closed = held.links_closed.get(&peer).copied().unwrap_or(0);
-                            if now_closed == generation {
-                                held.messages
-                                    .insert((peer, id), (admitted, std::time::Instant::now()));
-                            } else {
-                                // The link it came on is gone: nobody will release it.
-                                drop(held);
-                                tokio::spawn(self.clone().discard(id, admitted).in_current_span());
-                            }
-                        }
-                        tracing::info!(
-                            "queued {id}: {} octets from <{}> for {} recipient(s)",
-                            record.size,
-                            record.envelope.from,
-                            record.envelope.recipients.len()
-                        );
-                        (Response::Queued { id }, Vec::new())
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!("queueing: {e}");
-                        // A full disk, if a fresh reading finds the copy (taken back) no
-                        // longer fits above the floor.
-                        self.space.forget();
-                        match self.space.check(need) {
-                            Err(short) => (no_space(format!("{short} ({e})")), Vec::new()),
-                            Ok(()) => (failed(true, e), Vec::new()),
+                Ok::<_, String>((record, admitted))
+            })
+            .await;
+            match done {
+                Ok(Ok((record, admitted))) => {
+                    if record.held {
+                        let mut held = lock(&self.held);
+                        let now_closed = held.links_closed.get(&peer).copied().unwrap_or(0);
+                        if now_closed == generation {
+                            held.messages
+                                .insert((peer, id), (admitted, std::time::Instant::now()));
+                        } else {
+                            // The link it came on is gone: nobody will release it.
+                            drop(held);
+                            tokio::spawn(self.clone().discard(id, admitted).in_current_span());
                         }
                     }
-                    Err(e) => (failed(true, format!("queueing task: {e}")), Vec::new()),
+                    tracing::info!(
+                        "queued {id}: {} octets from <{}> for {} recipient(s)",
+                        record.size,
+                        record.envelope.from,
+                        record.envelope.recipients.len()
+                    );
+                    Ok(QueueId(id))
                 }
+                Ok(Err(e)) => {
+                    tracing::error!("queueing: {e}");
+                    // A full disk, if a fresh reading finds the copy (taken back) no
+                    // longer fits above the floor.
+                    self.space.forget();
+                    match self.space.check(need) {
+                        Err(short) => Err(no_space(format!("{short} ({e})"))),
+                        Ok(()) => Err(failed(true, e)),
+                    }
+                }
+                Err(e) => Err(failed(true, format!("queueing task: {e}"))),
             }
         }
     }
@@ -328,21 +361,21 @@ impl Queued {
 
     /// The account of the submission session of `ticket`, as storaged knows it; a temporary
     /// refusal when storaged does not know the ticket (expired, revoked, forged) or cannot say.
-    async fn account_of(&self, ticket: Ticket) -> Result<String, Response> {
+    async fn account_of(&self, ticket: Ticket) -> Result<store::AccountId, Refused> {
         let storaged = self
             .storaged
             .current()
             .ok_or_else(|| failed(true, "storaged is not reachable"))?;
-        let request = store::Request::SubmissionAccount { ticket };
-        match tokio::time::timeout(ASK_TIMEOUT, storaged.call(&request, Vec::new())).await {
-            Ok(Ok((store::Response::Login(Some(account)), _))) => Ok(account),
-            Ok(Ok((store::Response::Login(None), _))) => {
+        let request = store::SubmissionAccount { ticket };
+        match tokio::time::timeout(ASK_TIMEOUT, storaged.ask(request)).await {
+            Ok(Ok(Ok(Some(account)))) => Ok(account),
+            Ok(Ok(Ok(None))) => {
                 tracing::warn!(
                     "submission enqueued a message for an unknown or expired session ticket; refused"
                 );
                 Err(failed(true, "the session ticket is not valid"))
             }
-            Ok(Ok((other, _))) => Err(failed(true, format!("storaged: {other:?}"))),
+            Ok(Ok(Err(refused))) => Err(failed(true, format!("storaged: {refused}"))),
             Ok(Err(e)) => Err(failed(true, format!("storaged: {e}"))),
             Err(_) => Err(failed(true, "storaged did not answer")),
         }
@@ -474,13 +507,14 @@ mod tests {
             tokio_util::task::TaskTracker::new(),
             ipc::Reporter::detached(),
             move |_peer, incoming: Incoming<StoreService>| async move {
-                let response = match incoming.request {
-                    store::Request::SubmissionAccount { .. } => {
-                        store::Response::Login(Some(account.to_string()))
+                let answer = match incoming.request {
+                    store::Request::SubmissionAccount(_) => {
+                        let account = Some(store::AccountId::from(account));
+                        store::SubmissionAccount::reply(&Ok(account), Vec::new())
                     }
                     other => panic!("queued asked storaged {other:?}"),
                 };
-                incoming.reply.send(&response, Vec::new()).await.unwrap();
+                incoming.reply.send(answer).await.unwrap();
             },
             |_| {},
         ));
@@ -494,24 +528,14 @@ mod tests {
     }
 
     /// Asks for a file and writes `len` bytes into it; returns its id.
-    async fn open_with(q: &Arc<Queued>, len: usize) -> Result<u64, Response> {
-        match q
-            .clone()
-            .answer(Role::Submission, Request::OpenMessage)
-            .await
-        {
-            (Response::Opened { file }, mut fds) => {
-                File::from(fds.remove(0))
-                    .write_all(&vec![b'x'; len])
-                    .unwrap();
-                Ok(file)
-            }
-            (other, _) => Err(other),
-        }
+    async fn open_with(q: &Arc<Queued>, len: usize) -> Result<FileId, Refused> {
+        let (file, fd) = q.open_message(Role::Submission)?;
+        File::from(fd).write_all(&vec![b'x'; len]).unwrap();
+        Ok(file)
     }
 
-    fn enqueue(file: u64) -> Request {
-        Request::Enqueue {
+    fn enqueue(file: FileId) -> msg::Enqueue {
+        msg::Enqueue {
             file,
             ticket: ipc::msg::auth::Ticket([1; 16]),
             envelope: ipc::msg::queue::SubmittedEnvelope {
@@ -534,9 +558,9 @@ mod tests {
         // (A reading far above the floor is reused for a second: forget it, as a second would.)
         free.store((1 << 20) + 500, Ordering::SeqCst);
         q.space.forget();
-        let (answer, _) = q.clone().answer(Role::Submission, enqueue(file)).await;
+        let answer = q.clone().enqueue(Role::Submission, enqueue(file)).await;
         assert!(
-            matches!(&answer, Response::InsufficientStorage { message } if message.starts_with("insufficient system storage")),
+            matches!(&answer, Err(Refused::InsufficientStorage { message }) if message.starts_with("insufficient system storage")),
             "{answer:?}"
         );
         assert!(q.queue.list().unwrap().is_empty());
@@ -544,13 +568,13 @@ mod tests {
         q.space.forget();
         assert!(matches!(
             open_with(&q, 0).await,
-            Err(Response::InsufficientStorage { .. })
+            Err(Refused::InsufficientStorage { .. })
         ));
         free.store(1 << 30, Ordering::SeqCst);
         q.space.forget();
         let file = open_with(&q, 1000).await.unwrap();
-        let (answer, _) = q.clone().answer(Role::Submission, enqueue(file)).await;
-        assert!(matches!(answer, Response::Queued { .. }), "{answer:?}");
+        let answer = q.clone().enqueue(Role::Submission, enqueue(file)).await;
+        assert!(answer.is_ok(), "{answer:?}");
     }
 
     #[tokio::test]
@@ -559,12 +583,10 @@ mod tests {
         let big = open_with(&q, 12_000).await.unwrap();
         let answer = open_with(&q, 0).await.unwrap_err();
         assert!(
-            matches!(&answer, Response::InsufficientStorage { message } if message.contains("12000 bytes")),
+            matches!(&answer, Refused::InsufficientStorage { message } if message.contains("12000 bytes")),
             "{answer:?}"
         );
-        q.clone()
-            .answer(Role::Submission, Request::Abort { file: big })
-            .await;
+        q.abort(Role::Submission, big);
         open_with(&q, 100).await.unwrap();
     }
 
@@ -580,12 +602,10 @@ mod tests {
         ];
         let answer = open_with(&q, 0).await.unwrap_err();
         assert!(
-            matches!(&answer, Response::InsufficientStorage { message } if message.contains("2 open messages may hold 8000 bytes")),
+            matches!(&answer, Refused::InsufficientStorage { message } if message.contains("2 open messages may hold 8000 bytes")),
             "{answer:?}"
         );
-        q.clone()
-            .answer(Role::Submission, Request::Abort { file: files[0] })
-            .await;
+        q.abort(Role::Submission, files[0]);
         open_with(&q, 0).await.unwrap();
     }
 
@@ -596,9 +616,7 @@ mod tests {
         let (q, _, _dir) = queued_with(1_000, 4_000);
         let file = open_with(&q, 0).await.unwrap();
         assert!(open_with(&q, 0).await.is_err());
-        q.clone()
-            .answer(Role::Submission, Request::Abort { file })
-            .await;
+        q.abort(Role::Submission, file);
         open_with(&q, 0).await.unwrap();
     }
 }

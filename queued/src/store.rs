@@ -221,7 +221,7 @@ impl Queue {
         for id in self.ids()? {
             let record = self.record(id)?;
             out.push(QueueEntry {
-                id,
+                id: ipc::msg::queue::QueueId(id),
                 envelope: record.envelope,
                 size: record.size,
                 queued_at: record.queued_at,
@@ -308,7 +308,7 @@ mod tests {
             b"Subject: hi\r\n\r\nbody\r\n"
         );
         let list = q.list().unwrap();
-        assert_eq!((list.len(), list[0].id, list[0].size), (1, 7, 21 + 19));
+        assert_eq!((list.len(), list[0].id.0, list[0].size), (1, 7, 21 + 19));
         assert_eq!(q.max_id(), 7);
         // A message without its envelope (crash in between) is swept at the next open.
         std::fs::write(dir.path().join("msg/9"), b"x").unwrap();
@@ -362,7 +362,7 @@ mod tests {
         assert!(!q.record(4).unwrap().held);
         // 3 was never released: gone at the next start; 1 and 4 stay.
         let q = Queue::open(dir.path()).unwrap();
-        let ids: Vec<u64> = q.list().unwrap().iter().map(|e| e.id).collect();
+        let ids: Vec<u64> = q.list().unwrap().iter().map(|e| e.id.0).collect();
         assert_eq!(ids, [1, 4]);
         assert!(!dir.path().join("msg/3").exists());
     }

@@ -10,6 +10,7 @@ use std::io::Write;
 use ipc::msg::auth::Ticket;
 use ipc::msg::queue::{self, QueueService, SubmittedEnvelope};
 use ipc::msg::store::{self, StoreService};
+use ipc::rpc::Call;
 use ipc::rpc::{Client, Incoming};
 use ipc::{Link, Peers, Role};
 use tokio_util::sync::CancellationToken;
@@ -31,16 +32,17 @@ fn storaged_stand_in() -> Peers {
         TaskTracker::new(),
         ipc::Reporter::detached(),
         |_peer, incoming: Incoming<StoreService>| async move {
-            let response = match incoming.request {
-                store::Request::SubmissionAccount { ticket } => store::Response::Login(
-                    [(ALICE, "alice"), (BOB, "bob")]
+            let answer = match incoming.request {
+                store::Request::SubmissionAccount(store::SubmissionAccount { ticket }) => {
+                    let account = [(ALICE, "alice"), (BOB, "bob")]
                         .into_iter()
                         .find(|(t, _)| *t == ticket)
-                        .map(|(_, a)| a.to_string()),
-                ),
+                        .map(|(_, a)| store::AccountId::from(a));
+                    store::SubmissionAccount::reply(&Ok(account), Vec::new())
+                }
                 other => panic!("queued asked storaged {other:?}"),
             };
-            incoming.reply.send(&response, Vec::new()).await.unwrap();
+            incoming.reply.send(answer).await.unwrap();
         },
         |_| {},
     ));
@@ -78,18 +80,21 @@ fn queued(dir: &std::path::Path) -> Client<QueueService> {
 }
 
 /// Writes a message into a temporary file of queued and enqueues it for `ticket`.
-async fn submit(queued: &Client<QueueService>, ticket: Ticket) -> queue::Response {
+async fn submit(
+    queued: &Client<QueueService>,
+    ticket: Ticket,
+) -> Result<queue::QueueId, queue::Refused> {
     let (response, mut fds) = queued
-        .call(&queue::Request::OpenMessage, Vec::new())
+        .call(queue::OpenMessage {}, Vec::new())
         .await
         .unwrap();
-    let queue::Response::Opened { file } = response else {
+    let Ok(file) = response else {
         panic!("{response:?}");
     };
     let mut f = std::fs::File::from(fds.pop().unwrap());
     f.write_all(b"From: alice@example.org\r\n\r\nhi\r\n")
         .unwrap();
-    let request = queue::Request::Enqueue {
+    let request = queue::Enqueue {
         file,
         ticket,
         envelope: SubmittedEnvelope {
@@ -102,28 +107,24 @@ async fn submit(queued: &Client<QueueService>, ticket: Ticket) -> queue::Respons
         prepend: Vec::new(),
         held: false,
     };
-    queued.call(&request, Vec::new()).await.unwrap().0
+    queued.ask(request).await.unwrap()
 }
 
 #[tokio::test]
 async fn messages_count_against_the_account_of_the_session_ticket() {
     let dir = tempfile::tempdir().unwrap();
     let queued = queued(dir.path());
-    assert!(matches!(
-        submit(&queued, ALICE).await,
-        queue::Response::Queued { .. }
-    ));
+    let first = submit(&queued, ALICE).await;
+    assert!(first.is_ok(), "{first:?}");
     // alice's one message a day is spent, whatever the envelope says of the sender.
     let over = submit(&queued, ALICE).await;
     assert!(
-        matches!(&over, queue::Response::OverLimit { setting, .. } if setting == "smtp.max_messages_per_day"),
+        matches!(&over, Err(queue::Refused::OverLimit { setting, .. }) if setting == "smtp.max_messages_per_day"),
         "{over:?}"
     );
     // bob's limits are his own: alice's message did not spend them.
-    assert!(matches!(
-        submit(&queued, BOB).await,
-        queue::Response::Queued { .. }
-    ));
+    let bobs = submit(&queued, BOB).await;
+    assert!(bobs.is_ok(), "{bobs:?}");
     let listed = queued::store::Queue::open(dir.path())
         .unwrap()
         .list()
@@ -139,7 +140,7 @@ async fn a_ticket_storaged_does_not_know_is_refused_for_now() {
     let queued = queued(dir.path());
     let refused = submit(&queued, FORGED).await;
     assert!(
-        matches!(&refused, queue::Response::Failed { temporary: true, message } if message.contains("ticket")),
+        matches!(&refused, Err(queue::Refused::Failed { temporary: true, message }) if message.contains("ticket")),
         "{refused:?}"
     );
     assert!(

@@ -6,13 +6,13 @@
 //! given back to storaged when this is dropped.
 
 use std::os::fd::OwnedFd;
+use tracing::Instrument;
 
 use ipc::msg::store::{self, StoreService};
-use tracing::Instrument;
 
 /// An open delivery at storaged.
 pub struct Opened {
-    pub id: u64,
+    pub id: ipc::msg::store::DeliveryId,
     /// The write end of the delivery's pipe.
     pub pipe: OwnedFd,
     /// The link it was opened on: its commit or abort must go there.
@@ -64,7 +64,7 @@ impl Drop for OpenedAhead {
                     if !opened.storaged.is_closed() {
                         let _ = opened
                             .storaged
-                            .call(&store::Request::AbortDelivery { id: opened.id }, Vec::new())
+                            .ask(store::AbortDelivery { id: opened.id })
                             .await;
                     }
                 }
@@ -76,23 +76,18 @@ impl Drop for OpenedAhead {
 
 /// One `OpenDelivery` round trip.
 pub async fn open(storaged: &ipc::Client<StoreService>) -> Result<Opened, NotOpened> {
-    match storaged
-        .call(&store::Request::OpenDelivery, Vec::new())
-        .await
-    {
-        Ok((store::Response::DeliveryOpened { id }, mut fds)) if fds.len() == 1 => Ok(Opened {
+    match storaged.call(store::OpenDelivery {}, Vec::new()).await {
+        Ok((Ok(id), mut fds)) if fds.len() == 1 => Ok(Opened {
             id,
             pipe: fds.remove(0),
             storaged: storaged.clone(),
         }),
-        Ok((store::Response::InsufficientStorage { message }, _)) => {
+        Ok((Err(store::Refused::InsufficientStorage { message }), _)) => {
             Err(NotOpened::NoSpace(message))
         }
-        Ok((store::Response::DeliveryOpened { id }, _)) => {
+        Ok((Ok(id), _)) => {
             tracing::warn!("storaged opened delivery {id} without its pipe");
-            let _ = storaged
-                .call(&store::Request::AbortDelivery { id }, Vec::new())
-                .await;
+            let _ = storaged.ask(store::AbortDelivery { id }).await;
             Err(NotOpened::Unavailable)
         }
         other => {

@@ -3,7 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ipc::msg::auth::{self, AuthService, Failure, Ticket};
+use ipc::msg::auth::{self, AuthService, Failure, Progress, Ticket};
+use ipc::msg::types::AccountId;
 use ipc::{Secret, SecretBytes};
 
 use crate::io::{Conn, ConnError, Line};
@@ -11,7 +12,7 @@ use crate::reply::Reply;
 
 /// The end of an exchange.
 pub enum Authenticated {
-    Yes { account: String, ticket: Ticket },
+    Yes { account: AccountId, ticket: Ticket },
     No(Reply),
 }
 
@@ -30,16 +31,16 @@ pub async fn relay(
             Err(_) => return no(501, "5.5.2", "the initial response is not base64"),
         },
     };
-    let start = auth::Request::Start {
+    let start = auth::Start {
         mechanism,
         initial_response,
         channel_binding: conn.channel_binding(),
         remote: conn.peer.ip(),
     };
-    let mut answer = authd.call(&start, Vec::new()).await;
+    let mut answer = authd.ask(start).await;
     loop {
         let response = match answer {
-            Ok((r, _)) => r,
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!("authd: {e}");
                 return no(
@@ -50,10 +51,10 @@ pub async fn relay(
             }
         };
         match response {
-            auth::Response::Continue {
+            Ok(Progress::Continue {
                 exchange,
                 challenge,
-            } => {
+            }) => {
                 conn.queue(&Reply::plain(334, B64.encode(&challenge)));
                 conn.flush().await?;
                 // The client's line may be its password, base64-encoded.
@@ -72,15 +73,13 @@ pub async fn relay(
                     abort(authd, exchange).await;
                     return no(501, "5.5.2", "the response is not base64");
                 };
-                answer = authd
-                    .call(&auth::Request::Step { exchange, response }, Vec::new())
-                    .await;
+                answer = authd.ask(auth::Step { exchange, response }).await;
             }
-            auth::Response::Success {
+            Ok(Progress::Success {
                 account,
                 ticket,
                 additional,
-            } => {
+            }) => {
                 // RFC 4954 §4: additional data goes in a challenge the client answers empty.
                 if let Some(data) = additional {
                     conn.queue(&Reply::plain(334, B64.encode(&data)));
@@ -89,7 +88,7 @@ pub async fn relay(
                 }
                 return Ok(Authenticated::Yes { account, ticket });
             }
-            auth::Response::Failure(f) => {
+            Err(f) => {
                 return Ok(Authenticated::No(match f {
                     Failure::Credentials => {
                         Reply::new(535, "5.7.8", "authentication credentials invalid")
@@ -104,27 +103,18 @@ pub async fn relay(
                     ),
                 }));
             }
-            other => {
-                tracing::warn!("authd answered {other:?}");
-                return no(454, "4.7.0", "authentication failed on the server side");
-            }
         }
     }
 }
 
 async fn abort(authd: &ipc::Client<AuthService>, exchange: u64) {
-    let _ = authd
-        .call(&auth::Request::Abort { exchange }, Vec::new())
-        .await;
+    let _ = authd.ask(auth::Abort { exchange }).await;
 }
 
 /// The mechanisms authd offers on a connection with (or without) TLS channel binding.
 pub async fn mechanisms(authd: &ipc::Client<AuthService>, channel_binding: bool) -> Vec<String> {
-    match authd
-        .call(&auth::Request::Mechanisms { channel_binding }, Vec::new())
-        .await
-    {
-        Ok((auth::Response::Mechanisms(m), _)) => m,
+    match authd.ask(auth::Mechanisms { channel_binding }).await {
+        Ok(Ok(m)) => m,
         other => {
             tracing::warn!("authd gave no mechanisms: {other:?}");
             Vec::new()

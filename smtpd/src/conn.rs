@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use ipc::Peers;
 use ipc::config::SmtpSettings;
 use ipc::msg::store::{self, RecipientStatus};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
-use tracing::Instrument;
 
 use crate::address::Address;
 use crate::command::{self, MAX_LINE};
@@ -148,9 +148,7 @@ pub async fn serve(
         ));
     }
     if let (Some(ticket), Some(authd)) = (ticket, shared.peers.authd.current()) {
-        let _ = authd
-            .call(&ipc::msg::auth::Request::Logout { ticket }, Vec::new())
-            .await;
+        let _ = authd.ask(ipc::msg::auth::Logout { ticket }).await;
     }
     conn.close().await;
 }
@@ -252,7 +250,7 @@ async fn run(
                 match crate::auth::relay(conn, &authd, mechanism, initial).await? {
                     crate::auth::Authenticated::Yes { account, ticket: t } => {
                         tracing::info!("authenticated as {account}");
-                        session.authenticated(account);
+                        session.authenticated(account.into_string());
                         *ticket = Some(t);
                         Reply::new(235, "2.7.0", "authentication successful")
                     }
@@ -307,11 +305,11 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
     if known {
         return Ok(Recipient::Local);
     }
-    let request = store::Request::CheckRecipient {
+    let request = store::CheckRecipient {
         address: address.clone(),
     };
-    match storaged.call(&request, Vec::new()).await {
-        Ok((store::Response::Recipient(status), _)) => Ok(match status {
+    match storaged.ask(request).await {
+        Ok(Ok(status)) => Ok(match status {
             RecipientStatus::Local => {
                 let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
                 if known.len() >= KNOWN_MAX {
@@ -323,7 +321,7 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
             RecipientStatus::Unknown => Recipient::Unknown,
             RecipientStatus::NotLocal => Recipient::Remote,
         }),
-        Ok((store::Response::InsufficientStorage { message }, _)) => {
+        Ok(Err(store::Refused::InsufficientStorage { message })) => {
             tracing::warn!("recipient {address} refused for now: {message}");
             Err(Reply::insufficient_storage())
         }
@@ -374,11 +372,11 @@ async fn sender_account(
             "the message store is not available; try again later",
         )
     })?;
-    let request = store::Request::SenderAccount {
+    let request = store::SenderAccount {
         address: from.to_string(),
     };
-    match storaged.call(&request, Vec::new()).await {
-        Ok((store::Response::Login(account), _)) => Ok(account),
+    match storaged.ask(request).await {
+        Ok(Ok(account)) => Ok(account.map(store::AccountId::into_string)),
         other => {
             tracing::warn!("checking a sender at storaged: {other:?}");
             Err(Reply::new(

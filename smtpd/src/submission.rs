@@ -58,12 +58,12 @@ pub async fn check_from(
         )
     })?;
     for address in from {
-        let request = store::Request::SenderAccount {
+        let request = store::SenderAccount {
             address: address.clone(),
         };
-        match storaged.call(&request, Vec::new()).await {
-            Ok((store::Response::Login(Some(owner)), _)) if owner == account => {}
-            Ok((store::Response::Login(_), _)) => {
+        match storaged.ask(request).await {
+            Ok(Ok(Some(owner))) if owner == account => {}
+            Ok(Ok(_)) => {
                 return Err(Reply::new(
                     550,
                     "5.7.1",

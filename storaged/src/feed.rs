@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ipc::msg::auth::Ticket;
-use ipc::msg::store::{Change, Event, StoreService};
+use ipc::msg::store::{Change, Event, MailboxId, ModSeq, StoreService, Uid};
 use ipc::rpc::EventSender;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -135,15 +135,18 @@ impl Feed {
 
     fn send(&self, account: &str, modseq: u64, record: FeedRecord) {
         let changes: Vec<Change> = match record {
-            FeedRecord::New { mailbox, uid } => vec![Change::New { mailbox, uid }],
+            FeedRecord::New { mailbox, uid } => vec![Change::New {
+                mailbox: MailboxId(mailbox),
+                uid: Uid(uid),
+            }],
             FeedRecord::Flags {
                 mailbox,
                 uid,
                 flags,
                 keywords,
             } => vec![Change::Flags {
-                mailbox,
-                uid,
+                mailbox: MailboxId(mailbox),
+                uid: Uid(uid),
                 flags,
                 keywords,
             }],
@@ -151,16 +154,16 @@ impl Feed {
             FeedRecord::Expunged { mailbox, uids } => uids
                 .chunks(EVENT_UIDS)
                 .map(|chunk| Change::Expunged {
-                    mailbox,
-                    uids: chunk.to_vec(),
+                    mailbox: MailboxId(mailbox),
+                    uids: chunk.iter().copied().map(Uid).collect(),
                 })
                 .collect(),
         };
         let mut watchers = lock(&self.watchers);
         for change in changes {
             let event = Event::Changed {
-                account: account.to_string(),
-                modseq,
+                account: account.into(),
+                modseq: ModSeq(modseq),
                 change,
             };
             watchers.retain(|w| {

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use ipc::Role;
 use ipc::msg::auth::Ticket;
-use ipc::msg::store::Response;
 
-use crate::service::{Refusal, Store, blocking};
+use crate::service::{Refused, Store, blocking};
 
 impl Store {
     /// keyd → storaged: does the submission session of `ticket` own `address` (as delivery
@@ -19,10 +18,10 @@ impl Store {
         self: Arc<Self>,
         ticket: Ticket,
         address: String,
-    ) -> Result<Response, Refusal> {
+    ) -> Result<bool, Refused> {
         let Some(session) = self.session(Role::Submission, &ticket) else {
             tracing::warn!("keyd asked about {address} for an unknown or expired ticket");
-            return Ok(Response::Owns(false));
+            return Ok(false);
         };
         let store = self.clone();
         let asked = address.clone();
@@ -34,15 +33,15 @@ impl Store {
                 session.account
             );
         }
-        Ok(Response::Owns(owns))
+        Ok(owns)
     }
 
     /// queued → storaged: the account of the live submission session of `ticket`.
-    pub(crate) fn submission_account(&self, ticket: &Ticket) -> Response {
+    pub(crate) fn submission_account(&self, ticket: &Ticket) -> Option<String> {
         let account = self.session(Role::Submission, ticket).map(|s| s.account);
         if account.is_none() {
             tracing::warn!("queued asked for the account of an unknown or expired ticket");
         }
-        Response::Login(account)
+        account
     }
 }

@@ -10,13 +10,11 @@ use crate::db::{Db, keys, tx};
 use crate::error::{Result, StoreError};
 use crate::files::Files;
 
-/// UIDs as inclusive ranges; `u32::MAX` stands for `*`.
-pub type UidSet = [(u32, u32)];
+pub use ipc::msg::types::UidSet;
 
 /// Whether `uid` is in `set`.
 pub fn contains(set: &UidSet, uid: u32) -> bool {
-    set.iter()
-        .any(|(a, b)| (*a.min(b)..=*a.max(b)).contains(&uid))
+    set.contains(ipc::msg::types::Uid(uid))
 }
 
 /// How a STORE changes flags and keywords.
@@ -116,7 +114,7 @@ impl Db {
                     let change = FeedRecord::Flags {
                         mailbox,
                         uid: *uid,
-                        flags: m.flags.0,
+                        flags: m.flags,
                         keywords: m.keywords.clone(),
                     };
                     feed.insert(
@@ -352,12 +350,12 @@ fn apply(
     };
     kw.sort_by_key(|k| k.to_ascii_lowercase());
     kw.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    let bits = match change {
-        Change::Replace => flags.0,
-        Change::Add => old.0 | flags.0,
-        Change::Remove => old.0 & !flags.0,
+    let flags = match change {
+        Change::Replace => flags,
+        Change::Add => old.union(flags),
+        Change::Remove => old.difference(flags),
     };
-    (Flags(bits), kw)
+    (flags, kw)
 }
 
 /// Most keywords one message carries (they travel with its metadata).

@@ -4,7 +4,7 @@
 use ipc::msg::store::{Search, SearchTerm};
 
 use crate::db::Db;
-use crate::db::record::{Flags, Message};
+use crate::db::record::Message;
 use crate::error::{Result, StoreError};
 use crate::files::Files;
 use crate::messages::contains;
@@ -89,11 +89,11 @@ fn matches(program: &[SearchTerm], uid: u32, m: &Message, content: Option<&Conte
             SearchTerm::All => true,
             SearchTerm::Uids(set) => contains(set, uid),
             SearchTerm::Flags { flags, set } => {
-                let bits = Flags(*flags & 0x1f);
+                let bits = *flags;
                 if *set {
                     m.flags.contains(bits)
                 } else {
-                    m.flags.0 & bits.0 == 0
+                    !m.flags.intersects(bits)
                 }
             }
             SearchTerm::Keyword { keyword, set } => {
@@ -103,7 +103,7 @@ fn matches(program: &[SearchTerm], uid: u32, m: &Message, content: Option<&Conte
             SearchTerm::Before(t) => m.internal_date < *t,
             SearchTerm::Larger(n) => m.size > *n,
             SearchTerm::Smaller(n) => m.size < *n,
-            SearchTerm::ModSeq(n) => m.modseq >= *n,
+            SearchTerm::ModSeq(n) => m.modseq >= n.0,
             SearchTerm::Header { field, contains } => {
                 content.is_some_and(|c| c.header(field, contains))
             }

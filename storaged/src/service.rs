@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use ipc::Role;
 use ipc::msg::auth::Ticket;
-use ipc::msg::store::{Failure, RecipientResult, Response, StoreService};
+use ipc::msg::store::{Failure, RecipientResult, StoreService};
 use ipc::rpc::Incoming;
 use ipc::space::FreeSpace;
 
@@ -78,26 +78,8 @@ pub struct Session {
 
 /// Why a request was refused: a failure, or a lack of space (answered apart, so that smtpd
 /// can say `452 4.3.1`).
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    Failed(Failure),
-    NoSpace(String),
-}
-
-impl From<Failure> for Refusal {
-    fn from(f: Failure) -> Self {
-        Refusal::Failed(f)
-    }
-}
-
-impl Refusal {
-    fn into_message(self) -> String {
-        match self {
-            Refusal::Failed(f) => f.message,
-            Refusal::NoSpace(m) => m,
-        }
-    }
-}
+/// Why a request was not carried out, as storaged answers it.
+pub(crate) use ipc::msg::store::Refused;
 
 impl Store {
     pub fn new(
@@ -140,26 +122,13 @@ impl Store {
         let events = reply.events();
         // No store request takes descriptors.
         fds.into_iter().for_each(sandbox::fdpass::discard);
-        let (response, fds) = match self.clone().answer(peer, request, events).await {
-            Ok(x) => x,
-            Err(Refusal::Failed(failure)) => (Response::Failed(failure), Vec::new()),
-            Err(Refusal::NoSpace(message)) => {
-                tracing::warn!("refused: {message}");
-                (Response::InsufficientStorage { message }, Vec::new())
-            }
-        };
-        let too_large = || {
-            Response::Failed(permanent(
-                "the answer is too large for one message; ask for fewer items",
-            ))
-        };
-        if let Err(e) = reply.send_or(&response, fds, too_large).await {
+        let answer = self.clone().answer(peer, request, events).await;
+        if let Err(e) = reply.send(answer).await {
             tracing::warn!("answering: {e}");
         }
     }
 
-    /// A new temporary file for `peer` to write into: ours stays here, theirs is returned.
-    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Refusal> {
+    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Refused> {
         self.room(0)?;
         self.register(peer, || {
             let file = self
@@ -173,7 +142,7 @@ impl Store {
 
     /// A new delivery pipe for `peer` to write into: ours is read as the bytes come (see
     /// [`crate::spool`]), the write end is returned.
-    pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Refusal> {
+    pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Refused> {
         self.room(0)?;
         let limits = crate::spool::Limits {
             files: self.files.clone(),
@@ -199,10 +168,13 @@ impl Store {
     }
 
     /// Whether `need` more bytes leave the floor free; refused for lack of space if not.
-    fn room(&self, need: u64) -> Result<(), Refusal> {
-        self.space
-            .check(need)
-            .map_err(|short| Refusal::NoSpace(short.to_string()))
+    fn room(&self, need: u64) -> Result<(), Refused> {
+        self.space.check(need).map_err(|short| {
+            tracing::warn!("refusing mail: {short}");
+            Refused::InsufficientStorage {
+                message: short.to_string(),
+            }
+        })
     }
 
     /// Files what `make` opens as a new delivery of `peer`, within its limit; returns the id
@@ -211,7 +183,7 @@ impl Store {
         &self,
         peer: Role,
         make: impl FnOnce() -> Result<(Open, OwnedFd), Failure>,
-    ) -> Result<(u64, OwnedFd), Refusal> {
+    ) -> Result<(u64, OwnedFd), Refused> {
         let mut open = lock(&self.open);
         if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
             return Err(temporary("too many open deliveries").into());
@@ -241,7 +213,7 @@ impl Store {
         spooled: Spooled,
         recipients: Vec<String>,
         placement: deliver::Placement,
-    ) -> Result<Vec<(String, RecipientResult)>, Refusal> {
+    ) -> Result<Vec<(String, RecipientResult)>, Refused> {
         let size = spooled.len();
         if size > MAX_MESSAGE_SIZE || placement.prepend.len() > 64 * 1024 {
             return Err(permanent(format!(
@@ -276,7 +248,7 @@ impl Store {
         })
         .await
         .inspect_err(|r| {
-            if matches!(r, Refusal::NoSpace(_)) {
+            if matches!(r, Refused::InsufficientStorage { .. }) {
                 // The disk filled in a way the checks did not see: measure afresh.
                 self.space.forget();
             }
@@ -326,14 +298,14 @@ impl Store {
 /// Runs blocking store work off the async workers.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Refusal> {
+) -> Result<T, Refused> {
     match ipc::span::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if e.is_no_space() => {
             tracing::warn!("{e}");
-            Err(Refusal::NoSpace(format!(
-                "insufficient system storage: {e}"
-            )))
+            Err(Refused::InsufficientStorage {
+                message: format!("insufficient system storage: {e}"),
+            })
         }
         Ok(Err(e)) => {
             match e {

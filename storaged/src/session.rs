@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ipc::msg::auth::Ticket;
 use ipc::msg::store::StoreService;
-use ipc::msg::store::{Response, SessionOp, SessionReply};
+use ipc::msg::store::{Refused, SessionOp, SessionReply};
 use ipc::rpc::EventSender;
 use ipc::{Handle, Role};
 
@@ -26,15 +26,15 @@ impl Store {
         ticket: Ticket,
         op: SessionOp,
         events: EventSender<StoreService>,
-    ) -> (Response, Vec<Handle>) {
+    ) -> (Result<SessionReply, Refused>, Vec<Handle>) {
         let Some(session) = self.session(peer, &ticket) else {
-            return (Response::Session(SessionReply::InvalidTicket), Vec::new());
+            return (Ok(SessionReply::InvalidTicket), Vec::new());
         };
         let account = session.account;
         if op == SessionOp::Watch {
             let link = events.link_name().to_string();
             self.feed.watch(&account, ticket, events, &link);
-            return (Response::Session(SessionReply::Done), Vec::new());
+            return (Ok(SessionReply::Done), Vec::new());
         }
         let store = self.clone();
         let result = match ipc::span::spawn_blocking(move || store.run_op(peer, &account, op)).await
@@ -59,13 +59,13 @@ impl Store {
                 tracing::error!("unlinking message file {id:x}: {e}");
             }
         }
-        (Response::Session(reply), fds)
+        (Ok(reply), fds)
     }
 }
 
 /// A failed operation's answer: storage faults are logged and reported as temporary without
 /// detail; anything else (bad names, missing mailboxes) is the client's to see.
-fn refusal(e: StoreError) -> Response {
+fn refusal(e: StoreError) -> Result<SessionReply, Refused> {
     match e {
         StoreError::Db(_)
         | StoreError::DbIo(_)
@@ -74,11 +74,8 @@ fn refusal(e: StoreError) -> Response {
         | StoreError::File { .. }
         | StoreError::Schema { .. } => {
             tracing::error!("{e}");
-            Response::Failed(ipc::msg::store::Failure {
-                temporary: true,
-                message: "storage error".into(),
-            })
+            Err(Refused::temporary("storage error"))
         }
-        other => Response::Session(SessionReply::Refused(other.to_string())),
+        other => Ok(SessionReply::Refused(other.to_string())),
     }
 }

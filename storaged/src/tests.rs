@@ -1,5 +1,6 @@
 //! Store-level tests: every operation followed by a full `verify`.
 
+use crate::messages::UidSet;
 use std::io::Write;
 
 use crate::db::Db;
@@ -727,7 +728,7 @@ fn copying_a_small_message_makes_its_file_durable_first() {
     let f = fixture();
     let (inbox, _, file) = deliver_small(&f);
     let archive = f.db.create_mailbox("bob", "Kept").unwrap();
-    f.db.copy_messages(&f.files, inbox, &[(1, u32::MAX)], archive)
+    f.db.copy_messages(&f.files, inbox, &UidSet::from([(1, u32::MAX)]), archive)
         .unwrap();
     assert!(f.db.bodies().unwrap().is_empty());
     let copy = f.db.message_records(archive).unwrap()[0].1.file;

@@ -1,5 +1,6 @@
 //! Mailbox and message operations, each followed by a full `verify`.
 
+use crate::messages::UidSet;
 use std::io::Write;
 
 use crate::db::Db;
@@ -108,7 +109,7 @@ fn creates_parents_and_refuses_duplicates_and_bad_names() {
 fn renames_with_children_keeping_messages() {
     let (f, inbox) = setup(2);
     let work = f.db.create_mailbox("bob", "Work/2026").unwrap();
-    f.db.copy_messages(&f.files, inbox, &[(1, u32::MAX)], work)
+    f.db.copy_messages(&f.files, inbox, &UidSet::from([(1, u32::MAX)]), work)
         .unwrap();
     f.db.rename_mailbox("bob", "Work", "Old/Work").unwrap();
     f.check();
@@ -140,7 +141,8 @@ fn renames_with_children_keeping_messages() {
 fn deletes_only_leaf_mailboxes_never_the_inbox() {
     let (f, inbox) = setup(3);
     let a = f.db.create_mailbox("bob", "A/B").unwrap();
-    f.db.copy_messages(&f.files, inbox, &[(1, 2)], a).unwrap();
+    f.db.copy_messages(&f.files, inbox, &UidSet::from([(1, 2)]), a)
+        .unwrap();
     assert!(f.db.delete_mailbox("bob", "inbox").is_err());
     assert!(f.db.delete_mailbox("bob", "A").is_err(), "has children");
     let files = f.db.delete_mailbox("bob", "A/B").unwrap();
@@ -162,7 +164,7 @@ fn store_updates_flags_counts_and_modseqs() {
     let r =
         f.db.store_flags(
             inbox,
-            &[(1, 2)],
+            &UidSet::from([(1, 2)]),
             Change::Add,
             Flags::SEEN,
             &["$Important".into()],
@@ -185,7 +187,7 @@ fn store_updates_flags_counts_and_modseqs() {
     let again =
         f.db.store_flags(
             inbox,
-            &[(1, 2)],
+            &UidSet::from([(1, 2)]),
             Change::Add,
             Flags::SEEN,
             &["$important".into()],
@@ -197,7 +199,7 @@ fn store_updates_flags_counts_and_modseqs() {
     let cond =
         f.db.store_flags(
             inbox,
-            &[(1, 3)],
+            &UidSet::from([(1, 3)]),
             Change::Add,
             Flags::DELETED,
             &[],
@@ -209,7 +211,7 @@ fn store_updates_flags_counts_and_modseqs() {
     let rm =
         f.db.store_flags(
             inbox,
-            &[(1, 1)],
+            &UidSet::from([(1, 1)]),
             Change::Remove,
             Flags::SEEN,
             &["$IMPORTANT".into()],
@@ -223,7 +225,7 @@ fn store_updates_flags_counts_and_modseqs() {
     assert!(
         f.db.store_flags(
             inbox,
-            &[(1, 1)],
+            &UidSet::from([(1, 1)]),
             Change::Add,
             Flags::default(),
             &["bad kw".into()],
@@ -239,9 +241,18 @@ fn store_updates_flags_counts_and_modseqs() {
 fn expunge_leaves_tombstones_reported_as_vanished() {
     let (f, inbox) = setup(4);
     let mark = f.db.mailbox(inbox).unwrap().unwrap().highest_modseq;
-    f.db.store_flags(inbox, &[(2, 3)], Change::Add, Flags::DELETED, &[], None)
-        .unwrap();
-    let (gone, files) = f.db.expunge(inbox, Some(&[(3, u32::MAX)])).unwrap();
+    f.db.store_flags(
+        inbox,
+        &UidSet::from([(2, 3)]),
+        Change::Add,
+        Flags::DELETED,
+        &[],
+        None,
+    )
+    .unwrap();
+    let (gone, files) =
+        f.db.expunge(inbox, Some(&UidSet::from([(3, u32::MAX)])))
+            .unwrap();
     assert_eq!(gone, [3], "only \\Deleted messages within the set");
     f.unlink(files);
     let (gone, files) = f.db.expunge(inbox, None).unwrap();
@@ -270,10 +281,17 @@ fn expunge_leaves_tombstones_reported_as_vanished() {
 fn copy_and_move_assign_new_uids_and_keep_flags() {
     let (f, inbox) = setup(3);
     let archive = f.db.mailbox_by_name("bob", "Archive").unwrap().unwrap().0;
-    f.db.store_flags(inbox, &[(2, 2)], Change::Add, Flags::FLAGGED, &[], None)
-        .unwrap();
+    f.db.store_flags(
+        inbox,
+        &UidSet::from([(2, 2)]),
+        Change::Add,
+        Flags::FLAGGED,
+        &[],
+        None,
+    )
+    .unwrap();
     let (pairs, uidvalidity) =
-        f.db.copy_messages(&f.files, inbox, &[(2, 3)], archive)
+        f.db.copy_messages(&f.files, inbox, &UidSet::from([(2, 3)]), archive)
             .unwrap();
     assert_eq!(pairs, [(2, 1), (3, 2)]);
     assert_eq!(
@@ -289,7 +307,7 @@ fn copy_and_move_assign_new_uids_and_keep_flags() {
         "one file per entry"
     );
     let moved =
-        f.db.move_messages(&f.files, inbox, &[(1, 1)], archive)
+        f.db.move_messages(&f.files, inbox, &UidSet::from([(1, 1)]), archive)
             .unwrap();
     assert_eq!(moved.pairs, [(1, 3)]);
     f.unlink(moved.unlink);
@@ -299,7 +317,7 @@ fn copy_and_move_assign_new_uids_and_keep_flags() {
     f.db.add_account("eve", "eve@example.com").unwrap();
     let eve = f.db.mailbox_by_name("eve", "Inbox").unwrap().unwrap().0;
     assert!(
-        f.db.copy_messages(&f.files, inbox, &[(1, u32::MAX)], eve)
+        f.db.copy_messages(&f.files, inbox, &UidSet::from([(1, u32::MAX)]), eve)
             .is_err()
     );
     f.check();
@@ -328,7 +346,7 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
     }
     f.db.store_flags(
         inbox,
-        &[(3, 3)],
+        &UidSet::from([(3, 3)]),
         Change::Add,
         crate::db::record::Flags::SEEN,
         &[],
@@ -363,7 +381,7 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
         s(vec![
             Text("noon".into()),
             Flags {
-                flags: 1,
+                flags: crate::db::record::Flags::SEEN,
                 set: false
             },
             And(2)
@@ -371,7 +389,11 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
         [1]
     );
     assert_eq!(
-        s(vec![Uids(vec![(1, 1)]), Body("quarterly".into()), Or]),
+        s(vec![
+            Uids(UidSet::from([(1, 1)])),
+            Body("quarterly".into()),
+            Or
+        ]),
         [1, 2]
     );
     assert_eq!(
@@ -396,7 +418,10 @@ fn deleting_a_mailbox_while_messages_arrive_in_it_stays_consistent() {
         let (db, files) = (f.db.clone(), f.files.clone());
         let copier = std::thread::spawn(move || {
             // Copies until the mailbox is gone; a failed copy must leave nothing behind.
-            while db.copy_messages(&files, inbox, &[(1, 1)], target).is_ok() {}
+            while db
+                .copy_messages(&files, inbox, &UidSet::from([(1, 1)]), target)
+                .is_ok()
+            {}
         });
         std::thread::sleep(std::time::Duration::from_millis(2));
         let unlink = loop {

@@ -7,7 +7,8 @@
 
 use ipc::config::RoleConfig;
 use ipc::msg::auth::Ticket;
-use ipc::msg::store::{self, Request, Response, StoreService};
+use ipc::msg::store::{self, Refused, StoreService};
+use ipc::rpc::Call;
 use ipc::rpc::Client;
 use ipc::{AdminCall, Context, Link, Peers, Role};
 use tokio::sync::{mpsc, oneshot};
@@ -32,8 +33,8 @@ impl H {
         &self.links.iter().find(|(r, _)| *r == role).unwrap().1
     }
 
-    async fn ask(&self, role: Role, request: Request) -> Response {
-        self.link(role).call(&request, Vec::new()).await.unwrap().0
+    async fn ask<C: Call<Service = StoreService>>(&self, role: Role, request: C) -> C::Answer {
+        self.link(role).ask(request).await.unwrap()
     }
 
     async fn admin(&self, op: store::Admin) {
@@ -49,13 +50,13 @@ impl H {
     }
 
     async fn register(&self, ticket: Ticket, account: &str, role: Role, expires: i64) {
-        let r = Request::RegisterTicket {
+        let r = store::RegisterTicket {
             ticket,
             account: account.into(),
             role,
             expires,
         };
-        assert_eq!(self.ask(Role::Authd, r).await, Response::Done);
+        assert_eq!(self.ask(Role::Authd, r).await, Ok(()));
     }
 }
 
@@ -130,8 +131,8 @@ async fn start() -> H {
     h
 }
 
-fn owns(ticket: Ticket, address: &str) -> Request {
-    Request::SessionOwnsAddress {
+fn owns(ticket: Ticket, address: &str) -> store::SessionOwnsAddress {
+    store::SessionOwnsAddress {
         ticket,
         address: address.into(),
     }
@@ -154,7 +155,7 @@ async fn keyd_learns_whether_a_submission_session_owns_an_address() {
     ] {
         assert_eq!(
             h.ask(Role::Keyd, owns(ticket, address)).await,
-            Response::Owns(expected),
+            Ok(expected),
             "{address}"
         );
     }
@@ -164,16 +165,13 @@ async fn keyd_learns_whether_a_submission_session_owns_an_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_learns_the_account_of_a_live_submission_session_only() {
     let h = start().await;
-    let account = |ticket| Request::SubmissionAccount { ticket };
+    let account = |ticket| store::SubmissionAccount { ticket };
     assert_eq!(
         h.ask(Role::Queued, account(BOB)).await,
-        Response::Login(Some("bob".into()))
+        Ok(Some("bob".into()))
     );
     for ticket in [EVE_IMAP, BOB_EXPIRED, UNKNOWN] {
-        assert_eq!(
-            h.ask(Role::Queued, account(ticket)).await,
-            Response::Login(None)
-        );
+        assert_eq!(h.ask(Role::Queued, account(ticket)).await, Ok(None));
     }
     h.shutdown.cancel();
 }
@@ -181,25 +179,26 @@ async fn queued_learns_the_account_of_a_live_submission_session_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_question_is_answered_on_its_own_link_only() {
     let h = start().await;
-    let refused = |r: Response| matches!(r, Response::Failed(f) if !f.temporary);
+    fn refused<T>(r: Result<T, Refused>) -> bool {
+        matches!(r, Err(Refused::Failed(f)) if !f.temporary)
+    }
     // keyd asks one question and no other: not even where mail may go.
-    let recipient = Request::CheckRecipient {
+    let recipient = store::CheckRecipient {
         address: "bob@example.org".into(),
     };
     assert!(refused(h.ask(Role::Keyd, recipient).await));
     assert!(refused(
-        h.ask(Role::Keyd, Request::SubmissionAccount { ticket: BOB })
+        h.ask(Role::Keyd, store::SubmissionAccount { ticket: BOB })
             .await
     ));
-    assert!(refused(h.ask(Role::Keyd, Request::OpenDelivery).await));
+    assert!(refused(h.ask(Role::Keyd, store::OpenDelivery {}).await));
     // Nobody else may ask keyd's question, submission least of all.
     for role in [Role::Submission, Role::Queued, Role::Authd] {
         assert!(refused(h.ask(role, owns(BOB, "bob@example.org")).await));
     }
     for role in [Role::Submission, Role::Keyd, Role::Authd] {
         assert!(refused(
-            h.ask(role, Request::SubmissionAccount { ticket: BOB })
-                .await
+            h.ask(role, store::SubmissionAccount { ticket: BOB }).await
         ));
     }
     h.shutdown.cancel();

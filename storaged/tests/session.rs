@@ -8,7 +8,9 @@ use std::io::{Read, Seek, Write};
 use ipc::config::RoleConfig;
 use ipc::msg::auth::Ticket;
 use ipc::msg::control::{AdminReply, RoleAdmin};
-use ipc::msg::store::{self, FlagChange, Request, Response, SessionOp, SessionReply, StoreService};
+use ipc::msg::store::{
+    self, FlagChange, Flags, ModSeq, SessionOp, SessionReply, StoreService, Uid, UidSet,
+};
 use ipc::rpc::Client;
 use ipc::{AdminCall, Context, Link, Peers, Role};
 use tokio::sync::{mpsc, oneshot};
@@ -113,16 +115,13 @@ impl H {
     }
 
     async fn register(&self, ticket: Ticket, account: &str, role: Role) {
-        let r = Request::RegisterTicket {
+        let r = store::RegisterTicket {
             ticket,
             account: account.into(),
             role,
             expires: i64::MAX / 2,
         };
-        assert_eq!(
-            self.authd.call(&r, Vec::new()).await.unwrap().0,
-            Response::Done
-        );
+        assert_eq!(self.authd.ask(r.clone()).await.unwrap(), Ok(()));
     }
 
     async fn op(
@@ -132,11 +131,11 @@ impl H {
         op: SessionOp,
     ) -> (SessionReply, Vec<std::os::fd::OwnedFd>) {
         match via
-            .call(&Request::Session { ticket, op }, Vec::new())
+            .call(store::Session { ticket, op }, Vec::new())
             .await
             .unwrap()
         {
-            (Response::Session(r), fds) => (r, fds),
+            (Ok(r), fds) => (r, fds),
             other => panic!("{other:?}"),
         }
     }
@@ -164,38 +163,35 @@ async fn nothing_without_a_valid_ticket_for_this_role() {
         SessionReply::InvalidTicket
     );
     // Only authd may register tickets; imapd may not mint its own.
-    let forged = Request::RegisterTicket {
+    let forged = store::RegisterTicket {
         ticket: Ticket([9; 16]),
         account: "eve".into(),
         role: Role::Imapd,
         expires: i64::MAX / 2,
     };
     assert!(matches!(
-        h.imapd.call(&forged, Vec::new()).await.unwrap().0,
-        Response::Failed(f) if !f.temporary
+        h.imapd.ask(forged.clone()).await.unwrap(),
+        Err(store::Refused::Failed(f)) if !f.temporary
     ));
     assert_eq!(
         h.op(&h.imapd, Ticket([9; 16]), list.clone()).await.0,
         SessionReply::InvalidTicket
     );
     // Revoked: gone.
-    let revoke = Request::RevokeTicket { ticket: BOB };
-    assert_eq!(
-        h.authd.call(&revoke, Vec::new()).await.unwrap().0,
-        Response::Done
-    );
+    let revoke = store::RevokeTicket { ticket: BOB };
+    assert_eq!(h.authd.ask(revoke.clone()).await.unwrap(), Ok(()));
     assert_eq!(
         h.op(&h.imapd, BOB, list.clone()).await.0,
         SessionReply::InvalidTicket
     );
     // Expired: gone.
-    let r = Request::RegisterTicket {
+    let r = store::RegisterTicket {
         ticket: BOB,
         account: "bob".into(),
         role: Role::Imapd,
         expires: 1,
     };
-    h.authd.call(&r, Vec::new()).await.unwrap();
+    assert_eq!(h.authd.ask(r).await.unwrap(), Ok(()));
     assert_eq!(
         h.op(&h.imapd, BOB, list).await.0,
         SessionReply::InvalidTicket
@@ -212,22 +208,19 @@ async fn a_password_change_or_account_removal_ends_only_that_accounts_sessions()
     h.register(bob2, "bob", Role::Httpd).await;
     h.register(EVE, "eve", Role::Imapd).await;
     // Only authd may end an account's sessions.
-    let revoke = Request::RevokeAccountTickets {
+    let revoke = store::RevokeAccountTickets {
         account: "bob".into(),
     };
     assert!(matches!(
-        h.imapd.call(&revoke, Vec::new()).await.unwrap().0,
-        Response::Failed(f) if !f.temporary
+        h.imapd.ask(revoke.clone()).await.unwrap(),
+        Err(store::Refused::Failed(f)) if !f.temporary
     ));
     assert!(matches!(
         h.op(&h.imapd, BOB, list.clone()).await.0,
         SessionReply::Mailboxes(_)
     ));
     // authd says bob's password changed: every session of bob ends, eve's goes on.
-    assert_eq!(
-        h.authd.call(&revoke, Vec::new()).await.unwrap().0,
-        Response::Done
-    );
+    assert_eq!(h.authd.ask(revoke.clone()).await.unwrap(), Ok(()));
     assert_eq!(
         h.op(&h.imapd, BOB, list.clone()).await.0,
         SessionReply::InvalidTicket
@@ -262,7 +255,7 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     let SessionReply::Selected { id: inbox, info } = h.op(&h.imapd, BOB, select).await.0 else {
         panic!("no select")
     };
-    assert_eq!((info.total, info.uidnext), (0, 1));
+    assert_eq!((info.total, info.uidnext), (0, Uid(1)));
 
     let msg = b"From: Ann <ann@example.net>\r\nSubject: appended\r\n\r\nhello\r\n";
     let (SessionReply::UploadOpened { upload }, fds) =
@@ -276,7 +269,7 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     let append = SessionOp::Append {
         name: "Inbox".into(),
         upload,
-        flags: 1,
+        flags: Flags::SEEN,
         keywords: vec!["$Work".into()],
         internal_date: Some(1_700_000_000),
     };
@@ -284,13 +277,13 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
         h.op(&h.imapd, BOB, append).await.0,
         SessionReply::Appended {
             uidvalidity: info.uidvalidity,
-            uid: 1
+            uid: Uid(1)
         }
     );
 
     let fetch = SessionOp::Fetch {
         mailbox: inbox,
-        uids: vec![(1, u32::MAX)],
+        uids: UidSet::from([(1, u32::MAX)]),
         after: None,
     };
     let SessionReply::Messages { messages, more } = h.op(&h.imapd, BOB, fetch.clone()).await.0
@@ -302,7 +295,7 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     let m = &messages[0];
     assert_eq!(
         (m.uid, m.flags, m.size, m.internal_date),
-        (1, 1, msg.len() as u64, 1_700_000_000)
+        (Uid(1), Flags::SEEN, msg.len() as u64, 1_700_000_000)
     );
     assert_eq!(m.keywords, ["$Work"]);
     assert_eq!(m.envelope.subject.as_deref(), Some("appended"));
@@ -318,7 +311,7 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
 
     let open = SessionOp::Open {
         mailbox: inbox,
-        uid: 1,
+        uid: Uid(1),
     };
     let (SessionReply::Opened { size }, fds) = h.op(&h.imapd, BOB, open.clone()).await else {
         panic!("not opened")
@@ -335,41 +328,41 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
 
     let store_op = SessionOp::Store {
         mailbox: inbox,
-        uids: vec![(1, 1)],
+        uids: UidSet::from([(1, 1)]),
         change: FlagChange::Add,
-        flags: 8,
+        flags: Flags::DELETED,
         keywords: vec![],
         unchanged_since: None,
     };
     let SessionReply::Stored { updated, modified } = h.op(&h.imapd, BOB, store_op).await.0 else {
         panic!("not stored")
     };
-    assert!(modified.is_empty() && updated[0].flags == 9);
+    assert!(modified.is_empty() && updated[0].flags == Flags::SEEN | Flags::DELETED);
     let copy = SessionOp::Copy {
         from: inbox,
-        uids: vec![(1, 1)],
+        uids: UidSet::from([(1, 1)]),
         to: "Archive".into(),
     };
     let SessionReply::Copied { pairs, .. } = h.op(&h.imapd, BOB, copy).await.0 else {
         panic!("not copied")
     };
-    assert_eq!(pairs, [(1, 1)]);
+    assert_eq!(pairs, [(Uid(1), Uid(1))]);
     let expunge = SessionOp::Expunge {
         mailbox: inbox,
         uids: None,
     };
     assert_eq!(
         h.op(&h.imapd, BOB, expunge.clone()).await.0,
-        SessionReply::Expunged(vec![1])
+        SessionReply::Expunged(vec![Uid(1)])
     );
     let changes = SessionOp::Changes {
         mailbox: inbox,
-        since: 1,
+        since: ModSeq(1),
     };
     let SessionReply::Changes { vanished, .. } = h.op(&h.imapd, BOB, changes).await.0 else {
         panic!("no changes")
     };
-    assert_eq!(vanished, [1]);
+    assert_eq!(vanished, [Uid(1)]);
 
     // Eve's ticket cannot reach bob's mailbox by id.
     for op in [fetch, open, expunge] {
@@ -409,7 +402,7 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     let append = SessionOp::Append {
         name: "Inbox".into(),
         upload,
-        flags: 0,
+        flags: Flags::NONE,
         keywords: vec![],
         internal_date: None,
     };
@@ -475,9 +468,9 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
     rx.await.unwrap().unwrap();
     let flag = SessionOp::Store {
         mailbox: inbox,
-        uids: vec![(1, 1)],
+        uids: UidSet::from([(1, 1)]),
         change: FlagChange::Add,
-        flags: 8,
+        flags: Flags::DELETED,
         keywords: vec![],
         unchanged_since: None,
     };
@@ -494,7 +487,7 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
         let wait = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv());
         got.push(wait.await.expect("an event in time").expect("event"));
     }
-    let modseqs: Vec<u64> = got
+    let modseqs: Vec<ModSeq> = got
         .iter()
         .map(|Event::Changed { modseq, .. }| *modseq)
         .collect();
@@ -517,15 +510,15 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
         changes[0],
         Change::New {
             mailbox: inbox,
-            uid: 1
+            uid: Uid(1)
         }
     );
     assert_eq!(
         changes[1],
         Change::Flags {
             mailbox: inbox,
-            uid: 1,
-            flags: 8,
+            uid: Uid(1),
+            flags: Flags::DELETED,
             keywords: vec![]
         }
     );
@@ -533,13 +526,13 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
         changes[2],
         Change::Expunged {
             mailbox: inbox,
-            uids: vec![1]
+            uids: vec![Uid(1)]
         }
     );
 
     // After logout nothing more arrives for that watch.
-    let revoke = Request::RevokeTicket { ticket: BOB };
-    h.authd.call(&revoke, Vec::new()).await.unwrap();
+    let revoke = store::RevokeTicket { ticket: BOB };
+    assert_eq!(h.authd.ask(revoke).await.unwrap(), Ok(()));
     h.register(EVE, "bob", Role::Imapd).await;
     let (SessionReply::UploadOpened { upload }, fds) =
         h.op(&h.imapd, EVE, SessionOp::OpenUpload).await
@@ -552,7 +545,7 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
     let append = SessionOp::Append {
         name: "Inbox".into(),
         upload,
-        flags: 0,
+        flags: Flags::NONE,
         keywords: vec![],
         internal_date: None,
     };
@@ -606,8 +599,8 @@ async fn a_shared_watch_outlives_the_first_of_its_sessions() {
         h.op(&h.imapd, EVE, SessionOp::Watch).await.0,
         SessionReply::Done
     );
-    let revoke = Request::RevokeTicket { ticket: BOB };
-    h.authd.call(&revoke, Vec::new()).await.unwrap();
+    let revoke = store::RevokeTicket { ticket: BOB };
+    assert_eq!(h.authd.ask(revoke).await.unwrap(), Ok(()));
     let create = SessionOp::CreateMailbox {
         name: "Shared".into(),
     };
@@ -623,7 +616,7 @@ async fn a_shared_watch_outlives_the_first_of_its_sessions() {
     let append = SessionOp::Append {
         name: "Shared".into(),
         upload,
-        flags: 0,
+        flags: Flags::NONE,
         keywords: vec![],
         internal_date: None,
     };
@@ -633,6 +626,9 @@ async fn a_shared_watch_outlives_the_first_of_its_sessions() {
     let Some(Event::Changed { change, .. }) = wait.await.expect("an event in time") else {
         panic!("no event")
     };
-    assert!(matches!(change, Change::New { uid: 1, .. }), "{change:?}");
+    assert!(
+        matches!(change, Change::New { uid: Uid(1), .. }),
+        "{change:?}"
+    );
     h.shutdown.cancel();
 }

@@ -210,6 +210,9 @@ async fn connection(
             Err(e) => return Err(format!("uid {uid}: {e}")),
         };
         let (reply, answer) = oneshot::channel();
+        let stopping = incoming
+            .request
+            .refuse(ipc::msg::admin::Error("the supervisor is stopping".into()));
         events
             .send(Event::Admin {
                 request: incoming.request,
@@ -218,12 +221,10 @@ async fn connection(
                 reply,
             })
             .map_err(|_| "the supervisor is stopping".to_string())?;
-        let response = answer.await.unwrap_or_else(|_| {
-            ipc::msg::admin::Response::Error("the supervisor is stopping".into())
-        });
+        let answer = answer.await.unwrap_or(stopping);
         incoming
             .reply
-            .send(&response, Vec::new())
+            .send(answer)
             .await
             .map_err(|e| e.to_string())?;
     }

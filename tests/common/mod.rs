@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ipc::msg::admin::{Request, Response, RoleState, Status};
+use ipc::msg::admin::{self, Request, RoleState, Status};
+use moxd::admin_client::Response;
 
 pub const MOXD: &str = env!("CARGO_BIN_EXE_moxd");
 pub const MOXCTL: &str = env!("CARGO_BIN_EXE_moxctl");
@@ -140,13 +141,14 @@ impl Tree {
 
     /// The tree's status over the admin socket.
     pub fn status(&self) -> Result<Status, String> {
-        match moxd::admin_client::request(&self.socket, &Request::Status)? {
+        match moxd::admin_client::request(&self.socket, &admin::GetStatus {}.into())? {
             Response::Status(s) => Ok(s),
             other => Err(format!("unexpected {other:?}")),
         }
     }
 
-    pub fn request(&self, request: Request) -> Response {
+    pub fn request(&self, request: impl Into<Request>) -> Response {
+        let request = request.into();
         moxd::admin_client::request(&self.socket, &request)
             .unwrap_or_else(|e| panic!("{request:?}: {e}\n{}", self.log_text()))
     }

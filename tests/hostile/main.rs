@@ -34,8 +34,9 @@ use common::{Options, Tree, alive, skip_unless_root};
 use ipc::Role;
 use ipc::codec;
 use ipc::frame::{HEADER_LEN, Header, Kind, MAX_PAYLOAD, PROTOCOL_VERSION};
-use ipc::msg::admin::{Request as Admin, RoleState};
+use ipc::msg::admin::{self, RoleState};
 use ipc::msg::{auth, key, queue, store};
+use ipc::rpc::Call;
 use link::Hijacked;
 
 /// A serving role and the requests that show it working.
@@ -168,8 +169,8 @@ fn attack(tree: &Tree, target: &Target) {
 /// beating: a bad frame ends that socket, never keyd.
 fn attack_signing_sockets(tree: &Tree) {
     let keyd = pid(tree, Role::Keyd);
-    let open = codec::encode(&key::Request::OpenSigner).expect("encode");
-    let good = codec::encode(&key::Request::Certificates).expect("encode");
+    let open = enc(key::OpenSigner {});
+    let good = enc(key::Certificates {});
     let bad: [(&str, Vec<u8>, usize); 3] = [
         (
             "a request with a descriptor",
@@ -187,10 +188,7 @@ fn attack_signing_sockets(tree: &Tree) {
         let link = Hijacked::take(Role::Imapd, pid(tree, Role::Imapd), keyd, tree.pid());
         link.request(3, &open);
         let (answer, mut fds_back) = link.answer(3);
-        assert_eq!(
-            codec::decode::<key::Response>(&answer).expect("decode"),
-            key::Response::SignerOpened
-        );
+        assert!(matches!(answer_to::<key::OpenSigner>(&answer), Ok(Ok(()))));
         let signer = link.with_socket(fds_back.pop().expect("the signing socket"));
         let (probe, pipe) = std::io::pipe().expect("pipe");
         signer.send(&datagram, &vec![pipe.as_raw_fd(); fds]);
@@ -204,10 +202,7 @@ fn attack_signing_sockets(tree: &Tree) {
         );
         link.request(4, &good);
         let (answer, _) = link.answer(4);
-        assert!(matches!(
-            codec::decode::<key::Response>(&answer),
-            Ok(key::Response::Certificates(_))
-        ));
+        assert!(matches!(answer_to::<key::Certificates>(&answer), Ok(Ok(_))));
     }
 }
 
@@ -334,80 +329,106 @@ fn targets() -> Vec<Target> {
             role: Role::Keyd,
             attacker: Role::Imapd,
             witness: Role::Smtpd,
-            good: enc(&key::Request::Certificates),
-            answered: |_, a| matches!(codec::decode(a), Ok(key::Response::Certificates(_))),
+            good: enc(key::Certificates {}),
+            answered: |_, a| matches!(answer_to::<key::Certificates>(a), Ok(Ok(_))),
             not_allowed: (
                 Role::Imapd,
-                enc(&key::Request::SignDkim(key::DkimRequest {
-                    ticket: None,
-                    domain: "mx.test.example".into(),
-                    selector: "s1".into(),
-                    signed: vec!["from".into()],
-                    headers: b"from:x@mx.test.example\r\n".to_vec(),
-                    body_hash: vec![0; 32],
-                })),
+                enc(key::SignDkim {
+                    request: key::DkimRequest {
+                        ticket: None,
+                        domain: "mx.test.example".into(),
+                        selector: "s1".into(),
+                        signed: vec!["from".into()],
+                        headers: b"from:x@mx.test.example\r\n".to_vec(),
+                        body_hash: vec![0; 32],
+                    },
+                }),
             ),
-            refused: |a| matches!(codec::decode(a), Ok(key::Response::Refused(_))),
+            refused: |a| matches!(answer_to::<key::SignDkim>(a), Ok(Err(_))),
         },
         Target {
             role: Role::Storaged,
             attacker: Role::Smtpd,
             witness: Role::Submission,
-            good: enc(&store::Request::CheckRecipient {
+            good: enc(store::CheckRecipient {
                 address: "postmaster@mx.test.example".into(),
             }),
-            answered: |_, a| matches!(codec::decode(a), Ok(store::Response::Recipient(_))),
+            answered: |_, a| matches!(answer_to::<store::CheckRecipient>(a), Ok(Ok(_))),
             not_allowed: (
                 Role::Smtpd,
-                enc(&store::Request::RegisterTicket {
+                enc(store::RegisterTicket {
                     ticket: auth::Ticket([7; 16]),
                     account: "postmaster".into(),
                     role: Role::Smtpd,
                     expires: i64::MAX,
                 }),
             ),
-            refused: |a| matches!(codec::decode(a), Ok(store::Response::Failed(_))),
+            refused: |a| {
+                matches!(
+                    answer_to::<store::RegisterTicket>(a),
+                    Ok(Err(store::Refused::Failed(_)))
+                )
+            },
         },
         Target {
             role: Role::Authd,
             attacker: Role::Imapd,
             witness: Role::Httpd,
-            good: enc(&auth::Request::Mechanisms {
+            good: enc(auth::Mechanisms {
                 channel_binding: false,
             }),
-            answered: |_, a| matches!(codec::decode(a), Ok(auth::Response::Mechanisms(m)) if !m.is_empty()),
+            answered: |_, a| matches!(answer_to::<auth::Mechanisms>(a), Ok(Ok(m)) if !m.is_empty()),
             // Every client of authd may make every request; what a link may not do is step
             // an exchange it did not start.
             not_allowed: (
                 Role::Imapd,
-                enc(&auth::Request::Step {
+                enc(auth::Step {
                     exchange: 1 << 40,
                     response: b"\0postmaster\0guess".to_vec().into(),
                 }),
             ),
-            refused: |a| matches!(codec::decode(a), Ok(auth::Response::Failure(_))),
+            refused: |a| matches!(answer_to::<auth::Step>(a), Ok(Err(_))),
         },
         Target {
             role: Role::Queued,
             attacker: Role::Submission,
             witness: Role::Httpd,
-            good: enc(&queue::Request::Abort { file: 1 }),
+            good: enc(queue::Abort {
+                file: queue::FileId(1),
+            }),
             // httpd's link may ask queued nothing: its right answer is a refusal.
-            answered: |from, a| match (from, codec::decode(a)) {
-                (Role::Httpd, Ok(queue::Response::Failed { message, .. })) => {
+            answered: |from, a| match (from, answer_to::<queue::Abort>(a)) {
+                (Role::Httpd, Ok(Err(queue::Refused::Failed { message, .. }))) => {
                     message.contains("not permitted")
                 }
-                (_, Ok(queue::Response::Done)) => true,
+                (_, Ok(Ok(()))) => true,
                 _ => false,
             },
-            not_allowed: (Role::Httpd, enc(&queue::Request::Release { id: 1 })),
-            refused: |a| matches!(codec::decode(a), Ok(queue::Response::Failed { .. })),
+            not_allowed: (
+                Role::Httpd,
+                enc(queue::Release {
+                    id: queue::QueueId(1),
+                }),
+            ),
+            refused: |a| {
+                matches!(
+                    answer_to::<queue::Release>(a),
+                    Ok(Err(queue::Refused::Failed { .. }))
+                )
+            },
         },
     ]
 }
 
-fn enc<T: serde::Serialize>(request: &T) -> Vec<u8> {
-    codec::encode(request).expect("encode")
+/// A request's payload as its service's request enum carries it on the wire.
+fn enc<C: Call>(request: C) -> Vec<u8> {
+    let request: <C::Service as ipc::Service>::Request = request.into();
+    codec::encode(&request).expect("encode")
+}
+
+/// An answer's payload decoded as the type request `C` is answered with.
+fn answer_to<C: Call>(payload: &[u8]) -> Result<C::Answer, codec::CodecError> {
+    codec::decode(payload)
 }
 
 fn assert_good(link: &Hijacked, target: &Target, what: &str) {
@@ -485,7 +506,7 @@ fn restarted_on_report(
 /// Restarts `role` (a fresh process with fresh links) and waits until the tree is ready.
 fn restart(tree: &Tree, role: Role) {
     let old = pid(tree, role);
-    tree.request(Admin::Restart { role });
+    tree.request(admin::Restart { role });
     tree.wait_for(Duration::from_secs(20), &format!("{role} restarted"), |s| {
         s.roles.iter().all(|r| r.state == RoleState::Ready)
             && s.roles

@@ -14,7 +14,6 @@ pub enum AdminService {}
 impl Service for AdminService {
     const NAME: &'static str = "admin";
     type Request = Request;
-    type Response = Response;
     type Event = Event;
 }
 
@@ -32,39 +31,38 @@ pub enum ServerHello {
     Denied { reason: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// moxctl → supervisor: the state of every role.
-    Status,
-    /// moxctl → supervisor: shut the whole tree down gracefully.
-    Stop,
-    /// moxctl → supervisor: restart one role (fresh process and links).
-    Restart { role: Role },
-    /// moxctl → supervisor: set the log filter of one role, or of all and the supervisor.
-    LogLevel { role: Option<Role>, filter: String },
-    /// moxctl → supervisor: ping every role, and through each role every peer it calls.
-    Ping,
-    /// moxctl → supervisor → the owning role: an administrative request (fds attached where
-    /// the request says so).
-    Role(crate::msg::control::RoleAdmin),
-    /// moxctl → supervisor: read the configuration file again and apply what can change while
-    /// running (certificate files, which keyd then pushes to the roles); the answer names the
-    /// changes that need a restart.
-    Reload,
+crate::requests! {
+    /// A request from moxctl to the supervisor.
+    pub enum Request for AdminService, refused: Error {
+        /// moxctl → supervisor: the state of every role.
+        GetStatus {} -> Status,
+        /// moxctl → supervisor: shut the whole tree down gracefully; a line for the operator.
+        Stop {} -> String,
+        /// moxctl → supervisor: restart one role (fresh process and links).
+        Restart { role: Role } -> String,
+        /// moxctl → supervisor: set the log filter of one role, or of all and the supervisor.
+        LogLevel { role: Option<Role>, filter: String } -> String,
+        /// moxctl → supervisor: ping every role, and through each role every peer it calls;
+        /// per role, the control round trip and its peers' round trips.
+        Ping {} -> Vec<RolePings>,
+        /// moxctl → supervisor → the owning role: an administrative request (fds attached
+        /// where the request says so); the owning role's answer.
+        ForRole { request: crate::msg::control::RoleAdmin } -> crate::msg::control::AdminReply,
+        /// moxctl → supervisor: read the configuration file again and apply what can change
+        /// while running (certificate files, which keyd then pushes to the roles); the answer
+        /// names the changes that need a restart.
+        Reload {} -> String,
+    }
 }
 
+/// supervisor → moxctl: the request was not carried out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// supervisor → moxctl
-    Status(Status),
-    /// supervisor → moxctl: done, with a line for the operator.
-    Done(String),
-    /// supervisor → moxctl: per role, the control round trip and its peers' round trips.
-    Pings(Vec<RolePings>),
-    /// supervisor → moxctl: the owning role's answer to a `Role` request.
-    Role(crate::msg::control::AdminReply),
-    /// supervisor → moxctl: the request was not carried out, and why.
-    Error(String),
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::msg::types::AccountId;
 use crate::rpc::Service;
 use crate::secret::SecretBytes;
 
@@ -16,7 +17,6 @@ pub enum AuthService {}
 impl Service for AuthService {
     const NAME: &'static str = "auth";
     type Request = Request;
-    type Response = Response;
     type Event = Event;
 }
 
@@ -30,50 +30,48 @@ impl std::fmt::Debug for Ticket {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// submission, imapd, httpd → authd: the mechanisms to advertise on a connection with or
-    /// without TLS channel binding.
-    Mechanisms { channel_binding: bool },
-    /// submission, imapd, httpd → authd: start an exchange with the client's mechanism and optional
-    /// initial response (SASL-IR), on a connection from `remote`.
-    Start {
-        mechanism: String,
-        /// May carry the password (PLAIN): redacted in logs, zeroed when dropped.
-        initial_response: Option<SecretBytes>,
-        /// The TLS exporter (RFC 9266) when the connection is TLS.
-        channel_binding: Option<Vec<u8>>,
-        remote: IpAddr,
-    },
-    /// submission, imapd, httpd → authd: the client's next message in exchange `exchange`.
-    Step {
-        exchange: u64,
-        /// May carry the password (LOGIN): redacted in logs, zeroed when dropped.
-        response: SecretBytes,
-    },
-    /// submission, imapd, httpd → authd: the client aborted or went away.
-    Abort { exchange: u64 },
-    /// submission, imapd, httpd → authd: the session of `ticket` ended; revoke it.
-    Logout { ticket: Ticket },
+crate::requests! {
+    /// A request to authd.
+    pub enum Request for AuthService, refused: Failure {
+        /// submission, imapd, httpd → authd: the mechanisms to advertise on a connection with
+        /// or without TLS channel binding, strongest first.
+        Mechanisms { channel_binding: bool } -> Vec<String>,
+        /// submission, imapd, httpd → authd: start an exchange with the client's mechanism and
+        /// optional initial response (SASL-IR), on a connection from `remote`.
+        Start {
+            mechanism: String,
+            /// May carry the password (PLAIN): redacted in logs, zeroed when dropped.
+            initial_response: Option<SecretBytes>,
+            /// The TLS exporter (RFC 9266) when the connection is TLS (not a credential: the
+            /// client sends the same bytes inside its SCRAM message).
+            channel_binding: Option<Vec<u8>>,
+            remote: IpAddr,
+        } -> Progress,
+        /// submission, imapd, httpd → authd: the client's next message in exchange `exchange`.
+        Step {
+            exchange: u64,
+            /// May carry the password (LOGIN): redacted in logs, zeroed when dropped.
+            response: SecretBytes,
+        } -> Progress,
+        /// submission, imapd, httpd → authd: the client aborted or went away.
+        Abort { exchange: u64 } -> (),
+        /// submission, imapd, httpd → authd: the session of `ticket` ended; revoke it.
+        Logout { ticket: Ticket } -> (),
+    }
 }
 
+/// How an exchange goes on (the answer to `Start` and `Step`); a failure ends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// authd → caller: mechanism names, strongest first.
-    Mechanisms(Vec<String>),
+pub enum Progress {
     /// authd → caller: send `challenge` to the client and relay its answer with `Step`.
     Continue { exchange: u64, challenge: Vec<u8> },
     /// authd → caller: authenticated. `additional` goes to the client with the success
     /// (SCRAM's server signature).
     Success {
-        account: String,
+        account: AccountId,
         ticket: Ticket,
         additional: Option<Vec<u8>>,
     },
-    /// authd → caller: the exchange failed and is over.
-    Failure(Failure),
-    /// authd → caller: done (Abort, Logout).
-    Done,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,9 +95,9 @@ pub enum Event {}
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Admin {
     /// moxctl → authd: set `account`'s password to the bytes of the attached descriptor.
-    SetPassword { account: String },
+    SetPassword { account: AccountId },
     /// moxctl → authd: forget `account`'s credentials.
-    RemoveCredentials { account: String },
+    RemoveCredentials { account: AccountId },
 }
 
 /// authd's answer to an [`Admin`] request.

@@ -12,25 +12,37 @@ pub enum ControlService {}
 impl Service for ControlService {
     const NAME: &'static str = "control";
     type Request = Request;
-    type Response = Response;
     type Event = Event;
 }
 
+crate::requests! {
+    /// A request from the supervisor to a role.
+    pub enum Request for ControlService, refused: Refused {
+        /// supervisor → role: stop accepting work, finish what is in flight within `grace_ms`,
+        /// exit.
+        Shutdown { grace_ms: u64 } -> (),
+        /// supervisor → role: replace the log filter (tracing `EnvFilter` syntax).
+        SetLogLevel { filter: String } -> (),
+        /// supervisor → role: a fresh link to `peer`; one fd attached.
+        PeerUp { peer: Role } -> (),
+        /// supervisor → role: `peer` died; its link is gone until the next `PeerUp`.
+        PeerDown { peer: Role } -> (),
+        /// supervisor → role: ping every peer this role calls and report the round trips.
+        PingPeers {} -> Vec<PeerPing>,
+        /// supervisor → role: an administrative request from moxctl for this role (fds
+        /// attached where the request says so).
+        Admin { request: RoleAdmin } -> AdminReply,
+    }
+}
+
+/// role → supervisor: the request could not be carried out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// supervisor → role: stop accepting work, finish what is in flight within `grace_ms`, exit.
-    Shutdown { grace_ms: u64 },
-    /// supervisor → role: replace the log filter (tracing `EnvFilter` syntax).
-    SetLogLevel { filter: String },
-    /// supervisor → role: a fresh link to `peer`; one fd attached.
-    PeerUp { peer: Role },
-    /// supervisor → role: `peer` died; its link is gone until the next `PeerUp`.
-    PeerDown { peer: Role },
-    /// supervisor → role: ping every peer this role calls and report the round trips.
-    PingPeers,
-    /// supervisor → role: an administrative request from moxctl for this role (fds attached
-    /// where the request says so).
-    Admin(RoleAdmin),
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Administrative requests, by the role that carries them out.
@@ -61,18 +73,6 @@ pub enum AdminReply {
     Auth(crate::msg::auth::AdminReply),
     Key(crate::msg::key::AdminReply),
     Queue(crate::msg::queue::AdminReply),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// role → supervisor: done.
-    Done,
-    /// role → supervisor: the outcome per peer this role calls.
-    Pings(Vec<PeerPing>),
-    /// role → supervisor: the answer to an `Admin` request.
-    Admin(AdminReply),
-    /// role → supervisor: the request could not be carried out.
-    Refused(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

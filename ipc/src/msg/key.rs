@@ -16,50 +16,49 @@ pub enum KeyService {}
 impl Service for KeyService {
     const NAME: &'static str = "key";
     type Request = Request;
-    type Response = Response;
     type Event = Event;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// smtpd, submission, imapd, httpd → keyd: the certificates to serve, with their keys' public
-    /// parts.
-    Certificates,
-    /// smtpd, submission, imapd, httpd → keyd: a socket of its own for signing from a thread that
-    /// may block (rustls signs synchronously); keyd serves it with the same rights as this link.
-    OpenSigner,
-    /// smtpd, submission, imapd, httpd → keyd: sign a TLS handshake message with key `key`.
-    SignTls {
-        key: String,
-        /// The TLS SignatureScheme code point.
-        scheme: u16,
-        message: Vec<u8>,
-    },
-    /// submission, queued → keyd: a DKIM-Signature field for a message, made with key
-    /// `selector` of `domain`. The caller canonicalized the header fields and hashed the body
-    /// (relaxed/relaxed); keyd writes the field itself — `t=` now, `x=` after the configured
-    /// validity, never `l=` — and signs only a message whose one From: address is in `domain`
-    /// or below it and, from submission, owned by the session of `ticket` (asked of storaged);
-    /// from queued (no session), only `postmaster@` or `mailer-daemon@` of `domain`.
-    SignDkim(DkimRequest),
-    /// submission, queued → keyd: the DKIM keys of `domain` (public parts).
-    DkimKeys { domain: String },
+crate::requests! {
+    /// A request to keyd.
+    pub enum Request for KeyService, refused: Refused {
+        /// smtpd, submission, imapd, httpd → keyd: every certificate chain keyd serves, with
+        /// its key's public part.
+        Certificates {} -> Vec<Certificate>,
+        /// smtpd, submission, imapd, httpd → keyd: a socket of its own for signing from a
+        /// thread that may block (rustls signs synchronously), attached to the answer; keyd
+        /// serves it with the same rights as this link.
+        OpenSigner {} -> (),
+        /// smtpd, submission, imapd, httpd → keyd: sign a TLS handshake message with key `key`;
+        /// the answer is the signature.
+        SignTls {
+            key: String,
+            /// The TLS SignatureScheme code point.
+            scheme: u16,
+            message: Vec<u8>,
+        } -> Vec<u8>,
+        /// submission, queued → keyd: a DKIM-Signature field for a message, made with key
+        /// `selector` of `domain`. The caller canonicalized the header fields and hashed the
+        /// body (relaxed/relaxed); keyd writes the field itself — `t=` now, `x=` after the
+        /// configured validity, never `l=` — and signs only a message whose one From: address
+        /// is in `domain` or below it and, from submission, owned by the session of `ticket`
+        /// (asked of storaged); from queued (no session), only `postmaster@` or
+        /// `mailer-daemon@` of `domain`. The answer is the complete `DKIM-Signature: …` field
+        /// with its CRLF, to prepend.
+        SignDkim { request: DkimRequest } -> String,
+        /// submission, queued → keyd: the DKIM keys of `domain` (public parts).
+        DkimKeys { domain: String } -> Vec<DkimKey>,
+    }
 }
 
+/// keyd → caller: refused (wrong shape, unknown key, not permitted, rate limited), and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// keyd → caller: every certificate chain keyd serves.
-    Certificates(Vec<Certificate>),
-    /// keyd → caller: the signature.
-    Signature(Vec<u8>),
-    /// keyd → caller: the signing socket is attached.
-    SignerOpened,
-    /// keyd → caller: refused (wrong shape, unknown key, not permitted, rate limited).
-    Refused(String),
-    /// keyd → caller: the DKIM keys asked for.
-    DkimKeys(Vec<DkimKey>),
-    /// keyd → caller: the complete `DKIM-Signature: …` field with its CRLF, to prepend.
-    DkimSignature(String),
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What a DKIM signature covers, as the signer computed it (RFC 6376 §3.7).

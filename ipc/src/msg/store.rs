@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::msg::types::{AccountId, DeliveryId, Flags, MailboxId, ModSeq, Uid, UidSet};
 use crate::rpc::Service;
 
 /// Marker for the service storaged offers to its peers.
@@ -17,67 +18,114 @@ pub enum StoreService {}
 impl Service for StoreService {
     const NAME: &'static str = "store";
     type Request = Request;
-    type Response = Response;
     type Event = Event;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Request {
-    /// smtpd, submission, queued → storaged: may `address` receive mail here? (asked at RCPT time)
-    CheckRecipient { address: String },
-    /// smtpd, submission, queued → storaged: a new delivery to write one message into; the write
-    /// end of a pipe comes with the response (closing it ends the message).
-    OpenDelivery,
-    /// smtpd, submission, queued → storaged: deliver the bytes written into delivery `id` to
-    /// `recipients`, after the header fields in `prepend` (Authentication-Results), into Junk when
-    /// `junk`; answered only once the message is durable.
-    Deliver {
-        id: u64,
-        recipients: Vec<String>,
-        prepend: Vec<u8>,
-        junk: bool,
-    },
-    /// smtpd, submission, queued → storaged: forget delivery `id`.
-    AbortDelivery { id: u64 },
-    /// authd → storaged: the account a login name (an account name or one of its addresses)
-    /// belongs to.
-    ResolveLogin { username: String },
-    /// authd → storaged: `ticket` may act for `account` on links from `role` until `expires`
-    /// (seconds since the epoch).
-    RegisterTicket {
-        ticket: crate::msg::auth::Ticket,
-        account: String,
-        role: crate::topology::Role,
-        expires: i64,
-    },
-    /// authd → storaged: `ticket` is no longer valid.
-    RevokeTicket { ticket: crate::msg::auth::Ticket },
-    /// imapd, httpd → storaged: an operation on behalf of the session of `ticket` (issued by
-    /// authd to the calling role); it reaches only that session's account.
-    Session {
-        ticket: crate::msg::auth::Ticket,
-        op: SessionOp,
-    },
-    /// submission → storaged: the account `address` belongs to (as a recipient would
-    /// reach it), to check that a sender uses an address of its own.
-    SenderAccount { address: String },
-    /// authd → storaged: every ticket of `account` is no longer valid (its password changed or
-    /// its credentials were removed): sessions opened with the old password end.
-    RevokeAccountTickets { account: String },
-    /// keyd → storaged: does the submission session of `ticket` (authd registered it for
-    /// submission, and it has not expired) own `address`? Answered with [`Response::Owns`];
-    /// the only question keyd's link may ask.
-    SessionOwnsAddress {
-        ticket: crate::msg::auth::Ticket,
-        address: String,
-    },
-    /// queued → storaged: the account of the live submission session of `ticket` (which
-    /// account's sending limits a message counts against); `Login(None)` when there is none.
-    SubmissionAccount { ticket: crate::msg::auth::Ticket },
+crate::requests! {
+    /// A request to storaged (see each request's type for who may send it).
+    pub enum Request for StoreService, refused: Refused {
+        /// smtpd, submission, queued → storaged: may `address` receive mail here? (asked at
+        /// RCPT time)
+        CheckRecipient { address: String } -> RecipientStatus,
+        /// smtpd, submission, queued → storaged: a new delivery to write one message into; the
+        /// write end of a pipe comes with the answer (closing it ends the message).
+        OpenDelivery {} -> DeliveryId,
+        /// smtpd, submission, queued → storaged: deliver the bytes written into delivery `id`
+        /// to `recipients`, after the header fields in `prepend` (Authentication-Results), into
+        /// Junk when `junk`; answered only once the message is durable, one result per
+        /// recipient, in order.
+        Deliver {
+            id: DeliveryId,
+            recipients: Vec<String>,
+            prepend: Vec<u8>,
+            junk: bool,
+        } -> Vec<RecipientResult>,
+        /// smtpd, submission, queued → storaged: forget delivery `id`.
+        AbortDelivery { id: DeliveryId } -> (),
+        /// authd → storaged: the account a login name (an account name or one of its
+        /// addresses) belongs to.
+        ResolveLogin { username: String } -> Option<AccountId>,
+        /// authd → storaged: `ticket` may act for `account` on links from `role` until
+        /// `expires` (seconds since the epoch).
+        RegisterTicket {
+            ticket: crate::msg::auth::Ticket,
+            account: AccountId,
+            role: crate::topology::Role,
+            expires: i64,
+        } -> (),
+        /// authd → storaged: `ticket` is no longer valid.
+        RevokeTicket { ticket: crate::msg::auth::Ticket } -> (),
+        /// imapd, httpd → storaged: an operation on behalf of the session of `ticket` (issued
+        /// by authd to the calling role); it reaches only that session's account. Descriptors
+        /// come with the answer where the operation says so.
+        Session {
+            ticket: crate::msg::auth::Ticket,
+            op: SessionOp,
+        } -> SessionReply,
+        /// submission → storaged: the account `address` belongs to (as a recipient would
+        /// reach it), to check that a sender uses an address of its own.
+        SenderAccount { address: String } -> Option<AccountId>,
+        /// authd → storaged: every ticket of `account` is no longer valid (its password changed
+        /// or its credentials were removed): sessions opened with the old password end.
+        RevokeAccountTickets { account: AccountId } -> (),
+        /// keyd → storaged: does the submission session of `ticket` (authd registered it for
+        /// submission, and it has not expired) own `address`? The only question keyd's link
+        /// may ask.
+        SessionOwnsAddress {
+            ticket: crate::msg::auth::Ticket,
+            address: String,
+        } -> bool,
+        /// queued → storaged: the account of the live submission session of `ticket` (which
+        /// account's sending limits a message counts against); `None` when there is none.
+        SubmissionAccount { ticket: crate::msg::auth::Ticket } -> Option<AccountId>,
+    }
 }
 
-/// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned;
-/// UID sets are inclusive ranges with `u32::MAX` for `*`.
+/// Why storaged did not do what was asked, as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refused {
+    /// The request failed: retrying may work or not, as the failure says.
+    Failed(Failure),
+    /// Not now, for lack of space: free space is under the configured floor, a write found the
+    /// disk full, or the calling link holds as many bytes of open deliveries as it may (SMTP's
+    /// `452 4.3.1`). Nothing of the delivery was kept.
+    InsufficientStorage { message: String },
+}
+
+impl Refused {
+    /// A refusal that trying again later may overcome (SMTP 451).
+    pub fn temporary(message: impl Into<String>) -> Refused {
+        Refused::Failed(Failure {
+            temporary: true,
+            message: message.into(),
+        })
+    }
+
+    /// A refusal that trying again will not change (SMTP 554).
+    pub fn permanent(message: impl Into<String>) -> Refused {
+        Refused::Failed(Failure {
+            temporary: false,
+            message: message.into(),
+        })
+    }
+}
+
+impl From<Failure> for Refused {
+    fn from(failure: Failure) -> Refused {
+        Refused::Failed(failure)
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Failed(failure) => f.write_str(&failure.message),
+            Refused::InsufficientStorage { message } => f.write_str(message),
+        }
+    }
+}
+
+/// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionOp {
     ListMailboxes,
@@ -102,14 +150,14 @@ pub enum SessionOp {
     /// Metadata of the messages in `uids`, resuming after UID `after`; answered in pages that
     /// fit a frame.
     Fetch {
-        mailbox: u64,
-        uids: Vec<(u32, u32)>,
-        after: Option<u32>,
+        mailbox: MailboxId,
+        uids: UidSet,
+        after: Option<Uid>,
     },
     /// A read-only descriptor of one message's bytes.
     Open {
-        mailbox: u64,
-        uid: u32,
+        mailbox: MailboxId,
+        uid: Uid,
     },
     /// A writable temporary file for a message to append; its fd comes with the answer.
     OpenUpload,
@@ -117,43 +165,42 @@ pub enum SessionOp {
     Append {
         name: String,
         upload: u64,
-        flags: u8,
+        flags: Flags,
         keywords: Vec<String>,
         internal_date: Option<i64>,
     },
-    /// Changes flags (bits: seen 1, answered 2, flagged 4, deleted 8, draft 16) and keywords;
-    /// with `unchanged_since`, CONDSTORE semantics.
+    /// Changes flags and keywords; with `unchanged_since`, CONDSTORE semantics.
     Store {
-        mailbox: u64,
-        uids: Vec<(u32, u32)>,
+        mailbox: MailboxId,
+        uids: UidSet,
         change: FlagChange,
-        flags: u8,
+        flags: Flags,
         keywords: Vec<String>,
-        unchanged_since: Option<u64>,
+        unchanged_since: Option<ModSeq>,
     },
     Copy {
-        from: u64,
-        uids: Vec<(u32, u32)>,
+        from: MailboxId,
+        uids: UidSet,
         to: String,
     },
     Move {
-        from: u64,
-        uids: Vec<(u32, u32)>,
+        from: MailboxId,
+        uids: UidSet,
         to: String,
     },
     /// Removes `\Deleted` messages (only those in `uids`, if given).
     Expunge {
-        mailbox: u64,
-        uids: Option<Vec<(u32, u32)>>,
+        mailbox: MailboxId,
+        uids: Option<UidSet>,
     },
     /// Changed messages and vanished UIDs since `since` (CONDSTORE/QRESYNC).
     Changes {
-        mailbox: u64,
-        since: u64,
+        mailbox: MailboxId,
+        since: ModSeq,
     },
     /// The UIDs of the messages matching `criteria`.
     Search {
-        mailbox: u64,
+        mailbox: MailboxId,
         criteria: Search,
     },
     /// From now on, push this account's changes to the calling link as [`Event`]s, in modseq
@@ -170,10 +217,10 @@ pub struct Search(pub Vec<SearchTerm>);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SearchTerm {
     All,
-    Uids(Vec<(u32, u32)>),
-    /// System flag bits all set (`set`) or all clear.
+    Uids(UidSet),
+    /// The system flags all set (`set`) or all clear.
     Flags {
-        flags: u8,
+        flags: Flags,
         set: bool,
     },
     Keyword {
@@ -186,7 +233,7 @@ pub enum SearchTerm {
     Larger(u64),
     Smaller(u64),
     /// Messages modified at or after this modseq (CONDSTORE).
-    ModSeq(u64),
+    ModSeq(ModSeq),
     /// A header field containing `contains` (case-insensitive).
     Header {
         field: String,
@@ -213,9 +260,9 @@ pub enum FlagChange {
 /// A message's metadata, as IMAP FETCH needs it without opening the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageMeta {
-    pub uid: u32,
-    pub modseq: u64,
-    pub flags: u8,
+    pub uid: Uid,
+    pub modseq: ModSeq,
+    pub flags: Flags,
     pub keywords: Vec<String>,
     pub internal_date: i64,
     pub size: u64,
@@ -262,9 +309,9 @@ pub struct Envelope {
 /// A message's flags after a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageFlags {
-    pub uid: u32,
-    pub modseq: u64,
-    pub flags: u8,
+    pub uid: Uid,
+    pub modseq: ModSeq,
+    pub flags: Flags,
     pub keywords: Vec<String>,
 }
 
@@ -274,12 +321,12 @@ pub enum SessionReply {
     Done,
     Mailboxes(Vec<MailboxInfo>),
     Selected {
-        id: u64,
+        id: MailboxId,
         info: MailboxInfo,
     },
     Messages {
         messages: Vec<MessageMeta>,
-        more: Option<u32>,
+        more: Option<Uid>,
     },
     /// The message's fd comes with it.
     Opened {
@@ -291,54 +338,29 @@ pub enum SessionReply {
     },
     Appended {
         uidvalidity: u32,
-        uid: u32,
+        uid: Uid,
     },
     Stored {
         updated: Vec<MessageFlags>,
-        modified: Vec<u32>,
+        modified: Vec<Uid>,
     },
     /// (source UID, new UID) pairs, for COPYUID.
     Copied {
         uidvalidity: u32,
-        pairs: Vec<(u32, u32)>,
+        pairs: Vec<(Uid, Uid)>,
     },
-    Expunged(Vec<u32>),
+    Expunged(Vec<Uid>),
     /// Search results, in UID order.
-    Uids(Vec<u32>),
+    Uids(Vec<Uid>),
     Changes {
         changed: Vec<MessageFlags>,
-        vanished: Vec<u32>,
-        highest_modseq: u64,
+        vanished: Vec<Uid>,
+        highest_modseq: ModSeq,
     },
     /// The ticket is unknown, expired, or not for this role: log in again.
     InvalidTicket,
     /// The operation failed (no such mailbox, invalid name, …): an IMAP NO.
     Refused(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// storaged → caller: the answer to `CheckRecipient`.
-    Recipient(RecipientStatus),
-    /// storaged → caller: a delivery was opened; its writable fd is attached.
-    DeliveryOpened { id: u64 },
-    /// storaged → caller: one result per recipient, in order; all delivered ones are durable.
-    Delivered(Vec<RecipientResult>),
-    /// storaged → caller: done (AbortDelivery, RegisterTicket, RevokeTicket).
-    Done,
-    /// storaged → authd, submission, queued: the account of a login name, sender address or
-    /// session ticket, if any.
-    Login(Option<String>),
-    /// storaged → imapd, httpd: the answer to a `Session` request (fds as it says).
-    Session(SessionReply),
-    /// storaged → caller: the request failed as a whole.
-    Failed(Failure),
-    /// storaged → smtpd, submission, queued: not now, for lack of space: free space is under the
-    /// configured floor, a write found the disk full, or the calling link holds as many bytes
-    /// of open deliveries as it may (SMTP's `452 4.3.1`). Nothing of the delivery was kept.
-    InsufficientStorage { message: String },
-    /// storaged → keyd: the answer to `SessionOwnsAddress`.
-    Owns(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,8 +391,8 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     Changed {
-        account: String,
-        modseq: u64,
+        account: AccountId,
+        modseq: ModSeq,
         change: Change,
     },
 }
@@ -378,16 +400,16 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// A message arrived (delivery, append, copy, move).
-    New { mailbox: u64, uid: u32 },
+    New { mailbox: MailboxId, uid: Uid },
     /// A message's flags or keywords changed.
     Flags {
-        mailbox: u64,
-        uid: u32,
-        flags: u8,
+        mailbox: MailboxId,
+        uid: Uid,
+        flags: Flags,
         keywords: Vec<String>,
     },
     /// Messages were expunged (or moved away).
-    Expunged { mailbox: u64, uids: Vec<u32> },
+    Expunged { mailbox: MailboxId, uids: Vec<Uid> },
 }
 
 /// Administration of storaged, forwarded by the supervisor from moxctl.
@@ -403,13 +425,13 @@ pub enum Admin {
     /// moxctl → storaged: every domain.
     ListDomains,
     /// moxctl → storaged: a new account with its first address and the default mailboxes.
-    AddAccount { name: String, address: String },
+    AddAccount { name: AccountId, address: String },
     /// moxctl → storaged: remove an account with its addresses, mailboxes and messages.
-    RemoveAccount { name: String },
+    RemoveAccount { name: AccountId },
     /// moxctl → storaged: every account with its addresses.
     ListAccounts,
     /// moxctl → storaged: another address (or `@domain` catch-all) for an account.
-    AddAddress { address: String, account: String },
+    AddAddress { address: String, account: AccountId },
     /// moxctl → storaged: remove an address (not an account's last).
     RemoveAddress { address: String },
     /// moxctl → storaged: deliver the message read from the attached fd to `recipients`.
@@ -417,7 +439,7 @@ pub enum Admin {
     /// moxctl → storaged: check the database against the message files.
     VerifyData,
     /// moxctl → storaged: the mailboxes of an account with their counts.
-    ListMailboxes { account: String },
+    ListMailboxes { account: AccountId },
     /// moxctl → storaged: write a consistent snapshot (database and message files) as a tar
     /// archive into the attached descriptor.
     Backup,
@@ -441,8 +463,8 @@ pub struct MailboxInfo {
     pub subscribed: bool,
     pub special_use: Option<String>,
     pub uidvalidity: u32,
-    pub uidnext: u32,
-    pub highest_modseq: u64,
+    pub uidnext: Uid,
+    pub highest_modseq: ModSeq,
     pub total: u32,
     pub unseen: u32,
     pub deleted: u32,
@@ -457,6 +479,6 @@ pub struct DomainInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountInfo {
-    pub name: String,
+    pub name: AccountId,
     pub addresses: Vec<String>,
 }

@@ -2,8 +2,9 @@
 //! the client may simply retry), then storaged's delivery, then the queued copy released or
 //! discarded by how the delivery went. Returns the reply the client hears.
 
-use ipc::msg::queue;
-use ipc::msg::store::{self, RecipientResult, StoreService};
+use ipc::msg::queue::{self, QueueId, QueueService};
+use ipc::msg::store::{self, DeliveryId, RecipientResult, StoreService};
+use ipc::rpc::Call;
 
 use super::sink::{Sink, abort_queue, abort_store};
 use super::{Peers, Plan};
@@ -79,11 +80,11 @@ pub(super) async fn commit(
 /// delivery; the queue file is given back here where queued does not already drop it.
 async fn enqueue(
     peers: &Peers<'_>,
-    (file_id, file): (u64, tokio::fs::File),
+    (file_id, file): (queue::FileId, tokio::fs::File),
     envelope: queue::SubmittedEnvelope,
     head: &[u8],
     held: bool,
-) -> Result<u64, Reply> {
+) -> Result<QueueId, Reply> {
     // Only an authenticated session relays; its ticket names the account.
     let Some(ticket) = peers.ticket else {
         tracing::warn!("a message to relay without a session ticket");
@@ -107,23 +108,20 @@ async fn enqueue(
             ));
         }
     };
-    let request = queue::Request::Enqueue {
+    let request = queue::Enqueue {
         file: file_id,
         ticket,
         envelope,
         prepend: prepend.into_bytes(),
         held,
     };
-    match call_queued(peers, &request, "queued is not running").await {
-        Ok((queue::Response::Queued { id }, _)) => Ok(id),
-        Ok((
-            queue::Response::OverLimit {
-                setting,
-                limit,
-                retry_after_secs,
-            },
-            _,
-        )) => Err(Reply::new(
+    match call_queued(peers, request, "queued is not running").await {
+        Ok(Ok(id)) => Ok(id),
+        Ok(Err(queue::Refused::OverLimit {
+            setting,
+            limit,
+            retry_after_secs,
+        })) => Err(Reply::new(
             451,
             "4.7.0",
             format!(
@@ -131,12 +129,12 @@ async fn enqueue(
                 retry_after_secs.div_ceil(60)
             ),
         )),
-        Ok((queue::Response::InsufficientStorage { message }, _)) => {
+        Ok(Err(queue::Refused::InsufficientStorage { message })) => {
             tracing::warn!("queueing: {message}");
             Err(Reply::insufficient_storage())
         }
-        other => {
-            tracing::warn!("queueing: {other:?}");
+        Ok(Err(queue::Refused::Failed { message, .. })) | Err(message) => {
+            tracing::warn!("queueing: {message}");
             Err(Reply::new(
                 451,
                 "4.3.0",
@@ -149,14 +147,16 @@ async fn enqueue(
 /// Releases the held queued copy `q` once the local delivery succeeded (`reply`), or discards
 /// it when that failed. Returns the client's refusal when a successful delivery leaves the
 /// copy for other domains stuck.
-async fn settle_queued(peers: &Peers<'_>, q: u64, reply: &Reply) -> Option<Reply> {
-    let (request, what) = if reply.is_error() {
-        (queue::Request::Discard { id: q }, "discarding")
+async fn settle_queued(peers: &Peers<'_>, q: QueueId, reply: &Reply) -> Option<Reply> {
+    let (settled, what) = if reply.is_error() {
+        let discarded = call_queued(peers, queue::Discard { id: q }, "queued went away").await;
+        (discarded, "discarding")
     } else {
-        (queue::Request::Release { id: q }, "releasing")
+        let released = call_queued(peers, queue::Release { id: q }, "queued went away").await;
+        (released, "releasing")
     };
-    match call_queued(peers, &request, "queued went away").await {
-        Ok((queue::Response::Done, _)) => None,
+    match settled {
+        Ok(Ok(())) => None,
         other => {
             tracing::error!("{what} queued message {q}: {other:?}");
             // Delivered here, but the copy for other domains is stuck held (and discarded
@@ -173,20 +173,20 @@ async fn settle_queued(peers: &Peers<'_>, q: u64, reply: &Reply) -> Option<Reply
 }
 
 /// Gives back the storaged delivery whose pipe was already closed for the commit, if any.
-async fn abort_committed_store(store: &Option<(u64, ipc::Client<StoreService>)>) {
+async fn abort_committed_store(store: &Option<(DeliveryId, ipc::Client<StoreService>)>) {
     if let Some((id, storaged)) = store {
         abort_store(storaged, *id).await;
     }
 }
 
 /// One request to queued, `missing` if it is not running.
-async fn call_queued(
+async fn call_queued<C: Call<Service = QueueService>>(
     peers: &Peers<'_>,
-    request: &queue::Request,
+    request: C,
     missing: &str,
-) -> Result<(queue::Response, Vec<ipc::Handle>), String> {
+) -> Result<C::Answer, String> {
     match &peers.queued {
-        Some(q) => q.call(request, Vec::new()).await.map_err(|e| e.to_string()),
+        Some(q) => q.ask(request).await.map_err(|e| e.to_string()),
         None => Err(missing.into()),
     }
 }
@@ -194,48 +194,51 @@ async fn call_queued(
 /// Commits delivery `delivery` to `recipients` at storaged.
 async fn deliver(
     storaged: &ipc::Client<StoreService>,
-    delivery: u64,
+    delivery: DeliveryId,
     recipients: Vec<String>,
     (prepend, junk): Placement,
     id: &str,
 ) -> Reply {
     let count = recipients.len();
     let answer = storaged
-        .call(
-            &store::Request::Deliver {
-                id: delivery,
-                recipients,
-                prepend,
-                junk,
-            },
-            Vec::new(),
-        )
+        .ask(store::Deliver {
+            id: delivery,
+            recipients,
+            prepend,
+            junk,
+        })
         .await;
     match answer {
         // All or nothing: a recipient removed since RCPT fails the whole delivery (451), and
         // the client's retry hears 550 for it at RCPT.
-        Ok((store::Response::Delivered(results), _))
+        Ok(Ok(results))
             if results.len() == count
                 && results.iter().all(|r| *r == RecipientResult::Delivered) =>
         {
             Reply::new(250, "2.0.0", format!("{id} delivered"))
         }
-        Ok((store::Response::InsufficientStorage { message }, _)) => {
+        Ok(Err(store::Refused::InsufficientStorage { message })) => {
             tracing::warn!("not delivered: {message}");
             Reply::insufficient_storage()
         }
-        Ok((store::Response::Failed(f), _)) if f.temporary => Reply::new(
+        Ok(Err(store::Refused::Failed(f))) if f.temporary => Reply::new(
             451,
             "4.3.0",
             format!("not delivered: {}; try again later", f.message),
         ),
-        Ok((store::Response::Failed(f), _)) => {
+        Ok(Err(store::Refused::Failed(f))) => {
             Reply::new(554, "5.3.0", format!("not delivered: {}", f.message))
         }
-        Ok((other, _)) => Reply::new(
+        Ok(Ok(results)) => Reply::new(
             451,
             "4.3.0",
-            format!("unexpected answer from the store: {other:?}"),
+            format!(
+                "the store delivered to {} of {count} recipients; try again later",
+                results
+                    .iter()
+                    .filter(|r| **r == RecipientResult::Delivered)
+                    .count()
+            ),
         ),
         Err(e) => Reply::new(
             451,

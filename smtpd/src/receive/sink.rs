@@ -13,14 +13,17 @@ use crate::reply::Reply;
 pub(super) enum Sink {
     /// A pipe storaged reads as the bytes come; closing it ends the message.
     Store {
-        id: u64,
+        id: ipc::msg::store::DeliveryId,
         pipe: tokio::net::unix::pipe::Sender,
         /// The link the delivery was opened on: its commit or abort goes there, never to a
         /// storaged started since (which knows nothing of it).
         storaged: ipc::Client<StoreService>,
     },
     /// A file in queued's queue directory.
-    Queue { id: u64, file: tokio::fs::File },
+    Queue {
+        id: queue::FileId,
+        file: tokio::fs::File,
+    },
 }
 
 impl Sink {
@@ -109,15 +112,15 @@ async fn open_store(
 /// A new file in queued's queue directory, for the remote recipients.
 async fn open_queue(peers: &Peers<'_>) -> Result<Sink, Outcome> {
     let opened = match &peers.queued {
-        Some(q) => q.call(&queue::Request::OpenMessage, Vec::new()).await.ok(),
+        Some(q) => q.call(queue::OpenMessage {}, Vec::new()).await.ok(),
         None => None,
     };
     match opened {
-        Some((queue::Response::Opened { file }, mut fds)) if fds.len() == 1 => Ok(Sink::Queue {
+        Some((Ok(file), mut fds)) if fds.len() == 1 => Ok(Sink::Queue {
             id: file,
             file: file_of(fds.remove(0)),
         }),
-        Some((queue::Response::InsufficientStorage { message }, _)) => {
+        Some((Err(queue::Refused::InsufficientStorage { message }), _)) => {
             tracing::warn!("queued opened no message file: {message}");
             Err(Outcome {
                 reply: Reply::insufficient_storage(),
@@ -155,17 +158,18 @@ pub(super) async fn abort(peers: &Peers<'_>, sinks: Vec<Sink>) {
 
 /// Gives delivery `id` back to the storaged that opened it (if that one is gone, so is the
 /// delivery).
-pub(super) async fn abort_store(storaged: &ipc::Client<StoreService>, id: u64) {
+pub(super) async fn abort_store(
+    storaged: &ipc::Client<StoreService>,
+    id: ipc::msg::store::DeliveryId,
+) {
     if !storaged.is_closed() {
-        let _ = storaged
-            .call(&store::Request::AbortDelivery { id }, Vec::new())
-            .await;
+        let _ = storaged.ask(store::AbortDelivery { id }).await;
     }
 }
 
-pub(super) async fn abort_queue(peers: &Peers<'_>, file: u64) {
+pub(super) async fn abort_queue(peers: &Peers<'_>, file: queue::FileId) {
     if let Some(q) = &peers.queued {
-        let _ = q.call(&queue::Request::Abort { file }, Vec::new()).await;
+        let _ = q.ask(queue::Abort { file }).await;
     }
 }
 

@@ -113,7 +113,7 @@ pub enum FeedRecord {
     Flags {
         mailbox: u64,
         uid: u32,
-        flags: u8,
+        flags: Flags,
         keywords: Vec<String>,
     },
     Expunged {
@@ -122,21 +122,8 @@ pub enum FeedRecord {
     },
 }
 
-/// The system flags of a message, as bits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Flags(pub u8);
-
-impl Flags {
-    pub const SEEN: Flags = Flags(1);
-    pub const ANSWERED: Flags = Flags(2);
-    pub const FLAGGED: Flags = Flags(4);
-    pub const DELETED: Flags = Flags(8);
-    pub const DRAFT: Flags = Flags(16);
-
-    pub fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
+/// The system flags of a message (one byte on disk, as on the wire).
+pub use ipc::msg::types::Flags;
 
 /// A message in a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Operations on an account's mailboxes: list, create, rename, delete, subscribe, select.
 
 use ipc::msg::store::SessionReply;
+use ipc::msg::store::{MailboxId, UidSet};
 
 use super::{Outcome, done};
 use crate::error::StoreError;
@@ -29,7 +30,7 @@ impl Store {
             let target = self.db.create_mailbox(account, to)?;
             let moved = self
                 .db
-                .move_messages(&self.files, inbox, &[(1, u32::MAX)], target)?;
+                .move_messages(&self.files, inbox, &UidSet::all(), target)?;
             return Ok(((SessionReply::Done, Vec::new()), moved.unlink));
         }
         self.db.rename_mailbox(account, from, to)?;
@@ -55,7 +56,7 @@ impl Store {
     pub(super) fn select(&self, account: &str, name: &str) -> Result<Outcome, StoreError> {
         let (id, m) = self.named(account, name)?;
         done(SessionReply::Selected {
-            id,
+            id: MailboxId(id),
             info: crate::accounts::mailbox_info(m),
         })
     }

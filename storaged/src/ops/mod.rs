@@ -46,8 +46,8 @@ impl Store {
                 mailbox,
                 uids,
                 after,
-            } => self.fetch(account, mailbox, &uids, after),
-            SessionOp::Open { mailbox, uid } => self.open(account, mailbox, uid),
+            } => self.fetch(account, mailbox.0, &uids, after.map(|u| u.0)),
+            SessionOp::Open { mailbox, uid } => self.open(account, mailbox.0, uid.0),
             SessionOp::OpenUpload => self.open_upload(peer),
             SessionOp::Append {
                 name,
@@ -75,23 +75,23 @@ impl Store {
                 unchanged_since,
             } => self.store_flags(
                 account,
-                mailbox,
+                mailbox.0,
                 &uids,
                 write::FlagUpdate {
                     change,
                     flags,
                     keywords,
-                    unchanged_since,
+                    unchanged_since: unchanged_since.map(|m| m.0),
                 },
             ),
-            SessionOp::Copy { from, uids, to } => self.copy(account, from, &uids, &to),
-            SessionOp::Move { from, uids, to } => self.move_to(account, from, &uids, &to),
-            SessionOp::Expunge { mailbox, uids } => self.expunge(account, mailbox, uids),
-            SessionOp::Search { mailbox, criteria } => self.search(account, mailbox, &criteria),
+            SessionOp::Copy { from, uids, to } => self.copy(account, from.0, &uids, &to),
+            SessionOp::Move { from, uids, to } => self.move_to(account, from.0, &uids, &to),
+            SessionOp::Expunge { mailbox, uids } => self.expunge(account, mailbox.0, uids),
+            SessionOp::Search { mailbox, criteria } => self.search(account, mailbox.0, &criteria),
             // Watching is answered before the blocking part (it needs the event link); this arm
             // only keeps the match whole.
             SessionOp::Watch => done(SessionReply::Done),
-            SessionOp::Changes { mailbox, since } => self.changes(account, mailbox, since),
+            SessionOp::Changes { mailbox, since } => self.changes(account, mailbox.0, since.0),
         }
     }
 

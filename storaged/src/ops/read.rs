@@ -3,7 +3,7 @@
 
 use std::os::fd::OwnedFd;
 
-use ipc::msg::store::{MessageMeta, Search, SessionReply};
+use ipc::msg::store::{MessageMeta, ModSeq, Search, SessionReply, Uid};
 
 use super::wire::{meta, wire_flags};
 use super::{Outcome, done};
@@ -20,7 +20,7 @@ impl Store {
         &self,
         account: &str,
         mailbox: u64,
-        uids: &[(u32, u32)],
+        uids: &crate::messages::UidSet,
         after: Option<u32>,
     ) -> Result<Outcome, StoreError> {
         self.owned(account, mailbox)?;
@@ -80,12 +80,8 @@ impl Store {
         criteria: &Search,
     ) -> Result<Outcome, StoreError> {
         self.owned(account, mailbox)?;
-        done(SessionReply::Uids(crate::search::search(
-            &self.db,
-            &self.files,
-            mailbox,
-            criteria,
-        )?))
+        let found = crate::search::search(&self.db, &self.files, mailbox, criteria)?;
+        done(SessionReply::Uids(found.into_iter().map(Uid).collect()))
     }
 
     /// Flag changes and expunges since modseq `since`, for CONDSTORE/QRESYNC resynchronisation.
@@ -99,8 +95,8 @@ impl Store {
         let c = self.db.changes_since(mailbox, since)?;
         done(SessionReply::Changes {
             changed: c.changed.into_iter().map(wire_flags).collect(),
-            vanished: c.vanished,
-            highest_modseq: c.highest_modseq,
+            vanished: c.vanished.into_iter().map(Uid).collect(),
+            highest_modseq: ModSeq(c.highest_modseq),
         })
     }
 }

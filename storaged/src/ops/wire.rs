@@ -1,6 +1,6 @@
 //! Store records as catalogue types: the shapes the mailbox API sends to imapd and httpd.
 
-use ipc::msg::store::{Envelope as WireEnvelope, MessageFlags, MessageMeta};
+use ipc::msg::store::{Envelope as WireEnvelope, MessageFlags, MessageMeta, ModSeq, Uid};
 
 use crate::db::record::Message;
 use crate::envelope::{Envelope, EnvelopeAddress};
@@ -8,18 +8,18 @@ use crate::messages::Updated;
 
 pub(super) fn wire_flags(u: Updated) -> MessageFlags {
     MessageFlags {
-        uid: u.uid,
-        modseq: u.modseq,
-        flags: u.flags.0,
+        uid: Uid(u.uid),
+        modseq: ModSeq(u.modseq),
+        flags: u.flags,
         keywords: u.keywords,
     }
 }
 
 pub(super) fn meta(uid: u32, m: Message) -> MessageMeta {
     MessageMeta {
-        uid,
-        modseq: m.modseq,
-        flags: m.flags.0,
+        uid: Uid(uid),
+        modseq: ModSeq(m.modseq),
+        flags: m.flags,
         keywords: m.keywords,
         internal_date: m.internal_date,
         size: m.size,

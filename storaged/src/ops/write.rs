@@ -2,7 +2,7 @@
 //! message files a change frees are returned for unlinking once the change is durable.
 
 use ipc::Role;
-use ipc::msg::store::{FlagChange, SessionReply};
+use ipc::msg::store::{FlagChange, SessionReply, Uid};
 
 use super::wire::wire_flags;
 use super::{Outcome, done};
@@ -15,7 +15,7 @@ use crate::service::Store;
 /// What `Append` says about the message besides its mailbox.
 pub(super) struct Upload {
     pub(super) upload: u64,
-    pub(super) flags: u8,
+    pub(super) flags: Flags,
     pub(super) keywords: Vec<String>,
     pub(super) internal_date: Option<i64>,
 }
@@ -23,7 +23,7 @@ pub(super) struct Upload {
 /// What `Store` changes on the messages it names.
 pub(super) struct FlagUpdate {
     pub(super) change: FlagChange,
-    pub(super) flags: u8,
+    pub(super) flags: Flags,
     pub(super) keywords: Vec<String>,
     pub(super) unchanged_since: Option<u64>,
 }
@@ -32,8 +32,10 @@ impl Store {
     /// Opens a temporary file that `peer` fills and then names in `Append`.
     pub(super) fn open_upload(&self, peer: Role) -> Result<Outcome, StoreError> {
         let (id, fd) = self.open_temp(peer).map_err(|r| match r {
-            crate::service::Refusal::NoSpace(m) => StoreError::NoSpace(m),
-            crate::service::Refusal::Failed(f) => StoreError::Db(f.message),
+            crate::service::Refused::InsufficientStorage { message } => {
+                StoreError::NoSpace(message)
+            }
+            crate::service::Refused::Failed(f) => StoreError::Failed(f.message),
         })?;
         Ok((
             (SessionReply::UploadOpened { upload: id }, vec![fd]),
@@ -94,7 +96,7 @@ impl Store {
             file: file_id,
             size,
             modseq: 0,
-            flags: Flags(up.flags & 0x1f),
+            flags: up.flags,
             keywords: up.keywords,
             internal_date: up.internal_date.unwrap_or_else(now),
             envelope,
@@ -109,7 +111,7 @@ impl Store {
         };
         done(SessionReply::Appended {
             uidvalidity: m.uidvalidity,
-            uid,
+            uid: Uid(uid),
         })
     }
 
@@ -117,7 +119,7 @@ impl Store {
         &self,
         account: &str,
         mailbox: u64,
-        uids: &[(u32, u32)],
+        uids: &crate::messages::UidSet,
         update: FlagUpdate,
     ) -> Result<Outcome, StoreError> {
         self.owned(account, mailbox)?;
@@ -130,13 +132,13 @@ impl Store {
             mailbox,
             uids,
             change,
-            Flags(update.flags & 0x1f),
+            update.flags,
             &update.keywords,
             update.unchanged_since,
         )?;
         done(SessionReply::Stored {
             updated: r.updated.into_iter().map(wire_flags).collect(),
-            modified: r.modified,
+            modified: r.modified.into_iter().map(Uid).collect(),
         })
     }
 
@@ -144,13 +146,16 @@ impl Store {
         &self,
         account: &str,
         from: u64,
-        uids: &[(u32, u32)],
+        uids: &crate::messages::UidSet,
         to: &str,
     ) -> Result<Outcome, StoreError> {
         self.owned(account, from)?;
         let (to, _) = self.named(account, to)?;
         let (pairs, uidvalidity) = self.db.copy_messages(&self.files, from, uids, to)?;
-        done(SessionReply::Copied { uidvalidity, pairs })
+        done(SessionReply::Copied {
+            uidvalidity,
+            pairs: uid_pairs(pairs),
+        })
     }
 
     /// Moves messages; the answer is the same `Copied` a copy gives (old and new uids).
@@ -158,7 +163,7 @@ impl Store {
         &self,
         account: &str,
         from: u64,
-        uids: &[(u32, u32)],
+        uids: &crate::messages::UidSet,
         to: &str,
     ) -> Result<Outcome, StoreError> {
         self.owned(account, from)?;
@@ -166,7 +171,7 @@ impl Store {
         let moved = self.db.move_messages(&self.files, from, uids, to)?;
         let reply = SessionReply::Copied {
             uidvalidity: moved.uidvalidity,
-            pairs: moved.pairs,
+            pairs: uid_pairs(moved.pairs),
         };
         Ok(((reply, Vec::new()), moved.unlink))
     }
@@ -176,10 +181,16 @@ impl Store {
         &self,
         account: &str,
         mailbox: u64,
-        uids: Option<Vec<(u32, u32)>>,
+        uids: Option<crate::messages::UidSet>,
     ) -> Result<Outcome, StoreError> {
         self.owned(account, mailbox)?;
-        let (gone, unlink) = self.db.expunge(mailbox, uids.as_deref())?;
+        let (gone, unlink) = self.db.expunge(mailbox, uids.as_ref())?;
+        let gone = gone.into_iter().map(Uid).collect();
         Ok(((SessionReply::Expunged(gone), Vec::new()), unlink))
     }
+}
+
+/// (source UID, new UID) pairs as the catalogue names them.
+fn uid_pairs(pairs: Vec<(u32, u32)>) -> Vec<(Uid, Uid)> {
+    pairs.into_iter().map(|(a, b)| (Uid(a), Uid(b))).collect()
 }

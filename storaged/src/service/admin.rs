@@ -10,7 +10,7 @@ use ipc::msg::control::{AdminReply as RoleReply, RoleAdmin};
 use ipc::msg::store::{AccountInfo, Admin, AdminReply, DomainInfo};
 use ipc::{AdminCall, Handle};
 
-use super::{MAX_MESSAGE_SIZE, Refusal, Store, blocking, lock};
+use super::{MAX_MESSAGE_SIZE, Store, blocking, lock};
 use crate::deliver;
 use crate::error::StoreError;
 use crate::spool::Spooled;
@@ -78,7 +78,7 @@ impl Store {
                 let fd = fds.into_iter().next().ok_or("no message attached")?;
                 let file = blocking(move || store.copy_in(fd))
                     .await
-                    .map_err(Refusal::into_message)?;
+                    .map_err(|r| r.to_string())?;
                 let len = file.metadata().map_err(|e| e.to_string())?.len();
                 let results = self
                     .deliver(
@@ -87,12 +87,12 @@ impl Store {
                         deliver::Placement::default(),
                     )
                     .await
-                    .map_err(Refusal::into_message)?;
+                    .map_err(|r| r.to_string())?;
                 Ok(AdminReply::Delivered(results))
             }
             other => blocking(move || store.admin_sync(other))
                 .await
-                .map_err(Refusal::into_message)?
+                .map_err(|r| r.to_string())?
                 .map_or_else(
                     |e| Err(e.to_string()),
                     |r| match r {
@@ -151,12 +151,12 @@ impl Store {
                 )
             }),
             Admin::AddAccount { name, address } => db
-                .add_account(&name, &address)
+                .add_account(name.as_str(), &address)
                 .map(|()| AdminReply::Done(format!("account {name} added with address {address}"))),
-            Admin::RemoveAccount { name } => db.remove_account(&name).and_then(|files| {
+            Admin::RemoveAccount { name } => db.remove_account(name.as_str()).and_then(|files| {
                 db.flush()?;
                 // Its sessions end with it, whatever authd does next.
-                self.revoke_account_tickets(&name);
+                self.revoke_account_tickets(name.as_str());
                 for id in &files {
                     self.files.remove(*id)?;
                 }
@@ -168,19 +168,22 @@ impl Store {
             Admin::ListAccounts => db.accounts().map(|list| {
                 AdminReply::Accounts(
                     list.into_iter()
-                        .map(|(name, addresses)| AccountInfo { name, addresses })
+                        .map(|(name, addresses)| AccountInfo {
+                            name: name.into(),
+                            addresses,
+                        })
                         .collect(),
                 )
             }),
             Admin::AddAddress { address, account } => db
-                .add_address(&address, &account)
+                .add_address(&address, account.as_str())
                 .map(|a| AdminReply::Done(format!("address {a} added to {account}"))),
             Admin::RemoveAddress { address } => db
                 .remove_address(&address)
                 .map(|()| AdminReply::Done(format!("address {address} removed"))),
             Admin::VerifyData => crate::verify::verify(db, &self.files).map(AdminReply::Problems),
             Admin::ListMailboxes { account } => {
-                db.mailbox_list(&account).map(AdminReply::Mailboxes)
+                db.mailbox_list(account.as_str()).map(AdminReply::Mailboxes)
             }
             Admin::Deliver { .. } | Admin::Backup => Err(StoreError::Invalid {
                 what: "request",

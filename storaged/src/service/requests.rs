@@ -6,95 +6,103 @@
 use std::sync::Arc;
 
 use ipc::msg::auth::Ticket;
-use ipc::msg::store::{RecipientStatus, Request, Response, StoreService};
-use ipc::rpc::EventSender;
-use ipc::{Handle, Role};
+use ipc::msg::store::{
+    self as msg, DeliveryId, RecipientResult, RecipientStatus, Request, StoreService,
+};
+use ipc::rpc::{Answer, Call, EventSender, Named};
 
-use super::{Open, Refusal, Session, Store, blocking, lock, permanent, temporary};
+use ipc::Role;
+
+use super::{Open, Refused, Session, Store, blocking, lock, permanent, temporary};
 use crate::deliver;
 use crate::spool::{SpoolError, Spooled};
 
-/// A handler's answer: the response and the descriptors sent with it.
-type Answer = Result<(Response, Vec<Handle>), Refusal>;
-
 impl Store {
-    /// Checks that `peer` may make `request`, then answers it.
+    /// Checks that `peer` may make `request`, then answers it, as the type the request names.
     pub(super) async fn answer(
         self: Arc<Self>,
         peer: Role,
         request: Request,
         events: EventSender<StoreService>,
-    ) -> Answer {
+    ) -> Answer<StoreService> {
         if !permitted(peer, &request) {
-            let name = format!("{request:?}");
-            let variant = name.split([' ', '(', '{']).next().unwrap_or("?");
-            tracing::warn!("refused {variant}: not permitted on this link");
-            return Err(permanent(format!("{peer} may not make this request")).into());
+            tracing::warn!("refused {}: not permitted on this link", request.name());
+            return request.refuse(permanent(format!("{peer} may not make this request")).into());
         }
         match request {
-            Request::Session { ticket, op } => {
-                Ok(self.clone().session_op(peer, ticket, op, events).await)
+            Request::Session(msg::Session { ticket, op }) => {
+                let (answer, fds) = self.clone().session_op(peer, ticket, op, events).await;
+                msg::Session::reply_or(&answer, fds, || {
+                    Err(
+                        permanent("the answer is too large for one message; ask for fewer items")
+                            .into(),
+                    )
+                })
             }
-            Request::ResolveLogin { username } => {
+            Request::ResolveLogin(msg::ResolveLogin { username }) => {
                 let store = self.clone();
-                let account = blocking(move || store.db.login_account(&username)).await?;
-                Ok((Response::Login(account), Vec::new()))
+                let account = blocking(move || store.db.login_account(&username)).await;
+                msg::ResolveLogin::reply(&account.map(|a| a.map(Into::into)), Vec::new())
             }
-            Request::RegisterTicket {
+            Request::RegisterTicket(msg::RegisterTicket {
                 ticket,
                 account,
                 role,
                 expires,
-            } => {
+            }) => {
                 let session = Session {
-                    account,
+                    account: account.into_string(),
                     role,
                     expires,
                 };
                 self.register_ticket(ticket, session);
-                done()
+                msg::RegisterTicket::reply(&Ok(()), Vec::new())
             }
-            Request::RevokeTicket { ticket } => {
+            Request::RevokeTicket(msg::RevokeTicket { ticket }) => {
                 self.revoke_ticket(&ticket);
-                done()
+                msg::RevokeTicket::reply(&Ok(()), Vec::new())
             }
-            Request::RevokeAccountTickets { account } => {
-                self.revoke_account_tickets(&account);
-                done()
+            Request::RevokeAccountTickets(msg::RevokeAccountTickets { account }) => {
+                self.revoke_account_tickets(account.as_str());
+                msg::RevokeAccountTickets::reply(&Ok(()), Vec::new())
             }
-            Request::SessionOwnsAddress { ticket, address } => Ok((
-                self.clone().session_owns_address(ticket, address).await?,
-                Vec::new(),
-            )),
-            Request::SubmissionAccount { ticket } => {
-                Ok((self.submission_account(&ticket), Vec::new()))
+            Request::SessionOwnsAddress(msg::SessionOwnsAddress { ticket, address }) => {
+                let owns = self.clone().session_owns_address(ticket, address).await;
+                msg::SessionOwnsAddress::reply(&owns, Vec::new())
             }
-            Request::CheckRecipient { address } => self.check_recipient(address).await,
-            Request::SenderAccount { address } => {
+            Request::SubmissionAccount(msg::SubmissionAccount { ticket }) => {
+                let account = self.submission_account(&ticket).map(Into::into);
+                msg::SubmissionAccount::reply(&Ok(account), Vec::new())
+            }
+            Request::CheckRecipient(msg::CheckRecipient { address }) => {
+                msg::CheckRecipient::reply(&self.check_recipient(address).await, Vec::new())
+            }
+            Request::SenderAccount(msg::SenderAccount { address }) => {
                 let store = self.clone();
-                let account = blocking(move || store.db.resolve(&address)).await?;
-                Ok((Response::Login(account), Vec::new()))
+                let account = blocking(move || store.db.resolve(&address)).await;
+                msg::SenderAccount::reply(&account.map(|a| a.map(Into::into)), Vec::new())
             }
-            Request::OpenDelivery => {
-                let (id, fd) = self.open_pipe(peer)?;
-                Ok((Response::DeliveryOpened { id }, vec![fd]))
+            Request::OpenDelivery(msg::OpenDelivery {}) => match self.open_pipe(peer) {
+                Ok((id, fd)) => msg::OpenDelivery::reply(&Ok(DeliveryId(id)), vec![fd]),
+                Err(refused) => msg::OpenDelivery::reply(&Err(refused), Vec::new()),
+            },
+            Request::AbortDelivery(msg::AbortDelivery { id }) => {
+                lock(&self.open).remove(&(peer, id.0));
+                msg::AbortDelivery::reply(&Ok(()), Vec::new())
             }
-            Request::AbortDelivery { id } => {
-                lock(&self.open).remove(&(peer, id));
-                done()
-            }
-            Request::Deliver {
+            Request::Deliver(msg::Deliver {
                 id,
                 recipients,
                 prepend,
                 junk,
-            } => {
+            }) => {
                 let placement = deliver::Placement {
                     prepend,
                     junk,
                     all_or_nothing: true,
                 };
-                self.commit_delivery(peer, id, recipients, placement).await
+                let results = self.commit_delivery(peer, id, recipients, placement).await;
+                msg::Deliver::reply(&results, Vec::new())
             }
         }
     }
@@ -115,13 +123,13 @@ impl Store {
 
     /// Whether mail for `address` is taken; a local recipient is also refused for lack of
     /// space here, so that smtpd can answer RCPT with `452` before any data is sent.
-    async fn check_recipient(self: Arc<Self>, address: String) -> Answer {
+    async fn check_recipient(self: Arc<Self>, address: String) -> Result<RecipientStatus, Refused> {
         let store = self.clone();
         let status = blocking(move || store.db.recipient_status(&address)).await?;
         if status == RecipientStatus::Local {
             self.room(0)?;
         }
-        Ok((Response::Recipient(status), Vec::new()))
+        Ok(status)
     }
 
     /// Commits the open delivery `id` of `peer` to `recipients`: the pipe is drained (or the
@@ -129,12 +137,12 @@ impl Store {
     async fn commit_delivery(
         self: Arc<Self>,
         peer: Role,
-        id: u64,
+        id: DeliveryId,
         recipients: Vec<String>,
         placement: deliver::Placement,
-    ) -> Answer {
+    ) -> Result<Vec<RecipientResult>, Refused> {
         let open = lock(&self.open)
-            .remove(&(peer, id))
+            .remove(&(peer, id.0))
             // Temporary: storaged may have restarted since it was opened.
             .ok_or_else(|| temporary(format!("no open delivery {id}")))?;
         // The peer's share stays taken until the delivery is done.
@@ -142,8 +150,8 @@ impl Store {
             Open::Pipe(pump) => pump.finish().await.map_err(|e| {
                 tracing::warn!("delivery {id} of {peer}: {e}");
                 match e {
-                    SpoolError::NoSpace(m) => Refusal::NoSpace(m),
-                    SpoolError::Failed(m) => Refusal::Failed(temporary(m)),
+                    SpoolError::NoSpace(message) => Refused::InsufficientStorage { message },
+                    SpoolError::Failed(m) => temporary(m).into(),
                 }
             })?,
             Open::File(file) => {
@@ -152,10 +160,7 @@ impl Store {
             }
         };
         let results = self.deliver(spooled, recipients, placement).await?;
-        Ok((
-            Response::Delivered(results.into_iter().map(|(_, r)| r).collect()),
-            Vec::new(),
-        ))
+        Ok(results.into_iter().map(|(_, r)| r).collect())
     }
 }
 
@@ -163,24 +168,19 @@ impl Store {
 /// needs it, so a compromised role reaches only its own part of the store.
 fn permitted(peer: Role, request: &Request) -> bool {
     match request {
-        Request::SenderAccount { .. } => peer == Role::Submission,
-        Request::CheckRecipient { .. }
-        | Request::OpenDelivery
-        | Request::Deliver { .. }
-        | Request::AbortDelivery { .. } => {
+        Request::SenderAccount(_) => peer == Role::Submission,
+        Request::CheckRecipient(_)
+        | Request::OpenDelivery(_)
+        | Request::Deliver(_)
+        | Request::AbortDelivery(_) => {
             matches!(peer, Role::Smtpd | Role::Submission | Role::Queued)
         }
-        Request::ResolveLogin { .. }
-        | Request::RegisterTicket { .. }
-        | Request::RevokeTicket { .. }
-        | Request::RevokeAccountTickets { .. } => peer == Role::Authd,
-        Request::Session { .. } => matches!(peer, Role::Imapd | Role::Httpd),
-        Request::SessionOwnsAddress { .. } => peer == Role::Keyd,
-        Request::SubmissionAccount { .. } => peer == Role::Queued,
+        Request::ResolveLogin(_)
+        | Request::RegisterTicket(_)
+        | Request::RevokeTicket(_)
+        | Request::RevokeAccountTickets(_) => peer == Role::Authd,
+        Request::Session(_) => matches!(peer, Role::Imapd | Role::Httpd),
+        Request::SessionOwnsAddress(_) => peer == Role::Keyd,
+        Request::SubmissionAccount(_) => peer == Role::Queued,
     }
-}
-
-/// The answer of a request that only changes state here.
-fn done() -> Answer {
-    Ok((Response::Done, Vec::new()))
 }

@@ -114,16 +114,16 @@ async fn status(events: &tokio::sync::mpsc::UnboundedSender<Event>) -> Vec<RoleS
     let (reply, answer) = oneshot::channel();
     events
         .send(Event::Admin {
-            request: admin::Request::Status,
+            request: admin::GetStatus {}.into(),
             fds: Vec::new(),
             uid: 0,
             reply,
         })
         .expect("the tree runs");
-    match answer.await.expect("an answer") {
-        admin::Response::Status(s) => s.roles,
-        other => panic!("status: {other:?}"),
-    }
+    let (payload, _) = answer.await.expect("an answer").into_parts();
+    let status: <admin::GetStatus as ipc::rpc::Call>::Answer =
+        ipc::codec::decode(&payload.expect("encoded")).expect("decodes as a status");
+    status.expect("a status").roles
 }
 
 async fn wait_for(

@@ -3,18 +3,19 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use ipc::config::ListenerSpec;
 use ipc::frame::Kind;
-use ipc::msg::control::{ControlService, PeerPing, Request, Response};
+use ipc::msg::control::{self as msg, ControlService, PeerPing, Refused, Request};
 use ipc::msg::setup::{Bootstrap, FromRole, Ready};
-use ipc::rpc::{Incoming, Server};
+use ipc::rpc::{Call, Incoming, Server};
 use ipc::{
     AdminCall, Context, Handle, Link, Listener, Peers, Reporter, Role, RoleError, RoleSpec, Side,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::logs::LogControl;
 
@@ -115,42 +116,41 @@ async fn handle(
         mut fds,
         reply,
     } = incoming;
-    if !matches!(request, Request::PeerUp { .. } | Request::Admin(_)) {
+    if !matches!(request, Request::PeerUp(_) | Request::Admin(_)) {
         // Only PeerUp and some admin requests take descriptors.
         std::mem::take(&mut fds)
             .into_iter()
             .for_each(sandbox::fdpass::discard);
     }
     let mut shutdown = None;
-    let response = match request {
-        Request::Shutdown { grace_ms } => {
+    let answer = match request {
+        Request::Shutdown(msg::Shutdown { grace_ms }) => {
             tracing::info!("shutting down, grace {grace_ms} ms");
             shutdown = Some(Duration::from_millis(grace_ms));
-            Response::Done
+            msg::Shutdown::reply(&Ok(()), Vec::new())
         }
-        Request::SetLogLevel { filter } => match log(&filter) {
-            Ok(()) => {
+        Request::SetLogLevel(msg::SetLogLevel { filter }) => {
+            let set = log(&filter).map_err(Refused);
+            if set.is_ok() {
                 tracing::info!("log filter now `{filter}`");
-                Response::Done
             }
-            Err(e) => Response::Refused(e),
-        },
-        Request::PeerUp { peer } => match take_one(std::mem::take(&mut fds)) {
-            Some(fd) => match attach(role, peer, fd, peers, incoming_tx) {
-                Ok(()) => {
-                    tracing::debug!("link to {peer} up");
-                    Response::Done
-                }
-                Err(e) => Response::Refused(e.to_string()),
-            },
-            None => Response::Refused("PeerUp needs exactly one socket".into()),
-        },
-        Request::PeerDown { peer } => {
+            msg::SetLogLevel::reply(&set, Vec::new())
+        }
+        Request::PeerUp(msg::PeerUp { peer }) => {
+            let up = match take_one(std::mem::take(&mut fds)) {
+                Some(fd) => attach(role, peer, fd, peers, incoming_tx)
+                    .map_err(|e| Refused(e.to_string()))
+                    .inspect(|()| tracing::debug!("link to {peer} up")),
+                None => Err(Refused("PeerUp needs exactly one socket".into())),
+            };
+            msg::PeerUp::reply(&up, Vec::new())
+        }
+        Request::PeerDown(msg::PeerDown { peer }) => {
             tracing::debug!("link to {peer} down");
             peers.disconnect(peer);
-            Response::Done
+            msg::PeerDown::reply(&Ok(()), Vec::new())
         }
-        Request::PingPeers => {
+        Request::PingPeers(_) => {
             // Answered from a task, each ping bounded: a peer that never answers must not hold
             // up this role's control loop.
             let peers = peers.clone();
@@ -167,7 +167,10 @@ async fn handle(
                             pings.push(PeerPing { peer, result });
                         }
                     }
-                    if let Err(e) = reply.send(&Response::Pings(pings), Vec::new()).await {
+                    if let Err(e) = reply
+                        .send(msg::PingPeers::reply(&Ok(pings), Vec::new()))
+                        .await
+                    {
                         tracing::warn!("answering the supervisor: {e}");
                     }
                 }
@@ -175,7 +178,7 @@ async fn handle(
             );
             return None;
         }
-        Request::Admin(request) => {
+        Request::Admin(msg::Admin { request }) => {
             // Carried out by the role's own code; answered from a task so that a long request
             // (verifydata) does not hold up pings or a shutdown.
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -185,16 +188,16 @@ async fn handle(
                 reply: tx,
             };
             if admin_tx.send(call).is_err() {
-                Response::Refused(format!("{role} takes no administrative requests"))
+                let refused = Err(Refused(format!("{role} takes no administrative requests")));
+                msg::Admin::reply(&refused, Vec::new())
             } else {
                 tokio::spawn(
                     async move {
-                        let response = match rx.await {
-                            Ok(Ok(reply)) => Response::Admin(reply),
-                            Ok(Err(e)) => Response::Refused(e),
-                            Err(_) => Response::Refused(format!("{role} dropped the request")),
+                        let answer = match rx.await {
+                            Ok(result) => result.map_err(Refused),
+                            Err(_) => Err(Refused(format!("{role} dropped the request"))),
                         };
-                        if let Err(e) = reply.send(&response, Vec::new()).await {
+                        if let Err(e) = reply.send(msg::Admin::reply(&answer, Vec::new())).await {
                             tracing::warn!("answering the supervisor: {e}");
                         }
                     }
@@ -204,7 +207,7 @@ async fn handle(
             }
         }
     };
-    if let Err(e) = reply.send(&response, Vec::new()).await {
+    if let Err(e) = reply.send(answer).await {
         tracing::warn!("answering the supervisor: {e}");
     }
     shutdown

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use ipc::msg::admin::{self, RolePings, RoleStatus};
+use ipc::msg::admin::{self, AdminService, RolePings, RoleStatus};
 use ipc::msg::control::{self, ControlService, RoleAdmin};
 use ipc::msg::{auth, key, store};
+use ipc::rpc::{Answer, Call};
 use ipc::{Client, Handle, Role};
 use tokio::sync::oneshot;
 
@@ -20,35 +21,41 @@ impl Tree {
         request: admin::Request,
         fds: Vec<Handle>,
         uid: u32,
-        reply: oneshot::Sender<admin::Response>,
+        reply: oneshot::Sender<Answer<AdminService>>,
     ) {
-        use admin::{Request, Response};
-        let response = match request {
-            Request::Status => Response::Status(self.status()),
-            Request::Stop => {
+        use admin::{Error, Request};
+        let answer = match request {
+            Request::GetStatus(_) => admin::GetStatus::reply(&Ok(self.status()), Vec::new()),
+            Request::Stop(_) => {
                 tracing::info!("admin uid {uid}: stop");
                 self.begin_shutdown(format!("moxctl stop by uid {uid}"));
-                Response::Done("stopping".into())
+                admin::Stop::reply(&Ok("stopping".into()), Vec::new())
             }
-            Request::Restart { role } => {
+            Request::Restart(admin::Restart { role }) => {
                 tracing::info!("admin uid {uid}: restart {role}");
-                self.restart(role)
+                admin::Restart::reply(&self.restart(role), Vec::new())
             }
-            Request::LogLevel { role, filter } => {
+            Request::LogLevel(admin::LogLevel { role, filter }) => {
                 tracing::info!(
                     "admin uid {uid}: loglevel {} {filter}",
                     role.map_or("all", |r| r.name())
                 );
-                self.set_log_level(role, filter)
+                admin::LogLevel::reply(&self.set_log_level(role, filter), Vec::new())
             }
-            Request::Role(RoleAdmin::Key(key::Admin::LoadCertificates(_))) => Response::Error(
-                "certificates are loaded from the configuration: use `moxctl reload`".into(),
+            Request::ForRole(admin::ForRole {
+                request: RoleAdmin::Key(key::Admin::LoadCertificates(_)),
+            }) => admin::ForRole::reply(
+                &Err(Error(
+                    "certificates are loaded from the configuration: use `moxctl reload`".into(),
+                )),
+                Vec::new(),
             ),
-            Request::Role(op) => {
+            Request::ForRole(admin::ForRole { request: op }) => {
                 let role = op.role();
                 tracing::info!("admin uid {uid}: {}", clip(&format!("{op:?}")));
                 let Some(control) = self.slots[role].control.clone() else {
-                    let _ = reply.send(Response::Error(format!("{role} is not running")));
+                    let refused = Err(Error(format!("{role} is not running")));
+                    let _ = reply.send(admin::ForRole::reply(&refused, Vec::new()));
                     return;
                 };
                 // Removing an account also removes its credentials at authd.
@@ -67,65 +74,63 @@ impl Tree {
                 };
                 tokio::spawn(async move {
                     let response = role_admin(role, &control, op, fds).await;
-                    if let (Response::Role(_), Some((authd, op))) = (&response, follow_up) {
+                    if let (Ok(_), Some((authd, op))) = (&response, follow_up) {
                         let _ = role_admin(Role::Authd, &authd, op, Vec::new()).await;
                     }
-                    let _ = reply.send(response);
+                    let _ = reply.send(admin::ForRole::reply(&response, Vec::new()));
                 });
                 return;
             }
-            Request::Reload => {
+            Request::Reload(_) => {
                 tracing::info!("admin uid {uid}: reload");
                 self.reload(reply);
                 return;
             }
-            Request::Ping => {
+            Request::Ping(_) => {
                 let controls: Vec<(Role, Option<Client<ControlService>>)> = self
                     .slots
                     .iter()
                     .map(|(r, s)| (r, s.control.clone()))
                     .collect();
                 tokio::spawn(async move {
-                    let _ = reply.send(Response::Pings(ping_all(controls).await));
+                    let pings = Ok(ping_all(controls).await);
+                    let _ = reply.send(admin::Ping::reply(&pings, Vec::new()));
                 });
                 return;
             }
         };
-        let _ = reply.send(response);
+        let _ = reply.send(answer);
     }
 
     /// `moxctl reload`: reads the configuration file again; certificate files go to keyd (all
     /// checked there before any is served), the rest is compared and reported.
-    fn reload(&mut self, reply: oneshot::Sender<admin::Response>) {
-        use admin::Response;
+    fn reload(&mut self, reply: oneshot::Sender<Answer<AdminService>>) {
+        use admin::Error;
+        let send = |reply: oneshot::Sender<_>, result: Result<String, Error>| {
+            let _ = reply.send(admin::Reload::reply(&result, Vec::new()));
+        };
         let config = match crate::Config::load(&self.settings.config_path) {
             Ok(c) => c,
-            Err(e) => {
-                let _ = reply.send(Response::Error(format!("nothing changed: {e}")));
-                return;
-            }
+            Err(e) => return send(reply, Err(Error(format!("nothing changed: {e}")))),
         };
         let files = config.certificate_files();
         let fds = match crate::certfiles::open_all(&files) {
             Ok(fds) => fds,
-            Err(e) => {
-                let _ = reply.send(Response::Error(format!("nothing changed: {e}")));
-                return;
-            }
+            Err(e) => return send(reply, Err(Error(format!("nothing changed: {e}")))),
         };
         let Some(keyd) = self.slots[Role::Keyd].control.clone() else {
-            let _ = reply.send(Response::Error(
-                "nothing changed: keyd is not running".into(),
-            ));
-            return;
+            return send(
+                reply,
+                Err(Error("nothing changed: keyd is not running".into())),
+            );
         };
         let restart = config.needs_restart(&self.settings.config);
         let events = self.events_tx.clone();
         let count = files.len();
         tokio::spawn(async move {
             let op = RoleAdmin::Key(key::Admin::LoadCertificates(files));
-            let response = match role_admin(Role::Keyd, &keyd, op, fds).await {
-                Response::Role(_) => {
+            let result = match role_admin(Role::Keyd, &keyd, op, fds).await {
+                Ok(_) => {
                     let _ = events.send(Event::Reloaded {
                         config: Box::new(config),
                     });
@@ -136,18 +141,17 @@ impl Tree {
                             restart.join(", ")
                         );
                     }
-                    Response::Done(line)
+                    Ok(line)
                 }
-                Response::Error(e) => Response::Error(format!("nothing changed: {e}")),
-                other => other,
+                Err(e) => Err(Error(format!("nothing changed: {e}"))),
             };
-            let _ = reply.send(response);
+            send(reply, result);
         });
     }
 
-    fn restart(&mut self, role: Role) -> admin::Response {
+    fn restart(&mut self, role: Role) -> Result<String, admin::Error> {
         if self.stopping.is_some() {
-            return admin::Response::Error("the server is shutting down".into());
+            return Err(admin::Error("the server is shutting down".into()));
         }
         let slot = &mut self.slots[role];
         match slot.state {
@@ -160,18 +164,22 @@ impl Tree {
                 self.stop_for_restart(role);
             }
         }
-        admin::Response::Done(format!("restarting {role}"))
+        Ok(format!("restarting {role}"))
     }
 
-    fn set_log_level(&mut self, role: Option<Role>, filter: String) -> admin::Response {
+    fn set_log_level(
+        &mut self,
+        role: Option<Role>,
+        filter: String,
+    ) -> Result<String, admin::Error> {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&filter) {
-            return admin::Response::Error(format!("invalid log filter `{filter}`: {e}"));
+            return Err(admin::Error(format!("invalid log filter `{filter}`: {e}")));
         }
         let targets: Vec<Role> = match role {
             Some(r) => vec![r],
             None => {
                 if let Err(e) = (self.log)(&filter) {
-                    return admin::Response::Error(e);
+                    return Err(admin::Error(e));
                 }
                 Role::ALL.to_vec()
             }
@@ -180,15 +188,15 @@ impl Tree {
             let slot = &mut self.slots[*r];
             slot.log_filter = filter.clone();
             if let Some(control) = slot.control.clone() {
-                let request = control::Request::SetLogLevel {
+                let request = control::SetLogLevel {
                     filter: filter.clone(),
                 };
                 tokio::spawn(async move {
-                    let _ = control.call(&request, Vec::new()).await;
+                    let _ = control.ask(request).await;
                 });
             }
         }
-        admin::Response::Done(format!(
+        Ok(format!(
             "log filter `{filter}` for {}",
             role.map_or("every role and the supervisor".to_string(), |r| r
                 .to_string())
@@ -226,16 +234,14 @@ pub(super) async fn role_admin(
     control: &Client<ControlService>,
     op: RoleAdmin,
     fds: Vec<Handle>,
-) -> admin::Response {
-    use admin::Response;
-    match control.call(&control::Request::Admin(op), fds).await {
-        Ok((control::Response::Admin(r), fds)) if fds.is_empty() => Response::Role(r),
-        Ok((control::Response::Refused(e), fds)) if fds.is_empty() => Response::Error(clip(&e)),
-        Ok((other, fds)) => {
+) -> Result<control::AdminReply, admin::Error> {
+    match control.call(control::Admin { request: op }, fds).await {
+        Ok((answer, fds)) => {
+            // No administrative answer carries descriptors.
             fds.into_iter().for_each(sandbox::fdpass::discard);
-            Response::Error(clip(&format!("unexpected answer from {role}: {other:?}")))
+            answer.map_err(|refused| admin::Error(clip(&refused.0)))
         }
-        Err(e) => Response::Error(format!("{role}: {e}")),
+        Err(e) => Err(admin::Error(format!("{role}: {e}"))),
     }
 }
 
@@ -256,26 +262,18 @@ async fn ping_all(controls: Vec<(Role, Option<Client<ControlService>>)>) -> Vec<
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".into()),
         };
-        let peers = match tokio::time::timeout(
-            timeout,
-            control.call(&control::Request::PingPeers, Vec::new()),
-        )
-        .await
-        {
-            Ok(Ok((control::Response::Pings(p), fds))) if fds.is_empty() => p
+        let peers = match tokio::time::timeout(timeout, control.ask(control::PingPeers {})).await {
+            Ok(Ok(Ok(p))) => p
                 .into_iter()
                 .map(|mut p| {
                     p.result = p.result.map_err(|e| clip(&e));
                     p
                 })
                 .collect(),
-            Ok(Ok((other, fds))) => {
-                fds.into_iter().for_each(sandbox::fdpass::discard);
-                vec![control::PeerPing {
-                    peer: role,
-                    result: Err(clip(&format!("unexpected answer {other:?}"))),
-                }]
-            }
+            Ok(Ok(Err(refused))) => vec![control::PeerPing {
+                peer: role,
+                result: Err(clip(&refused.0)),
+            }],
             Ok(Err(e)) => vec![control::PeerPing {
                 peer: role,
                 result: Err(e.to_string()),

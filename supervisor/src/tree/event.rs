@@ -77,7 +77,7 @@ pub enum Event {
         request: admin::Request,
         fds: Vec<Handle>,
         uid: u32,
-        reply: oneshot::Sender<admin::Response>,
+        reply: oneshot::Sender<ipc::rpc::Answer<admin::AdminService>>,
     },
     Shutdown {
         reason: String,

@@ -264,9 +264,11 @@ impl Tree {
         };
         self.links.insert(edge_key(role, peer));
         tokio::spawn(async move {
-            let request = control::Request::PeerUp { peer: role };
-            if let Err(e) = control.call(&request, vec![theirs]).await {
-                tracing::debug!("PeerUp({role}) to {peer}: {e}");
+            let request = control::PeerUp { peer: role };
+            match control.call(request, vec![theirs]).await {
+                Ok((Ok(()), _)) => {}
+                Ok((Err(refused), _)) => tracing::warn!("PeerUp({role}) to {peer}: {refused}"),
+                Err(e) => tracing::debug!("PeerUp({role}) to {peer}: {e}"),
             }
         });
         Some(Ok(ours))
@@ -317,9 +319,13 @@ impl Tree {
                         let control = self.slots[role].control.clone();
                         if let Some(control) = control {
                             tokio::spawn(async move {
-                                let request = control::Request::PeerUp { peer };
-                                if let Err(e) = control.call(&request, vec![ours]).await {
-                                    tracing::debug!("PeerUp({peer}) to {role}: {e}");
+                                let request = control::PeerUp { peer };
+                                match control.call(request, vec![ours]).await {
+                                    Ok((Ok(()), _)) => {}
+                                    Ok((Err(refused), _)) => {
+                                        tracing::warn!("PeerUp({peer}) to {role}: {refused}")
+                                    }
+                                    Err(e) => tracing::debug!("PeerUp({peer}) to {role}: {e}"),
                                 }
                             });
                         }
@@ -357,9 +363,7 @@ impl Tree {
         for (peer, _) in role.peers() {
             if let Some(control) = self.slots[peer].control.clone() {
                 tokio::spawn(async move {
-                    let _ = control
-                        .call(&control::Request::PeerDown { peer: role }, Vec::new())
-                        .await;
+                    let _ = control.ask(control::PeerDown { peer: role }).await;
                 });
             }
         }

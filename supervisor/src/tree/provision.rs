@@ -31,7 +31,7 @@ impl Tree {
         };
         self.provisioned = true;
         tokio::spawn(async move {
-            let exists = |r: &admin::Response| matches!(r, admin::Response::Error(e) if e.contains("exists already") || e.contains("is taken"));
+            let exists = |r: &Result<_, admin::Error>| matches!(r, Err(admin::Error(e)) if e.contains("exists already") || e.contains("is taken"));
             for op in [
                 store::Admin::AddDomain {
                     domain: LOCALSERVE_DOMAIN.into(),
@@ -44,7 +44,7 @@ impl Tree {
             ] {
                 let r =
                     role_admin(Role::Storaged, &storaged, RoleAdmin::Store(op), Vec::new()).await;
-                if !matches!(r, admin::Response::Role(_)) && !exists(&r) {
+                if r.is_err() && !exists(&r) {
                     tracing::error!("localserve account: {r:?}");
                     return;
                 }
@@ -69,7 +69,7 @@ impl Tree {
                 account: LOCALSERVE_ACCOUNT.into(),
             });
             match role_admin(Role::Authd, &authd, op, vec![fd]).await {
-                admin::Response::Role(_) => {
+                Ok(_) => {
                     use std::io::Write;
                     let line = format!(
                         "localserve account: {LOCALSERVE_ACCOUNT}@{LOCALSERVE_DOMAIN}, password {LOCALSERVE_PASSWORD}\n"
@@ -77,7 +77,7 @@ impl Tree {
                     let _ = std::io::stdout().lock().write_all(line.as_bytes());
                     let _ = std::io::stdout().lock().flush();
                 }
-                r => tracing::error!("localserve password: {r:?}"),
+                Err(e) => tracing::error!("localserve password: {e}"),
             }
         });
     }

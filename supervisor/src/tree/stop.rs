@@ -88,10 +88,10 @@ impl Tree {
         match slot.control.clone() {
             Some(control) => {
                 tokio::spawn(async move {
-                    let request = control::Request::Shutdown {
+                    let request = control::Shutdown {
                         grace_ms: grace.as_millis() as u64,
                     };
-                    let _ = control.call(&request, Vec::new()).await;
+                    let _ = control.ask(request).await;
                 });
             }
             None => {
@@ -111,10 +111,10 @@ impl Tree {
         let epoch = slot.epoch;
         if let Some(control) = slot.control.clone() {
             tokio::spawn(async move {
-                let request = control::Request::Shutdown {
+                let request = control::Shutdown {
                     grace_ms: grace.as_millis() as u64,
                 };
-                let _ = control.call(&request, Vec::new()).await;
+                let _ = control.ask(request).await;
             });
         } else if let Some(k) = &slot.killer {
             k.kill();
