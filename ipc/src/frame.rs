@@ -140,7 +140,7 @@ mod tests {
         let bytes = Header::encode(Kind::Request, 0x0102, 2, b"ab").unwrap();
         assert_eq!(
             bytes,
-            [5, 0, 1, 2, 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, b'a', b'b']
+            [6, 0, 1, 2, 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, b'a', b'b']
         );
         let (h, p) = Header::decode(&bytes, 2).unwrap();
         assert_eq!(

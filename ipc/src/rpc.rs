@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::codec;
@@ -46,8 +47,15 @@ pub trait Call: Serialize + fmt::Debug + Send + Into<<Self::Service as Service>:
 
     /// The answer to a request of this type, with the descriptors that go with it.
     fn reply(answer: &Self::Answer, fds: Vec<Handle>) -> Answer<Self::Service> {
+        let payload = codec::encode(answer).and_then(|p| match p.len() {
+            n if n > crate::frame::MAX_PAYLOAD => Err(codec::CodecError::Encode(format!(
+                "the answer to {} takes {n} bytes, more than a frame holds",
+                Self::NAME
+            ))),
+            _ => Ok(p),
+        });
         Answer {
-            payload: codec::encode(answer),
+            payload,
             fds,
             _service: PhantomData,
         }
@@ -62,12 +70,12 @@ pub trait Call: Serialize + fmt::Debug + Send + Into<<Self::Service as Service>:
         fallback: impl FnOnce() -> Self::Answer,
     ) -> Answer<Self::Service> {
         match codec::encode(answer) {
-            Ok(payload) => Answer {
+            Ok(payload) if payload.len() <= crate::frame::MAX_PAYLOAD => Answer {
                 payload: Ok(payload),
                 fds,
                 _service: PhantomData,
             },
-            Err(_) => {
+            _ => {
                 fds.into_iter().for_each(sandbox::fdpass::discard);
                 Self::reply(&fallback(), Vec::new())
             }
@@ -116,6 +124,8 @@ pub struct Client<S: Service> {
     pending: Pending,
     next_id: Arc<AtomicU64>,
     closed: watch::Receiver<bool>,
+    /// Cancelled by a call whose answer did not decode: the reader closes the link.
+    broken: CancellationToken,
     _service: PhantomData<fn() -> S>,
 }
 
@@ -126,6 +136,7 @@ impl<S: Service> Clone for Client<S> {
             pending: self.pending.clone(),
             next_id: self.next_id.clone(),
             closed: self.closed.clone(),
+            broken: self.broken.clone(),
             _service: PhantomData,
         }
     }
@@ -147,6 +158,7 @@ impl<S: Service> Client<S> {
         let pending: Pending = Arc::default();
         let (closed_tx, closed) = watch::channel(false);
         let (events_tx, events) = mpsc::unbounded_channel();
+        let broken = CancellationToken::new();
         tokio::spawn(
             read_responses::<S>(
                 link.rx,
@@ -154,6 +166,7 @@ impl<S: Service> Client<S> {
                 pending.clone(),
                 events_tx,
                 closed_tx,
+                broken.clone(),
             )
             .in_current_span(),
         );
@@ -162,6 +175,7 @@ impl<S: Service> Client<S> {
             pending,
             next_id: Arc::new(AtomicU64::new(1)),
             closed,
+            broken,
             _service: PhantomData,
         };
         (client, events)
@@ -189,6 +203,7 @@ impl<S: Service> Client<S> {
                         C::NAME
                     );
                     self.tx.shut_down();
+                    self.broken.cancel();
                     Err(e.into())
                 }
             },
@@ -279,12 +294,16 @@ async fn read_responses<S: Service>(
     pending: Pending,
     events: mpsc::UnboundedSender<S::Event>,
     closed: watch::Sender<bool>,
+    broken: CancellationToken,
 ) {
     let result = loop {
         let received = tokio::select! {
             received = rx.recv() => received,
             // Every `Client` is gone: nobody can call any more, so let go of the link.
             () = closed.closed() => break Ok(()),
+            () = broken.cancelled() => {
+                break Err(ChannelError::Protocol("an answer did not decode".into()))
+            }
         };
         let frame = match received {
             Ok(Some(frame)) => frame,

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::config::ListenerKind;
 use crate::context::{AdminCall, Listener, Reporter};
-use crate::rpc::{Incoming, Server, Service};
+use crate::rpc::{Incoming, Named, Server, Service};
 use crate::span;
 use crate::topology::Role;
 use crate::transport::Link;
@@ -79,9 +79,9 @@ pub async fn accept_links<S, F, Fut, C>(
                 };
                 match next {
                     Ok(Some(request)) => {
-                        // Hook: once the catalogue names its requests, record the name here
-                        // (`request_span.record("request", …)`, see `span::request`).
                         let request_span = span::request(request.reply.id());
+                        request_span
+                            .record("request", tracing::field::display(request.request.name()));
                         let work = request_span.in_scope(|| handle(peer, request));
                         tasks2.spawn(
                             async move {

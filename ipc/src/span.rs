@@ -41,10 +41,9 @@ pub fn link(name: &str) -> Span {
 }
 
 /// The span of one request served on a link, inside that link's span: its frame id, and a
-/// `request` field for the request's name, left empty here. The message catalogue does not
-/// name its requests yet; once it does, the serving loop (`serve::accept_links`) records it
-/// with `span.record("request", tracing::field::display(name))`, and every line of the
-/// request says what was asked (`… link=smtpd→storaged id=7 request=Deliver`).
+/// `request` field for the request's name, which the serving loop (`serve::accept_links`)
+/// records from the request's type ([`crate::rpc::Named`]), so that every line of the request
+/// says what was asked (`… link=smtpd→storaged id=7 request=Deliver`).
 pub fn request(id: u64) -> Span {
     tracing::error_span!(target: TARGET, "request", request = tracing::field::Empty, id)
 }
