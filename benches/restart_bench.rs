@@ -3,7 +3,7 @@
 //! deadline); how fast belongs here.
 //!
 //! `cargo bench -p moxd --bench restart_bench` (as root: the tree creates its role users; about
-//! 10 s). Without `--bench` (as `cargo test --benches` runs it) it measures nothing.
+//! 6 s once built). Without `--bench` (as `cargo test --benches` runs it) it measures nothing.
 //!
 //! It starts `moxd serve` from this build (`CARGO_BIN_EXE_moxd`, as tests/tree.rs does, with
 //! the same configuration: listeners on loopback, a resolver that answers NXDOMAIN) and kills
@@ -22,6 +22,9 @@
 //!   roles only;
 //! - links: every edge of the role (as client and as server) answers a ping through the
 //!   supervisor's admin `Ping` (polled every 5 ms once ready).
+//!
+//! Last, how long a TLS handshake takes to fail while keyd is stopped (SIGSTOP) rather than
+//! dead: the network role's wait for a signature is bounded (keyclient's 2 s timeout).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -75,6 +78,48 @@ fn main() {
             ms(r.links),
         );
     }
+    keyd_stopped(&tree);
+}
+
+/// How long a TLS handshake on the IMAPS port takes with keyd running, and how long it takes to
+/// fail with keyd stopped (SIGSTOP): imapd gives up on the signature after keyclient's 2 s
+/// `SIGN_TIMEOUT` and ends the handshake instead of leaving it hanging. Each through python3's
+/// ssl (tests/common `python_tls`), the interpreter's start included.
+fn keyd_stopped(tree: &Tree) {
+    let imaps = common::addr(tree, ListenerKind::Imaps);
+    let handshake = || {
+        let began = Instant::now();
+        let result = common::python_tls(imaps, "- -");
+        (began.elapsed(), result)
+    };
+    // The fastest of three: the first pays for cold caches.
+    let running = (0..3)
+        .map(|_| {
+            let (took, result) = handshake();
+            result.expect("a handshake while keyd runs");
+            took
+        })
+        .min()
+        .expect("three handshakes");
+    let status = tree.status().expect("status");
+    let keyd = status
+        .roles
+        .iter()
+        .find(|r| r.role == Role::Keyd)
+        .and_then(|r| r.pid)
+        .expect("keyd's pid");
+    let keyd = nix::unistd::Pid::from_raw(keyd as i32);
+    nix::sys::signal::kill(keyd, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let (stopped, result) = handshake();
+    nix::sys::signal::kill(keyd, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert!(result.is_err(), "a handshake succeeded with keyd stopped");
+    println!(
+        "\nTLS handshake on the IMAPS port (python3 ssl, its start included): {:.1} ms with keyd \
+         running (fastest of 3);\nfailed after {:.1} ms with keyd stopped (SIGSTOP; keyclient's signature \
+         timeout is 2 s)",
+        ms(running),
+        ms(stopped)
+    );
 }
 
 /// What one restart took, from the kill.
