@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use common::{Options, Tree};
 use ipc::Role;
 use ipc::config::ListenerKind;
-use ipc::msg::admin::{Request, Response, RoleState, Status};
+use ipc::msg::admin::{self, RoleState, Status};
+use moxd::admin_client::Response;
 
 /// Longest any one step may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -219,8 +220,8 @@ fn first_bytes(addr: SocketAddr, role: Role, since: Instant) -> Duration {
 
 /// Whether `role` answers the supervisor and every edge of it answers a ping.
 fn edges_answer(tree: &Tree, role: Role) -> bool {
-    let Ok(Response::Pings(pings)) = moxd::admin_client::request(&tree.socket, &Request::Ping)
-    else {
+    let ping = admin::Ping {}.into();
+    let Ok(Response::Pings(pings)) = moxd::admin_client::request(&tree.socket, &ping) else {
         return false;
     };
     pings.iter().any(|r| r.role == role)

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipc::msg::store::{RecipientResult, Request, Response, StoreService};
+use ipc::msg::store::{self, RecipientResult, StoreService};
 use ipc::{Client, Link, Role};
 use storaged::db::record::{self, Flags, Message};
 use storaged::db::{Db, now};
@@ -389,10 +389,10 @@ async fn writer(
 /// came with the answer (closed at its end), then `Deliver`, answered once durable.
 async fn deliver_once(link: &Client<StoreService>, message: &[u8]) {
     let (opened, mut fds) = link
-        .call(&Request::OpenDelivery, Vec::new())
+        .call(store::OpenDelivery {}, Vec::new())
         .await
         .expect("OpenDelivery");
-    let (Response::DeliveryOpened { id }, Some(pipe)) = (&opened, fds.pop()) else {
+    let (Ok(id), Some(pipe)) = (&opened, fds.pop()) else {
         panic!("no delivery opened: {opened:?}");
     };
     let mut pipe = tokio::net::unix::pipe::Sender::from_owned_fd(pipe).expect("the delivery pipe");
@@ -400,17 +400,14 @@ async fn deliver_once(link: &Client<StoreService>, message: &[u8]) {
         .await
         .expect("writing into the delivery pipe");
     drop(pipe);
-    let deliver = Request::Deliver {
+    let deliver = store::Deliver {
         id: *id,
         recipients: vec![RECIPIENT.to_string()],
         prepend: PREPEND.to_vec(),
         junk: false,
     };
-    let (answer, _) = link.call(&deliver, Vec::new()).await.expect("Deliver");
-    assert_eq!(
-        answer,
-        Response::Delivered(vec![RecipientResult::Delivered])
-    );
+    let answer = link.ask(deliver).await.expect("Deliver");
+    assert_eq!(answer, Ok(vec![RecipientResult::Delivered]));
 }
 
 struct Row {
