@@ -1,6 +1,7 @@
 //! authd's requests: SASL exchanges for the network roles, with throttling and tickets, and
 //! password administration forwarded from moxctl. Who may ask is decided by the link.
 
+use ipc::sync::{lock, read, write};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
@@ -573,16 +574,4 @@ fn read_password(fd: Handle) -> Result<String, String> {
         return Err("empty password".into());
     }
     Ok(password)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -21,6 +21,7 @@ pub mod secret;
 pub mod serve;
 pub mod space;
 pub mod span;
+pub mod sync;
 pub mod topology;
 pub mod transport;
 

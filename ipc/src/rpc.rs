@@ -9,6 +9,7 @@
 //! value of that type. So no role can be sent, or send, the wrong kind of answer; there is no
 //! response enum on the wire, only the answer's own encoding.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -280,12 +281,6 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         lock(self.pending).remove(&self.id);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means another task panicked while holding it; with panic=abort that
-    // cannot happen outside tests, and the map stays consistent either way.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn read_responses<S: Service>(

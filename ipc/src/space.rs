@@ -11,6 +11,7 @@
 //! [`MAX_AGE`], less what checks passed since then took, and read afresh whenever the estimate
 //! comes near the floor, so that a refusal is always based on a fresh reading.
 
+use crate::sync::lock;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
@@ -84,7 +85,7 @@ impl FreeSpace {
     /// Whether `need` more bytes may be written and still leave the floor free; if so they
     /// are counted against the current reading.
     pub fn check(&self, need: u64) -> Result<(), Short> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.last);
         let fresh = match *last {
             Some(r) if r.at.elapsed() < MAX_AGE && !r.near(need) => None,
             _ => self.reading(),
@@ -111,7 +112,7 @@ impl FreeSpace {
     /// Forgets the current reading: the next check reads afresh (after space was freed or
     /// taken in a way no check saw, e.g. a failed write).
     pub fn forget(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.last) = None;
     }
 
     fn reading(&self) -> Option<Reading> {

@@ -6,6 +6,7 @@
 //! hanging them. TLS 1.3 session tickets let resumed sessions skip keyd. Certificates are
 //! swapped atomically when keyd says they changed (`moxctl reload`) or keyd restarts.
 
+use ipc::sync::{read, write};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -215,17 +216,13 @@ struct Resolver {
 
 impl Resolver {
     fn install(&self, entries: Vec<Entry>) {
-        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(entries);
+        *write(&self.entries) = Arc::new(entries);
     }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let entries = self
-            .entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let entries = read(&self.entries).clone();
         let sni = hello.server_name().map(str::to_ascii_lowercase);
         let offered = hello.signature_schemes();
         let named: Vec<&Entry> = entries

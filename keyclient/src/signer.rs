@@ -2,6 +2,7 @@
 //! `SigningKey::sign`): one blocking round trip on a signing socket of our own, bounded by
 //! [`SIGN_TIMEOUT`], or the shared async link when every socket is busy.
 
+use ipc::sync::lock;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use tracing::Instrument;
@@ -52,7 +53,7 @@ impl KeydSigner {
                 Err(e) => tracing::warn!("keyd gave no signing socket: {e}"),
             }
         }
-        *self.sockets.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *lock(&self.sockets) = fresh;
     }
 
     /// Opens one signing socket in place of one that failed.
@@ -66,10 +67,7 @@ impl KeydSigner {
                 if let Ok((Ok(()), mut fds)) = client.call(key::OpenSigner {}, Vec::new()).await
                     && fds.len() == 1
                 {
-                    sockets
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(fds.remove(0));
+                    lock(&sockets).push(fds.remove(0));
                 }
             }
             .in_current_span(),
@@ -77,14 +75,11 @@ impl KeydSigner {
     }
 
     fn take(&self) -> Option<OwnedFd> {
-        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        lock(&self.sockets).pop()
     }
 
     fn put(&self, fd: OwnedFd) {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(fd);
+        lock(&self.sockets).push(fd);
     }
 
     /// One signature, synchronously. Call from a runtime worker (rustls) or a blocking thread.

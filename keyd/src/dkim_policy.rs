@@ -4,6 +4,7 @@
 //! the asking process's word. queued has no session (it will sign its own DSNs): it may sign
 //! only as `postmaster@` or `mailer-daemon@` of the key's own domain.
 
+use ipc::sync::read;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
@@ -71,7 +72,7 @@ impl DkimPolicy {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let prepared: Prepared = {
-            let keys = keys.read().unwrap_or_else(|e| e.into_inner());
+            let keys = read(keys);
             crate::dkim_sign::prepare(&keys, &request, now, self.validity_secs)?
         };
         self.authorize(peer, request.ticket, &prepared.from, &prepared.domain)

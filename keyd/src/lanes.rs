@@ -10,6 +10,7 @@
 //! fairly with the other roles' threads), and the signatures asked on a role's async link run on
 //! that role's own worker threads behind its own bounded queue.
 
+use ipc::sync::lock;
 use std::collections::HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -73,7 +74,7 @@ impl Lanes {
 
     /// The lane of `role`.
     pub fn lane(&self, role: Role) -> Arc<Lane> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lanes = lock(&self.lanes);
         lanes
             .entry(role)
             .or_insert_with(|| Arc::new(Lane::new(role, self.limits)))
@@ -120,7 +121,7 @@ impl Lane {
 
     /// Takes one signature from the role's budget; `false` when it is spent.
     pub fn spend(&self) -> bool {
-        let mut bucket = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = lock(&self.budget);
         bucket.take(self.limits)
     }
 
@@ -169,7 +170,7 @@ impl Lane {
                 .name(format!("sign-{}-{i}", self.role))
                 .spawn(move || {
                     loop {
-                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let job = lock(&rx).recv();
                         match job {
                             Ok(job) => job(),
                             Err(_) => return,
@@ -182,7 +183,7 @@ impl Lane {
     }
 
     fn slot(&self) -> Result<Slot<'_>, Busy> {
-        let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let free = lock(&self.free);
         let (mut free, waited) = self
             .freed
             .wait_timeout_while(free, SLOT_WAIT, |free| *free == 0)
@@ -200,7 +201,7 @@ struct Slot<'a>(&'a Lane);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *lock(&self.0.free) += 1;
         self.0.freed.notify_one();
     }
 }

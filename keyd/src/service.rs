@@ -4,6 +4,7 @@
 //! send mail, written by keyd with bounded validity for a sender the asking session owns
 //! ([`crate::dkim_policy`]).
 
+use ipc::sync::{lock, read, write};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -107,15 +108,12 @@ impl Keyd {
 
     /// Serves `certs` from now on and tells every subscribed link.
     pub async fn replace_certificates(&self, certs: Vec<CertEntry>) {
-        let old = std::mem::replace(
-            &mut *self.certs.write().unwrap_or_else(|e| e.into_inner()),
-            certs,
-        );
+        let old = std::mem::replace(&mut *write(&self.certs), certs);
         // Handshakes of roles that have not fetched the new set yet still sign with the old
         // keys until the next reload.
-        *self.retired.write().unwrap_or_else(|e| e.into_inner()) = old;
+        *write(&self.retired) = old;
         let subscribers: Vec<EventSender<KeyService>> =
-            std::mem::take(&mut *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()));
+            std::mem::take(&mut *lock(&self.subscribers));
         let mut alive = Vec::new();
         for s in subscribers {
             match s.send(&Event::CertificatesChanged).await {
@@ -123,16 +121,13 @@ impl Keyd {
                 Err(e) => tracing::debug!(link = s.link_name(), "{e}; unsubscribed"),
             }
         }
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(alive);
+        lock(&self.subscribers).extend(alive);
     }
 
     /// Remembers the link that asked for certificates; a link of the same name (the role
     /// restarted) replaces the old one.
     fn subscribe(&self, events: EventSender<KeyService>) {
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subscribers = lock(&self.subscribers);
         subscribers.retain(|s| s.link_name() != events.link_name());
         subscribers.push(events);
     }
@@ -171,7 +166,7 @@ impl Keyd {
     /// A socket of `peer`'s own for blocking signatures, served with the same rights.
     fn open_signer(self: Arc<Self>, peer: Role) -> (Result<(), Refused>, Vec<ipc::Handle>) {
         {
-            let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut signers = lock(&self.signers);
             let count = signers.entry(peer).or_insert(0);
             if *count >= MAX_SIGNERS {
                 return (Err(Refused("too many signing sockets".into())), Vec::new());
@@ -200,13 +195,13 @@ impl Keyd {
                 if let Err(e) = served {
                     tracing::warn!("signing socket: {e}; closed");
                 }
-                let mut signers = this.signers.lock().unwrap_or_else(|e| e.into_inner());
+                let mut signers = lock(&this.signers);
                 if let Some(count) = signers.get_mut(&peer) {
                     *count = count.saturating_sub(1);
                 }
             }));
         if let Err(e) = spawned {
-            let mut signers = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut signers = lock(&self.signers);
             if let Some(count) = signers.get_mut(&peer) {
                 *count = count.saturating_sub(1);
             }
@@ -377,7 +372,7 @@ impl Keyd {
                 selector,
                 algorithm,
             } => {
-                let mut keys = this.keys.write().unwrap_or_else(|e| e.into_inner());
+                let mut keys = write(&this.keys);
                 crate::dkim::generate(&mut keys, &domain, &selector, &algorithm)
                     .map(|k| KeyReply::Dkim(vec![k]))
                     .map_err(|e| e.to_string())
@@ -411,7 +406,7 @@ impl Keyd {
         let this = self.clone();
         let certs = ipc::span::spawn_blocking(move || {
             let from_files = crate::certs::from_files(&files, fds)?;
-            let mut keys = this.keys.write().unwrap_or_else(|e| e.into_inner());
+            let mut keys = write(&this.keys);
             crate::certs::serving(&this.dir, &mut keys, from_files, &this.hostname)
                 .map_err(|e| e.to_string())
         })
@@ -425,8 +420,4 @@ impl Keyd {
         self.replace_certificates(certs).await;
         Ok(ipc::msg::key::AdminReply::Tls(status))
     }
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
 }

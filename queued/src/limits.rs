@@ -3,6 +3,7 @@
 //! password should not turn the server into a spam cannon. Each account's ledger is kept in
 //! `accounts/` in the queue directory (written atomically after each queued message).
 
+use ipc::sync::lock;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -69,7 +70,7 @@ impl Limits {
     }
 
     fn with_ledger<T>(&self, account: &str, f: impl FnOnce(&mut Ledger) -> T) -> T {
-        let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ledgers = lock(&self.ledgers);
         let ledger = ledgers.entry(account.to_string()).or_insert_with(|| {
             let path = self.path(account);
             match std::fs::read(&path) {
@@ -152,7 +153,7 @@ impl Limits {
     /// Saves the ledger of an admitted message's account (it is queued now). Writes are
     /// serialized, so concurrent saves never interleave in the temporary file.
     pub fn save(&self, admitted: &Admitted) -> Result<(), String> {
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _writing = lock(&self.writing);
         let account = &admitted.account;
         let bytes = self.with_ledger(account, |ledger| {
             ipc::codec::encode_unbounded(&*ledger).map_err(|e| e.to_string())

@@ -14,6 +14,7 @@
 //! within the cap, or if it holds none (one message of the largest size always fits). So what
 //! one link's open files can hold stays within the cap, whatever its writer does.
 
+use ipc::sync::lock;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,10 +86,6 @@ impl Held {
             .filter_map(|k| self.messages.remove(&k).map(|(a, _)| (k.1, a)))
             .collect()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn failed(temporary: bool, message: impl Into<String>) -> Refused {

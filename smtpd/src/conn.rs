@@ -1,6 +1,7 @@
 //! One SMTP connection from greeting to QUIT: the session decides, this carries out its steps
 //! (lookups at storaged, SASL at authd, TLS with keyd's keys, the message into storaged).
 
+use ipc::sync::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -53,7 +54,7 @@ struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut open = self.shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&self.shared.open);
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
@@ -88,7 +89,7 @@ pub async fn serve(
     let _ = tcp.set_nodelay(true);
     let key = ip_key(peer.ip());
     let admitted = {
-        let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&shared.open);
         let n = open.entry(key).or_insert(0);
         *n += 1;
         *n <= shared.settings.connections_per_ip
@@ -297,7 +298,7 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
     })?;
     let address = to.to_string();
     let known = {
-        let known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
+        let known = lock(&shared.known_local);
         known
             .get(&address)
             .is_some_and(|since| since.elapsed() < KNOWN_FOR)
@@ -311,7 +312,7 @@ async fn recipient(shared: &Shared, to: &Address) -> Result<Recipient, Reply> {
     match storaged.ask(request).await {
         Ok(Ok(status)) => Ok(match status {
             RecipientStatus::Local => {
-                let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
+                let mut known = lock(&shared.known_local);
                 if known.len() >= KNOWN_MAX {
                     known.clear();
                 }
@@ -438,7 +439,7 @@ async fn data(
     });
     Ok(if outcome.reply.is_error() {
         // A recipient may be why (removed since it was confirmed): ask storaged afresh.
-        let mut known = shared.known_local.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = lock(&shared.known_local);
         for a in &tx.local {
             known.remove(&a.to_string());
         }

@@ -8,6 +8,7 @@
 //! synced later ([`crate::inline`]); larger ones are synced while the transaction and flush
 //! run, their records marked pending until both are done ([`deliver_durably`]).
 
+use ipc::sync::lock;
 use std::fs::File;
 use std::sync::Arc;
 
@@ -175,7 +176,7 @@ pub fn deliver_durably(
     let unsynced = std::sync::Mutex::new(Some(unsynced));
     let outcome = std::thread::scope(|s| {
         let sync_now = || {
-            let taken = unsynced.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let taken = lock(&unsynced).take();
             taken.map_or(Ok(()), crate::files::Unsynced::sync)
         };
         let sync = match std::thread::Builder::new().spawn_scoped(s, sync_now) {
@@ -523,18 +524,14 @@ impl Flusher {
     /// How many flushes of the database this flusher has made (every caller it served shared
     /// one of them).
     pub fn flushes(&self) -> u64 {
-        self.0
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .flushes
+        lock(&self.0.state).flushes
     }
 
     /// [`Flusher::flush`] for a thread that may block.
     pub fn flush_blocking(&self) -> Result<()> {
         let shared = &self.0;
-        let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut state = lock();
+        let state_now = || lock(&shared.state);
+        let mut state = state_now();
         state.requested += 1;
         let ticket = state.requested;
         loop {
@@ -562,7 +559,7 @@ impl Flusher {
                 }
                 Ok::<_, StoreError>(())
             })();
-            state = lock();
+            state = state_now();
             state.flushing = false;
             match outcome {
                 Ok(()) => state.covered = upto,

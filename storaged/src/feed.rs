@@ -7,6 +7,7 @@
 //! order, and removes them. So nothing is announced before it is durable, and a change that
 //! committed during the flush waits for the next one.
 
+use ipc::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -184,8 +185,4 @@ impl Feed {
             });
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

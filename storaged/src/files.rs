@@ -9,6 +9,7 @@
 //! crash can leave an unreferenced file behind (found by `verifydata`), never a reference to a
 //! missing or partial file once storaged has started.
 
+use ipc::sync::lock;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -260,11 +261,7 @@ impl Files {
         };
         // A shard is durable once `msg/` was synced after its creation. Another delivery may
         // have created it and not synced yet: anyone who has not seen it synced syncs itself.
-        let synced = self
-            .synced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(shard);
+        let synced = lock(&self.synced).contains(shard);
         if !synced {
             match std::fs::create_dir(shard) {
                 Ok(()) => {}
@@ -272,10 +269,7 @@ impl Files {
                 Err(e) => return Err(file_err(shard, e)),
             }
             sync_dir(&self.msg)?;
-            self.synced
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(shard.to_path_buf());
+            lock(&self.synced).insert(shard.to_path_buf());
         }
         dirs.insert(shard.to_path_buf());
         Ok(())

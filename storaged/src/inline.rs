@@ -14,6 +14,7 @@
 //! body and synced. A copy of a message (IMAP COPY links the file) syncs the file first, so the
 //! new name never refers to bytes only a body holds.
 
+use ipc::sync::lock;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -67,7 +68,7 @@ struct SignalState {
 impl Signal {
     /// Says that bodies were added.
     pub fn poke(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         state.deliveries += 1;
         if state.idle {
             state.idle = false;
@@ -76,7 +77,7 @@ impl Signal {
     }
 
     fn stop(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        lock(&self.state).stop = true;
         self.changed.notify_one();
     }
 }
@@ -271,7 +272,7 @@ fn run(db: &Db, files: &Files) {
     let mut seen = 0u64;
     let mut trust_files = true;
     loop {
-        let mut state = signal.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&signal.state);
         while state.deliveries == seen && !state.stop {
             state.idle = true;
             state = signal

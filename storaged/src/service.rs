@@ -8,6 +8,7 @@
 //! write finds the disk full or the peer's open deliveries hold their share
 //! (`[storage] max_open_per_peer`). Such a failure keeps nothing of the delivery.
 
+use ipc::sync::{lock, read};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -229,7 +230,7 @@ impl Store {
         // commit with no hand-off between threads.
         let outcomes = blocking(move || {
             let outcomes = {
-                let _changing = store.pause.read().unwrap_or_else(|e| e.into_inner());
+                let _changing = read(&store.pause);
                 let flusher = store.flusher.clone();
                 let source = match &spooled {
                     Spooled::Memory { bytes, .. } => deliver::Source::Bytes(bytes),
@@ -330,8 +331,4 @@ fn permanent(message: impl Into<String>) -> Failure {
         temporary: false,
         message: message.into(),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

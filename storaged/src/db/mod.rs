@@ -25,6 +25,7 @@ pub mod keys;
 pub mod record;
 pub mod tx;
 
+use ipc::sync::lock;
 use std::path::Path;
 
 use crate::error::{Result, StoreError};
@@ -153,7 +154,7 @@ impl Db {
             path: path.display().to_string(),
             source: e,
         };
-        let mut state = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.synced_blobs);
         let (since, synced) = &mut *state;
         let started = std::time::SystemTime::now();
         // A margin for coarse timestamps and clock steps.
@@ -230,7 +231,7 @@ impl Db {
     /// counter is always past every id handed out, and the ones a restart leaves unused are
     /// simply never used.
     pub fn new_id(&self) -> Result<u64> {
-        let mut block = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let mut block = lock(&self.ids);
         if block.0 >= block.1 {
             let previous = self.meta.fetch_and_update("next_id", |old| {
                 let n = old
@@ -250,7 +251,7 @@ impl Db {
 
     /// Makes every later [`Db::new_id`] larger than `used`.
     pub fn ensure_ids_above(&self, used: u64) -> Result<()> {
-        let mut block = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let mut block = lock(&self.ids);
         if block.0 <= used {
             // The ids in hand are not all above `used`: take a new block.
             *block = (0, 0);

@@ -10,6 +10,7 @@ mod wire;
 mod write;
 
 use ipc::msg::store::{SessionOp, SessionReply};
+use ipc::sync::read;
 use ipc::{Handle, Role};
 
 use crate::db::record::Mailbox;
@@ -34,7 +35,7 @@ impl Store {
         account: &str,
         op: SessionOp,
     ) -> Result<Outcome, StoreError> {
-        let _changing = self.pause.read().unwrap_or_else(|e| e.into_inner());
+        let _changing = read(&self.pause);
         match op {
             SessionOp::ListMailboxes => self.list_mailboxes(account),
             SessionOp::CreateMailbox { name } => self.create_mailbox(account, &name),

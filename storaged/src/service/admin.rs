@@ -2,6 +2,7 @@
 //! accounts and addresses, verifydata, local delivery of a file, and backups. They take the
 //! pause lock as writers' peers do, so a backup sees no half-made change.
 
+use ipc::sync::{read, write};
 use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
@@ -54,7 +55,7 @@ impl Store {
                         .root()
                         .join(format!("backup-{:x}", store.db.new_id()?));
                     let messages = {
-                        let _paused = store.pause.write().unwrap_or_else(|e| e.into_inner());
+                        let _paused = write(&store.pause);
                         crate::backup::snapshot(&store.db, &store.files, &staging)
                     };
                     let messages = match messages {
@@ -131,7 +132,7 @@ impl Store {
     }
 
     fn admin_sync(&self, request: Admin) -> Result<Result<AdminReply, StoreError>, StoreError> {
-        let _changing = self.pause.read().unwrap_or_else(|e| e.into_inner());
+        let _changing = read(&self.pause);
         let db = &self.db;
         let result = match request {
             Admin::AddDomain { domain, separator } => db
