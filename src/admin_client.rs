@@ -207,7 +207,12 @@ pub fn main() -> ExitCode {
         },
         Command::Backup { dir } => match crate::backup::start(dir) {
             Ok((fd, tar)) => {
-                let result = runtime.block_on(call_with(&socket, &request, vec![fd]));
+                let result = runtime
+                    .block_on(call_with(&socket, &request, vec![fd]))
+                    .and_then(|r| match r {
+                        Response::Error(e) => Err(e),
+                        r => Ok(r),
+                    });
                 return crate::backup::finish(tar, dir, result, |r| print(&cli.command, r));
             }
             Err(e) => {

@@ -5,8 +5,6 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 
-use crate::admin_client::Response;
-
 /// Creates DIR and starts `tar -x` reading from a pipe; returns the pipe's write end.
 pub fn start(dir: &Path) -> Result<(OwnedFd, Child), String> {
     if dir.exists() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some()) {
@@ -27,16 +25,16 @@ pub fn start(dir: &Path) -> Result<(OwnedFd, Child), String> {
     Ok((write, tar))
 }
 
-/// Waits for tar and reports.
-pub fn finish(
+/// Waits for tar and reports: `result` is storaged's answer, or why there was none.
+pub fn finish<R>(
     mut tar: Child,
     dir: &Path,
-    result: Result<Response, String>,
-    print: impl FnOnce(Response) -> ExitCode,
+    result: Result<R, String>,
+    print: impl FnOnce(R) -> ExitCode,
 ) -> ExitCode {
     let status = tar.wait();
     match (result, status) {
-        (Ok(Response::Error(e)), _) | (Err(e), _) => {
+        (Err(e), _) => {
             eprintln!(
                 "moxctl: backup failed: {e}; {} is incomplete",
                 dir.display()

@@ -31,27 +31,7 @@ pub enum Outcome {
     UnknownAddress,
 }
 
-/// The bytes of a message to deliver.
-#[derive(Debug, Clone, Copy)]
-pub enum Source<'a> {
-    /// The first `size` bytes of a file.
-    File(&'a File, u64),
-    /// The whole message, in memory.
-    Bytes(&'a [u8]),
-}
-
-impl Source<'_> {
-    pub fn len(&self) -> u64 {
-        match self {
-            Source::File(_, size) => *size,
-            Source::Bytes(b) => b.len() as u64,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::files::Source;
 
 /// How a delivery is filed beyond its bytes.
 #[derive(Debug, Clone, Default)]
@@ -518,7 +498,10 @@ impl Flusher {
         let this = self.clone();
         ipc::span::spawn_blocking(move || this.flush_blocking())
             .await
-            .map_err(|e| StoreError::Db(format!("flush task: {e}")))?
+            .map_err(|source| StoreError::Task {
+                what: "flush",
+                source,
+            })?
     }
 
     /// How many flushes of the database this flusher has made (every caller it served shared

@@ -1,30 +1,7 @@
 //! The IMAP envelope of a message (RFC 9051 §7.5.2), computed once at delivery with
 //! mail-parser and stored with the message, so that listing a mailbox never re-reads files.
 
-use serde::{Deserialize, Serialize};
-
-/// Header values as they appear in the message (unfolded), addresses parsed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub date: Option<String>,
-    pub subject: Option<String>,
-    pub from: Vec<EnvelopeAddress>,
-    pub sender: Vec<EnvelopeAddress>,
-    pub reply_to: Vec<EnvelopeAddress>,
-    pub to: Vec<EnvelopeAddress>,
-    pub cc: Vec<EnvelopeAddress>,
-    pub bcc: Vec<EnvelopeAddress>,
-    pub in_reply_to: Option<String>,
-    pub message_id: Option<String>,
-}
-
-/// One address: display name, local part and domain (IMAP's `adl` is always NIL today).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvelopeAddress {
-    pub name: Option<String>,
-    pub local: String,
-    pub domain: String,
-}
+pub use crate::db::record::{Envelope, EnvelopeAddress};
 
 /// The envelope of one message stays under this many encoded bytes.
 pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024;

@@ -4,12 +4,23 @@
 /// enough to do so (e.g. an unknown address becomes `550 5.1.1`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// sled refused an operation (a corrupt or unsupported state, a collection it lost).
     #[error("database: {0}")]
-    Db(String),
+    Db(#[source] sled::Error),
     /// sled could not read or write its files (its log, a snapshot): it keeps this error and
     /// fails every later write, so the database is failed (see `db::failure`).
     #[error("database: {0}")]
-    DbIo(std::io::Error),
+    DbIo(#[source] std::io::Error),
+    /// A record could not be encoded (larger than a record may be).
+    #[error("encoding a record: {0}")]
+    Encode(#[source] bincode::error::EncodeError),
+    /// Blocking work on another thread ended without an answer (it panicked or was cancelled).
+    #[error("the {what} task failed: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// A flush failed earlier in this process: nothing more is made durable until storaged
     /// has restarted (see `db::failure`).
     #[error("the database failed earlier ({0}); storaged is restarting")]
@@ -72,7 +83,7 @@ impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
             sled::Error::Io(io) => StoreError::DbIo(io),
-            e => StoreError::Db(e.to_string()),
+            e => StoreError::Db(e),
         }
     }
 }

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use crate::deliver::Source;
 use crate::error::{Result, StoreError};
 
 /// Bytes of a message's beginning kept in memory while storing it, for parsing its header.
@@ -342,5 +341,27 @@ fn file_err(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::File {
         path: path.display().to_string(),
         source,
+    }
+}
+
+/// The bytes of a message to deliver.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The first `size` bytes of a file.
+    File(&'a File, u64),
+    /// The whole message, in memory.
+    Bytes(&'a [u8]),
+}
+
+impl Source<'_> {
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::File(_, size) => *size,
+            Source::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

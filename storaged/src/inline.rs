@@ -14,17 +14,15 @@
 //! body and synced. A copy of a message (IMAP COPY links the file) syncs the file first, so the
 //! new name never refers to bytes only a body holds.
 
-use ipc::sync::lock;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::db::record::{self, Message};
+use crate::db::signal::Signal;
 use crate::db::{Db, keys};
 use crate::error::{Result, StoreError};
 use crate::files::Files;
@@ -41,46 +39,7 @@ const IDLE: Duration = Duration::from_millis(20);
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// A message's bytes held in the database until its file is durable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Body {
-    /// The record that refers to the file.
-    pub mailbox: u64,
-    pub uid: u32,
-    pub bytes: Vec<u8>,
-}
-
-/// Wakes the checkpointer: a count of deliveries that left bodies behind, whether it should
-/// stop, and whether it sleeps until the next delivery (otherwise it is waiting for a pause,
-/// which it checks on waking by itself: a delivery does not wake it).
-#[derive(Debug, Default)]
-pub struct Signal {
-    state: Mutex<SignalState>,
-    changed: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct SignalState {
-    deliveries: u64,
-    stop: bool,
-    idle: bool,
-}
-
-impl Signal {
-    /// Says that bodies were added.
-    pub fn poke(&self) {
-        let mut state = lock(&self.state);
-        state.deliveries += 1;
-        if state.idle {
-            state.idle = false;
-            self.changed.notify_one();
-        }
-    }
-
-    fn stop(&self) {
-        lock(&self.state).stop = true;
-        self.changed.notify_one();
-    }
-}
+pub use crate::db::record::Body;
 
 impl Db {
     /// Every body not yet checkpointed: (file id, body).
@@ -272,36 +231,8 @@ fn run(db: &Db, files: &Files) {
     let mut seen = 0u64;
     let mut trust_files = true;
     loop {
-        let mut state = lock(&signal.state);
-        while state.deliveries == seen && !state.stop {
-            state.idle = true;
-            state = signal
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        state.idle = false;
-        let stopping = state.stop;
-        let first = Instant::now();
-        // Wait for a pause in deliveries, [`IDLE`] without one (or the longest wait).
-        while !state.stop {
-            let before = state.deliveries;
-            let left = MAX_WAIT.saturating_sub(first.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            let (s, _) = signal
-                .changed
-                .wait_timeout(state, IDLE.min(left))
-                .unwrap_or_else(|e| e.into_inner());
-            state = s;
-            if state.deliveries == before {
-                break;
-            }
-        }
-        seen = state.deliveries;
-        let stopping = stopping || state.stop;
-        drop(state);
+        let (deliveries, stopping) = signal.wait_for_pause(seen, IDLE, MAX_WAIT);
+        seen = deliveries;
         match checkpoint(db, files, trust_files) {
             Ok(_) => trust_files = true,
             Err(e) => {

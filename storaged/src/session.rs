@@ -40,7 +40,10 @@ impl Store {
         let result = match ipc::span::spawn_blocking(move || store.run_op(peer, &account, op)).await
         {
             Ok(r) => r,
-            Err(e) => Err(StoreError::Db(format!("store task: {e}"))),
+            Err(source) => Err(StoreError::Task {
+                what: "store",
+                source,
+            }),
         };
         let (reply, fds, unlink) = match result {
             Ok(((reply, fds), unlink)) => (reply, fds, unlink),
@@ -69,6 +72,8 @@ fn refusal(e: StoreError) -> Result<SessionReply, Refused> {
     match e {
         StoreError::Db(_)
         | StoreError::DbIo(_)
+        | StoreError::Encode(_)
+        | StoreError::Task { .. }
         | StoreError::Failed(_)
         | StoreError::Corrupt { .. }
         | StoreError::File { .. }

@@ -4,7 +4,6 @@
 //! the message file.
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
-use serde::{Deserialize, Serialize};
 
 /// Most parts recorded per message; the rest are left out.
 pub const MAX_PARTS: usize = 1000;
@@ -23,27 +22,7 @@ pub fn bounded(mut parts: Vec<BodyPart>) -> Vec<BodyPart> {
 }
 
 /// One MIME part.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BodyPart {
-    /// Index of the enclosing multipart in the list; `None` for the whole message.
-    pub parent: Option<u32>,
-    /// Lower-cased type and subtype, e.g. `text` / `plain`.
-    pub content_type: String,
-    pub subtype: String,
-    pub params: Vec<(String, String)>,
-    pub id: Option<String>,
-    pub description: Option<String>,
-    pub encoding: Option<String>,
-    pub disposition: Option<(String, Vec<(String, String)>)>,
-    pub language: Vec<String>,
-    pub location: Option<String>,
-    /// Byte offsets in the message: where the part's header starts, its body starts, it ends.
-    pub header_start: u64,
-    pub body_start: u64,
-    pub end: u64,
-    /// Lines in the body.
-    pub lines: u32,
-}
+pub use crate::db::record::BodyPart;
 
 /// Messages up to this size are parsed whole at delivery; larger ones get their envelope from
 /// the head only and no structure.

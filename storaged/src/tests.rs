@@ -516,7 +516,7 @@ fn a_delivery_that_cannot_be_made_durable_is_taken_back() {
     let mut src = f.files.temp_file().unwrap();
     src.write_all(MSG).unwrap();
     let rcpts = vec!["bob@example.com".to_string()];
-    let failing = || Err(StoreError::Db("disk on fire".into()));
+    let failing = || Err(StoreError::DbIo(std::io::Error::other("disk on fire")));
     for source in [
         crate::deliver::Source::File(&src, MSG.len() as u64),
         crate::deliver::Source::Bytes(MSG),
@@ -530,7 +530,7 @@ fn a_delivery_that_cannot_be_made_durable_is_taken_back() {
             &failing,
         );
         assert!(
-            matches!(&err, Err(StoreError::Db(m)) if m == "disk on fire"),
+            matches!(&err, Err(StoreError::DbIo(e)) if e.to_string() == "disk on fire"),
             "{err:?}"
         );
         let (inbox, info) = f.db.mailbox_by_name("bob", "Inbox").unwrap().unwrap();

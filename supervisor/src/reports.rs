@@ -39,9 +39,6 @@ fn describe(state: RoleState) -> &'static str {
 }
 
 #[cfg(test)]
-mod tree_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use ipc::topology::EDGES;

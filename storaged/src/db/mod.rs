@@ -12,8 +12,8 @@
 //! - `feed`: account NUL modseq (u64 BE) → [`record::FeedRecord`]: changes not yet announced,
 //!   written in the transaction that makes the change, removed once published.
 //! - `pending`: file id → `deliver::PendingFile`: files synced while their records were written.
-//! - `bodies`: file id → [`crate::inline::Body`]: small messages' bytes, durable here until
-//!   their files are (see [`crate::inline`]).
+//! - `bodies`: file id → [`record::Body`]: small messages' bytes, durable here until
+//!   their files are (the checkpointer writes the files out and drops them).
 //!
 //! Every change that spans trees runs in one sled transaction; [`Db::flush`] makes everything
 //! committed so far durable (fsync) and is called before any change is acknowledged. A flush
@@ -23,6 +23,7 @@
 pub mod failure;
 pub mod keys;
 pub mod record;
+pub mod signal;
 pub mod tx;
 
 use ipc::sync::lock;
@@ -71,7 +72,7 @@ pub struct Db {
     /// Ids taken from the counter and not yet handed out: (next, end).
     ids: std::sync::Arc<std::sync::Mutex<(u64, u64)>>,
     /// Wakes the checkpointer when bodies were added.
-    pub(crate) checkpoint: std::sync::Arc<crate::inline::Signal>,
+    pub(crate) checkpoint: std::sync::Arc<signal::Signal>,
     /// Set by the first failed flush or log write (see [`failure`]).
     pub failure: std::sync::Arc<failure::Failure>,
 }

@@ -136,9 +136,9 @@ pub struct Message {
     pub keywords: Vec<String>,
     /// Seconds since the epoch.
     pub internal_date: i64,
-    pub envelope: crate::envelope::Envelope,
+    pub envelope: Envelope,
     /// MIME parts in pre-order (empty when the message could not be parsed).
-    pub structure: Vec<crate::structure::BodyPart>,
+    pub structure: Vec<BodyPart>,
 }
 
 fn config() -> impl bincode::config::Config {
@@ -150,8 +150,7 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes a record for storage.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| StoreError::Db(format!("encoding: {e}")))
+    bincode::serde::encode_to_vec(value, config()).map_err(StoreError::Encode)
 }
 
 /// Decodes a stored record of `tree`; trailing bytes or garbage mean corruption.
@@ -168,4 +167,59 @@ pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T
         });
     }
     Ok(value)
+}
+
+/// Header values as they appear in the message (unfolded), addresses parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub from: Vec<EnvelopeAddress>,
+    pub sender: Vec<EnvelopeAddress>,
+    pub reply_to: Vec<EnvelopeAddress>,
+    pub to: Vec<EnvelopeAddress>,
+    pub cc: Vec<EnvelopeAddress>,
+    pub bcc: Vec<EnvelopeAddress>,
+    pub in_reply_to: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// One address: display name, local part and domain (IMAP's `adl` is always NIL today).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeAddress {
+    pub name: Option<String>,
+    pub local: String,
+    pub domain: String,
+}
+
+/// One MIME part.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyPart {
+    /// Index of the enclosing multipart in the list; `None` for the whole message.
+    pub parent: Option<u32>,
+    /// Lower-cased type and subtype, e.g. `text` / `plain`.
+    pub content_type: String,
+    pub subtype: String,
+    pub params: Vec<(String, String)>,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub encoding: Option<String>,
+    pub disposition: Option<(String, Vec<(String, String)>)>,
+    pub language: Vec<String>,
+    pub location: Option<String>,
+    /// Byte offsets in the message: where the part's header starts, its body starts, it ends.
+    pub header_start: u64,
+    pub body_start: u64,
+    pub end: u64,
+    /// Lines in the body.
+    pub lines: u32,
+}
+
+/// A message's bytes held in the database until its file is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    /// The record that refers to the file.
+    pub mailbox: u64,
+    pub uid: u32,
+    pub bytes: Vec<u8>,
 }

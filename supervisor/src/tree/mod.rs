@@ -20,6 +20,8 @@ use crate::logs::LogControl;
 mod dispatch;
 mod event;
 mod provision;
+#[cfg(test)]
+mod report_tests;
 mod slots;
 mod stop;
 
