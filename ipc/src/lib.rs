@@ -22,6 +22,7 @@ pub mod serve;
 pub mod space;
 pub mod span;
 pub mod sync;
+pub mod tmpfile;
 pub mod topology;
 pub mod transport;
 

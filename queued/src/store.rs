@@ -13,8 +13,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ipc::msg::queue::{Envelope, QueueEntry};
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
 /// The largest message queued (matches storaged's limit).
@@ -105,13 +103,7 @@ impl Queue {
     /// An anonymous read-write file for one message.
     pub fn temp_file(&self) -> Result<File, String> {
         let tmp = self.dir.join("tmp");
-        let fd = nix::fcntl::open(
-            &tmp,
-            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| err("temporary file in", &tmp, e))?;
-        Ok(File::from(fd))
+        ipc::tmpfile::anonymous(&tmp).map_err(|e| format!("temporary file in {}: {e}", tmp.display()))
     }
 
     /// Copies `src` into the queue as message `id` with `record`; durable on return.

@@ -53,6 +53,8 @@ pub enum Error {
 }
 
 impl Error {
+    // Used by the lockdown of the systems that have one.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "openbsd")), allow(dead_code))]
     pub(crate) fn sys(step: &'static str, errno: nix::errno::Errno) -> Self {
         Error::Sys {
             step,
@@ -75,6 +77,7 @@ pub fn apply(policy: &Policy) -> Result<Report, Error> {
     }
     #[cfg(not(any(target_os = "linux", target_os = "openbsd")))]
     {
+        let _ = policy;
         let mut report = Report::default();
         report.unsupported("sandbox", "no sandbox for this operating system");
         Ok(report)

@@ -91,6 +91,8 @@ pub enum StepOutcome {
     Unsupported(String),
 }
 
+// Which steps a report records depends on the system's lockdown (none, on some).
+#[cfg_attr(not(any(target_os = "linux", target_os = "openbsd")), allow(dead_code))]
 impl Report {
     pub(crate) fn applied(&mut self, name: &'static str, detail: impl Into<String>) {
         self.push(name, StepOutcome::Applied(detail.into()));
@@ -98,6 +100,7 @@ impl Report {
     pub(crate) fn skipped(&mut self, name: &'static str, detail: impl Into<String>) {
         self.push(name, StepOutcome::Skipped(detail.into()));
     }
+    #[cfg_attr(target_os = "openbsd", allow(dead_code))]
     pub(crate) fn unsupported(&mut self, name: &'static str, detail: impl Into<String>) {
         self.push(name, StepOutcome::Unsupported(detail.into()));
     }

@@ -16,8 +16,6 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 
 use crate::error::{Result, StoreError};
 
@@ -63,13 +61,7 @@ impl Files {
 
     /// A new anonymous file for one delivery, readable and writable.
     pub fn temp_file(&self) -> Result<File> {
-        let fd = nix::fcntl::open(
-            &self.tmp,
-            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| file_err(&self.tmp, e.into()))?;
-        Ok(File::from(fd))
+        ipc::tmpfile::anonymous(&self.tmp).map_err(|e| file_err(&self.tmp, e))
     }
 
     /// Copies the first `size` bytes of `src` into file `ids[0]`, links `ids[1..]` to it, and

@@ -13,8 +13,8 @@ use ipc::msg::admin::{AdminService, ClientHello, ServerHello};
 use ipc::rpc::Server;
 use ipc::{Channel, Link};
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, getsockopt, listen,
-    socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen,
+    socket,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -158,8 +158,8 @@ async fn connection(
     build_id: &str,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), String> {
-    let cred = getsockopt(&conn, sockopt::PeerCredentials).map_err(|e| e.to_string())?;
-    let (uid, pid) = (cred.uid(), cred.pid());
+    let cred = sandbox::fds::peer_credentials(&conn).map_err(|e| e.to_string())?;
+    let (uid, pid) = (cred.uid, cred.pid);
     let link = Link::from_fd(conn, "moxctl→supervisor").map_err(|e| e.to_string())?;
     let mut channel = Channel::<ServerHello, ClientHello>::new(link);
     // Read the hello before answering even a refusal: closing with it unread would make the

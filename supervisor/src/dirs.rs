@@ -126,9 +126,14 @@ fn ensure(path: &Path, mode: u32, owner: Option<(u32, u32)>, fix: bool) -> Resul
         nix::unistd::fchown(&dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
             .map_err(|e| err("changing owner of", e.into()))?;
     }
-    if meta.st_mode & 0o7777 != mode {
+    // mode_t is 32 bits on Linux and OpenBSD, 16 on FreeBSD.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    let current = u32::from(meta.st_mode) & 0o7777;
+    if current != mode {
         tracing::info!("fixing mode of {} to {mode:o}", path.display());
-        nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(mode))
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        let bits = mode as nix::libc::mode_t;
+        nix::sys::stat::fchmod(&dir, nix::sys::stat::Mode::from_bits_truncate(bits))
             .map_err(|e| err("changing mode of", e.into()))?;
     }
     Ok(())
