@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod frame;
+pub mod grant;
 pub mod msg;
 pub mod rpc;
 pub mod secret;
@@ -27,8 +28,10 @@ pub mod transport;
 
 pub use channel::Channel;
 pub use context::{
-    AdminCall, Context, FileSize, Listener, Peers, Reporter, RoleError, RoleSpec, RunFn,
+    AdminCall, Context, FileSize, Listener, PeerSlot, Plumbing, Reporter, RoleError, RoleSpec,
+    RunFn, Started,
 };
+pub use grant::{Grant, GrantError, PeerLinks};
 pub use rpc::{Client, Server, Service};
 pub use secret::{Secret, SecretBytes};
 pub use topology::{Role, Side};

@@ -24,7 +24,7 @@ pub mod service;
 pub mod shape;
 
 use ipc::msg::key::KeyService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines keyd.
@@ -37,12 +37,12 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// keyd's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
+pub async fn run(ctx: Context<grant::Keyd>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
     let hostname = ctx.config.hostname.clone();
     let open_dir = dir.clone();
     let (files, fds) = (ctx.config.certificates.clone(), ctx.files);

@@ -16,7 +16,7 @@ pub mod service;
 pub mod store;
 
 use ipc::msg::queue::QueueService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines queued.
@@ -29,12 +29,12 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[25, 465, 587, 443, 53],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// queued's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
+pub async fn run(ctx: Context<grant::Queued>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
     let smtp = ctx.config.smtp.clone();
     let storage = ctx.config.storage.clone();
     let space = ipc::space::FreeSpace::open(&dir, storage.min_free)

@@ -40,7 +40,7 @@ mod tests;
 mod tests_mailbox;
 
 use ipc::msg::store::StoreService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines storaged.
@@ -53,12 +53,12 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// storaged's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
+pub async fn run(ctx: Context<grant::Storaged>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
     let (db, files) = ipc::span::spawn_blocking(move || {
         let db = db::Db::open(&dir.join("db"))?;
         let files = files::Files::open(&dir)?;

@@ -59,7 +59,7 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
         tracing::warn!("sandbox step unsupported here, continuing without it: {step}");
     }
     tracing::info!("sandbox: {report}");
-    if boot.config.fail_at_start {
+    if boot.process.fail_at_start {
         return fail(
             &channel,
             "failing at start as configured (debug.fail_at_start)".into(),
@@ -67,7 +67,7 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(boot.config.worker_threads))
+        .worker_threads(usize::from(boot.process.worker_threads))
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name(format!("moxd-{}", spec.role))
         // No signal driver: roles take no signals (and it would need a socketpair).
@@ -149,10 +149,10 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         ids: boot.sandbox.ids.map(|(uid, gid)| sandbox::Ids { uid, gid }),
         fs: boot
             .config
-            .dir
-            .iter()
+            .dir()
+            .into_iter()
             .map(|dir| sandbox::FsRule {
-                path: dir.clone(),
+                path: dir.to_path_buf(),
                 access: sandbox::FsAccess::ReadWrite,
             })
             .collect(),
@@ -161,7 +161,7 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         tcp_connect: {
             let mut ports = spec.tcp_connect.to_vec();
             if spec.syscalls.net_client {
-                ports.extend(boot.config.dns.iter().map(|a| a.port()));
+                ports.extend(boot.config.dns().iter().map(|a| a.port()));
                 ports.sort_unstable();
                 ports.dedup();
             }
@@ -171,7 +171,12 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         max_threads: MAX_THREADS_PER_USER,
         max_file_size: match spec.file_size {
             ipc::FileSize::Nothing => Some(0),
-            ipc::FileSize::Message => Some(boot.config.smtp.message_file_limit()),
+            // A role without SMTP settings has no message to write: nothing.
+            ipc::FileSize::Message => Some(
+                boot.config
+                    .smtp()
+                    .map_or(0, ipc::config::SmtpSettings::message_file_limit),
+            ),
             ipc::FileSize::Unlimited => None,
         },
         seccomp: match boot.sandbox.seccomp {
@@ -202,7 +207,7 @@ pub async fn run_in_process(
         (ToRole::Bootstrap(boot), fds) => (boot, fds),
         (ToRole::Refused { reason }, _) => return Err(reason.into()),
     };
-    if boot.config.fail_at_start {
+    if boot.process.fail_at_start {
         let reason = "failing at start as configured (debug.fail_at_start)".to_string();
         channel
             .send(
