@@ -45,13 +45,15 @@ pub async fn run(ctx: Context<grant::Authd>) -> Result<(), RoleError> {
     let dir = ctx.config.dir.clone();
     let open_dir = dir.clone();
     let limits = ctx.config.auth.clone();
-    let (creds, throttle) = ipc::span::spawn_blocking(move || {
+    let opened = ipc::span::spawn_blocking(move || {
         Ok::<_, error::StoreError>((
             store::CredentialStore::open(&open_dir)?,
             throttle::Throttle::load(&open_dir)?.with_limits(limits),
         ))
     })
-    .await??;
+    .await;
+    let (creds, throttle) =
+        RoleError::job(ipc::Role::Authd, "opening the credential store", opened)?;
     let auth = service::Auth::new(
         ctx.config.hostname.clone(),
         dir,

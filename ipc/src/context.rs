@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ListenerSpec, RoleConfig};
 use crate::grant::{Grant, GrantError, PeerLinks};
 use crate::msg::control::{self, ControlService};
+use crate::role_error::RoleError;
 use crate::rpc::{Client, EventSender, Service};
 use crate::topology::Role;
 use crate::transport::{Handle, Link};
@@ -177,9 +178,6 @@ pub struct Listener {
     pub spec: ListenerSpec,
     pub fd: Handle,
 }
-
-/// The error type of a role's entry point.
-pub type RoleError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A role's entry point, typed by nothing so that roles can be tabled: it types the plumbing by
 /// the role's grant and readies `run(ctx)` ([`start`]).

@@ -135,7 +135,8 @@ pub async fn serve_unavailable(
         .into_iter()
         .partition(|l| l.spec.kind.implicit_tls());
     spawn_tls_unavailable(keyd, tls, shutdown.clone(), tasks.clone(), reply.clone());
-    ipc::serve::answer_unavailable(plain, shutdown.clone(), tasks, reply)?;
+    ipc::serve::answer_unavailable(plain, shutdown.clone(), tasks, reply)
+        .map_err(|e| ipc::RoleError::io("serving the plain listeners", e))?;
     shutdown.cancelled().await;
     Ok(())
 }

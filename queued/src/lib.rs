@@ -38,8 +38,8 @@ pub async fn run(ctx: Context<grant::Queued>) -> Result<(), RoleError> {
     let smtp = ctx.config.smtp.clone();
     let storage = ctx.config.storage.clone();
     let space = ipc::space::FreeSpace::open(&dir, storage.min_free)
-        .map_err(|e| format!("opening the queue directory to watch its free space: {e}"))?;
-    let (queue, limits) = ipc::span::spawn_blocking(move || {
+        .map_err(|e| RoleError::io("opening the queue directory to watch its free space", e))?;
+    let opened = ipc::span::spawn_blocking(move || {
         let queue = store::Queue::open(&dir)?;
         let limits = limits::Limits::open(
             &dir,
@@ -48,7 +48,8 @@ pub async fn run(ctx: Context<grant::Queued>) -> Result<(), RoleError> {
         )?;
         Ok::<_, String>((queue, limits))
     })
-    .await??;
+    .await;
+    let (queue, limits) = RoleError::job(ipc::Role::Queued, "opening the queue", opened)?;
     let queued = service::Queued::new(
         queue,
         limits,

@@ -131,8 +131,9 @@ async fn serve<G: Grant<Config = SmtpdConfig>>(
             starttls: tls.is_some() && !implicit,
         });
         let std_listener = std::net::TcpListener::from(listener.fd);
-        std_listener.set_nonblocking(true)?;
-        let socket = tokio::net::TcpListener::from_std(std_listener)?;
+        let listening = |e| RoleError::io(format!("listening on {}", kind.name()), e);
+        std_listener.set_nonblocking(true).map_err(listening)?;
+        let socket = tokio::net::TcpListener::from_std(std_listener).map_err(listening)?;
         let (shutdown, tasks, shared) = (ctx.shutdown.clone(), ctx.tasks.clone(), shared.clone());
         ctx.tasks.spawn(async move {
             loop {

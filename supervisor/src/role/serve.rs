@@ -12,8 +12,8 @@ use ipc::msg::control::{self as msg, ControlService, PeerPing, Refused, Request}
 use ipc::msg::setup::{Bootstrap, FromRole, Ready};
 use ipc::rpc::{Call, Incoming, Server};
 use ipc::{
-    AdminCall, Handle, Link, Listener, PeerLinks, Plumbing, Reporter, Role, RoleError, RoleSpec,
-    Side, Started,
+    AdminCall, ChannelError, GrantError, Handle, Link, Listener, PeerLinks, Plumbing, Reporter,
+    Role, RoleError, RoleSpec, Side, Started,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -68,10 +68,13 @@ pub async fn serve(
         attach(role, peer, fd, &*peers, &incoming_tx)?;
     }
 
-    let payload = ipc::codec::encode(&FromRole::Ready(ready))?;
+    let sending_ready = |e: ChannelError| RoleError::link("sending Ready", e);
+    let payload =
+        ipc::codec::encode(&FromRole::Ready(ready)).map_err(|e| sending_ready(e.into()))?;
     ready_tx
         .send(Kind::Message, 0, &payload, Vec::new())
-        .await?;
+        .await
+        .map_err(sending_ready)?;
     log_listeners(&boot.listeners);
 
     let mut run = tokio::spawn(run.in_current_span());
@@ -81,14 +84,14 @@ pub async fn serve(
             finished = &mut run => {
                 return match finished {
                     Ok(result) => result,
-                    Err(e) => Err(format!("{role} task failed: {e}").into()),
+                    Err(e) => Err(RoleError::task(format!("{role} task failed"), e)),
                 };
             }
             next = control.next() => {
                 let incoming = match next {
                     Ok(Some(incoming)) => incoming,
-                    Ok(None) => return Err("the supervisor closed the control channel; exiting".into()),
-                    Err(e) => return Err(format!("control channel broken: {e}; exiting").into()),
+                    Ok(None) => return Err(RoleError::SupervisorGone),
+                    Err(e) => return Err(RoleError::link("control channel broken; exiting", e)),
                 };
                 if let Some(grace) = handle(role, incoming, &peers, &incoming_tx, &admin_tx, &log).await {
                     shutdown.cancel();
@@ -146,7 +149,7 @@ async fn handle(
         Request::PeerUp(msg::PeerUp { peer }) => {
             let up = match take_one(std::mem::take(&mut fds)) {
                 Some(fd) => attach(role, peer, fd, &**peers, incoming_tx)
-                    .map_err(|e| Refused(e.to_string()))
+                    .map_err(|e| Refused(e.chain()))
                     .inspect(|()| tracing::debug!("link to {peer} up")),
                 None => Err(Refused("PeerUp needs exactly one socket".into())),
             };
@@ -243,17 +246,21 @@ fn attach(
 ) -> Result<(), RoleError> {
     let side = role
         .side_towards(peer)
-        .ok_or_else(|| format!("no edge between {role} and {peer}"))?;
+        .ok_or(GrantError::NotGranted { role, peer })?;
     let name = match side {
         Side::Client => format!("{role}→{peer}"),
         Side::Server => format!("{peer}→{role}"),
     };
-    let link = Link::from_fd(fd, name)?;
+    let link =
+        Link::from_fd(fd, name).map_err(|e| RoleError::io(format!("the link to {peer}"), e))?;
     match side {
         Side::Client => peers.connect(peer, link)?,
-        Side::Server => incoming_tx
-            .send((peer, link))
-            .map_err(|_| format!("{role} no longer accepts links"))?,
+        Side::Server => incoming_tx.send((peer, link)).map_err(|_| {
+            RoleError::link(
+                format!("{role} no longer accepts links"),
+                ChannelError::Closed,
+            )
+        })?,
     }
     Ok(())
 }
