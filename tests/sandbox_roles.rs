@@ -15,7 +15,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ipc::config::{RoleConfig, SandboxConfig, SeccompSetting};
+use ipc::config::{
+    AuthdConfig, HttpdConfig, ImapdConfig, KeydConfig, ProcessConfig, QueuedConfig, RoleConfig,
+    SandboxConfig, SeccompSetting, SmtpdConfig, StoragedConfig,
+};
 use ipc::msg::setup::Bootstrap;
 use ipc::{Role, RoleSpec};
 
@@ -189,8 +192,11 @@ fn file_limit_child(role: &str) -> ! {
         .unwrap();
     let dir = PathBuf::from(std::env::var(DIR).unwrap());
     let mut boot = bootstrap(&spec, &dir);
-    boot.config.smtp.max_message_size = MAX_MESSAGE;
-    let limit = boot.config.smtp.message_file_limit();
+    let (RoleConfig::Smtpd(config) | RoleConfig::Submission(config)) = &mut boot.config else {
+        panic!("{role} writes no messages");
+    };
+    config.smtp.max_message_size = MAX_MESSAGE;
+    let limit = config.smtp.message_file_limit();
     assert!(limit > MAX_MESSAGE);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -266,6 +272,46 @@ fn in_child(role: &str) -> ! {
     })
 }
 
+/// `role`'s settings as the supervisor would give them, with `dir` for the roles that keep
+/// files and a local resolver for those that look names up.
+fn role_config(role: Role, dir: &Path) -> RoleConfig {
+    let hostname = "mx.example.org".to_string();
+    let dir = dir.to_path_buf();
+    let dns = vec!["127.0.0.53:53".parse().unwrap()];
+    let smtpd = SmtpdConfig {
+        hostname: hostname.clone(),
+        smtp: Default::default(),
+        dns: dns.clone(),
+    };
+    match role {
+        Role::Keyd => RoleConfig::Keyd(KeydConfig {
+            hostname,
+            dir,
+            certificates: Vec::new(),
+            dkim: Default::default(),
+        }),
+        Role::Storaged => RoleConfig::Storaged(StoragedConfig {
+            dir,
+            storage: Default::default(),
+        }),
+        Role::Authd => RoleConfig::Authd(AuthdConfig {
+            hostname,
+            dir,
+            auth: Default::default(),
+        }),
+        Role::Queued => RoleConfig::Queued(QueuedConfig {
+            dir,
+            smtp: Default::default(),
+            storage: Default::default(),
+            dns,
+        }),
+        Role::Smtpd => RoleConfig::Smtpd(smtpd),
+        Role::Submission => RoleConfig::Submission(smtpd),
+        Role::Imapd => RoleConfig::Imapd(ImapdConfig { hostname }),
+        Role::Httpd => RoleConfig::Httpd(HttpdConfig { hostname, dns }),
+    }
+}
+
 /// The bootstrap the supervisor would send `spec`'s role, as far as its sandbox goes.
 fn bootstrap(spec: &RoleSpec, dir: &Path) -> Bootstrap {
     let root = nix::unistd::geteuid().is_root();
@@ -275,19 +321,11 @@ fn bootstrap(spec: &RoleSpec, dir: &Path) -> Bootstrap {
             ids: root.then(|| ids(spec.role)),
             seccomp: SeccompSetting::Kill,
         },
-        config: RoleConfig {
-            hostname: "mx.example.org".into(),
-            // The roles that keep files have a directory; the others none.
-            dir: spec.syscalls.files.then(|| dir.to_path_buf()),
+        process: ProcessConfig {
             worker_threads: 1,
             fail_at_start: false,
-            certificates: Vec::new(),
-            smtp: Default::default(),
-            auth: Default::default(),
-            dns: vec!["127.0.0.53:53".parse().unwrap()],
-            storage: Default::default(),
-            dkim: Default::default(),
         },
+        config: role_config(spec.role, dir),
         listeners: Vec::new(),
         peers: Vec::new(),
         log_filter: "info".into(),

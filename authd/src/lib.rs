@@ -24,7 +24,7 @@ mod persist;
 pub mod service;
 
 use ipc::msg::auth::AuthService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines authd.
@@ -37,21 +37,23 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// authd's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
+pub async fn run(ctx: Context<grant::Authd>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
     let open_dir = dir.clone();
     let limits = ctx.config.auth.clone();
-    let (creds, throttle) = ipc::span::spawn_blocking(move || {
+    let opened = ipc::span::spawn_blocking(move || {
         Ok::<_, error::StoreError>((
             store::CredentialStore::open(&open_dir)?,
             throttle::Throttle::load(&open_dir)?.with_limits(limits),
         ))
     })
-    .await??;
+    .await;
+    let (creds, throttle) =
+        RoleError::job(ipc::Role::Authd, "opening the credential store", opened)?;
     let auth = service::Auth::new(
         ctx.config.hostname.clone(),
         dir,

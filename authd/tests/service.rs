@@ -6,11 +6,11 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use ipc::config::{AuthSettings, RoleConfig};
+use ipc::config::{AuthSettings, AuthdConfig};
 use ipc::msg::auth::{self, AuthService, Failure, Progress};
 use ipc::msg::store::{self, StoreService};
 use ipc::rpc::{Call, Client, Server};
-use ipc::{Context, Link, Peers, Role};
+use ipc::{Context, Link, PeerLinks, Role, grant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +37,7 @@ async fn start_with(auth: AuthSettings) -> Harness {
     // A fake storaged: knows bob and bob@example.org, records tickets.
     let tickets = Arc::new(Mutex::new(Vec::new()));
     let (authd_side, storaged_side) = Link::memory_pair("authd→storaged", "storaged←authd");
-    let peers = Peers::default();
+    let peers = grant::AuthdPeers::default();
     peers.connect(Role::Storaged, authd_side).unwrap();
     let recorded = tickets.clone();
     tokio::spawn(async move {
@@ -72,19 +72,11 @@ async fn start_with(auth: AuthSettings) -> Harness {
     let (smtpd_side, authd_side) = Link::memory_pair("smtpd→authd", "authd←smtpd");
     incoming_tx.send((Role::Submission, authd_side)).unwrap();
     let shutdown = CancellationToken::new();
-    let ctx = Context {
-        role: Role::Authd,
-        config: RoleConfig {
+    let ctx = Context::<grant::Authd> {
+        config: AuthdConfig {
             hostname: "mx.example.org".into(),
-            dir: Some(dir.path().to_path_buf()),
-            worker_threads: 2,
-            fail_at_start: false,
-            certificates: Vec::new(),
-            smtp: Default::default(),
+            dir: dir.path().to_path_buf(),
             auth,
-            dns: Vec::new(),
-            storage: Default::default(),
-            dkim: Default::default(),
         },
         listeners: Vec::new(),
         peers,

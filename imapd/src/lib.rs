@@ -12,7 +12,7 @@
 //! role never holds the private key).
 
 use ipc::config::ListenerKind;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 
 /// How the runtime starts and confines imapd.
 pub const SPEC: RoleSpec = RoleSpec {
@@ -24,12 +24,20 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[],
     file_size: ipc::FileSize::Nothing,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// imapd's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    keyclient::serve_unavailable(ctx, unavailable).await
+pub async fn run(ctx: Context<grant::Imapd>) -> Result<(), RoleError> {
+    keyclient::serve_unavailable(
+        ctx.config.hostname,
+        ctx.peers.keyd,
+        ctx.listeners,
+        ctx.shutdown,
+        ctx.tasks,
+        unavailable,
+    )
+    .await
 }
 
 /// The honest answer on a listener this role does not serve yet.

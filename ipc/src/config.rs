@@ -2,37 +2,171 @@
 //! the configuration file; these typed slices are all they know.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::topology::Role;
 
-/// What a role is told about itself.
+/// What a role is told about itself: its own settings and no other role's, one variant per
+/// role. A role's [`crate::Context`] holds only the inside of its variant
+/// ([`crate::grant::Grant::Config`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoleConfig {
-    /// The server's host name, for greetings and certificates.
+pub enum RoleConfig {
+    Keyd(KeydConfig),
+    Storaged(StoragedConfig),
+    Authd(AuthdConfig),
+    Queued(QueuedConfig),
+    Smtpd(SmtpdConfig),
+    /// The smtpd crate's settings, for its submission process.
+    Submission(SmtpdConfig),
+    Imapd(ImapdConfig),
+    Httpd(HttpdConfig),
+}
+
+/// keyd's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeydConfig {
+    /// The server's host name: the name of the certificate keyd makes when none is configured.
     pub hostname: String,
-    /// The role's own directory, if it has one (keyd, authd, storaged, queued).
-    pub dir: Option<PathBuf>,
+    /// keyd's own directory (its keys).
+    pub dir: PathBuf,
+    /// The certificate files named in the configuration. The supervisor opens them and passes
+    /// two fds per entry (chain, then key) after the listener and peer fds.
+    pub certificates: Vec<CertificateFiles>,
+    /// Bounds on DKIM signatures.
+    pub dkim: DkimSettings,
+}
+
+/// storaged's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoragedConfig {
+    /// storaged's own directory (database and message files).
+    pub dir: PathBuf,
+    pub storage: StorageSettings,
+}
+
+/// authd's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthdConfig {
+    /// The server's host name (the SASL realm and challenges name it).
+    pub hostname: String,
+    /// authd's own directory (credentials, throttle counters).
+    pub dir: PathBuf,
+    /// Limits on failed logins.
+    pub auth: AuthSettings,
+}
+
+/// queued's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedConfig {
+    /// queued's own directory (the queue, sending counters).
+    pub dir: PathBuf,
+    /// The sending limits queued enforces, and the largest message (which bounds the files it
+    /// hands out).
+    pub smtp: SmtpSettings,
+    pub storage: StorageSettings,
+    /// DNS resolvers: from the configuration, or the supervisor's /etc/resolv.conf.
+    pub dns: Vec<SocketAddr>,
+}
+
+/// The settings of both smtpd processes (MX and submission).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpdConfig {
+    /// The server's host name, for greetings and Received fields.
+    pub hostname: String,
+    pub smtp: SmtpSettings,
+    /// DNS resolvers: from the configuration, or the supervisor's /etc/resolv.conf.
+    pub dns: Vec<SocketAddr>,
+}
+
+/// imapd's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapdConfig {
+    /// The server's host name, for greetings.
+    pub hostname: String,
+}
+
+/// httpd's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpdConfig {
+    /// The server's host name, for replies.
+    pub hostname: String,
+    /// DNS resolvers: from the configuration, or the supervisor's /etc/resolv.conf.
+    pub dns: Vec<SocketAddr>,
+}
+
+impl RoleConfig {
+    /// The role these settings are for.
+    pub fn role(&self) -> Role {
+        match self {
+            RoleConfig::Keyd(_) => Role::Keyd,
+            RoleConfig::Storaged(_) => Role::Storaged,
+            RoleConfig::Authd(_) => Role::Authd,
+            RoleConfig::Queued(_) => Role::Queued,
+            RoleConfig::Smtpd(_) => Role::Smtpd,
+            RoleConfig::Submission(_) => Role::Submission,
+            RoleConfig::Imapd(_) => Role::Imapd,
+            RoleConfig::Httpd(_) => Role::Httpd,
+        }
+    }
+
+    /// The role's own directory, for the roles that have one (the sandbox opens it to them).
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            RoleConfig::Keyd(c) => Some(&c.dir),
+            RoleConfig::Storaged(c) => Some(&c.dir),
+            RoleConfig::Authd(c) => Some(&c.dir),
+            RoleConfig::Queued(c) => Some(&c.dir),
+            RoleConfig::Smtpd(_)
+            | RoleConfig::Submission(_)
+            | RoleConfig::Imapd(_)
+            | RoleConfig::Httpd(_) => None,
+        }
+    }
+
+    /// The DNS resolvers of the roles that look names up (the sandbox lets them reach these).
+    pub fn dns(&self) -> &[SocketAddr] {
+        match self {
+            RoleConfig::Queued(c) => &c.dns,
+            RoleConfig::Smtpd(c) | RoleConfig::Submission(c) => &c.dns,
+            RoleConfig::Httpd(c) => &c.dns,
+            RoleConfig::Keyd(_)
+            | RoleConfig::Storaged(_)
+            | RoleConfig::Authd(_)
+            | RoleConfig::Imapd(_) => &[],
+        }
+    }
+
+    /// The SMTP settings of the roles that have them (the sandbox bounds smtpd's files by them).
+    pub fn smtp(&self) -> Option<&SmtpSettings> {
+        match self {
+            RoleConfig::Queued(c) => Some(&c.smtp),
+            RoleConfig::Smtpd(c) | RoleConfig::Submission(c) => Some(&c.smtp),
+            RoleConfig::Keyd(_)
+            | RoleConfig::Storaged(_)
+            | RoleConfig::Authd(_)
+            | RoleConfig::Imapd(_)
+            | RoleConfig::Httpd(_) => None,
+        }
+    }
+
+    /// The certificate files whose descriptors travel with the bootstrap (keyd's only).
+    pub fn certificates(&self) -> &[CertificateFiles] {
+        match self {
+            RoleConfig::Keyd(c) => &c.certificates,
+            _ => &[],
+        }
+    }
+}
+
+/// How the role's process runs, whatever the role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessConfig {
     /// Async worker threads.
     pub worker_threads: u16,
     /// Test hook: exit with an error before `Ready` (exercises the restart backoff).
     pub fail_at_start: bool,
-    /// keyd only: the certificate files named in the configuration. The supervisor opens them
-    /// and passes two fds per entry (chain, then key) after the listener and peer fds.
-    pub certificates: Vec<CertificateFiles>,
-    /// smtpd's limits (the other roles ignore them).
-    pub smtp: SmtpSettings,
-    /// authd's limits on failed logins (the other roles ignore them).
-    pub auth: AuthSettings,
-    /// DNS resolvers for the roles that look names up (smtpd, queued): from the
-    /// configuration, or the supervisor's /etc/resolv.conf.
-    pub dns: Vec<SocketAddr>,
-    /// How storaged and queued guard their file systems (the other roles ignore it).
-    pub storage: StorageSettings,
-    /// keyd's bounds on DKIM signatures (the other roles ignore them).
-    pub dkim: DkimSettings,
 }
 
 /// When storaged and queued stop taking mail, and how much one peer may have in flight.

@@ -1,5 +1,6 @@
 //! What a role is given: its whole grant of resources. If it is not in [`Context`], the role
-//! cannot touch it. The same `Context` serves a role running as its own process and as a task.
+//! cannot touch it: the links and settings are those of the role's [`Grant`] alone. The same
+//! `Context` serves a role running as its own process and as a task.
 
 use std::fmt;
 use std::future::Future;
@@ -11,21 +12,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ListenerSpec, RoleConfig};
+use crate::grant::{Grant, GrantError, PeerLinks};
 use crate::msg::control::{self, ControlService};
-use crate::msg::{auth::AuthService, key::KeyService, queue::QueueService, store::StoreService};
+use crate::role_error::RoleError;
 use crate::rpc::{Client, EventSender, Service};
 use crate::topology::Role;
 use crate::transport::{Handle, Link};
 
-/// Everything a role may use.
+/// Everything the role of grant `G` may use.
 #[derive(Debug)]
-pub struct Context {
-    pub role: Role,
-    pub config: RoleConfig,
+pub struct Context<G: Grant> {
+    /// The role's own settings.
+    pub config: G::Config,
     /// Listening sockets bound by the supervisor, with what they are for.
     pub listeners: Vec<Listener>,
-    /// Links to the roles this role calls; they are replaced when a peer restarts.
-    pub peers: Peers,
+    /// Links to the roles this role calls, one field each; they are replaced when a peer
+    /// restarts.
+    pub peers: G::Peers,
     /// Links from the roles that call this one, as they (re)connect.
     pub incoming: mpsc::UnboundedReceiver<(Role, Link)>,
     /// Administrative requests from moxctl, forwarded by the supervisor.
@@ -34,20 +37,85 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Tasks to wait for (within the grace period) before exiting.
     pub tasks: TaskTracker,
-    /// Files the supervisor opened for this role (keyd: two per `config.certificates` entry).
+    /// Files the supervisor opened for this role (keyd: two per certificate of its settings).
     pub files: Vec<Handle>,
     /// Tells the supervisor about peers that broke the protocol on their link to this role.
     pub reporter: Reporter,
 }
 
-impl Context {
-    /// The role's own directory; an error for a role that needs one and was given none.
-    pub fn dir(&self) -> Result<std::path::PathBuf, RoleError> {
-        self.config
-            .dir
-            .clone()
-            .ok_or_else(|| format!("{} has no directory configured", self.role).into())
+impl<G: Grant> Context<G> {
+    /// The role this context is for.
+    pub fn role(&self) -> Role {
+        G::ROLE
     }
+}
+
+/// What the runtime around a role hands it whatever the role: the context before it is typed
+/// by the role's grant ([`start`]).
+#[derive(Debug)]
+pub struct Plumbing {
+    pub role: Role,
+    pub config: RoleConfig,
+    pub listeners: Vec<Listener>,
+    pub incoming: mpsc::UnboundedReceiver<(Role, Link)>,
+    pub admin: mpsc::UnboundedReceiver<AdminCall>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    pub files: Vec<Handle>,
+    pub reporter: Reporter,
+}
+
+/// A role ready to run: its links, for the runtime to install and replace, and its `run(ctx)`,
+/// not yet polled.
+pub struct Started {
+    pub peers: Arc<dyn PeerLinks>,
+    pub run: Pin<Box<dyn Future<Output = Result<(), RoleError>> + Send>>,
+}
+
+impl fmt::Debug for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Started")
+            .field("role", &self.peers.role())
+            .finish()
+    }
+}
+
+/// Types `plumbing` by grant `G` (refusing another role's) and readies `run` on it: what a
+/// role's [`RunFn`] does, `|plumbing| ipc::context::start(plumbing, run)`.
+pub fn start<G, R, F>(plumbing: Plumbing, run: R) -> Result<Started, RoleError>
+where
+    G: Grant,
+    R: FnOnce(Context<G>) -> F,
+    F: Future<Output = Result<(), RoleError>> + Send + 'static,
+{
+    let role = G::ROLE;
+    if plumbing.role != role {
+        return Err(GrantError::WrongRole {
+            role: plumbing.role,
+            given: role,
+        }
+        .into());
+    }
+    let config = G::config(plumbing.config).map_err(|other| GrantError::WrongConfig {
+        role,
+        given: other.role(),
+    })?;
+    let peers = G::Peers::default();
+    let ctx = Context::<G> {
+        config,
+        listeners: plumbing.listeners,
+        peers: peers.clone(),
+        incoming: plumbing.incoming,
+        admin: plumbing.admin,
+        shutdown: plumbing.shutdown,
+        tasks: plumbing.tasks,
+        files: plumbing.files,
+        reporter: plumbing.reporter,
+    };
+    Ok(Started {
+        peers: Arc::new(peers),
+        run: Box::pin(run(ctx)),
+    })
 }
 
 /// A role's voice to the supervisor over its control channel: when a client of this role sends
@@ -111,11 +179,9 @@ pub struct Listener {
     pub fd: Handle,
 }
 
-/// The error type of a role's entry point.
-pub type RoleError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A role's entry point: `run(ctx)`, boxed so that roles can be tabled.
-pub type RunFn = fn(Context) -> Pin<Box<dyn Future<Output = Result<(), RoleError>> + Send>>;
+/// A role's entry point, typed by nothing so that roles can be tabled: it types the plumbing by
+/// the role's grant and readies `run(ctx)` ([`start`]).
+pub type RunFn = fn(Plumbing) -> Result<Started, RoleError>;
 
 /// What the runtime needs to know about a role before starting it.
 #[derive(Clone, Copy)]
@@ -150,56 +216,6 @@ impl fmt::Debug for RoleSpec {
         f.debug_struct("RoleSpec")
             .field("role", &self.role)
             .finish()
-    }
-}
-
-/// The role's outgoing links, one slot per role it may call. A slot is empty while that peer is
-/// down or was never connected.
-#[derive(Debug, Clone, Default)]
-pub struct Peers {
-    pub keyd: PeerSlot<KeyService>,
-    pub authd: PeerSlot<AuthService>,
-    pub storaged: PeerSlot<StoreService>,
-    pub queued: PeerSlot<QueueService>,
-}
-
-impl Peers {
-    /// Installs a fresh link to `peer` (a role we call), replacing the old one.
-    pub fn connect(&self, peer: Role, link: Link) -> Result<(), String> {
-        match peer {
-            Role::Keyd => self.keyd.set(link),
-            Role::Authd => self.authd.set(link),
-            Role::Storaged => self.storaged.set(link),
-            Role::Queued => self.queued.set(link),
-            other => return Err(format!("{other} offers no service")),
-        }
-        Ok(())
-    }
-
-    /// Forgets the link to `peer`.
-    pub fn disconnect(&self, peer: Role) {
-        match peer {
-            Role::Keyd => self.keyd.clear(),
-            Role::Authd => self.authd.clear(),
-            Role::Storaged => self.storaged.clear(),
-            Role::Queued => self.queued.clear(),
-            _ => {}
-        }
-    }
-
-    /// Pings `peer` over its current link.
-    pub async fn ping(&self, peer: Role) -> Result<std::time::Duration, String> {
-        async fn go<S: Service>(slot: &PeerSlot<S>) -> Result<std::time::Duration, String> {
-            let client = slot.current().ok_or("not connected")?;
-            client.ping().await.map_err(|e| e.to_string())
-        }
-        match peer {
-            Role::Keyd => go(&self.keyd).await,
-            Role::Authd => go(&self.authd).await,
-            Role::Storaged => go(&self.storaged).await,
-            Role::Queued => go(&self.queued).await,
-            other => Err(format!("{other} offers no service")),
-        }
     }
 }
 
@@ -273,7 +289,13 @@ impl<S: Service> PeerSlot<S> {
         self.slot.subscribe()
     }
 
-    fn set(&self, link: Link) {
+    /// Pings the peer over its current link.
+    pub async fn ping(&self) -> Result<std::time::Duration, String> {
+        let client = self.current().ok_or("not connected")?;
+        client.ping().await.map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn set(&self, link: Link) {
         let (client, mut events) = Client::new(link);
         // Forward the link's events to whoever listens; the task ends with the link.
         let fanout = self.events.clone();
@@ -290,7 +312,7 @@ impl<S: Service> PeerSlot<S> {
         self.slot.send_replace(Some(client));
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.slot.send_replace(None);
     }
 }

@@ -15,7 +15,9 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod frame;
+pub mod grant;
 pub mod msg;
+pub mod role_error;
 pub mod rpc;
 pub mod secret;
 pub mod serve;
@@ -28,8 +30,10 @@ pub mod transport;
 
 pub use channel::Channel;
 pub use context::{
-    AdminCall, Context, FileSize, Listener, Peers, Reporter, RoleError, RoleSpec, RunFn,
+    AdminCall, Context, FileSize, Listener, PeerSlot, Plumbing, Reporter, RoleSpec, RunFn, Started,
 };
+pub use grant::{Grant, GrantError, PeerLinks};
+pub use role_error::RoleError;
 pub use rpc::{Client, Server, Service};
 pub use secret::{Secret, SecretBytes};
 pub use topology::{Role, Side};

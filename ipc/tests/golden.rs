@@ -11,7 +11,10 @@ use std::fmt::Debug;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipc::codec;
-use ipc::config::{ListenerKind, ListenerSpec, RoleConfig, SandboxConfig, SeccompSetting};
+use ipc::config::{
+    AuthdConfig, HttpdConfig, ImapdConfig, KeydConfig, ListenerKind, ListenerSpec, ProcessConfig,
+    QueuedConfig, RoleConfig, SandboxConfig, SeccompSetting, SmtpdConfig, StoragedConfig,
+};
 use ipc::frame::PROTOCOL_VERSION;
 use ipc::msg::admin::{self, ClientHello, RolePings, RoleState, RoleStatus, ServerHello};
 use ipc::msg::control::{self, PeerPing};
@@ -21,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version these bytes belong to.
-const GOLDEN_PROTOCOL_VERSION: u16 = 6;
+const GOLDEN_PROTOCOL_VERSION: u16 = 7;
 
 #[test]
 fn golden_bytes_belong_to_the_current_protocol_version() {
@@ -78,31 +81,24 @@ fn setup_from_role_failed() {
 #[test]
 fn setup_to_role_bootstrap() {
     let msg = ToRole::Bootstrap(Box::new(Bootstrap {
-        role: Role::Smtpd,
+        role: Role::Submission,
         sandbox: SandboxConfig {
             ids: Some((1001, 1002)),
             seccomp: SeccompSetting::Kill,
         },
-        config: RoleConfig {
-            hostname: "mail.example.org".into(),
-            dir: Some("/var/lib/moxd/smtpd".into()),
+        process: ProcessConfig {
             worker_threads: 2,
             fail_at_start: false,
-            certificates: vec![ipc::config::CertificateFiles {
-                names: vec!["mail.example.org".into()],
-                cert: "/etc/ssl/mail.pem".into(),
-                key: "/etc/ssl/mail.key".into(),
-            }],
-            smtp: Default::default(),
-            auth: Default::default(),
-            dns: Vec::new(),
-            storage: Default::default(),
-            dkim: Default::default(),
         },
+        config: RoleConfig::Submission(SmtpdConfig {
+            hostname: "mail.example.org".into(),
+            smtp: Default::default(),
+            dns: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 53))],
+        }),
         listeners: vec![
             ListenerSpec {
-                kind: ListenerKind::Smtp,
-                addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 25)),
+                kind: ListenerKind::Submission,
+                addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 587)),
             },
             ListenerSpec {
                 kind: ListenerKind::Submissions,
@@ -115,40 +111,37 @@ fn setup_to_role_bootstrap() {
     assert_golden(
         &msg,
         &[
-            0, 4, 1, 251, 233, 3, 251, 234, 3, 0, 16, 109, 97, 105, 108, 46, 101, 120, 97, 109,
-            112, 108, 101, 46, 111, 114, 103, 1, 19, 47, 118, 97, 114, 47, 108, 105, 98, 47, 109,
-            111, 120, 100, 47, 115, 109, 116, 112, 100, 2, 0, 1, 1, 16, 109, 97, 105, 108, 46, 101,
-            120, 97, 109, 112, 108, 101, 46, 111, 114, 103, 17, 47, 101, 116, 99, 47, 115, 115,
-            108, 47, 109, 97, 105, 108, 46, 112, 101, 109, 17, 47, 101, 116, 99, 47, 115, 115, 108,
-            47, 109, 97, 105, 108, 46, 107, 101, 121, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44,
-            1, 20, 0, 251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32,
-            7, 2, 0, 0, 0, 0, 0, 0, 25, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251,
-            209, 1, 4, 0, 2, 1, 3, 16, 105, 110, 102, 111, 44, 115, 109, 116, 112, 100, 61, 100,
-            101, 98, 117, 103,
+            0, 5, 1, 251, 233, 3, 251, 234, 3, 0, 2, 0, 5, 16, 109, 97, 105, 108, 46, 101, 120, 97,
+            109, 112, 108, 101, 46, 111, 114, 103, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1,
+            20, 0, 251, 232, 3, 200, 1, 0, 127, 0, 0, 1, 53, 2, 1, 0, 0, 0, 0, 0, 251, 75, 2, 2, 1,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 251, 209, 1, 4, 0, 2, 1, 3, 16, 105,
+            110, 102, 111, 44, 115, 109, 116, 112, 100, 61, 100, 101, 98, 117, 103,
         ],
     );
 }
 
 #[test]
-fn setup_to_role_bootstrap_without_ids_or_dir() {
+fn setup_to_role_bootstrap_of_keyd_without_ids() {
     let msg = ToRole::Bootstrap(Box::new(Bootstrap {
         role: Role::Keyd,
         sandbox: SandboxConfig {
             ids: None,
             seccomp: SeccompSetting::Off,
         },
-        config: RoleConfig {
-            hostname: "h".into(),
-            dir: None,
+        process: ProcessConfig {
             worker_threads: 1,
             fail_at_start: true,
-            certificates: Vec::new(),
-            smtp: Default::default(),
-            auth: Default::default(),
-            dns: Vec::new(),
-            storage: Default::default(),
-            dkim: Default::default(),
         },
+        config: RoleConfig::Keyd(KeydConfig {
+            hostname: "h".into(),
+            dir: "/var/lib/moxd/keyd".into(),
+            certificates: vec![ipc::config::CertificateFiles {
+                names: vec!["mail.example.org".into()],
+                cert: "/etc/ssl/mail.pem".into(),
+                key: "/etc/ssl/mail.key".into(),
+            }],
+            dkim: Default::default(),
+        }),
         listeners: vec![],
         peers: vec![],
         log_filter: String::new(),
@@ -156,10 +149,68 @@ fn setup_to_role_bootstrap_without_ids_or_dir() {
     assert_golden(
         &msg,
         &[
-            0, 0, 0, 2, 1, 104, 0, 1, 1, 0, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1, 20, 0,
-            251, 232, 3, 200, 10, 50, 20, 100, 100, 251, 32, 78, 0, 0, 252, 0, 0, 0, 32, 7, 0, 0,
-            0,
+            0, 0, 0, 2, 1, 1, 0, 1, 104, 18, 47, 118, 97, 114, 47, 108, 105, 98, 47, 109, 111, 120,
+            100, 47, 107, 101, 121, 100, 1, 1, 16, 109, 97, 105, 108, 46, 101, 120, 97, 109, 112,
+            108, 101, 46, 111, 114, 103, 17, 47, 101, 116, 99, 47, 115, 115, 108, 47, 109, 97, 105,
+            108, 46, 112, 101, 109, 17, 47, 101, 116, 99, 47, 115, 115, 108, 47, 109, 97, 105, 108,
+            46, 107, 101, 121, 7, 0, 0, 0,
         ],
+    );
+}
+
+#[test]
+fn setup_role_config_of_every_other_role() {
+    let dir = || "/d".into();
+    assert_golden(
+        &RoleConfig::Storaged(StoragedConfig {
+            dir: dir(),
+            storage: Default::default(),
+        }),
+        &[1, 2, 47, 100, 0, 252, 0, 0, 0, 32],
+    );
+    assert_golden(
+        &RoleConfig::Authd(AuthdConfig {
+            hostname: "h".into(),
+            dir: dir(),
+            auth: Default::default(),
+        }),
+        &[2, 1, 104, 2, 47, 100, 10, 50, 20, 100, 100, 251, 32, 78],
+    );
+    assert_golden(
+        &RoleConfig::Queued(QueuedConfig {
+            dir: dir(),
+            smtp: Default::default(),
+            storage: Default::default(),
+            dns: Vec::new(),
+        }),
+        &[
+            3, 2, 47, 100, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1, 20, 0, 251, 232, 3, 200,
+            0, 252, 0, 0, 0, 32, 0,
+        ],
+    );
+    let smtpd = SmtpdConfig {
+        hostname: "h".into(),
+        smtp: Default::default(),
+        dns: Vec::new(),
+    };
+    assert_golden(
+        &RoleConfig::Smtpd(smtpd),
+        &[
+            4, 1, 104, 252, 0, 0, 32, 3, 251, 232, 3, 10, 251, 44, 1, 20, 0, 251, 232, 3, 200, 0,
+        ],
+    );
+    assert_golden(
+        &RoleConfig::Imapd(ImapdConfig {
+            hostname: "h".into(),
+        }),
+        &[6, 1, 104],
+    );
+    assert_golden(
+        &RoleConfig::Httpd(HttpdConfig {
+            hostname: "h".into(),
+            dns: Vec::new(),
+        }),
+        &[7, 1, 104, 0],
     );
 }
 

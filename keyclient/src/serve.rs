@@ -121,25 +121,22 @@ pub fn spawn_tls_unavailable(
 
 /// The whole life of a network role whose protocol is not served yet: plain listeners answer
 /// `reply(hostname, kind)` at once; implicit-TLS listeners answer it inside TLS, after a
-/// handshake whose signature keyd makes. Runs until shutdown.
+/// handshake whose signature keyd makes over `keyd`. Runs until shutdown.
 pub async fn serve_unavailable(
-    ctx: ipc::Context,
+    hostname: String,
+    keyd: ipc::PeerSlot<ipc::msg::key::KeyService>,
+    listeners: Vec<Listener>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
     reply: fn(&str, ipc::config::ListenerKind) -> Option<String>,
 ) -> Result<(), ipc::RoleError> {
-    let hostname = ctx.config.hostname.clone();
     let reply: Reply = std::sync::Arc::new(move |kind| reply(&hostname, kind));
-    let (tls, plain): (Vec<_>, Vec<_>) = ctx
-        .listeners
+    let (tls, plain): (Vec<_>, Vec<_>) = listeners
         .into_iter()
         .partition(|l| l.spec.kind.implicit_tls());
-    spawn_tls_unavailable(
-        ctx.peers.keyd.clone(),
-        tls,
-        ctx.shutdown.clone(),
-        ctx.tasks.clone(),
-        reply.clone(),
-    );
-    ipc::serve::answer_unavailable(plain, ctx.shutdown.clone(), ctx.tasks, reply)?;
-    ctx.shutdown.cancelled().await;
+    spawn_tls_unavailable(keyd, tls, shutdown.clone(), tasks.clone(), reply.clone());
+    ipc::serve::answer_unavailable(plain, shutdown.clone(), tasks, reply)
+        .map_err(|e| ipc::RoleError::io("serving the plain listeners", e))?;
+    shutdown.cancelled().await;
     Ok(())
 }

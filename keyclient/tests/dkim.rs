@@ -9,11 +9,12 @@
 
 use std::process::Command;
 
+use ipc::grant::{KeydPeers, SubmissionPeers};
 use ipc::msg::auth::Ticket;
 use ipc::msg::key::{self, KeyService};
 use ipc::msg::store::{self, StoreService};
 use ipc::rpc::Client;
-use ipc::{Link, Peers, Role};
+use ipc::{Link, PeerLinks, Role};
 
 const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: DKIM through keyd\r\nDate: Sun, 22 Nov 2026 15:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nHello Bob,\r\n\r\nsigned in keyd.\r\n";
 
@@ -24,7 +25,7 @@ const WEEK: u64 = 7 * 24 * 3600;
 struct Keyd {
     _dir: tempfile::TempDir,
     /// The submission process's link (it signs mail).
-    smtpd: Peers,
+    smtpd: SubmissionPeers,
     queued: Client<KeyService>,
     imapd: Client<KeyService>,
     /// The MX process's link: TLS only.
@@ -33,7 +34,7 @@ struct Keyd {
 
 /// Answers keyd's one question as storaged would for a store where the session `ALICE` of
 /// account alice has the address alice@example.org.
-async fn storaged_stand_in() -> Peers {
+async fn storaged_stand_in() -> KeydPeers {
     let (a, b) = ipc::transport::socket_pair().unwrap();
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
     incoming_tx
@@ -61,7 +62,7 @@ async fn storaged_stand_in() -> Peers {
         |_| {},
     ));
     std::mem::forget(incoming_tx);
-    let peers = Peers::default();
+    let peers = KeydPeers::default();
     peers
         .connect(Role::Storaged, Link::from_fd(a, "keyd→storaged").unwrap())
         .unwrap();
@@ -107,7 +108,7 @@ async fn keyd() -> Keyd {
     let imapd_link = ours.pop().unwrap();
     let mx_link = ours.pop().unwrap();
     let queued_link = ours.pop().unwrap();
-    let smtpd = Peers::default();
+    let smtpd = SubmissionPeers::default();
     smtpd.connect(Role::Keyd, ours.pop().unwrap()).unwrap();
     Keyd {
         _dir: dir,

@@ -24,7 +24,7 @@ pub mod service;
 pub mod shape;
 
 use ipc::msg::key::KeyService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines keyd.
@@ -37,27 +37,27 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// keyd's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
+pub async fn run(ctx: Context<grant::Keyd>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
     let hostname = ctx.config.hostname.clone();
     let open_dir = dir.clone();
     let (files, fds) = (ctx.config.certificates.clone(), ctx.files);
     let self_name = hostname.clone();
-    let (keys, certs) = ipc::span::spawn_blocking(move || {
+    let opened = ipc::span::spawn_blocking(move || {
         // Certificate files of the configuration: read once from the supervisor's fds.
         // At start a bad file is skipped (and logged), so keyd never crash-loops on it; a
         // reload, by contrast, changes nothing unless every file is good.
         let from_files = certs::from_files_skipping_bad(&files, fds);
-        let mut keys = keys::KeyStore::open(&open_dir).map_err(|e| e.to_string())?;
-        let certs = certs::serving(&open_dir, &mut keys, from_files, &self_name)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((keys, certs))
+        let mut keys = keys::KeyStore::open(&open_dir)?;
+        let certs = certs::serving(&open_dir, &mut keys, from_files, &self_name)?;
+        Ok::<_, keys::KeyError>((keys, certs))
     })
-    .await??;
+    .await;
+    let (keys, certs) = RoleError::job(ipc::Role::Keyd, "opening the keys", opened)?;
     tracing::info!(
         "{} keys, {} certificates",
         keys.names().count(),

@@ -16,7 +16,7 @@ pub mod service;
 pub mod store;
 
 use ipc::msg::queue::QueueService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines queued.
@@ -29,17 +29,17 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[25, 465, 587, 443, 53],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// queued's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
+pub async fn run(ctx: Context<grant::Queued>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
     let smtp = ctx.config.smtp.clone();
     let storage = ctx.config.storage.clone();
     let space = ipc::space::FreeSpace::open(&dir, storage.min_free)
-        .map_err(|e| format!("opening the queue directory to watch its free space: {e}"))?;
-    let (queue, limits) = ipc::span::spawn_blocking(move || {
+        .map_err(|e| RoleError::io("opening the queue directory to watch its free space", e))?;
+    let opened = ipc::span::spawn_blocking(move || {
         let queue = store::Queue::open(&dir)?;
         let limits = limits::Limits::open(
             &dir,
@@ -48,7 +48,8 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         )?;
         Ok::<_, String>((queue, limits))
     })
-    .await??;
+    .await;
+    let (queue, limits) = RoleError::job(ipc::Role::Queued, "opening the queue", opened)?;
     let queued = service::Queued::new(
         queue,
         limits,

@@ -515,8 +515,8 @@ mod tests {
             },
             |_| {},
         ));
-        let peers = ipc::Peers::default();
-        peers.connect(Role::Storaged, ours).unwrap();
+        let peers = ipc::grant::QueuedPeers::default();
+        ipc::PeerLinks::connect(&peers, Role::Storaged, ours).unwrap();
         peers.storaged.clone()
     }
 

@@ -7,12 +7,13 @@
 
 use std::io::Write;
 
+use ipc::grant::QueuedPeers;
 use ipc::msg::auth::Ticket;
 use ipc::msg::queue::{self, QueueService, SubmittedEnvelope};
 use ipc::msg::store::{self, StoreService};
 use ipc::rpc::Call;
 use ipc::rpc::{Client, Incoming};
-use ipc::{Link, Peers, Role};
+use ipc::{Link, PeerLinks, Role};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,7 +22,7 @@ const BOB: Ticket = Ticket([2; 16]);
 const FORGED: Ticket = Ticket([3; 16]);
 
 /// Names the account of a ticket as storaged does for the sessions authd registered.
-fn storaged_stand_in() -> Peers {
+fn storaged_stand_in() -> QueuedPeers {
     let (ours, theirs) = Link::memory_pair("queued→storaged", "storaged←queued");
     let (incoming_tx, incoming) = tokio::sync::mpsc::unbounded_channel();
     incoming_tx.send((Role::Queued, theirs)).unwrap();
@@ -46,7 +47,7 @@ fn storaged_stand_in() -> Peers {
         },
         |_| {},
     ));
-    let peers = Peers::default();
+    let peers = QueuedPeers::default();
     peers.connect(Role::Storaged, ours).unwrap();
     peers
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
 
-use ipc::Peers;
 use ipc::config::SmtpSettings;
 use ipc::msg::store::{self, RecipientStatus};
 use rustls::ServerConfig;
@@ -17,6 +16,7 @@ use tokio::net::TcpStream;
 use crate::address::Address;
 use crate::command::{self, MAX_LINE};
 use crate::io::{Conn, ConnError, Line};
+use crate::links::Links;
 use crate::reply::Reply;
 use crate::session::{Config, Recipient, Session, Step};
 
@@ -24,7 +24,7 @@ use crate::session::{Config, Recipient, Session, Step};
 pub struct Shared {
     pub settings: SmtpSettings,
     pub tls: Option<Arc<ServerConfig>>,
-    pub peers: Peers,
+    pub peers: Links,
     /// Open connections per client address (IPv4, or IPv6 /64).
     pub open: Mutex<HashMap<IpAddr, u32>>,
     /// Ids of connections and messages, unique across restarts.
@@ -148,7 +148,7 @@ pub async fn serve(
             format!("{} timeout; closing", session.config.hostname),
         ));
     }
-    if let (Some(ticket), Some(authd)) = (ticket, shared.peers.authd.current()) {
+    if let (Some(ticket), Some(authd)) = (ticket, shared.peers.authd()) {
         let _ = authd.ask(ipc::msg::auth::Logout { ticket }).await;
     }
     conn.close().await;
@@ -240,7 +240,7 @@ async fn run(
                 }
             }
             Step::Auth { mechanism, initial } => {
-                let Some(authd) = shared.peers.authd.current() else {
+                let Some(authd) = shared.peers.authd() else {
                     conn.queue(&Reply::new(
                         454,
                         "4.7.0",
@@ -278,7 +278,7 @@ async fn run(
 }
 
 async fn mechanisms(shared: &Shared, conn: &Conn) -> Vec<String> {
-    match shared.peers.authd.current() {
+    match shared.peers.authd() {
         Some(authd) => crate::auth::mechanisms(&authd, conn.channel_binding().is_some()).await,
         None => Vec::new(),
     }
@@ -411,7 +411,7 @@ async fn data(
     };
     let peers = crate::receive::Peers {
         storaged: shared.peers.storaged.current(),
-        queued: shared.peers.queued.current(),
+        queued: shared.peers.queued(),
         keyd: shared.peers.keyd.current(),
         ticket,
         localserve: shared.settings.localserve,

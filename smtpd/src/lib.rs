@@ -24,6 +24,7 @@ pub mod data;
 mod header;
 mod inbound;
 mod io;
+mod links;
 mod receive;
 pub mod reply;
 pub mod session;
@@ -34,9 +35,11 @@ mod submission;
 use std::sync::Arc;
 
 use ipc::config::ListenerKind;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::config::SmtpdConfig;
+use ipc::{Context, Grant, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
+use crate::links::Links;
 use crate::session::{Config, Mode};
 
 /// How the runtime starts and confines smtpd.
@@ -54,18 +57,34 @@ pub const SPEC: RoleSpec = RoleSpec {
     // submission cannot grow one past the largest message, and queued counts each open one at
     // that size against the link's `[storage] max_open_per_peer`.
     file_size: ipc::FileSize::Message,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// The submission instance: the same code, its own process, user and rights (DESIGN.md §8).
 pub const SUBMISSION_SPEC: RoleSpec = RoleSpec {
     role: ipc::Role::Submission,
+    run: |plumbing| ipc::context::start(plumbing, run_submission),
     ..SPEC
 };
 
-/// smtpd's entry point: TLS from keyd, then one accept loop per listener.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let tls = match keyclient::server_config(&ctx.peers.keyd).await {
+/// The MX process's entry point.
+pub async fn run(ctx: Context<grant::Smtpd>) -> Result<(), RoleError> {
+    let links = Links::mx(ctx.peers.clone());
+    serve(ctx, links).await
+}
+
+/// The submission process's entry point.
+pub async fn run_submission(ctx: Context<grant::Submission>) -> Result<(), RoleError> {
+    let links = Links::submission(ctx.peers.clone());
+    serve(ctx, links).await
+}
+
+/// Either process: TLS from keyd, then one accept loop per listener.
+async fn serve<G: Grant<Config = SmtpdConfig>>(
+    ctx: Context<G>,
+    links: Links,
+) -> Result<(), RoleError> {
+    let tls = match keyclient::server_config(&links.keyd).await {
         Ok(config) => Some(config),
         Err(e) => {
             tracing::error!("no TLS (STARTTLS and port 465 unavailable): {}", e.chain());
@@ -76,7 +95,7 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
     let shared = Arc::new(conn::Shared {
         settings: settings.clone(),
         tls: tls.clone(),
-        peers: ctx.peers.clone(),
+        peers: links,
         open: Default::default(),
         ids: ipc::span::Ids::new(),
         known_local: Default::default(),
@@ -112,8 +131,9 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
             starttls: tls.is_some() && !implicit,
         });
         let std_listener = std::net::TcpListener::from(listener.fd);
-        std_listener.set_nonblocking(true)?;
-        let socket = tokio::net::TcpListener::from_std(std_listener)?;
+        let listening = |e| RoleError::io(format!("listening on {}", kind.name()), e);
+        std_listener.set_nonblocking(true).map_err(listening)?;
+        let socket = tokio::net::TcpListener::from_std(std_listener).map_err(listening)?;
         let (shutdown, tasks, shared) = (ctx.shutdown.clone(), ctx.tasks.clone(), shared.clone());
         ctx.tasks.spawn(async move {
             loop {

@@ -40,7 +40,7 @@ mod tests;
 mod tests_mailbox;
 
 use ipc::msg::store::StoreService;
-use ipc::{Context, RoleError, RoleSpec};
+use ipc::{Context, RoleError, RoleSpec, grant};
 use tracing::Instrument;
 
 /// How the runtime starts and confines storaged.
@@ -53,13 +53,13 @@ pub const SPEC: RoleSpec = RoleSpec {
     },
     tcp_connect: &[],
     file_size: ipc::FileSize::Unlimited,
-    run: |ctx| Box::pin(run(ctx)),
+    run: |plumbing| ipc::context::start(plumbing, run),
 };
 
 /// storaged's entry point.
-pub async fn run(ctx: Context) -> Result<(), RoleError> {
-    let dir = ctx.dir()?;
-    let (db, files) = ipc::span::spawn_blocking(move || {
+pub async fn run(ctx: Context<grant::Storaged>) -> Result<(), RoleError> {
+    let dir = ctx.config.dir.clone();
+    let opened = ipc::span::spawn_blocking(move || {
         let db = db::Db::open(&dir.join("db"))?;
         let files = files::Files::open(&dir)?;
         // A backup interrupted by a crash leaves its staging directory (hard links) behind.
@@ -86,15 +86,16 @@ pub async fn run(ctx: Context) -> Result<(), RoleError> {
         }
         Ok::<_, error::StoreError>((db, files))
     })
-    .await??;
+    .await;
+    let (db, files) = RoleError::job(ipc::Role::Storaged, "opening the store", opened)?;
     // Until this returns: its drop makes the last checkpoint.
     let _checkpointer = inline::Checkpointer::start(db.clone(), files.clone())
-        .map_err(|e| format!("starting the checkpoint thread: {e}"))?;
+        .map_err(|e| RoleError::io("starting the checkpoint thread", e))?;
     let feed = std::sync::Arc::new(feed::Feed::default());
     let flusher = deliver::Flusher::start(db.clone(), feed.clone());
     let storage = ctx.config.storage.clone();
     let space = ipc::space::FreeSpace::open(files.root(), storage.min_free)
-        .map_err(|e| format!("opening the data directory to watch its free space: {e}"))?;
+        .map_err(|e| RoleError::io("opening the data directory to watch its free space", e))?;
     let store = service::Store::new(
         db,
         files,
@@ -156,5 +157,5 @@ async fn exit_failed(
             "requests still in flight after {DRAIN_AFTER_FAILURE:?}: their peers see the link close"
         );
     }
-    format!("the database failed: {why}").into()
+    RoleError::role(ipc::Role::Storaged, "the database failed", why.to_string())
 }

@@ -5,12 +5,12 @@
 //! session is; a ticket of another role, an expired or an unknown one owns nothing and names
 //! no account.
 
-use ipc::config::RoleConfig;
+use ipc::config::StoragedConfig;
 use ipc::msg::auth::Ticket;
 use ipc::msg::store::{self, Refused, StoreService};
 use ipc::rpc::Call;
 use ipc::rpc::Client;
-use ipc::{AdminCall, Context, Link, Peers, Role};
+use ipc::{AdminCall, Context, Link, Role, grant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -74,22 +74,13 @@ async fn start() -> H {
         links.push((role, Client::<StoreService>::new(ours).0));
     }
     let shutdown = CancellationToken::new();
-    let ctx = Context {
-        role: Role::Storaged,
-        config: RoleConfig {
-            hostname: "mx.example.org".into(),
-            dir: Some(dir.path().to_path_buf()),
-            worker_threads: 2,
-            fail_at_start: false,
-            certificates: Vec::new(),
-            smtp: Default::default(),
-            auth: Default::default(),
-            dns: Vec::new(),
+    let ctx = Context::<grant::Storaged> {
+        config: StoragedConfig {
+            dir: dir.path().to_path_buf(),
             storage: Default::default(),
-            dkim: Default::default(),
         },
         listeners: Vec::new(),
-        peers: Peers::default(),
+        peers: Default::default(),
         incoming,
         admin: admin_rx,
         shutdown: shutdown.clone(),

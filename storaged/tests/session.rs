@@ -5,14 +5,14 @@
 
 use std::io::{Read, Seek, Write};
 
-use ipc::config::RoleConfig;
+use ipc::config::StoragedConfig;
 use ipc::msg::auth::Ticket;
 use ipc::msg::control::{AdminReply, RoleAdmin};
 use ipc::msg::store::{
     self, FlagChange, Flags, ModSeq, SessionOp, SessionReply, StoreService, Uid, UidSet,
 };
 use ipc::rpc::Client;
-use ipc::{AdminCall, Context, Link, Peers, Role};
+use ipc::{AdminCall, Context, Link, Role, grant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,22 +45,13 @@ async fn start() -> H {
     );
     let (imapd, imapd_events) = (imapd.0, tokio::sync::Mutex::new(imapd.1));
     let shutdown = CancellationToken::new();
-    let ctx = Context {
-        role: Role::Storaged,
-        config: RoleConfig {
-            hostname: "mx.example.org".into(),
-            dir: Some(dir.path().to_path_buf()),
-            worker_threads: 2,
-            fail_at_start: false,
-            certificates: Vec::new(),
-            smtp: Default::default(),
-            auth: Default::default(),
-            dns: Vec::new(),
+    let ctx = Context::<grant::Storaged> {
+        config: StoragedConfig {
+            dir: dir.path().to_path_buf(),
             storage: Default::default(),
-            dkim: Default::default(),
         },
         listeners: Vec::new(),
-        peers: Peers::default(),
+        peers: Default::default(),
         incoming,
         admin: admin_rx,
         shutdown: shutdown.clone(),

@@ -213,7 +213,7 @@ fn start_task<E: From<Outcome> + Send + 'static>(
     tokio::spawn(async move {
         let status = match task.await {
             Ok(Ok(())) => "finished".to_string(),
-            Ok(Err(e)) => format!("failed: {e}"),
+            Ok(Err(e)) => format!("failed: {}", e.chain()),
             Err(e) if e.is_cancelled() => "killed".to_string(),
             Err(e) => format!("task failed: {e}"),
         };

@@ -28,7 +28,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc::config::{RoleConfig, SandboxConfig};
+use ipc::config::{
+    AuthdConfig, HttpdConfig, ImapdConfig, KeydConfig, ProcessConfig, QueuedConfig, RoleConfig,
+    SandboxConfig, SmtpdConfig, StoragedConfig,
+};
 use ipc::{Role, RoleSpec};
 
 pub use admin::AdminPolicy;
@@ -115,25 +118,15 @@ fn prepare_and_run(opts: Options, config: Config, log: logs::LogControl) -> Resu
             .join(", ")
     );
     let mut role_configs = BTreeMap::new();
+    let mut processes = BTreeMap::new();
     let mut sandboxes = BTreeMap::new();
     for role in Role::ALL {
-        role_configs.insert(
+        role_configs.insert(role, role_config(&config, role, opts.localserve, &dns)?);
+        processes.insert(
             role,
-            RoleConfig {
-                hostname: config.server.hostname.get_ref().clone(),
-                dir: config.role_dir(role),
+            ProcessConfig {
                 worker_threads: config.server.worker_threads,
                 fail_at_start: config.fails_at_start(role),
-                certificates: if role == Role::Keyd {
-                    config.certificate_files()
-                } else {
-                    Vec::new()
-                },
-                smtp: config.smtp_settings(opts.localserve),
-                auth: config.auth_settings(),
-                dns: dns.clone(),
-                storage: config.storage_settings(),
-                dkim: config.dkim_settings(),
             },
         );
         sandboxes.insert(
@@ -164,6 +157,7 @@ fn prepare_and_run(opts: Options, config: Config, log: logs::LogControl) -> Resu
         build_id: build_id.clone(),
         listeners: bound,
         role_configs,
+        processes,
         sandbox: sandboxes,
         log_filter: config.server.log.clone(),
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
@@ -193,6 +187,56 @@ fn prepare_and_run(opts: Options, config: Config, log: logs::LogControl) -> Resu
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     outcome.map_err(Error::Fatal)
+}
+
+/// `role`'s own settings, and no other role's.
+fn role_config(
+    config: &Config,
+    role: Role,
+    localserve: bool,
+    dns: &[std::net::SocketAddr],
+) -> Result<RoleConfig, Error> {
+    let hostname = config.server.hostname.get_ref().clone();
+    let dir = || {
+        config
+            .role_dir(role)
+            .ok_or_else(|| Error::Dirs(format!("{role} has no directory")))
+    };
+    let smtpd = || SmtpdConfig {
+        hostname: hostname.clone(),
+        smtp: config.smtp_settings(localserve),
+        dns: dns.to_vec(),
+    };
+    Ok(match role {
+        Role::Keyd => RoleConfig::Keyd(KeydConfig {
+            hostname,
+            dir: dir()?,
+            certificates: config.certificate_files(),
+            dkim: config.dkim_settings(),
+        }),
+        Role::Storaged => RoleConfig::Storaged(StoragedConfig {
+            dir: dir()?,
+            storage: config.storage_settings(),
+        }),
+        Role::Authd => RoleConfig::Authd(AuthdConfig {
+            hostname,
+            dir: dir()?,
+            auth: config.auth_settings(),
+        }),
+        Role::Queued => RoleConfig::Queued(QueuedConfig {
+            dir: dir()?,
+            smtp: config.smtp_settings(localserve),
+            storage: config.storage_settings(),
+            dns: dns.to_vec(),
+        }),
+        Role::Smtpd => RoleConfig::Smtpd(smtpd()),
+        Role::Submission => RoleConfig::Submission(smtpd()),
+        Role::Imapd => RoleConfig::Imapd(ImapdConfig { hostname }),
+        Role::Httpd => RoleConfig::Httpd(HttpdConfig {
+            hostname,
+            dns: dns.to_vec(),
+        }),
+    })
 }
 
 async fn watch_signals(events: tokio::sync::mpsc::UnboundedSender<tree::Event>) {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ListenerSpec, RoleConfig, SandboxConfig};
+use crate::config::{ListenerSpec, ProcessConfig, RoleConfig, SandboxConfig};
 use crate::topology::Role;
 
 /// role → supervisor, during start.
@@ -21,7 +21,7 @@ pub enum FromRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToRole {
     /// supervisor → role: everything the role may touch. Its fds, in order: one per listener in
-    /// `listeners`, one per peer in `peers`, then two per entry of `config.certificates`.
+    /// `listeners`, one per peer in `peers`, then two per certificate of keyd's `config`.
     Bootstrap(Box<Bootstrap>),
     /// supervisor → role: the hello was not accepted (wrong role, version or build).
     Refused { reason: String },
@@ -39,6 +39,8 @@ pub struct Hello {
 pub struct Bootstrap {
     pub role: Role,
     pub sandbox: SandboxConfig,
+    pub process: ProcessConfig,
+    /// The role's own settings: the variant of `role`.
     pub config: RoleConfig,
     pub listeners: Vec<ListenerSpec>,
     pub peers: Vec<Role>,
@@ -48,7 +50,7 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// How many fds must accompany this bootstrap.
     pub fn fd_count(&self) -> usize {
-        self.listeners.len() + self.peers.len() + 2 * self.config.certificates.len()
+        self.listeners.len() + self.peers.len() + 2 * self.config.certificates().len()
     }
 }
 

@@ -9,8 +9,8 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use ipc::config::RoleConfig;
-use ipc::{Context, Link, Peers, Role};
+use ipc::config::KeydConfig;
+use ipc::{Context, Link, Role, grant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,22 +47,15 @@ pub fn run(dir: &Path) {
             .send((Role::Imapd, link))
             .expect("queueing the link");
         let (_admin_tx, admin) = tokio::sync::mpsc::unbounded_channel();
-        let ctx = Context {
-            role: Role::Keyd,
-            config: RoleConfig {
+        let ctx = Context::<grant::Keyd> {
+            config: KeydConfig {
                 hostname: "bench.example".into(),
-                dir: Some(dir.to_path_buf()),
-                worker_threads: workers as u16,
-                fail_at_start: false,
+                dir: dir.to_path_buf(),
                 certificates: Vec::new(),
-                smtp: Default::default(),
-                auth: Default::default(),
-                dns: Vec::new(),
-                storage: Default::default(),
                 dkim: Default::default(),
             },
             listeners: Vec::new(),
-            peers: Peers::default(),
+            peers: Default::default(),
             incoming,
             admin,
             shutdown: CancellationToken::new(),

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc::context::PeerSlot;
+use ipc::grant::ImapdPeers;
 use ipc::msg::key::KeyService;
-use ipc::{Link, Peers, Role};
+use ipc::{Link, PeerLinks, Role};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
@@ -55,7 +56,7 @@ async fn run(seconds: f64) {
     }
     let (ours, theirs) = ipc::transport::socket_pair().unwrap();
     let mut child = keyd_child::spawn(dir.path(), theirs);
-    let peers = Peers::default();
+    let peers = ImapdPeers::default();
     peers
         .connect(Role::Keyd, Link::from_fd(ours, "imapd→keyd").unwrap())
         .unwrap();

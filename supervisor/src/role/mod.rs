@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use ipc::blocking::BlockingChannel;
 use ipc::config::SeccompSetting;
 use ipc::msg::setup::{Bootstrap, FromRole, Hello, Ready, ToRole};
-use ipc::{Handle, RoleSpec};
+use ipc::{Handle, RoleError, RoleSpec};
 use tracing::Instrument;
 
 pub use serve::serve;
@@ -59,15 +59,12 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
         tracing::warn!("sandbox step unsupported here, continuing without it: {step}");
     }
     tracing::info!("sandbox: {report}");
-    if boot.config.fail_at_start {
-        return fail(
-            &channel,
-            "failing at start as configured (debug.fail_at_start)".into(),
-        );
+    if boot.process.fail_at_start {
+        return fail(&channel, RoleError::FailAtStart.to_string());
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(boot.config.worker_threads))
+        .worker_threads(usize::from(boot.process.worker_threads))
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name(format!("moxd-{}", spec.role))
         // No signal driver: roles take no signals (and it would need a socketpair).
@@ -85,7 +82,8 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
     let fd = channel.into_fd();
     let result = runtime.block_on(
         async move {
-            let link = ipc::Link::from_fd(fd, format!("{}→supervisor", spec.role))?;
+            let link = ipc::Link::from_fd(fd, format!("{}→supervisor", spec.role))
+                .map_err(|e| RoleError::io("the control channel", e))?;
             serve(*spec, *boot, link, fds, ready, log).await
         }
         .instrument(span.clone()),
@@ -93,7 +91,7 @@ pub fn main(spec: &RoleSpec, build_id: &str) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", e.chain());
             ExitCode::FAILURE
         }
     }
@@ -149,10 +147,10 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         ids: boot.sandbox.ids.map(|(uid, gid)| sandbox::Ids { uid, gid }),
         fs: boot
             .config
-            .dir
-            .iter()
+            .dir()
+            .into_iter()
             .map(|dir| sandbox::FsRule {
-                path: dir.clone(),
+                path: dir.to_path_buf(),
                 access: sandbox::FsAccess::ReadWrite,
             })
             .collect(),
@@ -161,7 +159,7 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         tcp_connect: {
             let mut ports = spec.tcp_connect.to_vec();
             if spec.syscalls.net_client {
-                ports.extend(boot.config.dns.iter().map(|a| a.port()));
+                ports.extend(boot.config.dns().iter().map(|a| a.port()));
                 ports.sort_unstable();
                 ports.dedup();
             }
@@ -171,7 +169,12 @@ pub fn policy(spec: &RoleSpec, boot: &Bootstrap) -> sandbox::Policy {
         max_threads: MAX_THREADS_PER_USER,
         max_file_size: match spec.file_size {
             ipc::FileSize::Nothing => Some(0),
-            ipc::FileSize::Message => Some(boot.config.smtp.message_file_limit()),
+            // A role without SMTP settings has no message to write: nothing.
+            ipc::FileSize::Message => Some(
+                boot.config
+                    .smtp()
+                    .map_or(0, ipc::config::SmtpSettings::message_file_limit),
+            ),
             ipc::FileSize::Unlimited => None,
         },
         seccomp: match boot.sandbox.seccomp {
@@ -189,7 +192,7 @@ pub async fn run_in_process(
     link: ipc::Link,
     build_id: std::sync::Arc<str>,
     log: LogControl,
-) -> Result<(), ipc::RoleError> {
+) -> Result<(), RoleError> {
     let mut channel = ipc::Channel::<FromRole, ToRole>::new(link);
     let hello = FromRole::Hello(Hello {
         role: spec.role,
@@ -197,22 +200,25 @@ pub async fn run_in_process(
         build_id: build_id.to_string(),
         pid: std::process::id(),
     });
-    channel.send(&hello, Vec::new()).await?;
-    let (boot, fds) = match channel.recv().await? {
+    channel
+        .send(&hello, Vec::new())
+        .await
+        .map_err(|e| RoleError::link("sending hello", e))?;
+    let (boot, fds) = match channel
+        .recv()
+        .await
+        .map_err(|e| RoleError::link("waiting for bootstrap", e))?
+    {
         (ToRole::Bootstrap(boot), fds) => (boot, fds),
-        (ToRole::Refused { reason }, _) => return Err(reason.into()),
+        (ToRole::Refused { reason }, _) => return Err(RoleError::Refused(reason)),
     };
-    if boot.config.fail_at_start {
-        let reason = "failing at start as configured (debug.fail_at_start)".to_string();
+    if boot.process.fail_at_start {
+        let reason = RoleError::FailAtStart.to_string();
         channel
-            .send(
-                &FromRole::Failed {
-                    reason: reason.clone(),
-                },
-                Vec::new(),
-            )
-            .await?;
-        return Err(reason.into());
+            .send(&FromRole::Failed { reason }, Vec::new())
+            .await
+            .map_err(|e| RoleError::link("saying the start failed", e))?;
+        return Err(RoleError::FailAtStart);
     }
     let ready = Ready {
         sandbox: vec!["none: single-process mode runs every role in one process".into()],

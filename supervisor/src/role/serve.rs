@@ -1,6 +1,7 @@
 //! The async life of a role, shared by process and single-process mode: wire up listeners and
 //! peer links, say `Ready`, run the role, and carry out the supervisor's control requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::Instrument;
@@ -11,7 +12,8 @@ use ipc::msg::control::{self as msg, ControlService, PeerPing, Refused, Request}
 use ipc::msg::setup::{Bootstrap, FromRole, Ready};
 use ipc::rpc::{Call, Incoming, Server};
 use ipc::{
-    AdminCall, Context, Handle, Link, Listener, Peers, Reporter, Role, RoleError, RoleSpec, Side,
+    AdminCall, ChannelError, GrantError, Handle, Link, Listener, PeerLinks, Plumbing, Reporter,
+    Role, RoleError, RoleSpec, Side, Started,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -40,48 +42,56 @@ pub async fn serve(
         .zip(fds.by_ref())
         .map(|(spec, fd)| Listener { spec: *spec, fd })
         .collect();
-    let peers = Peers::default();
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let (admin_tx, admin) = mpsc::unbounded_channel();
-    for (peer, fd) in boot.peers.iter().zip(fds.by_ref()) {
-        attach(role, *peer, fd, &peers, &incoming_tx)?;
-    }
+    let link_peers: Vec<(Role, Handle)> = boot.peers.iter().copied().zip(fds.by_ref()).collect();
     let files: Vec<Handle> = fds.collect();
-
-    let payload = ipc::codec::encode(&FromRole::Ready(ready))?;
-    link.tx.send(Kind::Message, 0, &payload, Vec::new()).await?;
+    // Nothing reads the control channel until `Ready` is out.
+    let ready_tx = link.tx.clone();
     let mut control = Server::<ControlService>::new(link);
-    log_listeners(&boot.listeners);
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let ctx = Context {
+    // The role types what it is given by its grant; its `run` waits until it is spawned.
+    let Started { peers, run } = (spec.run)(Plumbing {
         role,
         config: boot.config,
         listeners,
-        peers: peers.clone(),
         incoming,
         admin,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
         files,
         reporter: Reporter::new(control.events()),
-    };
-    let mut run = tokio::spawn((spec.run)(ctx).in_current_span());
+    })?;
+    for (peer, fd) in link_peers {
+        attach(role, peer, fd, &*peers, &incoming_tx)?;
+    }
+
+    let sending_ready = |e: ChannelError| RoleError::link("sending Ready", e);
+    let payload =
+        ipc::codec::encode(&FromRole::Ready(ready)).map_err(|e| sending_ready(e.into()))?;
+    ready_tx
+        .send(Kind::Message, 0, &payload, Vec::new())
+        .await
+        .map_err(sending_ready)?;
+    log_listeners(&boot.listeners);
+
+    let mut run = tokio::spawn(run.in_current_span());
 
     loop {
         tokio::select! {
             finished = &mut run => {
                 return match finished {
                     Ok(result) => result,
-                    Err(e) => Err(format!("{role} task failed: {e}").into()),
+                    Err(e) => Err(RoleError::task(format!("{role} task failed"), e)),
                 };
             }
             next = control.next() => {
                 let incoming = match next {
                     Ok(Some(incoming)) => incoming,
-                    Ok(None) => return Err("the supervisor closed the control channel; exiting".into()),
-                    Err(e) => return Err(format!("control channel broken: {e}; exiting").into()),
+                    Ok(None) => return Err(RoleError::SupervisorGone),
+                    Err(e) => return Err(RoleError::link("control channel broken; exiting", e)),
                 };
                 if let Some(grace) = handle(role, incoming, &peers, &incoming_tx, &admin_tx, &log).await {
                     shutdown.cancel();
@@ -106,7 +116,7 @@ pub async fn serve(
 async fn handle(
     role: Role,
     incoming: Incoming<ControlService>,
-    peers: &Peers,
+    peers: &Arc<dyn PeerLinks>,
     incoming_tx: &mpsc::UnboundedSender<(Role, Link)>,
     admin_tx: &mpsc::UnboundedSender<AdminCall>,
     log: &LogControl,
@@ -138,8 +148,8 @@ async fn handle(
         }
         Request::PeerUp(msg::PeerUp { peer }) => {
             let up = match take_one(std::mem::take(&mut fds)) {
-                Some(fd) => attach(role, peer, fd, peers, incoming_tx)
-                    .map_err(|e| Refused(e.to_string()))
+                Some(fd) => attach(role, peer, fd, &**peers, incoming_tx)
+                    .map_err(|e| Refused(e.chain()))
                     .inspect(|()| tracing::debug!("link to {peer} up")),
                 None => Err(Refused("PeerUp needs exactly one socket".into())),
             };
@@ -147,8 +157,12 @@ async fn handle(
         }
         Request::PeerDown(msg::PeerDown { peer }) => {
             tracing::debug!("link to {peer} down");
-            peers.disconnect(peer);
-            msg::PeerDown::reply(&Ok(()), Vec::new())
+            let down = match role.side_towards(peer) {
+                Some(Side::Client) => peers.disconnect(peer).map_err(|e| Refused(e.to_string())),
+                // A link we serve ends when its client closes it.
+                _ => Ok(()),
+            };
+            msg::PeerDown::reply(&down, Vec::new())
         }
         Request::PingPeers(_) => {
             // Answered from a task, each ping bounded: a peer that never answers must not hold
@@ -227,22 +241,26 @@ fn attach(
     role: Role,
     peer: Role,
     fd: Handle,
-    peers: &Peers,
+    peers: &dyn PeerLinks,
     incoming_tx: &mpsc::UnboundedSender<(Role, Link)>,
 ) -> Result<(), RoleError> {
     let side = role
         .side_towards(peer)
-        .ok_or_else(|| format!("no edge between {role} and {peer}"))?;
+        .ok_or(GrantError::NotGranted { role, peer })?;
     let name = match side {
         Side::Client => format!("{role}→{peer}"),
         Side::Server => format!("{peer}→{role}"),
     };
-    let link = Link::from_fd(fd, name)?;
+    let link =
+        Link::from_fd(fd, name).map_err(|e| RoleError::io(format!("the link to {peer}"), e))?;
     match side {
         Side::Client => peers.connect(peer, link)?,
-        Side::Server => incoming_tx
-            .send((peer, link))
-            .map_err(|_| format!("{role} no longer accepts links"))?,
+        Side::Server => incoming_tx.send((peer, link)).map_err(|_| {
+            RoleError::link(
+                format!("{role} no longer accepts links"),
+                ChannelError::Closed,
+            )
+        })?,
     }
     Ok(())
 }

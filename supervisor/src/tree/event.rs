@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc::config::{RoleConfig, SandboxConfig};
+use ipc::config::{ProcessConfig, RoleConfig, SandboxConfig};
 use ipc::msg::admin;
 use ipc::msg::control;
 use ipc::{Handle, Role};
@@ -95,7 +95,9 @@ pub struct Settings {
     pub launcher: Launcher,
     pub build_id: Arc<str>,
     pub listeners: Vec<Bound>,
+    /// Each role's own settings.
     pub role_configs: BTreeMap<Role, RoleConfig>,
+    pub processes: BTreeMap<Role, ProcessConfig>,
     pub sandbox: BTreeMap<Role, SandboxConfig>,
     pub log_filter: String,
     pub grace: Duration,

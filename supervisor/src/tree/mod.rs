@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ipc::config::ListenerSpec;
+use ipc::config::{ListenerSpec, RoleConfig};
 use ipc::msg::admin::RoleState;
 use ipc::msg::control::{self, ControlService};
 use ipc::msg::setup::Bootstrap;
@@ -164,7 +164,9 @@ impl Tree {
             } => self.on_admin(request, fds, uid, reply),
             Event::Shutdown { reason } => self.begin_shutdown(reason),
             Event::Reloaded { config } => {
-                if let Some(keyd) = self.settings.role_configs.get_mut(&Role::Keyd) {
+                if let Some(RoleConfig::Keyd(keyd)) =
+                    self.settings.role_configs.get_mut(&Role::Keyd)
+                {
                     keyd.certificates = config.certificate_files();
                 }
                 self.settings.config.tls = config.tls.clone();
@@ -212,15 +214,18 @@ impl Tree {
             }
         }
         let mut config = self.settings.role_configs[&role].clone();
-        if !config.certificates.is_empty() {
-            let (kept, files) = crate::certfiles::open_available(&config.certificates);
-            config.certificates = kept;
+        if let RoleConfig::Keyd(keyd) = &mut config
+            && !keyd.certificates.is_empty()
+        {
+            let (kept, files) = crate::certfiles::open_available(&keyd.certificates);
+            keyd.certificates = kept;
             fds.extend(files);
         }
         let slot = &mut self.slots[role];
         let boot = Bootstrap {
             role,
             sandbox: self.settings.sandbox[&role].clone(),
+            process: self.settings.processes[&role].clone(),
             config,
             listeners,
             peers,

@@ -3,14 +3,15 @@
 //! decides. Only the report a server makes about its own client restarts anything.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipc::config::{RoleConfig, SandboxConfig, SeccompSetting};
+use ipc::config::{
+    AuthdConfig, HttpdConfig, ImapdConfig, KeydConfig, ProcessConfig, QueuedConfig, RoleConfig,
+    SandboxConfig, SeccompSetting, SmtpdConfig, StoragedConfig,
+};
 use ipc::msg::admin::{self, RoleState, RoleStatus};
-use ipc::{Context, Role, RoleError, RoleSpec};
+use ipc::{Context, Grant, Role, RoleError, RoleSpec, RunFn, grant};
 use tokio::sync::{Notify, oneshot};
 
 use crate::launch::Launcher;
@@ -21,26 +22,38 @@ static SCRIPT: Mutex<Vec<(Role, Role)>> = Mutex::new(Vec::new());
 static GO: Notify = Notify::const_new();
 
 /// A role that does nothing but send its scripted reports when told to.
-fn stand_in(ctx: Context) -> Pin<Box<dyn Future<Output = Result<(), RoleError>> + Send>> {
-    Box::pin(async move {
-        loop {
-            tokio::select! {
-                () = ctx.shutdown.cancelled() => return Ok(()),
-                () = GO.notified() => {}
-            }
-            let mine: Vec<Role> = {
-                let mut script = SCRIPT.lock().expect("script");
-                let (mine, rest) = script.drain(..).partition(|(r, _)| *r == ctx.role);
-                *script = rest;
-                mine.into_iter().map(|(_, peer)| peer).collect()
-            };
-            for peer in mine {
-                ctx.reporter
-                    .broken_link(peer, "a scripted report\nwith a forged line")
-                    .await;
-            }
+async fn stand_in<G: Grant>(ctx: Context<G>) -> Result<(), RoleError> {
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return Ok(()),
+            () = GO.notified() => {}
         }
-    })
+        let mine: Vec<Role> = {
+            let mut script = SCRIPT.lock().expect("script");
+            let (mine, rest) = script.drain(..).partition(|(r, _)| *r == ctx.role());
+            *script = rest;
+            mine.into_iter().map(|(_, peer)| peer).collect()
+        };
+        for peer in mine {
+            ctx.reporter
+                .broken_link(peer, "a scripted report\nwith a forged line")
+                .await;
+        }
+    }
+}
+
+/// The stand-in, typed by `role`'s grant.
+fn stand_in_for(role: Role) -> RunFn {
+    match role {
+        Role::Keyd => |p| ipc::context::start(p, stand_in::<grant::Keyd>),
+        Role::Storaged => |p| ipc::context::start(p, stand_in::<grant::Storaged>),
+        Role::Authd => |p| ipc::context::start(p, stand_in::<grant::Authd>),
+        Role::Queued => |p| ipc::context::start(p, stand_in::<grant::Queued>),
+        Role::Smtpd => |p| ipc::context::start(p, stand_in::<grant::Smtpd>),
+        Role::Submission => |p| ipc::context::start(p, stand_in::<grant::Submission>),
+        Role::Imapd => |p| ipc::context::start(p, stand_in::<grant::Imapd>),
+        Role::Httpd => |p| ipc::context::start(p, stand_in::<grant::Httpd>),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,25 +169,60 @@ fn settings(dir: &std::path::Path) -> Settings {
             syscalls: sandbox::Syscalls::default(),
             tcp_connect: &[],
             file_size: ipc::FileSize::Nothing,
-            run: stand_in,
+            run: stand_in_for(role),
         })
         .collect();
     let role_configs: BTreeMap<Role, RoleConfig> = Role::ALL
         .into_iter()
         .map(|role| {
-            let config = RoleConfig {
-                hostname: "mx.test.example".into(),
-                dir: None,
-                worker_threads: 1,
-                fail_at_start: false,
-                certificates: Vec::new(),
+            let hostname = "mx.test.example".to_string();
+            let dir = dir.join("data").join(role.name());
+            let smtpd = SmtpdConfig {
+                hostname: hostname.clone(),
                 smtp: Default::default(),
-                auth: Default::default(),
                 dns: Vec::new(),
-                storage: Default::default(),
-                dkim: Default::default(),
+            };
+            let config = match role {
+                Role::Keyd => RoleConfig::Keyd(KeydConfig {
+                    hostname,
+                    dir,
+                    certificates: Vec::new(),
+                    dkim: Default::default(),
+                }),
+                Role::Storaged => RoleConfig::Storaged(StoragedConfig {
+                    dir,
+                    storage: Default::default(),
+                }),
+                Role::Authd => RoleConfig::Authd(AuthdConfig {
+                    hostname,
+                    dir,
+                    auth: Default::default(),
+                }),
+                Role::Queued => RoleConfig::Queued(QueuedConfig {
+                    dir,
+                    smtp: Default::default(),
+                    storage: Default::default(),
+                    dns: Vec::new(),
+                }),
+                Role::Smtpd => RoleConfig::Smtpd(smtpd),
+                Role::Submission => RoleConfig::Submission(smtpd),
+                Role::Imapd => RoleConfig::Imapd(ImapdConfig { hostname }),
+                Role::Httpd => RoleConfig::Httpd(HttpdConfig {
+                    hostname,
+                    dns: Vec::new(),
+                }),
             };
             (role, config)
+        })
+        .collect();
+    let processes = Role::ALL
+        .into_iter()
+        .map(|role| {
+            let process = ProcessConfig {
+                worker_threads: 1,
+                fail_at_start: false,
+            };
+            (role, process)
         })
         .collect();
     let sandbox = Role::ALL
@@ -195,6 +243,7 @@ fn settings(dir: &std::path::Path) -> Settings {
         build_id: "test".into(),
         listeners: Vec::new(),
         role_configs,
+        processes,
         sandbox,
         log_filter: "info".into(),
         grace: Duration::from_secs(2),
