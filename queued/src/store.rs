@@ -103,7 +103,8 @@ impl Queue {
     /// An anonymous read-write file for one message.
     pub fn temp_file(&self) -> Result<File, String> {
         let tmp = self.dir.join("tmp");
-        ipc::tmpfile::anonymous(&tmp).map_err(|e| format!("temporary file in {}: {e}", tmp.display()))
+        ipc::tmpfile::anonymous(&tmp)
+            .map_err(|e| format!("temporary file in {}: {e}", tmp.display()))
     }
 
     /// Copies `src` into the queue as message `id` with `record`; durable on return.

@@ -16,7 +16,6 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-
 use crate::error::{Result, StoreError};
 
 /// Bytes of a message's beginning kept in memory while storing it, for parsing its header.

@@ -13,8 +13,7 @@ use ipc::msg::admin::{AdminService, ClientHello, ServerHello};
 use ipc::rpc::Server;
 use ipc::{Channel, Link};
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen,
-    socket,
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
 };
 use tokio::sync::{mpsc, oneshot};
 
