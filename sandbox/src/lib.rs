@@ -17,13 +17,21 @@
 //! Where a step is unsupported by the running kernel it is reported as such, and the role logs a
 //! warning naming the step and continues; where a step that is supported fails, [`apply`] fails
 //! and the role does not start.
+//!
+//! Windows has none of this: moxd runs there as one process with every role a task, and no
+//! privilege separation at all. [`apply`] reports the sandbox as unsupported, and of the
+//! modules only what the rest of moxd needs on every system exists there (`fdpass::MAX_FDS`,
+//! `fdpass::discard`, `dirflags` answering "unsupported"); `fds`, `spawn` and the transport of
+//! `fdpass` are Unix only.
 
 pub mod dirflags;
 pub mod fdpass;
+#[cfg(unix)]
 pub mod fds;
 #[cfg(target_os = "linux")]
 pub mod pidfd;
 mod policy;
+#[cfg(unix)]
 pub mod spawn;
 
 #[cfg(target_os = "linux")]
@@ -52,6 +60,7 @@ pub enum Error {
     Unsupported(String),
 }
 
+#[cfg(unix)]
 impl Error {
     // Used by the lockdown of the systems that have one.
     #[cfg_attr(not(any(target_os = "linux", target_os = "openbsd")), allow(dead_code))]
@@ -75,7 +84,17 @@ pub fn apply(policy: &Policy) -> Result<Report, Error> {
     {
         openbsd::apply(policy)
     }
-    #[cfg(not(any(target_os = "linux", target_os = "openbsd")))]
+    #[cfg(windows)]
+    {
+        let _ = policy;
+        let mut report = Report::default();
+        report.unsupported(
+            "sandbox",
+            "Windows has no privilege separation: every role runs with the rights of this process",
+        );
+        Ok(report)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "openbsd", windows)))]
     {
         let _ = policy;
         let mut report = Report::default();
@@ -84,7 +103,15 @@ pub fn apply(policy: &Policy) -> Result<Report, Error> {
     }
 }
 
-/// Whether the process runs with the root user id, i.e. can drop to role users.
+/// Whether the process runs with the root user id, i.e. can drop to role users. Never on
+/// Windows, which has no role users to drop to.
 pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    #[cfg(unix)]
+    {
+        nix::unistd::geteuid().is_root()
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }

@@ -4,6 +4,7 @@
 //! serving roles (keyd, authd and storaged: files only; queued: files and outbound sockets; the
 //! network roles: listeners), receives a socket and a pipe over a socketpair, and discards them.
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::fd::AsFd;

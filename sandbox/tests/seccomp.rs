@@ -3,6 +3,7 @@
 //! (libraries probing /sys survive); a forbidden call (`socketpair` of datagram sockets, a way
 //! out of the sandbox) kills the process.
 
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::process::ExitStatusExt;

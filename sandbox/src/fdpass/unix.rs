@@ -9,8 +9,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// The most descriptors one message may carry.
-pub const MAX_FDS: usize = 64;
+use super::MAX_FDS;
 
 const FD_SIZE: usize = mem::size_of::<RawFd>();
 // Room for one SCM_RIGHTS header with MAX_FDS descriptors, as u64 words for alignment.
@@ -146,21 +145,6 @@ pub fn register_async(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedF
     // SAFETY: an OwnedFd owns its descriptor and never replaces or closes it while the AsyncFd
     // holds it, which is the condition `register` requires (tokio#8587).
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
-}
-
-/// Closes a descriptor that arrived where none was expected.
-///
-/// A plain `close`, on purpose. An earlier version first set `SO_LINGER {on, 0}` so that a
-/// socket whose sender had set a linger time could not make `close` wait it out; but every
-/// role's seccomp filter forbids `SO_LINGER` (and keyd, authd and storaged may not call
-/// `setsockopt` at all), so one frame with one unexpected descriptor killed the receiving role
-/// with SIGSYS. Nothing needs the guard: no role can set a linger time (the same filters), the
-/// supervisor never does, and without one `close` of a socket returns at once (the kernel
-/// finishes a TCP close in the background). Pipes, local files and the other descriptors a
-/// role can hold close without waiting either. Kept as a named function so that every place
-/// that drops a peer's descriptor unread says so.
-pub fn discard(fd: OwnedFd) {
-    drop(fd);
 }
 
 #[cfg(test)]
