@@ -172,11 +172,13 @@ pub struct AdminCall {
     pub reply: tokio::sync::oneshot::Sender<Result<crate::msg::control::AdminReply, String>>,
 }
 
-/// A listening socket and its purpose.
+/// A listening socket and its purpose. Bound by the supervisor; in process mode it arrives as
+/// a descriptor with the bootstrap, in single-process mode (the only mode on Windows, where a
+/// listening socket cannot be handed to another process) it is the supervisor's own socket.
 #[derive(Debug)]
 pub struct Listener {
     pub spec: ListenerSpec,
-    pub fd: Handle,
+    pub socket: std::net::TcpListener,
 }
 
 /// A role's entry point, typed by nothing so that roles can be tabled: it types the plumbing by

@@ -151,7 +151,7 @@ pub fn answer_unavailable(
     let ids = std::sync::Arc::new(span::Ids::new());
     for listener in listeners {
         let kind = listener.spec.kind;
-        let std_listener = std::net::TcpListener::from(listener.fd);
+        let std_listener = listener.socket;
         std_listener.set_nonblocking(true)?;
         let socket = tokio::net::TcpListener::from_std(std_listener)?;
         let (shutdown, reply, ids) = (shutdown.clone(), reply.clone(), ids.clone());

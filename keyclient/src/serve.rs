@@ -27,7 +27,7 @@ pub fn answer_tls_unavailable(
     let ids = Arc::new(ipc::span::Ids::new());
     for listener in listeners {
         let kind = listener.spec.kind;
-        let std_listener = std::net::TcpListener::from(listener.fd);
+        let std_listener = listener.socket;
         std_listener.set_nonblocking(true)?;
         let socket = tokio::net::TcpListener::from_std(std_listener)?;
         let (shutdown, acceptor, tasks2, reply, ids) = (

@@ -130,7 +130,7 @@ async fn serve<G: Grant<Config = SmtpdConfig>>(
             max_errors: settings.max_errors,
             starttls: tls.is_some() && !implicit,
         });
-        let std_listener = std::net::TcpListener::from(listener.fd);
+        let std_listener = listener.socket;
         let listening = |e| RoleError::io(format!("listening on {}", kind.name()), e);
         std_listener.set_nonblocking(true).map_err(listening)?;
         let socket = tokio::net::TcpListener::from_std(std_listener).map_err(listening)?;

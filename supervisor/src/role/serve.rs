@@ -40,7 +40,10 @@ pub async fn serve(
         .listeners
         .iter()
         .zip(fds.by_ref())
-        .map(|(spec, fd)| Listener { spec: *spec, fd })
+        .map(|(spec, fd)| Listener {
+            spec: *spec,
+            socket: std::net::TcpListener::from(fd),
+        })
         .collect();
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let (admin_tx, admin) = mpsc::unbounded_channel();
