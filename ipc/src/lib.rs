@@ -8,12 +8,18 @@
 //! ([`Channel`], for the setup handshake) and request/response services with many requests in
 //! flight ([`rpc`]). The same API runs over in-memory queues when all roles are tasks of one
 //! process. The catalogue of messages lives in [`msg`], grouped by service.
+//!
+//! On Windows moxd runs only as one process: every link is in memory, a descriptor that travels
+//! with a frame is an owned file ([`Handle`]), and the socket transport and the [`blocking`]
+//! channels (Unix sockets) do not exist. `docs/windows.md` lists what else differs.
 
+#[cfg(unix)]
 pub mod blocking;
 pub mod channel;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod files;
 pub mod frame;
 pub mod grant;
 pub mod msg;

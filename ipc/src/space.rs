@@ -6,13 +6,14 @@
 //! (`452 4.3.1`) while space is under the floor, which leaves room for what is in flight and
 //! for the database, and take it again once space is back.
 //!
-//! Reading the file system (`fstatvfs`, allowed by the seccomp file set; it needs no path, so
-//! Landlock does not matter) costs a system call: a reading is reused for up to
+//! Reading the file system (`fstatvfs` on Unix, allowed by the seccomp file set; it needs no
+//! path, so Landlock does not matter; on Windows `GetDiskFreeSpaceW` of the directory's path,
+//! through `fs2`, which sled brings into the tree there already) costs a system call: a reading
+//! is reused for up to
 //! [`MAX_AGE`], less what checks passed since then took, and read afresh whenever the estimate
 //! comes near the floor, so that a refusal is always based on a fresh reading.
 
 use crate::sync::lock;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -59,18 +60,9 @@ pub struct Short {
 }
 
 impl FreeSpace {
-    /// Guards the file system holding `dir` (kept open: it is read by descriptor).
+    /// Guards the file system holding `dir` (on Unix kept open: it is read by descriptor).
     pub fn open(dir: &Path, min_free: MinFree) -> std::io::Result<FreeSpace> {
-        let dir = File::open(dir)?;
-        let read: Reader = Box::new(move || {
-            let s = nix::sys::statvfs::fstatvfs(&dir).map_err(std::io::Error::from)?;
-            let unit = s.fragment_size();
-            Ok((
-                (s.blocks_available() as u64).saturating_mul(unit),
-                (s.blocks() as u64).saturating_mul(unit),
-            ))
-        });
-        Ok(FreeSpace::with_reader(min_free, read))
+        Ok(FreeSpace::with_reader(min_free, reader(dir)?))
     }
 
     /// A guard over whatever `read` reports (tests simulate a file system with it).
@@ -140,11 +132,46 @@ impl Reading {
     }
 }
 
-/// Whether `e` says the file system (or a quota) is full.
+/// Whether `e` says the file system (or a quota) is full. (Windows' `ERROR_DISK_FULL` and
+/// `ERROR_HANDLE_DISK_FULL` are `StorageFull` already.)
 pub fn is_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
-        || e.kind() == std::io::ErrorKind::QuotaExceeded
-        || e.raw_os_error() == Some(nix::libc::ENOSPC)
+    let kind = e.kind();
+    if kind == std::io::ErrorKind::StorageFull || kind == std::io::ErrorKind::QuotaExceeded {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(nix::libc::ENOSPC)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Reads the file system of `dir` by descriptor: (free bytes for unprivileged users, total).
+#[cfg(unix)]
+fn reader(dir: &Path) -> std::io::Result<Reader> {
+    let dir = std::fs::File::open(dir)?;
+    Ok(Box::new(move || {
+        let s = nix::sys::statvfs::fstatvfs(&dir).map_err(std::io::Error::from)?;
+        let unit = s.fragment_size();
+        Ok((
+            (s.blocks_available() as u64).saturating_mul(unit),
+            (s.blocks() as u64).saturating_mul(unit),
+        ))
+    }))
+}
+
+/// Reads the file system of `dir` by path (Windows has no by-handle call for it).
+#[cfg(windows)]
+fn reader(dir: &Path) -> std::io::Result<Reader> {
+    let dir = dir.to_path_buf();
+    // Fail now, as the Unix form does, if the directory is not there.
+    std::fs::metadata(&dir)?;
+    Ok(Box::new(move || {
+        Ok((fs2::available_space(&dir)?, fs2::total_space(&dir)?))
+    }))
 }
 
 #[cfg(test)]

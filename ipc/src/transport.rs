@@ -1,21 +1,46 @@
 //! Links: one bidirectional, frame-preserving connection between two ends, over a
-//! `SOCK_SEQPACKET` socketpair (between processes) or in-memory queues (roles as tasks of one
-//! process). Both carry the same datagrams and the same descriptors, so everything above this
-//! module is identical in both modes.
+//! `SOCK_SEQPACKET` socketpair (between processes, Unix only) or in-memory queues (roles as
+//! tasks of one process: `--single-process`, tests, and always on Windows). Both carry the same
+//! datagrams and the same descriptors, so everything above this module is identical in both
+//! modes.
+//!
+//! # What travels with a frame: [`Handle`]
+//!
+//! On Unix a [`Handle`] is an `OwnedFd`: whatever the kernel can pass with `SCM_RIGHTS` (files,
+//! pipes, sockets), and in memory the same descriptor moves with the frame unchanged.
+//!
+//! On Windows it is a `std::fs::File`. Nothing can be passed between processes there, so every
+//! link is in memory and a handle only moves from one task to another; and what moves is
+//! always a file: temporary files for messages being written, message files to read, the
+//! certificate files given to keyd, imports and backups. Listening sockets do not travel as
+//! handles on any system ([`crate::Listener`] holds a `TcpListener`), and deliveries on Windows
+//! use files rather than pipes, so no socket or pipe is ever a `Handle` there. A `File` says
+//! exactly that, converts to and from `OwnedHandle` where a system call wants one, and lets
+//! role code write `File::from(handle)` and `Handle::from(file)` the same way on both systems.
 
 use std::io;
+#[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+#[cfg(unix)]
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+#[cfg(unix)]
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use crate::codec::CodecError;
-use crate::frame::{FrameError, Header, Kind, MAX_FRAME};
+#[cfg(unix)]
+use crate::frame::MAX_FRAME;
+use crate::frame::{FrameError, Header, Kind};
 
-/// An owned OS handle that travels with a frame: a socket, file or pipe.
+/// An owned OS handle that travels with a frame: a socket, file or pipe (see the module docs).
+#[cfg(unix)]
 pub type Handle = OwnedFd;
+
+/// An owned file that travels with a frame in memory (see the module docs).
+#[cfg(windows)]
+pub type Handle = std::fs::File;
 
 /// Depth of an in-memory link's queue before senders wait.
 const MEMORY_QUEUE: usize = 1024;
@@ -73,6 +98,7 @@ pub struct LinkSender {
 
 #[derive(Debug, Clone)]
 enum SenderInner {
+    #[cfg(unix)]
     Socket(Arc<AsyncFd<OwnedFd>>),
     Memory(mpsc::Sender<(Vec<u8>, Vec<Handle>)>),
 }
@@ -86,6 +112,7 @@ pub struct LinkReceiver {
 
 #[derive(Debug)]
 enum ReceiverInner {
+    #[cfg(unix)]
     Socket {
         fd: Arc<AsyncFd<OwnedFd>>,
         buf: Box<[u8]>,
@@ -95,6 +122,7 @@ enum ReceiverInner {
 
 /// A connected pair of blocking, close-on-exec `SOCK_SEQPACKET` sockets: one end for each side
 /// of an edge, to be passed to the processes that use them.
+#[cfg(unix)]
 pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     socketpair(
         AddressFamily::Unix,
@@ -107,6 +135,7 @@ pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 impl Link {
     /// Wraps one end of a socketpair; must be called inside a tokio runtime.
+    #[cfg(unix)]
     pub fn from_fd(fd: OwnedFd, name: impl Into<Arc<str>>) -> io::Result<Link> {
         nix::fcntl::fcntl(
             &fd,
@@ -176,6 +205,7 @@ impl LinkSender {
     ) -> Result<(), ChannelError> {
         let datagram = Header::encode(kind, id, fds.len(), payload)?;
         match &self.inner {
+            #[cfg(unix)]
             SenderInner::Socket(fd) => {
                 let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
                 loop {
@@ -207,6 +237,7 @@ impl LinkSender {
     /// half alive until the last clone is dropped. In memory the queues end when their last
     /// handle is dropped; there is no hostile peer in one process.
     pub fn shut_down(&self) {
+        #[cfg(unix)]
         if let SenderInner::Socket(fd) = &self.inner {
             // ENOTCONN (the peer already went) leaves nothing to do.
             let _ = nix::sys::socket::shutdown(
@@ -219,6 +250,7 @@ impl LinkSender {
     /// The raw socket, for identifying the link in logs; `None` in memory.
     pub fn raw_fd(&self) -> Option<i32> {
         match &self.inner {
+            #[cfg(unix)]
             SenderInner::Socket(fd) => Some(fd.get_ref().as_raw_fd()),
             SenderInner::Memory(_) => None,
         }
@@ -230,6 +262,7 @@ impl LinkReceiver {
     /// sent something malformed and the link must be dropped.
     pub async fn recv(&mut self) -> Result<Option<Frame>, ChannelError> {
         match &mut self.inner {
+            #[cfg(unix)]
             ReceiverInner::Socket { fd, buf } => loop {
                 let mut ready = fd.readable().await?;
                 let got = match ready
@@ -272,6 +305,7 @@ fn parse(datagram: &[u8], fds: Vec<Handle>) -> Result<Frame, ChannelError> {
     })
 }
 
+#[cfg(unix)]
 fn is_closed(e: &io::Error) -> bool {
     use nix::errno::Errno;
     matches!(
