@@ -10,7 +10,7 @@
 //! bincode is reached only through [`encode`] and [`decode`], so that swapping the codec (it is
 //! unmaintained, see DESIGN.md §12) touches these two functions.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -39,7 +39,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), S
     file.sync_all().map_err(io("fsync", &temp))?;
     drop(file);
     fs::rename(&temp, &target).map_err(io("rename into place", &target))?;
-    sync_dir(dir).map_err(io("fsync directory", dir))?;
+    ipc::files::sync_dir(dir).map_err(io("fsync directory", dir))?;
     Ok(())
 }
 
@@ -133,20 +133,7 @@ fn temp_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Creates (truncating) a file only authd's user can read.
 fn open_private(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// Makes a rename in `dir` durable (a no-op where directories cannot be opened, i.e. Windows).
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    ipc::files::private().create(true).truncate(true).open(path)
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ impl Queued {
     }
 
     /// A temporary file for `peer` to write a message into.
-    fn open_message(&self, peer: Role) -> Result<(FileId, std::os::fd::OwnedFd), Refused> {
+    fn open_message(&self, peer: Role) -> Result<(FileId, ipc::Handle), Refused> {
         {
             if lock(&self.open).keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN {
                 return Err(failed(true, "too many open messages"));
@@ -198,7 +198,7 @@ impl Queued {
                 Err(e) => return Err(failed(true, e)),
             };
             let theirs = match file.try_clone() {
-                Ok(f) => std::os::fd::OwnedFd::from(f),
+                Ok(f) => ipc::Handle::from(f),
                 Err(e) => return Err(failed(true, e.to_string())),
             };
             let id = self.next_file.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ipc::msg::queue::{Envelope, QueueEntry};
@@ -119,10 +118,8 @@ impl Queue {
         let msg_dir = self.dir.join("msg");
         let tmp = msg_dir.join(format!(".{id}"));
         let result = (|| {
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
+            let mut out = ipc::files::private()
                 .create_new(true)
-                .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| err("creating", &tmp, e))?;
             src.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
@@ -134,6 +131,8 @@ impl Queue {
                 ));
             }
             out.sync_all().map_err(|e| err("syncing", &tmp, e))?;
+            // Closed before the rename: Windows renames no open file.
+            drop(out);
             std::fs::rename(&tmp, msg_dir.join(id.to_string()))
                 .map_err(|e| err("renaming", &tmp, e))?;
             sync_dir(&msg_dir)?;
@@ -244,23 +243,21 @@ impl Queue {
 /// into place, the directory synced. Durable on return; a crash leaves the old file or the
 /// new one, never a mix.
 pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
+    let mut f = ipc::files::private()
         .create(true)
         .truncate(true)
-        .mode(0o600)
         .open(tmp)
         .map_err(|e| err("creating", tmp, e))?;
     f.write_all(bytes).map_err(|e| err("writing", tmp, e))?;
     f.sync_all().map_err(|e| err("syncing", tmp, e))?;
+    // Closed before the rename: Windows renames no open file.
+    drop(f);
     std::fs::rename(tmp, path).map_err(|e| err("renaming", tmp, e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), String> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| err("syncing", dir, e))
+    ipc::files::sync_dir(dir).map_err(|e| err("syncing", dir, e))
 }
 
 #[cfg(test)]
