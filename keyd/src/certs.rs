@@ -8,7 +8,6 @@
 //!   nothing else (localserve); their fingerprints are logged.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use ipc::config::CertificateFiles;
@@ -135,7 +134,10 @@ pub fn load(dir: &Path, keys: &KeyStore) -> Result<Vec<CertEntry>, KeyError> {
 /// Reads the certificate files passed as fds (chain, key per entry) and checks each: a chain
 /// that parses, a key that parses and is the leaf's key, names given or in the certificate.
 /// One bad entry fails the whole set.
-pub fn from_files(files: &[CertificateFiles], fds: Vec<OwnedFd>) -> Result<Vec<CertEntry>, String> {
+pub fn from_files(
+    files: &[CertificateFiles],
+    fds: Vec<ipc::Handle>,
+) -> Result<Vec<CertEntry>, String> {
     if fds.len() != 2 * files.len() {
         return Err(format!(
             "{} files need {} descriptors; {} came",
@@ -197,7 +199,10 @@ pub fn from_files(files: &[CertificateFiles], fds: Vec<OwnedFd>) -> Result<Vec<C
 }
 
 /// Like [`from_files`], keeping the good entries and logging the bad ones.
-pub fn from_files_skipping_bad(files: &[CertificateFiles], fds: Vec<OwnedFd>) -> Vec<CertEntry> {
+pub fn from_files_skipping_bad(
+    files: &[CertificateFiles],
+    fds: Vec<ipc::Handle>,
+) -> Vec<CertEntry> {
     if fds.len() != 2 * files.len() {
         tracing::error!(
             "{} certificate files came with {} descriptors; none used",
@@ -220,7 +225,7 @@ pub fn from_files_skipping_bad(files: &[CertificateFiles], fds: Vec<OwnedFd>) ->
     out
 }
 
-fn read_all(fd: OwnedFd, path: &str) -> Result<Vec<u8>, String> {
+fn read_all(fd: ipc::Handle, path: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     std::fs::File::from(fd)
         .take(MAX_FILE + 1)
@@ -362,10 +367,10 @@ mod tests {
         }
     }
 
-    fn fds(paths: &[&Path]) -> Vec<OwnedFd> {
+    fn fds(paths: &[&Path]) -> Vec<ipc::Handle> {
         paths
             .iter()
-            .map(|p| OwnedFd::from(std::fs::File::open(p).unwrap()))
+            .map(|p| ipc::Handle::from(std::fs::File::open(p).unwrap()))
             .collect()
     }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -229,16 +228,16 @@ pub fn load(name: &str, pem: &[u8]) -> Result<Key, KeyError> {
 /// rename, fsync the directory.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
+    let mut f = ipc::files::private()
         .create(true)
         .truncate(true)
-        .mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
+    // Closed before the rename: Windows renames no open file.
+    drop(f);
     std::fs::rename(&tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+    ipc::files::sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use crate::dkim_policy::DkimPolicy;
 use crate::keys::KeyStore;
 use crate::lanes::{Lanes, Limits};
 
-/// Signing sockets one role may hold.
+/// Signing sockets one role may hold (Unix only: Windows has none yet).
+#[cfg_attr(not(unix), allow(dead_code))]
 const MAX_SIGNERS: usize = 16;
 
 /// The schemes keyd offers, strongest first within each key type.
@@ -49,6 +50,8 @@ pub struct Keyd {
     reloading: tokio::sync::Mutex<()>,
     /// Each asking role's signing budget, slots and workers.
     lanes: Lanes,
+    /// Signing sockets each role holds (Unix only: Windows has none yet).
+    #[cfg_attr(not(unix), allow(dead_code))]
     signers: Mutex<HashMap<Role, usize>>,
     /// Links that fetched certificates, told when they change.
     subscribers: Mutex<Vec<EventSender<KeyService>>>,
@@ -164,6 +167,7 @@ impl Keyd {
     }
 
     /// A socket of `peer`'s own for blocking signatures, served with the same rights.
+    #[cfg(unix)]
     fn open_signer(self: Arc<Self>, peer: Role) -> (Result<(), Refused>, Vec<ipc::Handle>) {
         {
             let mut signers = lock(&self.signers);
@@ -208,6 +212,14 @@ impl Keyd {
             return (Err(Refused(format!("no signing thread: {e}"))), Vec::new());
         }
         (Ok(()), vec![theirs])
+    }
+
+    /// Blocking signing sockets are Unix sockets; Windows has none yet (docs/windows.md).
+    #[cfg(not(unix))]
+    fn open_signer(self: Arc<Self>, peer: Role) -> (Result<(), Refused>, Vec<ipc::Handle>) {
+        let _ = peer;
+        let why = "blocking signing sockets are not available on Windows yet";
+        (Err(Refused(why.into())), Vec::new())
     }
 
     /// Answers on the async link: TLS signatures on the asking role's own workers (never in a
