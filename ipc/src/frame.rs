@@ -13,7 +13,7 @@
 //! its header says, or names an unknown version or kind, is rejected: the channel is then closed.
 
 /// Bumped on every change to the frame or the message catalogue.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 16;
 /// Largest payload: bulk data moves as file descriptors, never inside frames.
@@ -140,7 +140,7 @@ mod tests {
         let bytes = Header::encode(Kind::Request, 0x0102, 2, b"ab").unwrap();
         assert_eq!(
             bytes,
-            [7, 0, 1, 2, 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, b'a', b'b']
+            [8, 0, 1, 2, 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, b'a', b'b']
         );
         let (h, p) = Header::decode(&bytes, 2).unwrap();
         assert_eq!(

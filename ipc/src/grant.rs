@@ -17,8 +17,8 @@ use crate::config::{
     AuthdConfig, HttpdConfig, ImapdConfig, KeydConfig, QueuedConfig, RoleConfig, SmtpdConfig,
     StoragedConfig,
 };
-use crate::context::PeerSlot;
 use crate::msg::{auth::AuthService, key::KeyService, queue::QueueService, store::StoreService};
+use crate::slot::PeerSlot;
 use crate::topology::Role;
 use crate::transport::Link;
 

@@ -27,6 +27,7 @@ pub mod role_error;
 pub mod rpc;
 pub mod secret;
 pub mod serve;
+pub mod slot;
 pub mod space;
 pub mod span;
 pub mod sync;

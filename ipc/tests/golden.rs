@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version these bytes belong to.
-const GOLDEN_PROTOCOL_VERSION: u16 = 7;
+const GOLDEN_PROTOCOL_VERSION: u16 = 8;
 
 #[test]
 fn golden_bytes_belong_to_the_current_protocol_version() {
@@ -884,7 +884,7 @@ fn store_login_and_tickets() {
         &store::Request::from(store::RevokeAccountTickets {
             account: "bob".into(),
         }),
-        &[9, 3, 98, 111, 98],
+        &[8, 3, 98, 111, 98],
     );
     assert_golden(
         &Ok::<_, store::Refused>(Some(store::AccountId::from("bob"))),
@@ -899,15 +899,13 @@ fn store_identity_questions() {
             ticket: auth::Ticket([2; 16]),
             address: "a@d".into(),
         }),
-        &[
-            10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100,
-        ],
+        &[9, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100],
     );
     assert_golden(
         &store::Request::from(store::SubmissionAccount {
             ticket: auth::Ticket([2; 16]),
         }),
-        &[11, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+        &[10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
     );
     assert_golden(&Ok::<_, store::Refused>(true), &[0, 1]);
 }
@@ -1024,41 +1022,31 @@ fn queue_admin_list() {
 
 #[test]
 fn store_session_requests() {
+    const T: auth::Ticket = auth::Ticket([3; 16]);
     #[track_caller]
-    fn golden(op: store::SessionOp, bytes: &[u8]) {
-        assert_golden(
-            &store::Request::from(store::Session {
-                ticket: auth::Ticket([3; 16]),
-                op,
-            }),
-            bytes,
-        )
+    fn golden(request: impl Into<store::Request>, bytes: &[u8]) {
+        assert_golden(&request.into(), bytes)
     }
+    golden(store::ListMailboxes { ticket: T }, &[11, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
     golden(
-        store::SessionOp::ListMailboxes,
-        &[7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0],
-    );
-    golden(
-        store::SessionOp::Select {
+        store::Select {
+            ticket: T,
             name: "Inbox".into(),
         },
-        &[
-            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 5, 73, 110, 98, 111, 120,
-        ],
+        &[16, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 73, 110, 98, 111, 120],
     );
     golden(
-        store::SessionOp::Fetch {
+        store::Fetch {
+            ticket: T,
             mailbox: store::MailboxId(5),
             uids: store::UidSet::from([(1, u32::MAX)]),
             after: Some(store::Uid(7)),
         },
-        &[
-            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 6, 5, 1, 1, 252, 255, 255, 255, 255,
-            1, 7,
-        ],
+        &[17, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 1, 1, 252, 255, 255, 255, 255, 1, 7],
     );
     golden(
-        store::SessionOp::Store {
+        store::StoreFlags {
+            ticket: T,
             mailbox: store::MailboxId(5),
             uids: store::UidSet::from([(2, 3)]),
             change: store::FlagChange::Add,
@@ -1066,59 +1054,48 @@ fn store_session_requests() {
             keywords: vec!["$Work".into()],
             unchanged_since: Some(store::ModSeq(9)),
         },
-        &[
-            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 10, 5, 1, 2, 3, 0, 1, 1, 5, 36, 87,
-            111, 114, 107, 1, 9,
-        ],
+        &[21, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 1, 2, 3, 0, 1, 1, 5, 36, 87, 111, 114, 107, 1, 9],
     );
     golden(
-        store::SessionOp::Search {
+        store::Search {
+            ticket: T,
             mailbox: store::MailboxId(5),
-            criteria: store::Search(vec![
+            criteria: store::Criteria(vec![
                 store::SearchTerm::Text("x".into()),
                 store::SearchTerm::Not,
             ]),
         },
-        &[
-            7, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 15, 5, 2, 11, 1, 120, 14,
-        ],
+        &[26, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 2, 11, 1, 120, 14],
     );
+    golden(store::Watch { ticket: T }, &[27, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
 }
 
 #[test]
-fn store_session_replies() {
-    #[track_caller]
-    fn golden(r: store::SessionReply, bytes: &[u8]) {
-        assert_golden(&Ok::<_, store::Refused>(r), bytes)
-    }
-    golden(store::SessionReply::Done, &[0, 0]);
-    golden(store::SessionReply::InvalidTicket, &[0, 12]);
-    golden(
-        store::SessionReply::Copied {
+fn store_session_answers() {
+    assert_golden(&Ok::<(), store::Refused>(()), &[0]);
+    assert_golden(
+        &Err::<(), store::Refused>(store::Refused::InvalidTicket),
+        &[1, 2],
+    );
+    assert_golden(
+        &Err::<(), store::Refused>(store::Refused::No("no".into())),
+        &[1, 3, 2, 110, 111],
+    );
+    assert_golden(
+        &Ok::<_, store::Refused>(store::Copied {
             uidvalidity: 3,
             pairs: vec![(store::Uid(1), store::Uid(2))],
-        },
-        &[0, 8, 3, 1, 1, 2],
+        }),
+        &[0, 3, 1, 1, 2],
     );
-    golden(
-        store::SessionReply::Uids(vec![store::Uid(1), store::Uid(5)]),
-        &[0, 10, 2, 1, 5],
-    );
-    golden(
-        store::SessionReply::Refused("no".into()),
-        &[0, 13, 2, 110, 111],
+    assert_golden(
+        &Ok::<_, store::Refused>(vec![store::Uid(1), store::Uid(5)]),
+        &[0, 2, 1, 5],
     );
 }
 
 #[test]
-fn store_watch_and_events() {
-    assert_golden(
-        &store::Request::from(store::Session {
-            ticket: auth::Ticket([4; 16]),
-            op: store::SessionOp::Watch,
-        }),
-        &[7, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 16],
-    );
+fn store_events() {
     #[track_caller]
     fn event(change: store::Change, bytes: &[u8]) {
         assert_golden(

@@ -1,7 +1,7 @@
 //! SEARCH over a mailbox: metadata criteria from the database, header and text criteria from the
 //! message files (decoded with mail-parser), evaluated as a validated postfix program.
 
-use ipc::msg::store::{Search, SearchTerm};
+use ipc::msg::store::{Criteria, SearchTerm};
 
 use crate::db::Db;
 use crate::db::record::Message;
@@ -13,7 +13,7 @@ use crate::messages::contains;
 const MAX_TERMS: usize = 256;
 
 /// The UIDs of `mailbox` matching `criteria`, in order.
-pub fn search(db: &Db, files: &Files, mailbox: u64, criteria: &Search) -> Result<Vec<u32>> {
+pub fn search(db: &Db, files: &Files, mailbox: u64, criteria: &Criteria) -> Result<Vec<u32>> {
     check(criteria)?;
     let needs_file = criteria.0.iter().any(|t| {
         matches!(
@@ -36,7 +36,7 @@ pub fn search(db: &Db, files: &Files, mailbox: u64, criteria: &Search) -> Result
 }
 
 /// Checks that the program is well formed: bounded, and every operator has its operands.
-fn check(criteria: &Search) -> Result<()> {
+fn check(criteria: &Criteria) -> Result<()> {
     let invalid = |why: &str| StoreError::Invalid {
         what: "search",
         why: why.into(),
@@ -190,9 +190,9 @@ mod tests {
             vec![All, All],
             vec![All, And(0)],
         ] {
-            assert!(check(&Search(bad.clone())).is_err(), "{bad:?}");
+            assert!(check(&Criteria(bad.clone())).is_err(), "{bad:?}");
         }
-        assert!(check(&Search(vec![All; MAX_TERMS + 1])).is_err());
+        assert!(check(&Criteria(vec![All; MAX_TERMS + 1])).is_err());
         for good in [
             vec![],
             vec![All],
@@ -200,7 +200,7 @@ mod tests {
             vec![All, Larger(1), And(2)],
             vec![All, Larger(1), Or, Not],
         ] {
-            assert!(check(&Search(good.clone())).is_ok(), "{good:?}");
+            assert!(check(&Criteria(good.clone())).is_ok(), "{good:?}");
         }
     }
 }

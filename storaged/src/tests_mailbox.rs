@@ -325,7 +325,7 @@ fn copy_and_move_assign_new_uids_and_keep_flags() {
 
 #[test]
 fn search_combines_metadata_headers_and_decoded_bodies() {
-    use ipc::msg::store::{Search, SearchTerm::*};
+    use ipc::msg::store::{Criteria, SearchTerm::*};
     let (f, inbox) = setup(0);
     let messages = [
         "From: ann@example.net\r\nSubject: Lunch\r\n\r\nShall we eat at noon?\r\n",
@@ -354,7 +354,7 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
     )
     .unwrap();
     let s = |terms: Vec<ipc::msg::store::SearchTerm>| {
-        crate::search::search(&f.db, &f.files, inbox, &Search(terms)).unwrap()
+        crate::search::search(&f.db, &f.files, inbox, &Criteria(terms)).unwrap()
     };
     assert_eq!(s(vec![]), [1, 2, 3]);
     assert_eq!(
@@ -406,7 +406,7 @@ fn search_combines_metadata_headers_and_decoded_bodies() {
         ]),
         [2]
     );
-    assert!(crate::search::search(&f.db, &f.files, inbox, &Search(vec![Or])).is_err());
+    assert!(crate::search::search(&f.db, &f.files, inbox, &Criteria(vec![Or])).is_err());
 }
 
 #[test]

@@ -9,9 +9,10 @@ use ipc::config::StoragedConfig;
 use ipc::msg::auth::Ticket;
 use ipc::msg::control::{AdminReply, RoleAdmin};
 use ipc::msg::store::{
-    self, FlagChange, Flags, ModSeq, SessionOp, SessionReply, StoreService, Uid, UidSet,
+    self, Appended, ChangesSince, Copied, FlagChange, Flags, Messages, ModSeq, Refused, Selected,
+    StoreService, Stored, Uid, UidSet,
 };
-use ipc::rpc::Client;
+use ipc::rpc::{Call, Client};
 use ipc::{AdminCall, Context, Link, Role, grant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -115,20 +116,15 @@ impl H {
         assert_eq!(self.authd.ask(r.clone()).await.unwrap(), Ok(()));
     }
 
-    async fn op(
+    /// Makes the request `op` builds for `ticket` on `via`'s link; its answer and the
+    /// descriptors that came with it.
+    async fn op<C: Call<Service = StoreService>>(
         &self,
         via: &Client<StoreService>,
         ticket: Ticket,
-        op: SessionOp,
-    ) -> (SessionReply, Vec<std::os::fd::OwnedFd>) {
-        match via
-            .call(store::Session { ticket, op }, Vec::new())
-            .await
-            .unwrap()
-        {
-            (Ok(r), fds) => (r, fds),
-            other => panic!("{other:?}"),
-        }
+        op: impl FnOnce(Ticket) -> C,
+    ) -> (C::Answer, Vec<std::os::fd::OwnedFd>) {
+        via.call(op(ticket), Vec::new()).await.unwrap()
     }
 }
 
@@ -138,20 +134,20 @@ const EVE: Ticket = Ticket([2; 16]);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_without_a_valid_ticket_for_this_role() {
     let h = start().await;
-    let list = SessionOp::ListMailboxes;
+    let list = |ticket| store::ListMailboxes { ticket };
     assert_eq!(
-        h.op(&h.imapd, BOB, list.clone()).await.0,
-        SessionReply::InvalidTicket
+        h.op(&h.imapd, BOB, list).await.0,
+        Err(Refused::InvalidTicket)
     );
     h.register(BOB, "bob", Role::Imapd).await;
     assert!(matches!(
-        h.op(&h.imapd, BOB, list.clone()).await.0,
-        SessionReply::Mailboxes(l) if l.len() == 6
+        h.op(&h.imapd, BOB, list).await.0,
+        Ok(l) if l.len() == 6
     ));
     // The same ticket on httpd's link is not valid: it was issued to imapd.
     assert_eq!(
-        h.op(&h.httpd, BOB, list.clone()).await.0,
-        SessionReply::InvalidTicket
+        h.op(&h.httpd, BOB, list).await.0,
+        Err(Refused::InvalidTicket)
     );
     // Only authd may register tickets; imapd may not mint its own.
     let forged = store::RegisterTicket {
@@ -165,15 +161,15 @@ async fn nothing_without_a_valid_ticket_for_this_role() {
         Err(store::Refused::Failed(f)) if !f.temporary
     ));
     assert_eq!(
-        h.op(&h.imapd, Ticket([9; 16]), list.clone()).await.0,
-        SessionReply::InvalidTicket
+        h.op(&h.imapd, Ticket([9; 16]), list).await.0,
+        Err(Refused::InvalidTicket)
     );
     // Revoked: gone.
     let revoke = store::RevokeTicket { ticket: BOB };
     assert_eq!(h.authd.ask(revoke.clone()).await.unwrap(), Ok(()));
     assert_eq!(
-        h.op(&h.imapd, BOB, list.clone()).await.0,
-        SessionReply::InvalidTicket
+        h.op(&h.imapd, BOB, list).await.0,
+        Err(Refused::InvalidTicket)
     );
     // Expired: gone.
     let r = store::RegisterTicket {
@@ -185,7 +181,7 @@ async fn nothing_without_a_valid_ticket_for_this_role() {
     assert_eq!(h.authd.ask(r).await.unwrap(), Ok(()));
     assert_eq!(
         h.op(&h.imapd, BOB, list).await.0,
-        SessionReply::InvalidTicket
+        Err(Refused::InvalidTicket)
     );
     h.shutdown.cancel();
 }
@@ -193,7 +189,7 @@ async fn nothing_without_a_valid_ticket_for_this_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_change_or_account_removal_ends_only_that_accounts_sessions() {
     let h = start().await;
-    let list = SessionOp::ListMailboxes;
+    let list = |ticket| store::ListMailboxes { ticket };
     let bob2 = Ticket([3; 16]);
     h.register(BOB, "bob", Role::Imapd).await;
     h.register(bob2, "bob", Role::Httpd).await;
@@ -206,31 +202,25 @@ async fn a_password_change_or_account_removal_ends_only_that_accounts_sessions()
         h.imapd.ask(revoke.clone()).await.unwrap(),
         Err(store::Refused::Failed(f)) if !f.temporary
     ));
-    assert!(matches!(
-        h.op(&h.imapd, BOB, list.clone()).await.0,
-        SessionReply::Mailboxes(_)
-    ));
+    assert!(h.op(&h.imapd, BOB, list).await.0.is_ok());
     // authd says bob's password changed: every session of bob ends, eve's goes on.
     assert_eq!(h.authd.ask(revoke.clone()).await.unwrap(), Ok(()));
     assert_eq!(
-        h.op(&h.imapd, BOB, list.clone()).await.0,
-        SessionReply::InvalidTicket
+        h.op(&h.imapd, BOB, list).await.0,
+        Err(Refused::InvalidTicket)
     );
     assert_eq!(
-        h.op(&h.httpd, bob2, list.clone()).await.0,
-        SessionReply::InvalidTicket
+        h.op(&h.httpd, bob2, list).await.0,
+        Err(Refused::InvalidTicket)
     );
-    assert!(matches!(
-        h.op(&h.imapd, EVE, list.clone()).await.0,
-        SessionReply::Mailboxes(_)
-    ));
+    assert!(h.op(&h.imapd, EVE, list).await.0.is_ok());
     // Removing eve's account ends her sessions with it.
     h.admin(store::Admin::RemoveAccount { name: "eve".into() })
         .await
         .unwrap();
     assert_eq!(
         h.op(&h.imapd, EVE, list).await.0,
-        SessionReply::InvalidTicket
+        Err(Refused::InvalidTicket)
     );
     h.shutdown.cancel();
 }
@@ -240,24 +230,27 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     let h = start().await;
     h.register(BOB, "bob", Role::Imapd).await;
     h.register(EVE, "eve", Role::Imapd).await;
-    let select = SessionOp::Select {
+    let select = move |ticket| store::Select {
+        ticket,
         name: "INBOX".into(),
     };
-    let SessionReply::Selected { id: inbox, info } = h.op(&h.imapd, BOB, select).await.0 else {
+    let Ok(Selected { id: inbox, info }) = h.op(&h.imapd, BOB, select).await.0 else {
         panic!("no select")
     };
     assert_eq!((info.total, info.uidnext), (0, Uid(1)));
 
     let msg = b"From: Ann <ann@example.net>\r\nSubject: appended\r\n\r\nhello\r\n";
-    let (SessionReply::UploadOpened { upload }, fds) =
-        h.op(&h.imapd, BOB, SessionOp::OpenUpload).await
+    let (Ok(upload), fds) = h
+        .op(&h.imapd, BOB, |ticket| store::OpenUpload { ticket })
+        .await
     else {
         panic!("no upload")
     };
     std::fs::File::from(fds.into_iter().next().unwrap())
         .write_all(msg)
         .unwrap();
-    let append = SessionOp::Append {
+    let append = move |ticket| store::Append {
+        ticket,
         name: "Inbox".into(),
         upload,
         flags: Flags::SEEN,
@@ -266,19 +259,19 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
     };
     assert_eq!(
         h.op(&h.imapd, BOB, append).await.0,
-        SessionReply::Appended {
+        Ok(Appended {
             uidvalidity: info.uidvalidity,
             uid: Uid(1)
-        }
+        })
     );
 
-    let fetch = SessionOp::Fetch {
+    let fetch = move |ticket| store::Fetch {
+        ticket,
         mailbox: inbox,
         uids: UidSet::from([(1, u32::MAX)]),
         after: None,
     };
-    let SessionReply::Messages { messages, more } = h.op(&h.imapd, BOB, fetch.clone()).await.0
-    else {
+    let Ok(Messages { messages, more }) = h.op(&h.imapd, BOB, fetch).await.0 else {
         panic!("no messages")
     };
     assert_eq!(more, None);
@@ -300,11 +293,12 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
         (Some("Ann".into()), "ann".into(), "example.net".into())
     );
 
-    let open = SessionOp::Open {
+    let open = move |ticket| store::Open {
+        ticket,
         mailbox: inbox,
         uid: Uid(1),
     };
-    let (SessionReply::Opened { size }, fds) = h.op(&h.imapd, BOB, open.clone()).await else {
+    let (Ok(size), fds) = h.op(&h.imapd, BOB, open).await else {
         panic!("not opened")
     };
     let mut file = std::fs::File::from(fds.into_iter().next().unwrap());
@@ -317,7 +311,8 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
         "the message descriptor is read-only"
     );
 
-    let store_op = SessionOp::Store {
+    let store_op = move |ticket| store::StoreFlags {
+        ticket,
         mailbox: inbox,
         uids: UidSet::from([(1, 1)]),
         change: FlagChange::Add,
@@ -325,85 +320,97 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
         keywords: vec![],
         unchanged_since: None,
     };
-    let SessionReply::Stored { updated, modified } = h.op(&h.imapd, BOB, store_op).await.0 else {
+    let Ok(Stored { updated, modified }) = h.op(&h.imapd, BOB, store_op).await.0 else {
         panic!("not stored")
     };
     assert!(modified.is_empty() && updated[0].flags == Flags::SEEN | Flags::DELETED);
-    let copy = SessionOp::Copy {
+    let copy = move |ticket| store::Copy {
+        ticket,
         from: inbox,
         uids: UidSet::from([(1, 1)]),
         to: "Archive".into(),
     };
-    let SessionReply::Copied { pairs, .. } = h.op(&h.imapd, BOB, copy).await.0 else {
+    let Ok(Copied { pairs, .. }) = h.op(&h.imapd, BOB, copy).await.0 else {
         panic!("not copied")
     };
     assert_eq!(pairs, [(Uid(1), Uid(1))]);
-    let expunge = SessionOp::Expunge {
+    let expunge = move |ticket| store::Expunge {
+        ticket,
         mailbox: inbox,
         uids: None,
     };
-    assert_eq!(
-        h.op(&h.imapd, BOB, expunge.clone()).await.0,
-        SessionReply::Expunged(vec![Uid(1)])
-    );
-    let changes = SessionOp::Changes {
+    assert_eq!(h.op(&h.imapd, BOB, expunge).await.0, Ok(vec![Uid(1)]));
+    let changes = move |ticket| store::Changes {
+        ticket,
         mailbox: inbox,
         since: ModSeq(1),
     };
-    let SessionReply::Changes { vanished, .. } = h.op(&h.imapd, BOB, changes).await.0 else {
+    let Ok(ChangesSince { vanished, .. }) = h.op(&h.imapd, BOB, changes).await.0 else {
         panic!("no changes")
     };
     assert_eq!(vanished, [Uid(1)]);
 
     // Eve's ticket cannot reach bob's mailbox by id.
-    for op in [fetch, open, expunge] {
-        let r = h.op(&h.imapd, EVE, op).await.0;
+    fn no_such_mailbox<T: std::fmt::Debug>(r: Result<T, Refused>) {
         assert!(
-            matches!(r, SessionReply::Refused(ref e) if e.contains("no such mailbox")),
+            matches!(r, Err(Refused::No(ref e)) if e.contains("no such mailbox")),
             "{r:?}"
         );
     }
-    let select = SessionOp::Select {
+    no_such_mailbox(h.op(&h.imapd, EVE, fetch).await.0);
+    no_such_mailbox(h.op(&h.imapd, EVE, open).await.0);
+    no_such_mailbox(h.op(&h.imapd, EVE, expunge).await.0);
+    let select = move |ticket| store::Select {
+        ticket,
         name: "Inbox".into(),
     };
-    let SessionReply::Selected { id: eve_inbox, .. } = h.op(&h.imapd, EVE, select).await.0 else {
+    let Ok(Selected { id: eve_inbox, .. }) = h.op(&h.imapd, EVE, select).await.0 else {
         panic!("no select")
     };
     assert_ne!(eve_inbox, inbox);
 
     // Mailbox management, and a clean store at the end.
-    let create = SessionOp::CreateMailbox {
+    let create = move |ticket| store::CreateMailbox {
+        ticket,
         name: "Projects/moxd".into(),
     };
-    assert_eq!(h.op(&h.imapd, BOB, create).await.0, SessionReply::Done);
-    let rename = SessionOp::RenameMailbox {
+    assert_eq!(h.op(&h.imapd, BOB, create).await.0, Ok(()));
+    let rename = move |ticket| store::RenameMailbox {
+        ticket,
         from: "Projects".into(),
         to: "Work".into(),
     };
-    assert_eq!(h.op(&h.imapd, BOB, rename).await.0, SessionReply::Done);
+    assert_eq!(h.op(&h.imapd, BOB, rename).await.0, Ok(()));
     // Renaming INBOX moves its messages into the new mailbox and leaves INBOX empty.
-    let (SessionReply::UploadOpened { upload }, fds) =
-        h.op(&h.imapd, BOB, SessionOp::OpenUpload).await
+    let (Ok(upload), fds) = h
+        .op(&h.imapd, BOB, |ticket| store::OpenUpload { ticket })
+        .await
     else {
         panic!("no upload")
     };
     std::fs::File::from(fds.into_iter().next().unwrap())
         .write_all(b"Subject: keep me\r\n\r\nx\r\n")
         .unwrap();
-    let append = SessionOp::Append {
+    let append = move |ticket| store::Append {
+        ticket,
         name: "Inbox".into(),
         upload,
         flags: Flags::NONE,
         keywords: vec![],
         internal_date: None,
     };
-    h.op(&h.imapd, BOB, append).await;
-    let rename = SessionOp::RenameMailbox {
+    let done = h.op(&h.imapd, BOB, append).await.0;
+    assert!(done.is_ok(), "{done:?}");
+    let rename = move |ticket| store::RenameMailbox {
+        ticket,
         from: "inbox".into(),
         to: "Old mail".into(),
     };
-    assert_eq!(h.op(&h.imapd, BOB, rename).await.0, SessionReply::Done);
-    let SessionReply::Mailboxes(list) = h.op(&h.imapd, BOB, SessionOp::ListMailboxes).await.0
+    assert_eq!(h.op(&h.imapd, BOB, rename).await.0, Ok(()));
+    let Ok(list) = h
+        .op(&h.imapd, BOB, |ticket| store::ListMailboxes { ticket })
+        .await
+        .0
     else {
         panic!("no list")
     };
@@ -413,12 +420,13 @@ async fn append_fetch_open_store_copy_expunge_and_changes() {
         (Some(0), Some(1)),
         "{list:?}"
     );
-    let delete = SessionOp::DeleteMailbox {
+    let delete = move |ticket| store::DeleteMailbox {
+        ticket,
         name: "Inbox".into(),
     };
     assert!(matches!(
         h.op(&h.imapd, BOB, delete).await.0,
-        SessionReply::Refused(_)
+        Err(Refused::No(_))
     ));
     assert_eq!(
         h.admin(store::Admin::VerifyData).await.unwrap(),
@@ -433,13 +441,16 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
     let h = start().await;
     h.register(BOB, "bob", Role::Imapd).await;
     assert_eq!(
-        h.op(&h.imapd, BOB, SessionOp::Watch).await.0,
-        SessionReply::Done
+        h.op(&h.imapd, BOB, |ticket| store::Watch { ticket })
+            .await
+            .0,
+        Ok(())
     );
-    let select = SessionOp::Select {
+    let select = move |ticket| store::Select {
+        ticket,
         name: "Inbox".into(),
     };
-    let SessionReply::Selected { id: inbox, .. } = h.op(&h.imapd, BOB, select).await.0 else {
+    let Ok(Selected { id: inbox, .. }) = h.op(&h.imapd, BOB, select).await.0 else {
         panic!("no select")
     };
     // A delivery (through the admin path, as moxctl deliver does), a flag change, an expunge.
@@ -457,7 +468,8 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
         })
         .unwrap();
     rx.await.unwrap().unwrap();
-    let flag = SessionOp::Store {
+    let flag = move |ticket| store::StoreFlags {
+        ticket,
         mailbox: inbox,
         uids: UidSet::from([(1, 1)]),
         change: FlagChange::Add,
@@ -465,12 +477,15 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
         keywords: vec![],
         unchanged_since: None,
     };
-    h.op(&h.imapd, BOB, flag).await;
-    let expunge = SessionOp::Expunge {
+    let done = h.op(&h.imapd, BOB, flag).await.0;
+    assert!(done.is_ok(), "{done:?}");
+    let expunge = move |ticket| store::Expunge {
+        ticket,
         mailbox: inbox,
         uids: None,
     };
-    h.op(&h.imapd, BOB, expunge).await;
+    let done = h.op(&h.imapd, BOB, expunge).await.0;
+    assert!(done.is_ok(), "{done:?}");
 
     let mut events = h.imapd_events.lock().await;
     let mut got = Vec::new();
@@ -525,15 +540,17 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
     let revoke = store::RevokeTicket { ticket: BOB };
     assert_eq!(h.authd.ask(revoke).await.unwrap(), Ok(()));
     h.register(EVE, "bob", Role::Imapd).await;
-    let (SessionReply::UploadOpened { upload }, fds) =
-        h.op(&h.imapd, EVE, SessionOp::OpenUpload).await
+    let (Ok(upload), fds) = h
+        .op(&h.imapd, EVE, |ticket| store::OpenUpload { ticket })
+        .await
     else {
         panic!("no upload")
     };
     std::fs::File::from(fds.into_iter().next().unwrap())
         .write_all(b"Subject: z\r\n\r\n")
         .unwrap();
-    let append = SessionOp::Append {
+    let append = move |ticket| store::Append {
+        ticket,
         name: "Inbox".into(),
         upload,
         flags: Flags::NONE,
@@ -542,7 +559,7 @@ async fn watchers_get_durable_changes_in_modseq_order_until_logout() {
     };
     assert!(matches!(
         h.op(&h.imapd, EVE, append).await.0,
-        SessionReply::Appended { .. }
+        Ok(Appended { .. })
     ));
     let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), events.recv()).await;
     assert!(
@@ -559,14 +576,20 @@ async fn a_closed_link_ends_the_sessions_of_its_role() {
     h._incoming.send((Role::Imapd, theirs)).unwrap();
     let second = Client::<StoreService>::new(ours).0;
     h.register(BOB, "bob", Role::Imapd).await;
-    assert!(matches!(
-        h.op(&second, BOB, SessionOp::ListMailboxes).await.0,
-        SessionReply::Mailboxes(_)
-    ));
+    let listed = h
+        .op(&second, BOB, |ticket| store::ListMailboxes { ticket })
+        .await
+        .0;
+    assert!(listed.is_ok(), "{listed:?}");
     // The imapd process behind that link is gone (as when it is killed).
     drop(second);
     let start = std::time::Instant::now();
-    while h.op(&h.imapd, BOB, SessionOp::ListMailboxes).await.0 != SessionReply::InvalidTicket {
+    while h
+        .op(&h.imapd, BOB, |ticket| store::ListMailboxes { ticket })
+        .await
+        .0
+        != Err(Refused::InvalidTicket)
+    {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(5),
             "sessions outlived the link"
@@ -583,35 +606,44 @@ async fn a_shared_watch_outlives_the_first_of_its_sessions() {
     h.register(BOB, "bob", Role::Imapd).await;
     h.register(EVE, "bob", Role::Imapd).await;
     assert_eq!(
-        h.op(&h.imapd, BOB, SessionOp::Watch).await.0,
-        SessionReply::Done
+        h.op(&h.imapd, BOB, |ticket| store::Watch { ticket })
+            .await
+            .0,
+        Ok(())
     );
     assert_eq!(
-        h.op(&h.imapd, EVE, SessionOp::Watch).await.0,
-        SessionReply::Done
+        h.op(&h.imapd, EVE, |ticket| store::Watch { ticket })
+            .await
+            .0,
+        Ok(())
     );
     let revoke = store::RevokeTicket { ticket: BOB };
     assert_eq!(h.authd.ask(revoke).await.unwrap(), Ok(()));
-    let create = SessionOp::CreateMailbox {
+    let create = move |ticket| store::CreateMailbox {
+        ticket,
         name: "Shared".into(),
     };
-    h.op(&h.imapd, EVE, create).await;
-    let (SessionReply::UploadOpened { upload }, fds) =
-        h.op(&h.imapd, EVE, SessionOp::OpenUpload).await
+    let done = h.op(&h.imapd, EVE, create).await.0;
+    assert!(done.is_ok(), "{done:?}");
+    let (Ok(upload), fds) = h
+        .op(&h.imapd, EVE, |ticket| store::OpenUpload { ticket })
+        .await
     else {
         panic!("no upload")
     };
     std::fs::File::from(fds.into_iter().next().unwrap())
         .write_all(b"Subject: s\r\n\r\n")
         .unwrap();
-    let append = SessionOp::Append {
+    let append = move |ticket| store::Append {
+        ticket,
         name: "Shared".into(),
         upload,
         flags: Flags::NONE,
         keywords: vec![],
         internal_date: None,
     };
-    h.op(&h.imapd, EVE, append).await;
+    let done = h.op(&h.imapd, EVE, append).await.0;
+    assert!(done.is_ok(), "{done:?}");
     let mut events = h.imapd_events.lock().await;
     let wait = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv());
     let Some(Event::Changed { change, .. }) = wait.await.expect("an event in time") else {

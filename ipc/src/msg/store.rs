@@ -1,13 +1,15 @@
 //! The store service offered by storaged: delivery into mailboxes (for smtpd and queued), and
 //! the administration of domains, accounts and addresses (forwarded by the supervisor from
-//! moxctl over the control channel). The mailbox API for imapd and httpd, scoped by session
-//! tickets, is not defined yet.
+//! moxctl over the control channel), and the mailbox API of imapd and httpd: one request per
+//! operation, each naming the session ticket authd issued, answered with its own type.
 //!
 //! storaged decides what a caller may do from the link a request arrives on: delivery requests
-//! are served only on links from smtpd and queued.
+//! are served only on links from smtpd and queued, session requests only on links from imapd
+//! and httpd, and those only for the account of a ticket issued to that role.
 
 use serde::{Deserialize, Serialize};
 
+use crate::msg::auth::Ticket;
 pub use crate::msg::types::{AccountId, DeliveryId, Flags, MailboxId, ModSeq, Uid, UidSet};
 use crate::rpc::Service;
 
@@ -55,13 +57,6 @@ crate::requests! {
         } -> (),
         /// authd → storaged: `ticket` is no longer valid.
         RevokeTicket { ticket: crate::msg::auth::Ticket } -> (),
-        /// imapd, httpd → storaged: an operation on behalf of the session of `ticket` (issued
-        /// by authd to the calling role); it reaches only that session's account. Descriptors
-        /// come with the answer where the operation says so.
-        Session {
-            ticket: crate::msg::auth::Ticket,
-            op: SessionOp,
-        } -> SessionReply,
         /// submission → storaged: the account `address` belongs to (as a recipient would
         /// reach it), to check that a sender uses an address of its own.
         SenderAccount { address: String } -> Option<AccountId>,
@@ -78,6 +73,67 @@ crate::requests! {
         /// queued → storaged: the account of the live submission session of `ticket` (which
         /// account's sending limits a message counts against); `None` when there is none.
         SubmissionAccount { ticket: crate::msg::auth::Ticket } -> Option<AccountId>,
+        // imapd, httpd → storaged, for the session of `ticket` (issued by authd to the calling
+        // role), reaching only that session's account. Mailboxes are named by name or by the
+        // id `Select` returned. A ticket that is unknown, expired or another role's is
+        // refused with `InvalidTicket`; what IMAP answers NO to, with `No`.
+        /// The account's mailboxes.
+        ListMailboxes { ticket: Ticket } -> Vec<MailboxInfo>,
+        CreateMailbox { ticket: Ticket, name: String } -> (),
+        /// Renaming INBOX moves its messages into a new mailbox and leaves INBOX empty.
+        RenameMailbox { ticket: Ticket, from: String, to: String } -> (),
+        DeleteMailbox { ticket: Ticket, name: String } -> (),
+        Subscribe { ticket: Ticket, name: String, subscribed: bool } -> (),
+        /// The mailbox's id, state and counts.
+        Select { ticket: Ticket, name: String } -> Selected,
+        /// Metadata of the messages in `uids`, resuming after UID `after`; answered in pages
+        /// that fit a frame.
+        Fetch {
+            ticket: Ticket,
+            mailbox: MailboxId,
+            uids: UidSet,
+            after: Option<Uid>,
+        } -> Messages,
+        /// A read-only descriptor of one message's bytes comes with the answer, its size.
+        Open { ticket: Ticket, mailbox: MailboxId, uid: Uid } -> u64,
+        /// A writable temporary file for a message to append comes with the answer, its id.
+        OpenUpload { ticket: Ticket } -> u64,
+        /// Appends the upload to mailbox `name`.
+        Append {
+            ticket: Ticket,
+            name: String,
+            upload: u64,
+            flags: Flags,
+            keywords: Vec<String>,
+            internal_date: Option<i64>,
+        } -> Appended,
+        /// Changes flags and keywords; with `unchanged_since`, CONDSTORE semantics.
+        StoreFlags {
+            ticket: Ticket,
+            mailbox: MailboxId,
+            uids: UidSet,
+            change: FlagChange,
+            flags: Flags,
+            keywords: Vec<String>,
+            unchanged_since: Option<ModSeq>,
+        } -> Stored,
+        /// Copies messages; (source UID, new UID) pairs for COPYUID.
+        Copy { ticket: Ticket, from: MailboxId, uids: UidSet, to: String } -> Copied,
+        /// Moves messages; answered as a copy.
+        Move { ticket: Ticket, from: MailboxId, uids: UidSet, to: String } -> Copied,
+        /// Removes `\Deleted` messages (only those in `uids`, if given); the UIDs removed.
+        Expunge {
+            ticket: Ticket,
+            mailbox: MailboxId,
+            uids: Option<UidSet>,
+        } -> Vec<Uid>,
+        /// Changed messages and vanished UIDs since `since` (CONDSTORE/QRESYNC).
+        Changes { ticket: Ticket, mailbox: MailboxId, since: ModSeq } -> ChangesSince,
+        /// The UIDs of the messages matching `criteria`, in UID order.
+        Search { ticket: Ticket, mailbox: MailboxId, criteria: Criteria } -> Vec<Uid>,
+        /// From now on, push this account's changes to the calling link as [`Event`]s, in
+        /// modseq order, once they are durable; until the ticket is revoked.
+        Watch { ticket: Ticket } -> (),
     }
 }
 
@@ -90,6 +146,10 @@ pub enum Refused {
     /// disk full, or the calling link holds as many bytes of open deliveries as it may (SMTP's
     /// `452 4.3.1`). Nothing of the delivery was kept.
     InsufficientStorage { message: String },
+    /// The session's ticket is unknown, expired, or not for this role: log in again.
+    InvalidTicket,
+    /// The operation is not possible (no such mailbox, invalid name, …): IMAP's NO.
+    No(String),
 }
 
 impl Refused {
@@ -121,98 +181,17 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::Failed(failure) => f.write_str(&failure.message),
             Refused::InsufficientStorage { message } => f.write_str(message),
+            Refused::InvalidTicket => f.write_str("the session is not valid; log in again"),
+            Refused::No(why) => f.write_str(why),
         }
     }
-}
-
-/// Mailbox operations of a session. Mailboxes are named by name or by the id `Select` returned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SessionOp {
-    ListMailboxes,
-    CreateMailbox {
-        name: String,
-    },
-    RenameMailbox {
-        from: String,
-        to: String,
-    },
-    DeleteMailbox {
-        name: String,
-    },
-    Subscribe {
-        name: String,
-        subscribed: bool,
-    },
-    /// The mailbox's id, state and counts.
-    Select {
-        name: String,
-    },
-    /// Metadata of the messages in `uids`, resuming after UID `after`; answered in pages that
-    /// fit a frame.
-    Fetch {
-        mailbox: MailboxId,
-        uids: UidSet,
-        after: Option<Uid>,
-    },
-    /// A read-only descriptor of one message's bytes.
-    Open {
-        mailbox: MailboxId,
-        uid: Uid,
-    },
-    /// A writable temporary file for a message to append; its fd comes with the answer.
-    OpenUpload,
-    /// Appends the upload to mailbox `name`.
-    Append {
-        name: String,
-        upload: u64,
-        flags: Flags,
-        keywords: Vec<String>,
-        internal_date: Option<i64>,
-    },
-    /// Changes flags and keywords; with `unchanged_since`, CONDSTORE semantics.
-    Store {
-        mailbox: MailboxId,
-        uids: UidSet,
-        change: FlagChange,
-        flags: Flags,
-        keywords: Vec<String>,
-        unchanged_since: Option<ModSeq>,
-    },
-    Copy {
-        from: MailboxId,
-        uids: UidSet,
-        to: String,
-    },
-    Move {
-        from: MailboxId,
-        uids: UidSet,
-        to: String,
-    },
-    /// Removes `\Deleted` messages (only those in `uids`, if given).
-    Expunge {
-        mailbox: MailboxId,
-        uids: Option<UidSet>,
-    },
-    /// Changed messages and vanished UIDs since `since` (CONDSTORE/QRESYNC).
-    Changes {
-        mailbox: MailboxId,
-        since: ModSeq,
-    },
-    /// The UIDs of the messages matching `criteria`.
-    Search {
-        mailbox: MailboxId,
-        criteria: Search,
-    },
-    /// From now on, push this account's changes to the calling link as [`Event`]s, in modseq
-    /// order, once they are durable; until the ticket is revoked.
-    Watch,
 }
 
 /// Search criteria as a postfix program (operands first, then `And(n)`, `Or`, `Not`), so that
 /// no nesting is needed on the wire: a deeply nested value could exhaust the decoder's stack.
 /// An empty program matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Search(pub Vec<SearchTerm>);
+pub struct Criteria(pub Vec<SearchTerm>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SearchTerm {
@@ -315,52 +294,48 @@ pub struct MessageFlags {
     pub keywords: Vec<String>,
 }
 
-/// storaged's answer to a [`SessionOp`].
+/// The answer to [`Select`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SessionReply {
-    Done,
-    Mailboxes(Vec<MailboxInfo>),
-    Selected {
-        id: MailboxId,
-        info: MailboxInfo,
-    },
-    Messages {
-        messages: Vec<MessageMeta>,
-        more: Option<Uid>,
-    },
-    /// The message's fd comes with it.
-    Opened {
-        size: u64,
-    },
-    /// The upload's writable fd comes with it.
-    UploadOpened {
-        upload: u64,
-    },
-    Appended {
-        uidvalidity: u32,
-        uid: Uid,
-    },
-    Stored {
-        updated: Vec<MessageFlags>,
-        modified: Vec<Uid>,
-    },
-    /// (source UID, new UID) pairs, for COPYUID.
-    Copied {
-        uidvalidity: u32,
-        pairs: Vec<(Uid, Uid)>,
-    },
-    Expunged(Vec<Uid>),
-    /// Search results, in UID order.
-    Uids(Vec<Uid>),
-    Changes {
-        changed: Vec<MessageFlags>,
-        vanished: Vec<Uid>,
-        highest_modseq: ModSeq,
-    },
-    /// The ticket is unknown, expired, or not for this role: log in again.
-    InvalidTicket,
-    /// The operation failed (no such mailbox, invalid name, …): an IMAP NO.
-    Refused(String),
+pub struct Selected {
+    pub id: MailboxId,
+    pub info: MailboxInfo,
+}
+
+/// A page of the answer to [`Fetch`]: `more` names the last UID sent when the page filled up,
+/// to ask again from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    pub messages: Vec<MessageMeta>,
+    pub more: Option<Uid>,
+}
+
+/// The answer to [`Append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub uidvalidity: u32,
+    pub uid: Uid,
+}
+
+/// The answer to [`StoreFlags`]: the messages changed, and those CONDSTORE left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    pub updated: Vec<MessageFlags>,
+    pub modified: Vec<Uid>,
+}
+
+/// The answer to [`Copy`] and [`Move`]: (source UID, new UID) pairs, for COPYUID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Copied {
+    pub uidvalidity: u32,
+    pub pairs: Vec<(Uid, Uid)>,
+}
+
+/// The answer to [`Changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesSince {
+    pub changed: Vec<MessageFlags>,
+    pub vanished: Vec<Uid>,
+    pub highest_modseq: ModSeq,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -229,6 +229,12 @@ async fn deliver(
         Ok(Err(store::Refused::Failed(f))) => {
             Reply::new(554, "5.3.0", format!("not delivered: {}", f.message))
         }
+        // Answers to the mailbox API, never to a delivery.
+        Ok(Err(refused @ (store::Refused::InvalidTicket | store::Refused::No(_)))) => Reply::new(
+            451,
+            "4.3.0",
+            format!("not delivered: {refused}; try again later"),
+        ),
         Ok(Ok(results)) => Reply::new(
             451,
             "4.3.0",

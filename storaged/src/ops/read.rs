@@ -3,7 +3,7 @@
 
 use std::os::fd::OwnedFd;
 
-use ipc::msg::store::{MessageMeta, ModSeq, Search, SessionReply, Uid};
+use ipc::msg::store::{ChangesSince, Criteria, MessageMeta, Messages, ModSeq, Uid};
 
 use super::wire::{meta, wire_flags};
 use super::{Outcome, done};
@@ -16,13 +16,13 @@ const PAGE_BYTES: usize = 48 * 1024;
 impl Store {
     /// Metadata of the messages in `uids` after `after`, one page at a time: `more` names the
     /// last uid sent when the page filled up, so the caller asks again from there.
-    pub(super) fn fetch(
+    pub(crate) fn fetch(
         &self,
         account: &str,
         mailbox: u64,
         uids: &crate::messages::UidSet,
         after: Option<u32>,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome<Messages>, StoreError> {
         self.owned(account, mailbox)?;
         let mut messages = Vec::new();
         let mut bytes = 0;
@@ -42,16 +42,16 @@ impl Store {
             bytes += size;
             messages.push(meta);
         }
-        done(SessionReply::Messages { messages, more })
+        done(Messages { messages, more })
     }
 
     /// Opens message `uid` for reading; the descriptor travels with the answer.
-    pub(super) fn open(
+    pub(crate) fn open(
         &self,
         account: &str,
         mailbox: u64,
         uid: u32,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome<u64>, StoreError> {
         self.owned(account, mailbox)?;
         let m = self
             .db
@@ -64,36 +64,30 @@ impl Store {
             })?
             .1;
         let file = self.files.open_read(m.file)?;
-        Ok((
-            (
-                SessionReply::Opened { size: m.size },
-                vec![OwnedFd::from(file)],
-            ),
-            Vec::new(),
-        ))
+        Ok(((m.size, vec![OwnedFd::from(file)]), Vec::new()))
     }
 
-    pub(super) fn search(
+    pub(crate) fn search(
         &self,
         account: &str,
         mailbox: u64,
-        criteria: &Search,
-    ) -> Result<Outcome, StoreError> {
+        criteria: &Criteria,
+    ) -> Result<Outcome<Vec<Uid>>, StoreError> {
         self.owned(account, mailbox)?;
         let found = crate::search::search(&self.db, &self.files, mailbox, criteria)?;
-        done(SessionReply::Uids(found.into_iter().map(Uid).collect()))
+        done(found.into_iter().map(Uid).collect())
     }
 
     /// Flag changes and expunges since modseq `since`, for CONDSTORE/QRESYNC resynchronisation.
-    pub(super) fn changes(
+    pub(crate) fn changes(
         &self,
         account: &str,
         mailbox: u64,
         since: u64,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome<ChangesSince>, StoreError> {
         self.owned(account, mailbox)?;
         let c = self.db.changes_since(mailbox, since)?;
-        done(SessionReply::Changes {
+        done(ChangesSince {
             changed: c.changed.into_iter().map(wire_flags).collect(),
             vanished: c.vanished.into_iter().map(Uid).collect(),
             highest_modseq: ModSeq(c.highest_modseq),

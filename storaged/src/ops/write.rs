@@ -2,56 +2,37 @@
 //! message files a change frees are returned for unlinking once the change is durable.
 
 use ipc::Role;
-use ipc::msg::store::{FlagChange, SessionReply, Uid};
+use ipc::msg::store::{self as msg, Appended, Copied, FlagChange, Stored, Uid};
 
 use super::wire::wire_flags;
 use super::{Outcome, done};
 use crate::db::now;
-use crate::db::record::{Flags, Message};
+use crate::db::record::Message;
 use crate::error::StoreError;
 use crate::messages::{Change, check_keyword};
 use crate::service::Store;
 
-/// What `Append` says about the message besides its mailbox.
-pub(super) struct Upload {
-    pub(super) upload: u64,
-    pub(super) flags: Flags,
-    pub(super) keywords: Vec<String>,
-    pub(super) internal_date: Option<i64>,
-}
-
-/// What `Store` changes on the messages it names.
-pub(super) struct FlagUpdate {
-    pub(super) change: FlagChange,
-    pub(super) flags: Flags,
-    pub(super) keywords: Vec<String>,
-    pub(super) unchanged_since: Option<u64>,
-}
-
 impl Store {
     /// Opens a temporary file that `peer` fills and then names in `Append`.
-    pub(super) fn open_upload(&self, peer: Role) -> Result<Outcome, StoreError> {
+    pub(crate) fn open_upload(&self, peer: Role) -> Result<Outcome<u64>, StoreError> {
         let (id, fd) = self.open_temp(peer).map_err(|r| match r {
             crate::service::Refused::InsufficientStorage { message } => {
                 StoreError::NoSpace(message)
             }
-            crate::service::Refused::Failed(f) => StoreError::Failed(f.message),
+            other => StoreError::Failed(other.to_string()),
         })?;
-        Ok((
-            (SessionReply::UploadOpened { upload: id }, vec![fd]),
-            Vec::new(),
-        ))
+        Ok(((id, vec![fd]), Vec::new()))
     }
 
     /// Files `peer`'s upload into mailbox `name`. The stored file is removed again if analysis
     /// or the database append fails, so a refused append leaves nothing behind.
-    pub(super) fn append(
+    pub(crate) fn append(
         &self,
         peer: Role,
         account: &str,
-        name: &str,
-        up: Upload,
-    ) -> Result<Outcome, StoreError> {
+        up: msg::Append,
+    ) -> Result<Outcome<Appended>, StoreError> {
+        let name = up.name.as_str();
         for k in &up.keywords {
             check_keyword(k)?;
         }
@@ -109,19 +90,18 @@ impl Store {
                 return Err(e);
             }
         };
-        done(SessionReply::Appended {
+        done(Appended {
             uidvalidity: m.uidvalidity,
             uid: Uid(uid),
         })
     }
 
-    pub(super) fn store_flags(
+    pub(crate) fn store_flags(
         &self,
         account: &str,
-        mailbox: u64,
-        uids: &crate::messages::UidSet,
-        update: FlagUpdate,
-    ) -> Result<Outcome, StoreError> {
+        update: msg::StoreFlags,
+    ) -> Result<Outcome<Stored>, StoreError> {
+        let (mailbox, uids) = (update.mailbox.0, &update.uids);
         self.owned(account, mailbox)?;
         let change = match update.change {
             FlagChange::Add => Change::Add,
@@ -134,42 +114,42 @@ impl Store {
             change,
             update.flags,
             &update.keywords,
-            update.unchanged_since,
+            update.unchanged_since.map(|m| m.0),
         )?;
-        done(SessionReply::Stored {
+        done(Stored {
             updated: r.updated.into_iter().map(wire_flags).collect(),
             modified: r.modified.into_iter().map(Uid).collect(),
         })
     }
 
-    pub(super) fn copy(
+    pub(crate) fn copy(
         &self,
         account: &str,
         from: u64,
         uids: &crate::messages::UidSet,
         to: &str,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome<Copied>, StoreError> {
         self.owned(account, from)?;
         let (to, _) = self.named(account, to)?;
         let (pairs, uidvalidity) = self.db.copy_messages(&self.files, from, uids, to)?;
-        done(SessionReply::Copied {
+        done(Copied {
             uidvalidity,
             pairs: uid_pairs(pairs),
         })
     }
 
     /// Moves messages; the answer is the same `Copied` a copy gives (old and new uids).
-    pub(super) fn move_to(
+    pub(crate) fn move_to(
         &self,
         account: &str,
         from: u64,
         uids: &crate::messages::UidSet,
         to: &str,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome<Copied>, StoreError> {
         self.owned(account, from)?;
         let (to, _) = self.named(account, to)?;
         let moved = self.db.move_messages(&self.files, from, uids, to)?;
-        let reply = SessionReply::Copied {
+        let reply = Copied {
             uidvalidity: moved.uidvalidity,
             pairs: uid_pairs(moved.pairs),
         };
@@ -177,16 +157,16 @@ impl Store {
     }
 
     /// Expunges the messages flagged `\Deleted` (only those in `uids`, if given).
-    pub(super) fn expunge(
+    pub(crate) fn expunge(
         &self,
         account: &str,
         mailbox: u64,
         uids: Option<crate::messages::UidSet>,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome<Vec<Uid>>, StoreError> {
         self.owned(account, mailbox)?;
         let (gone, unlink) = self.db.expunge(mailbox, uids.as_ref())?;
         let gone = gone.into_iter().map(Uid).collect();
-        Ok(((SessionReply::Expunged(gone), Vec::new()), unlink))
+        Ok(((gone, Vec::new()), unlink))
     }
 }
 

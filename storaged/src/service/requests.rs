@@ -1,7 +1,7 @@
 //! The dispatch of storaged's requests: who may ask what (decided by the link the request came
-//! on, never by the message), then one handler per request. Mailbox-session operations go on
-//! to `session_op`; the delivery path (open, deliver, abort) is here because it holds the
-//! open-delivery table.
+//! on, never by the message), then one handler per request. The mailbox API's requests go to
+//! `session_request`, which runs each in its session (`session::in_session`); the delivery
+//! path (open, deliver, abort) is here because it holds the open-delivery table.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use ipc::msg::store::{
 };
 use ipc::rpc::{Answer, Call, EventSender, Named};
 
-use ipc::Role;
+use ipc::{Handle, Role};
 
 use super::{Open, Refused, Session, Store, blocking, lock, permanent, temporary};
 use crate::deliver;
@@ -30,15 +30,6 @@ impl Store {
             return request.refuse(permanent(format!("{peer} may not make this request")).into());
         }
         match request {
-            Request::Session(msg::Session { ticket, op }) => {
-                let (answer, fds) = self.clone().session_op(peer, ticket, op, events).await;
-                msg::Session::reply_or(&answer, fds, || {
-                    Err(
-                        permanent("the answer is too large for one message; ask for fewer items")
-                            .into(),
-                    )
-                })
-            }
             Request::ResolveLogin(msg::ResolveLogin { username }) => {
                 let store = self.clone();
                 let account = blocking(move || store.db.login_account(&username)).await;
@@ -104,6 +95,143 @@ impl Store {
                 let results = self.commit_delivery(peer, id, recipients, placement).await;
                 msg::Deliver::reply(&results, Vec::new())
             }
+            request => self.clone().session_request(peer, request, events).await,
+        }
+    }
+
+    /// Answers a request of the mailbox API (the caller's link may make it).
+    async fn session_request(
+        self: Arc<Self>,
+        peer: Role,
+        request: Request,
+        events: EventSender<StoreService>,
+    ) -> Answer<StoreService> {
+        /// A session operation's answer: one that does not fit a frame is refused instead.
+        fn sent<C: Call<Service = StoreService, Answer = Result<T, Refused>>, T>(
+            (answer, fds): (Result<T, Refused>, Vec<Handle>),
+        ) -> Answer<StoreService>
+        where
+            Result<T, Refused>: serde::Serialize,
+        {
+            C::reply_or(&answer, fds, || {
+                Err(Refused::No(
+                    "the answer is too large for one message; ask for fewer items".into(),
+                ))
+            })
+        }
+        let me = self.clone();
+        match request {
+            Request::ListMailboxes(msg::ListMailboxes { ticket }) => sent::<msg::ListMailboxes, _>(
+                me.in_session(peer, ticket, |s, a| s.list_mailboxes(a))
+                    .await,
+            ),
+            Request::CreateMailbox(msg::CreateMailbox { ticket, name }) => {
+                sent::<msg::CreateMailbox, _>(
+                    me.in_session(peer, ticket, move |s, a| s.create_mailbox(a, &name))
+                        .await,
+                )
+            }
+            Request::RenameMailbox(msg::RenameMailbox { ticket, from, to }) => {
+                sent::<msg::RenameMailbox, _>(
+                    me.in_session(peer, ticket, move |s, a| s.rename_mailbox(a, &from, &to))
+                        .await,
+                )
+            }
+            Request::DeleteMailbox(msg::DeleteMailbox { ticket, name }) => {
+                sent::<msg::DeleteMailbox, _>(
+                    me.in_session(peer, ticket, move |s, a| s.delete_mailbox(a, &name))
+                        .await,
+                )
+            }
+            Request::Subscribe(msg::Subscribe {
+                ticket,
+                name,
+                subscribed,
+            }) => sent::<msg::Subscribe, _>(
+                me.in_session(peer, ticket, move |s, a| s.subscribe(a, &name, subscribed))
+                    .await,
+            ),
+            Request::Select(msg::Select { ticket, name }) => sent::<msg::Select, _>(
+                me.in_session(peer, ticket, move |s, a| s.select(a, &name))
+                    .await,
+            ),
+            Request::Fetch(msg::Fetch {
+                ticket,
+                mailbox,
+                uids,
+                after,
+            }) => sent::<msg::Fetch, _>(
+                me.in_session(peer, ticket, move |s, a| {
+                    s.fetch(a, mailbox.0, &uids, after.map(|u| u.0))
+                })
+                .await,
+            ),
+            Request::Open(msg::Open {
+                ticket,
+                mailbox,
+                uid,
+            }) => sent::<msg::Open, _>(
+                me.in_session(peer, ticket, move |s, a| s.open(a, mailbox.0, uid.0))
+                    .await,
+            ),
+            Request::OpenUpload(msg::OpenUpload { ticket }) => sent::<msg::OpenUpload, _>(
+                me.in_session(peer, ticket, move |s, _| s.open_upload(peer))
+                    .await,
+            ),
+            Request::Append(append) => sent::<msg::Append, _>(
+                me.in_session(peer, append.ticket, move |s, a| s.append(peer, a, append))
+                    .await,
+            ),
+            Request::StoreFlags(update) => sent::<msg::StoreFlags, _>(
+                me.in_session(peer, update.ticket, move |s, a| s.store_flags(a, update))
+                    .await,
+            ),
+            Request::Copy(msg::Copy {
+                ticket,
+                from,
+                uids,
+                to,
+            }) => sent::<msg::Copy, _>(
+                me.in_session(peer, ticket, move |s, a| s.copy(a, from.0, &uids, &to))
+                    .await,
+            ),
+            Request::Move(msg::Move {
+                ticket,
+                from,
+                uids,
+                to,
+            }) => sent::<msg::Move, _>(
+                me.in_session(peer, ticket, move |s, a| s.move_to(a, from.0, &uids, &to))
+                    .await,
+            ),
+            Request::Expunge(msg::Expunge {
+                ticket,
+                mailbox,
+                uids,
+            }) => sent::<msg::Expunge, _>(
+                me.in_session(peer, ticket, move |s, a| s.expunge(a, mailbox.0, uids))
+                    .await,
+            ),
+            Request::Changes(msg::Changes {
+                ticket,
+                mailbox,
+                since,
+            }) => sent::<msg::Changes, _>(
+                me.in_session(peer, ticket, move |s, a| s.changes(a, mailbox.0, since.0))
+                    .await,
+            ),
+            Request::Search(msg::Search {
+                ticket,
+                mailbox,
+                criteria,
+            }) => sent::<msg::Search, _>(
+                me.in_session(peer, ticket, move |s, a| s.search(a, mailbox.0, &criteria))
+                    .await,
+            ),
+            Request::Watch(msg::Watch { ticket }) => {
+                msg::Watch::reply(&self.watch(peer, ticket, events), Vec::new())
+            }
+            other => other.refuse(Refused::permanent("not a session request")),
         }
     }
 
@@ -179,7 +307,23 @@ fn permitted(peer: Role, request: &Request) -> bool {
         | Request::RegisterTicket(_)
         | Request::RevokeTicket(_)
         | Request::RevokeAccountTickets(_) => peer == Role::Authd,
-        Request::Session(_) => matches!(peer, Role::Imapd | Role::Httpd),
+        Request::ListMailboxes(_)
+        | Request::CreateMailbox(_)
+        | Request::RenameMailbox(_)
+        | Request::DeleteMailbox(_)
+        | Request::Subscribe(_)
+        | Request::Select(_)
+        | Request::Fetch(_)
+        | Request::Open(_)
+        | Request::OpenUpload(_)
+        | Request::Append(_)
+        | Request::StoreFlags(_)
+        | Request::Copy(_)
+        | Request::Move(_)
+        | Request::Expunge(_)
+        | Request::Changes(_)
+        | Request::Search(_)
+        | Request::Watch(_) => matches!(peer, Role::Imapd | Role::Httpd),
         Request::SessionOwnsAddress(_) => peer == Role::Keyd,
         Request::SubmissionAccount(_) => peer == Role::Queued,
     }
