@@ -899,7 +899,9 @@ fn store_identity_questions() {
             ticket: auth::Ticket([2; 16]),
             address: "a@d".into(),
         }),
-        &[9, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100],
+        &[
+            9, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 97, 64, 100,
+        ],
     );
     assert_golden(
         &store::Request::from(store::SubmissionAccount {
@@ -1027,13 +1029,18 @@ fn store_session_requests() {
     fn golden(request: impl Into<store::Request>, bytes: &[u8]) {
         assert_golden(&request.into(), bytes)
     }
-    golden(store::ListMailboxes { ticket: T }, &[11, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
+    golden(
+        store::ListMailboxes { ticket: T },
+        &[11, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3],
+    );
     golden(
         store::Select {
             ticket: T,
             name: "Inbox".into(),
         },
-        &[16, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 73, 110, 98, 111, 120],
+        &[
+            16, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 73, 110, 98, 111, 120,
+        ],
     );
     golden(
         store::Fetch {
@@ -1042,7 +1049,10 @@ fn store_session_requests() {
             uids: store::UidSet::from([(1, u32::MAX)]),
             after: Some(store::Uid(7)),
         },
-        &[17, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 1, 1, 252, 255, 255, 255, 255, 1, 7],
+        &[
+            17, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 1, 1, 252, 255, 255, 255, 255,
+            1, 7,
+        ],
     );
     golden(
         store::StoreFlags {
@@ -1054,7 +1064,10 @@ fn store_session_requests() {
             keywords: vec!["$Work".into()],
             unchanged_since: Some(store::ModSeq(9)),
         },
-        &[21, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 1, 2, 3, 0, 1, 1, 5, 36, 87, 111, 114, 107, 1, 9],
+        &[
+            21, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 1, 2, 3, 0, 1, 1, 5, 36, 87,
+            111, 114, 107, 1, 9,
+        ],
     );
     golden(
         store::Search {
@@ -1065,9 +1078,14 @@ fn store_session_requests() {
                 store::SearchTerm::Not,
             ]),
         },
-        &[26, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 2, 11, 1, 120, 14],
+        &[
+            26, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 5, 2, 11, 1, 120, 14,
+        ],
     );
-    golden(store::Watch { ticket: T }, &[27, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
+    golden(
+        store::Watch { ticket: T },
+        &[27, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3],
+    );
 }
 
 #[test]
