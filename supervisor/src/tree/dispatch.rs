@@ -40,7 +40,18 @@ impl Tree {
                     "admin uid {uid}: loglevel {} {filter}",
                     role.map_or("all", |r| r.name())
                 );
-                admin::LogLevel::reply(&self.set_log_level(role, filter), Vec::new())
+                match self.set_log_level(role, filter) {
+                    Ok((line, running)) => {
+                        // Answered once every running role has applied it, so that what
+                        // the operator does next is logged under the new filter.
+                        tokio::spawn(async move {
+                            let answer = apply_log_level(running).await.map(|()| line);
+                            let _ = reply.send(admin::LogLevel::reply(&answer, Vec::new()));
+                        });
+                        return;
+                    }
+                    Err(e) => admin::LogLevel::reply(&Err::<String, _>(e), Vec::new()),
+                }
             }
             Request::ForRole(admin::ForRole {
                 request: RoleAdmin::Key(key::Admin::LoadCertificates(_)),
@@ -167,11 +178,13 @@ impl Tree {
         Ok(format!("restarting {role}"))
     }
 
+    /// Records `filter` for `role` (or every role and the supervisor) and returns the line for
+    /// the operator and the running roles that must apply it now.
     fn set_log_level(
         &mut self,
         role: Option<Role>,
         filter: String,
-    ) -> Result<String, admin::Error> {
+    ) -> Result<(String, Vec<FilterChange>), admin::Error> {
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&filter) {
             return Err(admin::Error(format!("invalid log filter `{filter}`: {e}")));
         }
@@ -184,23 +197,21 @@ impl Tree {
                 Role::ALL.to_vec()
             }
         };
+        let mut running = Vec::new();
         for r in &targets {
             let slot = &mut self.slots[*r];
+            // A role not running takes it at its next start.
             slot.log_filter = filter.clone();
             if let Some(control) = slot.control.clone() {
-                let request = control::SetLogLevel {
-                    filter: filter.clone(),
-                };
-                tokio::spawn(async move {
-                    let _ = control.ask(request).await;
-                });
+                running.push((*r, control, filter.clone()));
             }
         }
-        Ok(format!(
+        let line = format!(
             "log filter `{filter}` for {}",
             role.map_or("every role and the supervisor".to_string(), |r| r
                 .to_string())
-        ))
+        );
+        Ok((line, running))
     }
 
     fn status(&self) -> admin::Status {
@@ -225,6 +236,31 @@ impl Tree {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A running role, its control channel and the log filter it is to apply.
+type FilterChange = (Role, Client<ControlService>, String);
+
+/// Has every role in `running` apply its new log filter; the roles that could not, and why.
+async fn apply_log_level(running: Vec<FilterChange>) -> Result<(), admin::Error> {
+    let mut failed = Vec::new();
+    for (role, control, filter) in running {
+        let asked = control.ask(control::SetLogLevel { filter });
+        match tokio::time::timeout(Duration::from_secs(5), asked).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(refused))) => failed.push(format!("{role}: {}", clip(&refused.0))),
+            Ok(Err(e)) => failed.push(format!("{role}: {e}")),
+            Err(_) => failed.push(format!("{role}: no answer within 5 s")),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(admin::Error(format!(
+            "the filter was not applied by {}",
+            failed.join("; ")
+        )))
     }
 }
 
