@@ -1,10 +1,16 @@
 //! Signing through keyd from synchronous code (rustls' `Signer::sign`, mail-auth's
 //! `SigningKey::sign`): one blocking round trip on a signing socket of our own, bounded by
-//! [`SIGN_TIMEOUT`], or the shared async link when every socket is busy.
+//! [`SIGN_TIMEOUT`], or the shared async link when every socket is busy. Windows has no
+//! signing sockets (no socketpairs, keyd refuses `OpenSigner`): there every signature takes the
+//! link.
 
+#[cfg(unix)]
 use ipc::sync::lock;
+#[cfg(unix)]
 use std::os::fd::OwnedFd;
+#[cfg(unix)]
 use std::sync::{Arc, Mutex};
+#[cfg(unix)]
 use tracing::Instrument;
 
 use ipc::context::PeerSlot;
@@ -16,7 +22,9 @@ use rustls::{SignatureAlgorithm, SignatureScheme};
 use crate::SIGN_TIMEOUT;
 
 /// Signing sockets to open per keyd instance (rustls signs on the async workers, two by
-/// default; a few more cover DKIM signatures from blocking threads).
+/// default; a few more cover DKIM signatures from blocking threads). Unix only: on Windows
+/// there are none and every signature takes the link.
+#[cfg(unix)]
 pub(crate) const SIGNERS: usize = 4;
 
 /// keyd as seen from synchronous code: signing sockets, and the shared link as a fallback.
@@ -25,6 +33,7 @@ pub struct KeydSigner {
     keyd: PeerSlot<KeyService>,
     runtime: tokio::runtime::Handle,
     /// Sockets of the current keyd instance, one caller each at a time.
+    #[cfg(unix)]
     sockets: Arc<Mutex<Vec<OwnedFd>>>,
 }
 
@@ -34,12 +43,14 @@ impl KeydSigner {
         KeydSigner {
             keyd,
             runtime: tokio::runtime::Handle::current(),
+            #[cfg(unix)]
             sockets: Arc::default(),
         }
     }
 
     /// Opens fresh signing sockets at the current keyd and drops the old ones (after keyd
     /// restarted they lead nowhere).
+    #[cfg(unix)]
     pub async fn reopen(&self, client: &ipc::Client<KeyService>) {
         let mut fresh = Vec::new();
         for _ in 0..SIGNERS {
@@ -56,7 +67,16 @@ impl KeydSigner {
         *lock(&self.sockets) = fresh;
     }
 
+    /// Keeps no signing sockets: they are socketpairs served by a blocking thread of keyd's,
+    /// and Windows has neither (keyd refuses `OpenSigner` there). Every signature takes the
+    /// shared link.
+    #[cfg(windows)]
+    pub async fn reopen(&self, client: &ipc::Client<KeyService>) {
+        let _ = client;
+    }
+
     /// Opens one signing socket in place of one that failed.
+    #[cfg(unix)]
     fn replace_one(&self) {
         let (keyd, sockets) = (self.keyd.clone(), self.sockets.clone());
         self.runtime.spawn(
@@ -74,81 +94,91 @@ impl KeydSigner {
         );
     }
 
+    #[cfg(unix)]
     fn take(&self) -> Option<OwnedFd> {
         lock(&self.sockets).pop()
     }
 
+    #[cfg(unix)]
     fn put(&self, fd: OwnedFd) {
         lock(&self.sockets).push(fd);
     }
 
     /// One signature, synchronously. Call from a runtime worker (rustls) or a blocking thread.
     pub fn sign(&self, request: key::SignTls) -> Result<Vec<u8>, String> {
-        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
-        // `block_in_place` first hands this worker's queued tasks to another thread: keyd may
-        // be a task of this very runtime (single-process mode) and must not wait behind us.
-        type Answer = <key::SignTls as ipc::rpc::Call>::Answer;
-        let block = |f: &mut dyn FnMut() -> Result<Answer, String>| {
-            if in_runtime {
-                tokio::task::block_in_place(f)
-            } else {
-                f()
+        #[cfg(unix)]
+        let answer = match self.take() {
+            Some(fd) => self.sign_on_socket(fd, request),
+            // All signing sockets busy: the shared link.
+            None => self.sign_on_link(request),
+        };
+        // Windows has no signing sockets (see `reopen`): always the shared link.
+        #[cfg(windows)]
+        let answer = self.sign_on_link(request);
+        answer?.map_err(|why| format!("keyd refused: {why}"))
+    }
+
+    /// One round trip on signing socket `fd`.
+    #[cfg(unix)]
+    fn sign_on_socket(&self, fd: OwnedFd, request: key::SignTls) -> Result<SignAnswer, String> {
+        use std::os::fd::AsFd;
+        // The socket is served by a thread of keyd's own (never a task of this runtime), so a
+        // quick answer is waited for right here; only a slow one (keyd busy or stopped) hands
+        // this worker's tasks to another thread first.
+        let answer = ipc::blocking::send_request(fd.as_fd(), request)
+            .and_then(|()| {
+                let started = std::time::Instant::now();
+                if ipc::blocking::answered_within(fd.as_fd(), QUICK) {
+                    ipc::blocking::wait_answer::<key::SignTls>(fd.as_fd(), SIGN_TIMEOUT)
+                } else {
+                    let left = SIGN_TIMEOUT.saturating_sub(started.elapsed());
+                    in_place(|| {
+                        ipc::blocking::wait_answer::<key::SignTls>(fd.as_fd(), left)
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(ipc::ChannelError::Protocol)
+                }
+            })
+            .map_err(|e| format!("keyd: {e}"));
+        // After an error the socket's state is unknown (a late answer may come): it is
+        // dropped, and a fresh one asked for in the background.
+        if answer.is_ok() {
+            self.put(fd);
+        } else {
+            drop(fd);
+            self.replace_one();
+        }
+        answer
+    }
+
+    /// One round trip on the shared async link, bounded by [`SIGN_TIMEOUT`].
+    fn sign_on_link(&self, request: key::SignTls) -> Result<SignAnswer, String> {
+        let client = self.keyd.current().ok_or("keyd is not reachable")?;
+        let call = async move {
+            match tokio::time::timeout(SIGN_TIMEOUT, client.ask(request)).await {
+                Ok(answer) => answer.map(Some),
+                Err(_) => Ok(None),
             }
         };
-        let answer = match self.take() {
-            Some(fd) => {
-                use std::os::fd::AsFd;
-                // The socket is served by a thread of keyd's own (never a task of this
-                // runtime), so a quick answer is waited for right here; only a slow one (keyd
-                // busy or stopped) hands this worker's tasks to another thread first.
-                let answer = ipc::blocking::send_request(fd.as_fd(), request)
-                    .and_then(|()| {
-                        let started = std::time::Instant::now();
-                        if ipc::blocking::answered_within(fd.as_fd(), QUICK) {
-                            ipc::blocking::wait_answer::<key::SignTls>(fd.as_fd(), SIGN_TIMEOUT)
-                        } else {
-                            let left = SIGN_TIMEOUT.saturating_sub(started.elapsed());
-                            let mut wait = || {
-                                ipc::blocking::wait_answer::<key::SignTls>(fd.as_fd(), left)
-                                    .map_err(|e| e.to_string())
-                            };
-                            block(&mut wait).map_err(ipc::ChannelError::Protocol)
-                        }
-                    })
-                    .map_err(|e| format!("keyd: {e}"));
-                // After an error the socket's state is unknown (a late answer may come): it is
-                // dropped, and a fresh one asked for in the background.
-                if answer.is_ok() {
-                    self.put(fd);
-                } else {
-                    drop(fd);
-                    self.replace_one();
-                }
-                answer
-            }
-            // All signing sockets busy: the shared link.
-            None => {
-                let client = self.keyd.current().ok_or("keyd is not reachable")?;
-                let mut request = Some(request);
-                let mut call = || {
-                    let request = request.take();
-                    let client = client.clone();
-                    async move {
-                        let request = request.ok_or(ipc::ChannelError::Closed)?;
-                        match tokio::time::timeout(SIGN_TIMEOUT, client.ask(request)).await {
-                            Ok(answer) => answer.map(Some),
-                            Err(_) => Ok(None),
-                        }
-                    }
-                };
-                block(&mut || match self.runtime.block_on(call()) {
-                    Ok(Some(answer)) => Ok(answer),
-                    Err(e) => Err(format!("keyd: {e}")),
-                    Ok(None) => Err(format!("keyd did not sign within {SIGN_TIMEOUT:?}")),
-                })
-            }
-        }?;
-        answer.map_err(|why| format!("keyd refused: {why}"))
+        in_place(|| match self.runtime.block_on(call) {
+            Ok(Some(answer)) => Ok(answer),
+            Err(e) => Err(format!("keyd: {e}")),
+            Ok(None) => Err(format!("keyd did not sign within {SIGN_TIMEOUT:?}")),
+        })
+    }
+}
+
+/// keyd's answer to one signature request.
+type SignAnswer = <key::SignTls as ipc::rpc::Call>::Answer;
+
+/// Runs `f`, which waits, on this thread. On a runtime's worker `block_in_place` first hands
+/// the worker's queued tasks to another thread: keyd may be a task of this very runtime
+/// (single-process mode) and must not wait behind us.
+fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
@@ -158,6 +188,7 @@ impl KeydSigner {
 /// processors, handing off after 200 µs left 0.59× the in-process handshake rate, after 2 ms
 /// 0.77×. A signature in process holds its worker as long (an RSA-2048 one about a
 /// millisecond); only a stopped or swamped keyd holds it the full 5 ms.
+#[cfg(unix)]
 const QUICK: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A TLS private key that lives in keyd.

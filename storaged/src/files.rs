@@ -11,9 +11,8 @@
 
 use ipc::sync::lock;
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
@@ -135,10 +134,8 @@ impl Files {
         let path = self.path(first);
         let mut dirs = BTreeSet::new();
         self.ensure_shard(&path, &mut dirs)?;
-        let mut dst = OpenOptions::new()
-            .write(true)
+        let mut dst = ipc::files::private()
             .create_new(true)
-            .mode(0o600)
             .open(&path)
             .map_err(|e| file_err(&path, e))?;
         let head = match src {
@@ -274,7 +271,7 @@ fn copy_range(src: &File, dst: &mut File, size: u64) -> std::io::Result<Vec<u8>>
     let mut offset = 0u64;
     while offset < size {
         let want = ((size - offset) as usize).min(buf.len());
-        let n = src.read_at(&mut buf[..want], offset)?;
+        let n = read_at(src, &mut buf[..want], offset)?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -287,6 +284,19 @@ fn copy_range(src: &File, dst: &mut File, size: u64) -> std::io::Result<Vec<u8>>
         offset += n as u64;
     }
     Ok(head)
+}
+
+/// Reads from `file` at `offset`: without touching its file offset on Unix; on Windows the
+/// read moves it, which is harmless here since the writer is done before a copy starts.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+    }
 }
 
 /// fsyncs a directory, making the entries created in it durable.
@@ -323,9 +333,7 @@ impl Unsynced {
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| file_err(dir, e))
+    ipc::files::sync_dir(dir).map_err(|e| file_err(dir, e))
 }
 
 fn file_err(path: &Path, source: std::io::Error) -> StoreError {

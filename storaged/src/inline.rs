@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,14 +92,14 @@ fn rewrite(files: &Files, id: u64, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
     let fresh = fresh_path(files, id);
     let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
+        let mut f = ipc::files::private()
             .create(true)
             .truncate(true)
-            .mode(0o600)
             .open(&fresh)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        // Closed before the rename: Windows renames no open file.
+        drop(f);
         std::fs::rename(&fresh, &path)
     })();
     if let Err(e) = written {

@@ -11,15 +11,14 @@
 use ipc::sync::{lock, read};
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ipc::Role;
 use ipc::msg::auth::Ticket;
 use ipc::msg::store::{Failure, RecipientResult, StoreService};
 use ipc::rpc::Incoming;
 use ipc::space::FreeSpace;
+use ipc::{Handle, Role};
 
 use crate::db::Db;
 use crate::deliver::{self, Flusher, Outcome};
@@ -45,6 +44,7 @@ pub struct Store {
     open: Mutex<HashMap<(Role, u64), Open>>,
     next_delivery: AtomicU64,
     /// Memory the open deliveries' pipes may fill.
+    #[cfg(unix)]
     spool_budget: Arc<Budget>,
     /// The data directory's free space against the floor.
     space: Arc<FreeSpace>,
@@ -63,9 +63,10 @@ pub struct Store {
 /// An open delivery or upload.
 #[derive(Debug)]
 enum Open {
-    /// A temporary file the peer writes into (IMAP APPEND).
+    /// A temporary file the peer writes into (IMAP APPEND; SMTP deliveries on Windows).
     File(File),
-    /// A pipe the peer writes into, read as the bytes come (SMTP deliveries).
+    /// A pipe the peer writes into, read as the bytes come (SMTP deliveries on Unix).
+    #[cfg(unix)]
     Pipe(crate::spool::Pump),
 }
 
@@ -103,6 +104,7 @@ impl Store {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64),
             ),
+            #[cfg(unix)]
             spool_budget: Budget::new(crate::spool::MEMORY_BUDGET),
             space,
             max_open_per_peer,
@@ -129,21 +131,37 @@ impl Store {
         }
     }
 
-    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, OwnedFd), Refused> {
+    /// A new temporary file for `peer` to write into; returns its id and the peer's handle.
+    pub(crate) fn open_temp(&self, peer: Role) -> Result<(u64, Handle), Refused> {
         self.room(0)?;
         self.register(peer, || {
             let file = self
                 .files
                 .temp_file()
                 .map_err(|e| temporary(e.to_string()))?;
-            let theirs = OwnedFd::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
+            let theirs = Handle::from(file.try_clone().map_err(|e| temporary(e.to_string()))?);
             Ok((Open::File(file), theirs))
         })
     }
 
+    /// A new delivery for `peer` to write into; returns its id and the peer's handle. On Unix
+    /// it is a pipe read as the bytes come; on Windows, which passes no pipes between roles,
+    /// the temporary file an upload gets, measured at the commit (see [`crate::spool`]).
+    pub(crate) fn open_delivery(&self, peer: Role) -> Result<(u64, Handle), Refused> {
+        #[cfg(unix)]
+        {
+            self.open_pipe(peer)
+        }
+        #[cfg(windows)]
+        {
+            self.open_temp(peer)
+        }
+    }
+
     /// A new delivery pipe for `peer` to write into: ours is read as the bytes come (see
     /// [`crate::spool`]), the write end is returned.
-    pub(crate) fn open_pipe(&self, peer: Role) -> Result<(u64, OwnedFd), Refused> {
+    #[cfg(unix)]
+    fn open_pipe(&self, peer: Role) -> Result<(u64, Handle), Refused> {
         self.room(0)?;
         let limits = crate::spool::Limits {
             files: self.files.clone(),
@@ -183,8 +201,8 @@ impl Store {
     fn register(
         &self,
         peer: Role,
-        make: impl FnOnce() -> Result<(Open, OwnedFd), Failure>,
-    ) -> Result<(u64, OwnedFd), Refused> {
+        make: impl FnOnce() -> Result<(Open, Handle), Failure>,
+    ) -> Result<(u64, Handle), Refused> {
         let mut open = lock(&self.open);
         if open.keys().filter(|(p, _)| *p == peer).count() >= MAX_OPEN_DELIVERIES {
             return Err(temporary("too many open deliveries").into());
@@ -200,6 +218,7 @@ impl Store {
         let mut open = lock(&self.open);
         match open.remove(&(peer, id)) {
             Some(Open::File(file)) => Some(file),
+            #[cfg(unix)]
             Some(other) => {
                 open.insert((peer, id), other);
                 None

@@ -1,8 +1,7 @@
 //! Operations that read messages: fetch metadata, open a message file, search, changes since a
 //! modseq. Each first checks that the mailbox belongs to the session's account.
 
-use std::os::fd::OwnedFd;
-
+use ipc::Handle;
 use ipc::msg::store::{ChangesSince, Criteria, MessageMeta, Messages, ModSeq, Uid};
 
 use super::wire::{meta, wire_flags};
@@ -64,7 +63,7 @@ impl Store {
             })?
             .1;
         let file = self.files.open_read(m.file)?;
-        Ok(((m.size, vec![OwnedFd::from(file)]), Vec::new()))
+        Ok(((m.size, vec![Handle::from(file)]), Vec::new()))
     }
 
     pub(crate) fn search(

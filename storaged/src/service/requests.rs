@@ -15,7 +15,9 @@ use ipc::{Handle, Role};
 
 use super::{Open, Refused, Session, Store, blocking, lock, permanent, temporary};
 use crate::deliver;
-use crate::spool::{SpoolError, Spooled};
+#[cfg(unix)]
+use crate::spool::SpoolError;
+use crate::spool::Spooled;
 
 impl Store {
     /// Checks that `peer` may make `request`, then answers it, as the type the request names.
@@ -73,7 +75,7 @@ impl Store {
                 let account = blocking(move || store.db.resolve(&address)).await;
                 msg::SenderAccount::reply(&account.map(|a| a.map(Into::into)), Vec::new())
             }
-            Request::OpenDelivery(msg::OpenDelivery {}) => match self.open_pipe(peer) {
+            Request::OpenDelivery(msg::OpenDelivery {}) => match self.open_delivery(peer) {
                 Ok((id, fd)) => msg::OpenDelivery::reply(&Ok(DeliveryId(id)), vec![fd]),
                 Err(refused) => msg::OpenDelivery::reply(&Err(refused), Vec::new()),
             },
@@ -261,7 +263,7 @@ impl Store {
     }
 
     /// Commits the open delivery `id` of `peer` to `recipients`: the pipe is drained (or the
-    /// upload file measured), then the message is filed all-or-nothing.
+    /// file measured: an upload's, or a delivery's on Windows), then the message is filed all-or-nothing.
     async fn commit_delivery(
         self: Arc<Self>,
         peer: Role,
@@ -275,6 +277,7 @@ impl Store {
             .ok_or_else(|| temporary(format!("no open delivery {id}")))?;
         // The peer's share stays taken until the delivery is done.
         let (spooled, _share) = match open {
+            #[cfg(unix)]
             Open::Pipe(pump) => pump.finish().await.map_err(|e| {
                 tracing::warn!("delivery {id} of {peer}: {e}");
                 match e {
