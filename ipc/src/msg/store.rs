@@ -255,7 +255,9 @@ pub struct MessageMeta {
 /// One MIME part of a message (IMAP BODYSTRUCTURE), with byte offsets into the message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyPart {
+    /// Index of the enclosing multipart in the list; `None` for the whole message.
     pub parent: Option<u32>,
+    /// Lower-cased type and subtype, e.g. `text` / `plain`.
     pub content_type: String,
     pub subtype: String,
     pub params: Vec<(String, String)>,
@@ -265,9 +267,11 @@ pub struct BodyPart {
     pub disposition: Option<(String, Vec<(String, String)>)>,
     pub language: Vec<String>,
     pub location: Option<String>,
+    /// Byte offsets in the message: where the part's header starts, its body starts, it ends.
     pub header_start: u64,
     pub body_start: u64,
     pub end: u64,
+    /// Lines in the body.
     pub lines: u32,
 }
 

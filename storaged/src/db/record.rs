@@ -192,28 +192,8 @@ pub struct EnvelopeAddress {
     pub domain: String,
 }
 
-/// One MIME part.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BodyPart {
-    /// Index of the enclosing multipart in the list; `None` for the whole message.
-    pub parent: Option<u32>,
-    /// Lower-cased type and subtype, e.g. `text` / `plain`.
-    pub content_type: String,
-    pub subtype: String,
-    pub params: Vec<(String, String)>,
-    pub id: Option<String>,
-    pub description: Option<String>,
-    pub encoding: Option<String>,
-    pub disposition: Option<(String, Vec<(String, String)>)>,
-    pub language: Vec<String>,
-    pub location: Option<String>,
-    /// Byte offsets in the message: where the part's header starts, its body starts, it ends.
-    pub header_start: u64,
-    pub body_start: u64,
-    pub end: u64,
-    /// Lines in the body.
-    pub lines: u32,
-}
+/// One MIME part: the catalogue's type, stored as it is sent (the same bytes on disk).
+pub use ipc::msg::store::BodyPart;
 
 /// A message's bytes held in the database until its file is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ pub(super) fn meta(uid: u32, m: Message) -> MessageMeta {
         internal_date: m.internal_date,
         size: m.size,
         envelope: wire_envelope(m.envelope),
-        structure: m.structure.into_iter().map(wire_part).collect(),
+        structure: m.structure,
     }
 }
 
@@ -42,24 +42,5 @@ fn wire_envelope(e: Envelope) -> WireEnvelope {
         bcc: list(e.bcc),
         in_reply_to: e.in_reply_to,
         message_id: e.message_id,
-    }
-}
-
-fn wire_part(p: crate::structure::BodyPart) -> ipc::msg::store::BodyPart {
-    ipc::msg::store::BodyPart {
-        parent: p.parent,
-        content_type: p.content_type,
-        subtype: p.subtype,
-        params: p.params,
-        id: p.id,
-        description: p.description,
-        encoding: p.encoding,
-        disposition: p.disposition,
-        language: p.language,
-        location: p.location,
-        header_start: p.header_start,
-        body_start: p.body_start,
-        end: p.end,
-        lines: p.lines,
     }
 }
