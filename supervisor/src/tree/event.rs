@@ -12,48 +12,21 @@ use ipc::msg::control;
 use ipc::{Handle, Role};
 use tokio::sync::oneshot;
 
-use crate::launch::{self, Connected, Launcher};
+use crate::launch::{self, Launcher};
 use crate::listeners::Bound;
 
 /// What a started instance reports goes to the tree like any other event.
 impl From<launch::Outcome> for Event {
     fn from(outcome: launch::Outcome) -> Event {
-        match outcome {
-            launch::Outcome::Connected {
-                role,
-                epoch,
-                result,
-            } => Event::Connected {
-                role,
-                epoch,
-                result,
-            },
-            launch::Outcome::Exited {
-                role,
-                epoch,
-                status,
-            } => Event::Exited {
-                role,
-                epoch,
-                status,
-            },
-        }
+        Event::Launched(outcome)
     }
 }
 
 /// Everything the tree reacts to.
 #[derive(Debug)]
 pub enum Event {
-    Connected {
-        role: Role,
-        epoch: u64,
-        result: Result<Connected, String>,
-    },
-    Exited {
-        role: Role,
-        epoch: u64,
-        status: String,
-    },
+    /// A started instance's handshake ended, or the instance is gone.
+    Launched(launch::Outcome),
     Retry {
         role: Role,
         epoch: u64,

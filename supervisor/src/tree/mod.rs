@@ -14,7 +14,7 @@ use ipc::{Client, Handle, Role};
 use tokio::sync::mpsc;
 
 use crate::clip::clip;
-use crate::launch::Connected;
+use crate::launch::{Connected, Outcome};
 use crate::logs::LogControl;
 
 mod dispatch;
@@ -114,16 +114,16 @@ impl Tree {
 
     fn on(&mut self, event: Event) {
         match event {
-            Event::Connected {
+            Event::Launched(Outcome::Connected {
                 role,
                 epoch,
                 result,
-            } => self.on_connected(role, epoch, result),
-            Event::Exited {
+            }) => self.on_connected(role, epoch, result),
+            Event::Launched(Outcome::Exited {
                 role,
                 epoch,
                 status,
-            } => self.on_exited(role, epoch, status),
+            }) => self.on_exited(role, epoch, status),
             Event::Retry { role, epoch } => {
                 let slot = &self.slots[role];
                 if slot.epoch == epoch
@@ -249,11 +249,11 @@ impl Tree {
             Err(e) => {
                 tracing::error!("starting {role}: {e}");
                 slot.last_error = Some(e.clone());
-                let _ = self.events_tx.send(Event::Exited {
+                let _ = self.events_tx.send(Event::Launched(Outcome::Exited {
                     role,
                     epoch,
                     status: e,
-                });
+                }));
             }
         }
     }
